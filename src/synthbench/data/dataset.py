@@ -1,0 +1,325 @@
+"""The Dataset: the one currency between synthbench's stages, real or synthetic.
+
+On disk a *packed* Dataset is a folder::
+
+    images.npy      uint8 array (N, H, W, C), opened memory-mapped
+    labels.npy      int64 (N,), -1 for unlabelled images
+    splits.npy      unicode (N,), e.g. "train" / "valid" / "test"
+    items.jsonl     one JSON object per image (where it came from: file, seed, prompt, ...)
+    manifest.json   written last: class names, counts, options, content fingerprint, skips
+
+A folder without ``manifest.json`` is not a Dataset (a killed writer leaves its work under a
+temporary name, never under the final one).
+
+In memory a :class:`Dataset` is a *view*: rows of one or more packed arrays, picked by index.
+Subsets and mixtures (see :mod:`synthbench.data.compose`) are views too, so composing never copies
+images; a view carries its own fingerprint derived from its inputs and parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthbench.errors import DataError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+UNLABELLED = -1
+
+
+def fingerprint_arrays(images: np.ndarray, labels: np.ndarray, splits: np.ndarray,
+                       class_names: Sequence[str], chunk: int = 4096) -> str:
+    """Content hash of a packed Dataset: pixels, labels, splits and class names (BLAKE2b)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps({"shape": list(images.shape), "classes": list(class_names)}).encode())
+    for start in range(0, len(images), chunk):
+        h.update(np.ascontiguousarray(images[start:start + chunk]).tobytes())
+    h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    h.update("\n".join(splits.tolist()).encode())
+    return h.hexdigest()
+
+
+def derive_fingerprint(operation: str, params: dict[str, Any], inputs: Sequence[str]) -> str:
+    """Fingerprint of a Dataset made from others: a hash of the inputs' fingerprints and params."""
+    payload = json.dumps({"op": operation, "params": params, "inputs": list(inputs)}, sort_keys=True)
+    return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
+
+
+@dataclass
+class Dataset:
+    """Images (uint8, N x H x W x C), integer labels, split names and class names.
+
+    ``arrays`` are the backing image arrays (memory-mapped for packed Datasets); row ``i`` of the
+    view is ``arrays[part[i]][row[i]]``.
+    """
+
+    arrays: list[np.ndarray]
+    part: np.ndarray
+    row: np.ndarray
+    labels: np.ndarray
+    splits: np.ndarray
+    class_names: list[str]
+    fingerprint: str
+    manifest: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Dataset:
+        """Open a packed Dataset folder; images stay on disk, memory-mapped."""
+        path = Path(path)
+        if not path.exists():
+            raise DataError(f"Dataset folder {path} does not exist")
+        manifest_file = path / MANIFEST
+        if not manifest_file.is_file():
+            raise DataError(
+                f"{path} is not a complete Dataset (no {MANIFEST}); it may be an interrupted run: "
+                "prepare or generate it again")
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise DataError(f"{path}: Dataset format {manifest.get('format_version')} is not "
+                            f"supported (this synthbench reads format {FORMAT_VERSION})")
+        try:
+            images = np.load(path / "images.npy", mmap_mode="r")
+            labels = np.load(path / "labels.npy")
+            splits = np.load(path / "splits.npy")
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: Dataset files are unreadable ({exc}); prepare it again") from exc
+        if not (len(images) == len(labels) == len(splits) == manifest["num_images"]):
+            raise DataError(f"{path}: array lengths disagree with {MANIFEST}; prepare it again")
+        n = len(images)
+        return cls(arrays=[images], part=np.zeros(n, np.int32), row=np.arange(n, dtype=np.int64),
+                   labels=labels.astype(np.int64), splits=splits,
+                   class_names=list(manifest["class_names"]), fingerprint=manifest["fingerprint"],
+                   manifest=manifest, path=path)
+
+    @classmethod
+    def from_arrays(cls, images: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                    splits: np.ndarray | None = None) -> Dataset:
+        """An in-memory Dataset (used by tests and by generators before writing)."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim != 4:
+            raise DataError(f"images must be uint8 N x H x W x C, got {images.dtype} {images.shape}")
+        n = len(images)
+        splits = np.full(n, "train") if splits is None else np.asarray(splits).astype(str)
+        labels = np.asarray(labels, dtype=np.int64)
+        return cls(arrays=[images], part=np.zeros(n, np.int32), row=np.arange(n, dtype=np.int64),
+                   labels=labels, splits=splits, class_names=list(class_names),
+                   fingerprint=fingerprint_arrays(images, labels, splits, class_names))
+
+    # ---------------------------------------------------------------- basic facts
+    def __len__(self) -> int:
+        return len(self.row)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of every image."""
+        return tuple(self.arrays[0].shape[1:])  # type: ignore[return-value]
+
+    @property
+    def resolution(self) -> int:
+        return self.shape[0]
+
+    @property
+    def channels(self) -> int:
+        return self.shape[2]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def labelled(self) -> bool:
+        return self.num_classes > 0
+
+    @property
+    def split_names(self) -> list[str]:
+        order = {"train": 0, "valid": 1, "test": 2}
+        return sorted(set(self.splits.tolist()), key=lambda s: (order.get(s, 9), s))
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Number of images per split and class (``"(unlabelled)"`` for label -1)."""
+        out: dict[str, dict[str, int]] = {}
+        names = {i: c for i, c in enumerate(self.class_names)}
+        for split in self.split_names:
+            mask = self.splits == split
+            labels, num = np.unique(self.labels[mask], return_counts=True)
+            out[split] = {names.get(int(l), "(unlabelled)"): int(c) for l, c in zip(labels, num)}
+        return out
+
+    # ---------------------------------------------------------------- views
+    def select(self, indices: np.ndarray | Sequence[int], fingerprint: str | None = None) -> Dataset:
+        """A view of some rows (no pixels are copied)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        fp = fingerprint or derive_fingerprint(
+            "select", {"indices": hashlib.blake2b(idx.tobytes(), digest_size=16).hexdigest()},
+            [self.fingerprint])
+        return Dataset(arrays=self.arrays, part=self.part[idx], row=self.row[idx],
+                       labels=self.labels[idx], splits=self.splits[idx],
+                       class_names=list(self.class_names), fingerprint=fp,
+                       manifest=self.manifest, path=self.path)
+
+    def split(self, name: str) -> Dataset:
+        """The view of one split; an unknown split name is a DataError listing the known ones."""
+        mask = self.splits == name
+        if not mask.any():
+            raise DataError(f"Dataset has no {name!r} split (it has: {', '.join(self.split_names)})")
+        return self.select(np.flatnonzero(mask),
+                           fingerprint=derive_fingerprint("split", {"name": name}, [self.fingerprint]))
+
+    # ---------------------------------------------------------------- reading pixels
+    def take(self, indices: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Images at view positions ``indices`` as one uint8 array (n, H, W, C).
+
+        Rows are read in sorted order within each backing array (sequential reads from the
+        memory map) and put back in the requested order.
+        """
+        idx = np.asarray(indices, dtype=np.int64)
+        if len(self.arrays) == 1:
+            rows = self.row[idx]
+            order = np.argsort(rows, kind="stable")
+            out = np.empty((len(idx),) + self.shape, dtype=np.uint8)
+            out[order] = self.arrays[0][rows[order]]
+            return out
+        out = np.empty((len(idx),) + self.shape, dtype=np.uint8)
+        parts = self.part[idx]
+        for p in np.unique(parts):
+            where = np.flatnonzero(parts == p)
+            rows = self.row[idx[where]]
+            order = np.argsort(rows, kind="stable")
+            out[where[order]] = self.arrays[p][rows[order]]
+        return out
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        return self.take([i])[0], int(self.labels[i])
+
+    def batches(self, batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                drop_last: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Iterate ``(images uint8 (b,H,W,C), labels int64 (b,))`` in (seeded) shuffled order."""
+        order = np.random.default_rng(seed).permutation(len(self)) if shuffle else np.arange(len(self))
+        stop = len(order) - (len(order) % batch_size if drop_last else 0)
+        for start in range(0, stop, batch_size):
+            idx = order[start:start + batch_size]
+            yield self.take(idx), self.labels[idx]
+
+    def items(self) -> list[dict[str, Any]]:
+        """Per-image records of a packed Dataset (``items.jsonl``), in view order."""
+        if self.path is None or len(self.arrays) != 1:
+            return [{} for _ in range(len(self))]
+        records = read_items(self.path)
+        return [records[int(r)] for r in self.row]
+
+
+def read_items(path: Path) -> list[dict[str, Any]]:
+    file = Path(path) / "items.jsonl"
+    if not file.is_file():
+        return []
+    with open(file, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+# -------------------------------------------------------------------- writing
+def temporary_sibling(final: Path) -> Path:
+    """A unique temporary folder next to ``final`` (same filesystem, so rename is atomic)."""
+    return final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+@contextmanager
+def atomic_folder(final: str | os.PathLike, *, replace: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder; on success rename it to ``final``, on error remove it.
+
+    Nothing ever appears under ``final`` until the content is complete, so a killed run leaves
+    only a hidden ``.NAME.tmp-*`` folder (removed by the next run, see :func:`clean_stale_temps`).
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(final)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if final.exists():
+            if not replace:
+                raise DataError(f"{final} already exists")
+            trash = temporary_sibling(final)
+            final.rename(trash)
+            tmp.rename(final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def clean_stale_temps(final: Path) -> None:
+    """Remove temporary folders left next to ``final`` by killed runs of dead processes."""
+    for tmp in final.parent.glob(f".{final.name}.tmp-*"):
+        try:
+            pid = int(tmp.name.split(".tmp-")[1].split("-")[0])
+        except (IndexError, ValueError):
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_packed(folder: Path, images: np.ndarray, labels: np.ndarray, splits: np.ndarray,
+                 class_names: Sequence[str], items: Sequence[dict[str, Any]],
+                 manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write labels, splits, items and (last) the manifest of a packed Dataset into ``folder``.
+
+    ``images`` must already be ``folder/images.npy`` (written by the caller, usually through
+    ``np.lib.format.open_memmap``) or an array, which is then saved. Returns the manifest.
+    """
+    folder = Path(folder)
+    if not (folder / "images.npy").exists():
+        np.save(folder / "images.npy", np.ascontiguousarray(images, dtype=np.uint8))
+    labels = np.asarray(labels, dtype=np.int64)
+    splits = np.asarray(splits).astype(str)
+    np.save(folder / "labels.npy", labels)
+    np.save(folder / "splits.npy", splits)
+    with open(folder / "items.jsonl", "w", encoding="utf-8") as fh:
+        for item in items:
+            fh.write(json.dumps(item, ensure_ascii=False) + "\n")
+    view = Dataset(arrays=[images], part=np.zeros(len(labels), np.int32),
+                   row=np.arange(len(labels)), labels=labels, splits=splits,
+                   class_names=list(class_names), fingerprint="")
+    from synthbench import __version__
+
+    full = {
+        "format_version": FORMAT_VERSION,
+        "synthbench_version": __version__,
+        "num_images": int(len(labels)),
+        "shape": list(images.shape[1:]),
+        "class_names": list(class_names),
+        "splits": view.split_names,
+        "counts": view.counts(),
+        "fingerprint": fingerprint_arrays(images, labels, splits, class_names),
+        **manifest,
+    }
+    tmp = folder / (MANIFEST + ".part")
+    tmp.write_text(json.dumps(full, indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.rename(folder / MANIFEST)
+    return full
