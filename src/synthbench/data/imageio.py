@@ -49,6 +49,9 @@ class ImageSpec:
 
 def load_image(path: str, spec: ImageSpec) -> np.ndarray:
     """Decode, fix orientation and colour mode, resize: ``(size, size, channels)`` uint8."""
+    # Pillow's bomb limit is a module global: set it for this file only, so a small test limit
+    # does not leak into the rest of the process (or into a worker's next job).
+    previous_limit = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its limit; we refuse anything above 1x.
@@ -75,6 +78,8 @@ def load_image(path: str, spec: ImageSpec) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow reports truncated and corrupt data as OSError/SyntaxError/ValueError.
         raise ImageSkipped(f"corrupt or truncated image: {exc}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous_limit
     return array
 
 
