@@ -246,7 +246,8 @@ def _decode_all(listing: Listing, spec: ImageSpec, folder: Path, config: Prepare
         final = np.lib.format.open_memmap(folder / "images.part.npy", mode="w+", dtype=np.uint8,
                                           shape=(len(kept),) + shape[1:])
         for start in range(0, len(kept), 4096):
-            final[start:start + 4096] = images[start:start + 4096]
+            stop = min(start + 4096, len(kept))
+            final[start:stop] = images[start:stop]
         final.flush()
         del images, final
         os.replace(folder / "images.part.npy", folder / "images.npy")
