@@ -1,0 +1,162 @@
+"""Shared fixtures: small images written into tmp_path by the tests, and a quiet, fast prepare().
+
+Nothing here downloads anything: every source layout is rebuilt in miniature from Pillow images.
+Classes get solid, well-separated colours so a test can check that each prepared image still sits
+next to its own label after sorting, filtering, skipping and parallel decoding.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from synthbench.data.dataset import Dataset
+from synthbench.data.prepare import PrepareConfig, prepare
+
+# Solid colours far apart in RGB, so JPEG noise and resizing never make one look like another.
+PALETTE = [
+    (220, 30, 30), (30, 200, 40), (30, 40, 220), (230, 220, 30),
+    (200, 40, 210), (30, 210, 210), (250, 140, 20), (120, 120, 120),
+]
+
+
+def _pixels(size: tuple[int, int], colour, seed: int | None) -> np.ndarray:
+    w, h = size
+    if colour is not None:
+        return np.broadcast_to(np.asarray(colour, np.uint8), (h, w, 3)).copy()
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def make_image():
+    """``make_image(path, size=(w, h), colour=None, seed=0, mode="RGB", **save_kwargs)``.
+
+    Writes an image (solid ``colour``, or seeded noise when ``colour`` is None) and returns its
+    path. The format follows the extension unless ``format=`` is given.
+    """
+
+    def make(path, size=(12, 10), colour=None, seed=0, mode="RGB", **save_kwargs) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        img = Image.fromarray(_pixels(size, colour, seed))
+        if mode != "RGB":
+            img = img.convert(mode)
+        img.save(path, **save_kwargs)
+        return path
+
+    return make
+
+
+@pytest.fixture
+def class_tree(make_image):
+    """``class_tree(root, {"cat": 3, "dog": 2}, ext=".png", colours=None, noise=False)``.
+
+    One folder per class under ``root`` with that many images. Each class is one solid colour
+    (``colours[name]`` or the next PALETTE entry in sorted order) unless ``noise`` is set, in
+    which case every image is distinct seeded noise. Returns ``{class: colour}``.
+    """
+
+    def make(root, counts: dict[str, int], ext: str = ".png", colours=None, noise=False,
+             size=(12, 10), seed=0) -> dict[str, tuple[int, int, int]]:
+        root = Path(root)
+        colours = dict(colours or {})
+        for j, name in enumerate(sorted(counts)):
+            colours.setdefault(name, PALETTE[j % len(PALETTE)])
+            for k in range(counts[name]):
+                make_image(root / name / f"img_{k:03d}{ext}", size=size,
+                           colour=None if noise else colours[name], seed=seed + 1000 * j + k)
+        return colours
+
+    return make
+
+
+@pytest.fixture
+def run_prepare(tmp_path):
+    """``run_prepare(out=None, *, overwrite=False, progress=False, **options)``.
+
+    ``prepare()`` with ``workers=0`` (decoding in this process: fast and monkeypatchable)
+    unless the test asks for workers; ``out`` defaults to ``tmp_path / "prepared"``.
+    """
+
+    def run(out=None, *, overwrite=False, progress=False, **options) -> Dataset:
+        options.setdefault("workers", 0)
+        if isinstance(options.get("path"), os.PathLike):
+            options["path"] = str(options["path"])
+        config = PrepareConfig(**options)
+        return prepare(config, out if out is not None else tmp_path / "prepared",
+                       overwrite=overwrite, progress=progress)
+
+    return run
+
+
+@pytest.fixture
+def assert_colours():
+    """``assert_colours(ds, {class: colour}, tol=12)``: every image's mean colour is its class's."""
+
+    def check(ds: Dataset, colours: dict[str, tuple[int, int, int]], tol: float = 12) -> None:
+        images = ds.take(np.arange(len(ds))).astype(np.float64)
+        means = images.mean(axis=(1, 2))
+        for i, label in enumerate(ds.labels):
+            want = np.asarray(colours[ds.class_names[int(label)]], np.float64)
+            assert np.abs(means[i] - want).max() <= tol, (
+                f"image {i} labelled {ds.class_names[int(label)]} has mean colour {means[i]}, "
+                f"expected about {want}")
+
+    return check
+
+
+@pytest.fixture
+def animals10_download(class_tree, tmp_path):
+    """The Kaggle Animals-10 layout: ROOT/translate.py and ROOT/raw-img/<italian class>/*.jpeg."""
+    root = tmp_path / "animals10"
+    colours = class_tree(root / "raw-img", {"cane": 3, "gatto": 2, "ragno": 4}, ext=".jpeg")
+    (root / "translate.py").write_text("translate = {'cane': 'dog'}\n", encoding="utf-8")
+    return root, colours
+
+
+@pytest.fixture
+def fruits_download(class_tree, tmp_path):
+    """The Kaggle Fruits Classification layout: ROOT/Fruits Classification/{train,valid,test}/<Class>/."""
+    root = tmp_path / "fruits"
+    base = root / "Fruits Classification"
+    colours = {"Apple": PALETTE[0], "Banana": PALETTE[3], "Grape": PALETTE[4]}
+    counts = {"train": 5, "valid": 2, "test": 3}
+    for split, n in counts.items():
+        class_tree(base / split, {c: n for c in colours}, ext=".jpeg", colours=colours)
+    return root, {c.lower(): v for c, v in colours.items()}, counts
+
+
+@pytest.fixture
+def celeba_download(make_image, tmp_path):
+    """The Kaggle CelebA layout, 12 images: nested img_align_celeba folders and the csv files."""
+    root = tmp_path / "celeba"
+    images = root / "img_align_celeba" / "img_align_celeba"
+    names = [f"{i:06d}.jpg" for i in range(1, 13)]
+    partition = {n: str(p) for n, p in zip(names, [0] * 6 + [1] * 3 + [2] * 3)}
+    smiling = {n: (1 if i % 3 == 0 else -1) for i, n in enumerate(names)}
+    for i, name in enumerate(names):
+        # Smiling faces bright, the others dark: the label can be checked from the pixels.
+        make_image(images / name, size=(18, 22), colour=(230, 230, 230) if smiling[name] > 0 else (20, 20, 20))
+    with open(root / "list_eval_partition.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image_id", "partition"])
+        w.writerows([n, partition[n]] for n in names)
+    attrs = ["5_o_Clock_Shadow", "Arched_Eyebrows", "Smiling", "Young"]
+    with open(root / "list_attr_celeba.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image_id"] + attrs)
+        w.writerows([n, -1, 1, smiling[n], 1] for n in names)
+    with open(root / "list_bbox_celeba.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image_id", "x_1", "y_1", "width", "height"])
+        w.writerows([n, 95, 71, 226, 313] for n in names)
+    with open(root / "list_landmarks_align_celeba.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image_id", "lefteye_x", "lefteye_y"])
+        w.writerows([n, 69, 109] for n in names)
+    return root, partition, smiling
