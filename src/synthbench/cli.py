@@ -129,6 +129,47 @@ def data_export(dataset, out, split, overwrite, quiet):
     click.echo(str(path))
 
 
+# ------------------------------------------------------------------------------------ train
+@cli.group()
+def train() -> None:
+    """Train generators on a prepared Dataset (one run folder per run)."""
+
+
+def _train_options(func):
+    func = click.option("--data", required=True, type=click.Path(), help="A prepared Dataset folder.")(func)
+    func = click.option("--out", required=True, type=click.Path(), help="The run folder to create (or resume).")(func)
+    func = click.option("--preset", help="A shipped preset of this model (see 'synthbench train presets').")(func)
+    func = click.option("--config", "config_file", type=click.Path(), help="A YAML file of options.")(func)
+    func = click.option("--resume", is_flag=True, help="Continue the newest complete checkpoint in --out.")(func)
+    return click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")(func)
+
+
+@train.command("dcgan")
+@_train_options
+def train_dcgan_cmd(data, out, preset, config_file, resume, overrides):
+    """Train a DCGAN (unconditional, or class-conditional with model.conditional=true).
+
+    \b
+    Examples:
+      synthbench train dcgan --data data/celeba64 --out runs/celeba-dcgan --preset celeba-dcgan
+      synthbench train dcgan --data data/digits --out runs/digits-gan --preset digits train.epochs=30
+      synthbench train dcgan --data data/celeba64 --out runs/celeba-dcgan --resume
+    """
+    from synthbench.train import train_dcgan
+
+    train_dcgan(data, out, preset=preset, config_file=config_file, overrides=overrides, resume=resume)
+    click.echo(str(out))
+
+
+@train.command("presets")
+def train_presets() -> None:
+    """List the shipped training presets of every model."""
+    from synthbench.config import preset_names
+
+    for group in ("dcgan",):
+        click.echo(f"{group}: {', '.join(preset_names(group))}")
+
+
 # ------------------------------------------------------------------------------------ entry
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors print one line and exit with code 2."""

@@ -155,19 +155,23 @@ def resolve_config(
     model: type[M],
     *,
     preset: tuple[str, str] | None = None,
+    base: tuple[dict[str, Any], str] | None = None,
     config_file: str | Path | None = None,
     flags: dict[str, Any] | None = None,
     overrides: list[str] | tuple[str, ...] = (),
 ) -> M:
-    """Build a validated ``model`` from defaults < preset < file < flags < overrides.
+    """Build a validated ``model`` from defaults < preset < base < file < flags < overrides.
 
-    ``preset`` is ``(group, name)``. ``flags`` are the command's own options (``None`` values
+    ``preset`` is ``(group, name)``; ``base`` is ``(values, where they came from)``, e.g. the
+    config saved in a run folder that is being resumed. ``flags`` are the command's own options (``None`` values
     mean "not given" and are left out so they do not hide a preset's value).
     """
     layers = _Layered()
     if preset is not None:
         path = preset_path(*preset)
         layers.merge(read_yaml(path), f"preset {preset[1]!r} ({path})")
+    if base is not None:
+        layers.merge(base[0], base[1])
     if config_file is not None:
         layers.merge(read_yaml(config_file), f"config file {config_file}")
     if flags:

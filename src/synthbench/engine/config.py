@@ -1,0 +1,31 @@
+"""Options shared by every training run (GAN, diffusion, classifier)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from synthbench.config import StrictModel
+
+# Keys that may differ between a checkpoint and the run that resumes it (they do not change
+# what has been computed so far): extending training, checkpoint cadence, logging.
+RESUMABLE_CHANGES = {"epochs", "max_steps", "checkpoint_every", "keep_checkpoints", "log_every",
+                     "grid_epochs", "progress"}
+
+
+class TrainConfig(StrictModel):
+    """How the shared engine runs a training loop."""
+
+    epochs: int = Field(1, ge=1, description="Passes over the training split.")
+    batch_size: int = Field(64, ge=1, description="Images per batch on each process.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many batches in all (smoke runs).")
+    grad_accum: int = Field(1, ge=1, description="Batches whose gradients are summed before an optimizer step.")
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="Autocast precision (fp16 needs a GPU).")
+    seed: int = Field(0, description="Seed of weights, noise and data order.")
+    split: str = Field("train", description="Split of the Dataset to train on.")
+    checkpoint_every: int = Field(500, ge=1, description="Save the full training state every N batches (and at each epoch end).")
+    keep_checkpoints: int = Field(2, ge=1, description="How many of the newest checkpoints to keep.")
+    log_every: int = Field(1, ge=1, description="Write per-iteration metrics every N batches.")
+    grid_epochs: list[int] = Field([1, 10, 20, 30, 40, 50], description="Epochs whose sample grid is kept (the last one always is).")
+    progress: bool = Field(True, description="Show a progress bar.")

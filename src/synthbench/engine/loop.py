@@ -1,0 +1,344 @@
+"""The one training loop, on Hugging Face ``accelerate``.
+
+Every model (DCGAN, diffusion, classifier) is a :class:`Task`: it builds its networks and
+optimizers, does one training step on a batch, and has per-epoch hooks. The engine does the
+rest, the same for all: device placement, mixed precision, multi-GPU/multi-node (through
+``accelerate launch``), gradient accumulation, a progress bar, TensorBoard and
+``metrics.jsonl`` logging, checkpoints written atomically and pruned, and exact resume
+(including the position inside an epoch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from synthbench.data.dataset import Dataset
+from synthbench.engine import checkpoint as ckpt
+from synthbench.engine.config import RESUMABLE_CHANGES, TrainConfig
+from synthbench.engine.run import RunFolder
+from synthbench.errors import SynthbenchError
+
+
+class TrainingDiverged(SynthbenchError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+# ------------------------------------------------------------------------------ data feeding
+class TorchView(torch.utils.data.Dataset):
+    """A Dataset as a map-style torch dataset whose batches are read in one go.
+
+    ``__getitems__`` (used by ``DataLoader`` for a whole batch of indices) reads all rows with
+    one sorted, memory-mapped fancy index instead of N single reads.
+    """
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        return self.__getitems__([i])
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        images = self.dataset.take(indices)  # (b, H, W, C) uint8
+        labels = self.dataset.labels[np.asarray(indices)]
+        return torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(labels)
+
+
+def _as_is(batch):
+    return batch
+
+
+class EpochBatchSampler:
+    """Seeded batch order: epoch ``e`` is a permutation drawn from ``(seed, e)``, so any
+    position of any epoch can be re-created on resume without replaying the data."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, drop_last: bool = True):
+        self.size, self.batch_size, self.seed, self.drop_last = size, batch_size, seed, drop_last
+        self.epoch, self.start = 0, 0
+
+    def set_position(self, epoch: int, start_batch: int) -> None:
+        self.epoch, self.start = epoch, start_batch
+
+    def batches_per_epoch(self) -> int:
+        full, rest = divmod(self.size, self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def __len__(self) -> int:
+        return max(0, self.batches_per_epoch() - self.start)
+
+    def __iter__(self):
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+        for b in range(self.start, self.batches_per_epoch()):
+            yield order[b * self.batch_size:(b + 1) * self.batch_size].tolist()
+
+
+# ------------------------------------------------------------------------------ tasks
+@dataclass
+class StepContext:
+    """What a task's step and hooks may use."""
+
+    accelerator: Any
+    run: RunFolder
+    config: TrainConfig
+    epoch: int = 0          # 0-based epoch being trained
+    global_step: int = 0    # batches done before this one
+    dataset: Dataset | None = None
+
+
+class Task:
+    """What differs between models. Subclasses set ``modules``, ``optimizers`` and
+    ``schedulers`` (dicts, filled in :meth:`build`) and implement :meth:`step`."""
+
+    kind = "task"
+
+    def __init__(self) -> None:
+        self.modules: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, Any] = {}
+
+    def check_data(self, dataset: Dataset) -> None:
+        """Raise a SynthbenchError when this task cannot train on ``dataset``."""
+
+    def build(self, dataset: Dataset, device: torch.device) -> None:
+        raise NotImplementedError
+
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor], ctx: StepContext) -> dict[str, float]:
+        """One training step; return the losses/metrics to log (plain floats)."""
+        raise NotImplementedError
+
+    def on_epoch_end(self, ctx: StepContext, epoch_means: dict[str, float]) -> None:
+        """After each epoch (1-based ``ctx.epoch + 1`` done): grids, plots, evaluation."""
+
+    def extra_state(self) -> Any:
+        """State beyond modules/optimizers/schedulers (e.g. EMA weights): tensors and plain values."""
+        return {}
+
+    def load_extra_state(self, state: Any) -> None:
+        pass
+
+    def export(self, folder: Path, accelerator: Any) -> None:
+        """Write the finished model in a form that loads without the engine."""
+
+    def config_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------ the loop
+@dataclass
+class _EpochSums:
+    sums: dict[str, float] = field(default_factory=dict)
+    count: int = 0
+
+    def add(self, logs: dict[str, float]) -> None:
+        for k, v in logs.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        return {k: v / max(1, self.count) for k, v in self.sums.items()}
+
+
+def fit(task: Task, dataset: Dataset, run_dir: str | Path, config: TrainConfig, *,
+        resume: bool = False) -> RunFolder:
+    """Train ``task`` on ``dataset`` into ``run_dir``; ``resume`` continues the newest complete
+    checkpoint. Returns the run folder."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+
+    run = RunFolder(run_dir)
+    train_set = dataset.split(config.split)
+    task.check_data(train_set)
+    if len(train_set) < config.batch_size * config.grad_accum:
+        raise SynthbenchError(f"the {config.split!r} split has {len(train_set)} images, fewer than one "
+                              f"batch of {config.batch_size}; lower train.batch_size")
+    resolved = task.config_dict()
+    start_from = None
+    if resume:
+        start_from = ckpt.latest_checkpoint(run.checkpoints)
+        if start_from is None:
+            raise SynthbenchError(f"--resume: no complete checkpoint in {run.checkpoints}; "
+                                  "start a new run without --resume")
+        _check_same_config(ckpt.read_engine_state(start_from)["config"], resolved, start_from)
+
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.grad_accum,
+        log_with="tensorboard" if _has_tensorboard() else None,
+        project_config=ProjectConfiguration(project_dir=str(run.path), logging_dir=str(run.path / "tensorboard")),
+    )
+    main = accelerator.is_main_process
+    if main:
+        run.create(task.kind, resolved, resume=resume)
+        ckpt.remove_partial(run.checkpoints)
+    accelerator.wait_for_everyone()
+    set_seed(config.seed)
+    task.build(train_set, accelerator.device)
+
+    names = list(task.modules) + list(task.optimizers) + list(task.schedulers)
+    objects = list(task.modules.values()) + list(task.optimizers.values()) + list(task.schedulers.values())
+    sampler = EpochBatchSampler(len(train_set), config.batch_size, config.seed)
+    loader = torch.utils.data.DataLoader(TorchView(train_set), batch_sampler=sampler,
+                                         collate_fn=_as_is, num_workers=0)
+    prepared = accelerator.prepare(*objects, loader)
+    prepared = list(prepared) if isinstance(prepared, (list, tuple)) else [prepared]
+    loader = prepared.pop()
+    for name, obj in zip(names, prepared):
+        for table in (task.modules, task.optimizers, task.schedulers):
+            if name in table:
+                table[name] = obj
+
+    epoch, position, global_step, sums = 0, 0, 0, _EpochSums()
+    if start_from is not None:
+        accelerator.load_state(str(start_from))
+        state = ckpt.read_engine_state(start_from)
+        epoch, position, global_step = state["epoch"], state["position"], state["global_step"]
+        sums = _EpochSums(dict(state["epoch_sums"]), state["epoch_count"])
+        if (start_from / "extra.json").is_file():
+            task.load_extra_state(ckpt.load_extra(start_from))
+        if main:
+            run.truncate_metrics(global_step)
+            run.log(f"resumed from {start_from.name} (epoch {epoch + 1}, batch {position})")
+    elif main:
+        run.log(f"started {task.kind} on {len(train_set)} images, {config.epochs} epochs, "
+                f"device {accelerator.device}, {accelerator.num_processes} process(es)")
+    if accelerator.log_with:
+        accelerator.init_trackers("synthbench")
+
+    ctx = StepContext(accelerator=accelerator, run=run, config=config, dataset=train_set)
+    models = list(task.modules.values())
+    pending: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    stop = False
+    while epoch < config.epochs and not stop:
+        sampler.set_position(epoch, position)
+        ctx.epoch = epoch
+        bar = _progress(config, accelerator, len(loader), epoch)
+        for batch in loader:
+            ctx.global_step = global_step
+            with accelerator.accumulate(*models):
+                logs = task.step(batch, ctx)
+            bad = [k for k, v in logs.items() if not math.isfinite(v)]
+            if bad:
+                last = ckpt.latest_checkpoint(run.checkpoints)
+                message = (f"training diverged at epoch {epoch + 1}, step {global_step + 1}: "
+                           f"{', '.join(bad)} is not finite; last good checkpoint: "
+                           f"{last if last else 'none'}; lower the learning rate and --resume")
+                if main:
+                    run.append_metrics(pending)
+                    run.log(message)
+                raise TrainingDiverged(message)
+            global_step += 1
+            position += 1
+            sums.add(logs)
+            if global_step % config.log_every == 0:
+                row = {"step": global_step, "epoch": epoch + 1, **logs}
+                pending.append(row)
+                accelerator.log(logs, step=global_step)
+            bar.update()
+            if bar.n % 10 == 0 or bar.n == bar.total:
+                bar.set_postfix({k: f"{v:.3f}" for k, v in list(logs.items())[:4]}, refresh=False)
+            if config.max_steps and global_step >= config.max_steps:
+                stop = True
+            if global_step % config.checkpoint_every == 0 and position < sampler.batches_per_epoch() and not stop:
+                if main:
+                    run.append_metrics(pending)
+                pending = []
+                _save(accelerator, task, run, config, epoch, position, global_step, sums, resolved)
+            if stop:
+                break
+        bar.close()
+        epoch_done = not stop or position >= sampler.batches_per_epoch()
+        if epoch_done:
+            means = sums.means()
+            if main:
+                pending.append({"step": global_step, "epoch": epoch + 1, "kind": "epoch",
+                                **{f"{k}_mean": v for k, v in means.items()},
+                                "elapsed_s": round(time.perf_counter() - started, 3)})
+                run.append_metrics(pending)
+                run.log(f"epoch {epoch + 1}/{config.epochs}: " +
+                        ", ".join(f"{k} {v:.4f}" for k, v in means.items()))
+            pending = []
+            ctx.global_step = global_step
+            task.on_epoch_end(ctx, means)
+            epoch, position, sums = epoch + 1, 0, _EpochSums()
+        _save(accelerator, task, run, config, epoch, position, global_step, sums, resolved)
+    if main:
+        run.append_metrics(pending)
+        task.export(run.model, accelerator)
+        run.log(f"finished after {global_step} steps; model in {run.model}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return run
+
+
+def _save(accelerator, task: Task, run: RunFolder, config: TrainConfig, epoch: int, position: int,
+          global_step: int, sums: _EpochSums, resolved: dict[str, Any]) -> None:
+    from synthbench import __version__
+
+    final = run.checkpoints / f"step-{global_step:08d}"
+    if final.exists():
+        return
+    tmp = run.checkpoints / f"step-{global_step:08d}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        extra = task.extra_state()
+        if extra:
+            ckpt.save_extra(tmp, extra)
+        state = {"epoch": epoch, "position": position, "global_step": global_step,
+                 "epoch_sums": sums.sums, "epoch_count": sums.count, "config": resolved,
+                 "synthbench_version": __version__, "saved": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        (tmp / ckpt.STATE_FILE).write_text(json.dumps(state, indent=1))
+        tmp.rename(final)
+        ckpt.prune(run.checkpoints, config.keep_checkpoints)
+    accelerator.wait_for_everyone()
+
+
+def _check_same_config(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
+    diffs = []
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                if key in RESUMABLE_CHANGES and path.endswith("train"):
+                    continue
+                walk(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+        elif a != b:
+            diffs.append(f"{path}: checkpoint {a!r}, now {b!r}")
+
+    walk(saved, current, "")
+    if diffs:
+        raise SynthbenchError(f"--resume: the checkpoint {where} was made with a different config ("
+                              + "; ".join(diffs[:5]) + "); resume with the same config or start a new run")
+
+
+def _has_tensorboard() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _progress(config: TrainConfig, accelerator, total: int, epoch: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
+                disable=not (config.progress and accelerator.is_local_main_process),
+                file=sys.stderr, mininterval=1.0, leave=False)
