@@ -84,6 +84,10 @@ def prepare(config: PrepareConfig, out: str | os.PathLike, *, overwrite: bool = 
     key = config.content_key(listing.signature)
     reused = _reusable(out, key, overwrite)
     if reused is not None:
+        skipped = reused.manifest.get("skipped", [])
+        if skipped and config.strict:
+            # strict is not part of the content key, so check the earlier run's skips here.
+            raise _strict_error(skipped)
         _say(progress, f"reusing {out}: already prepared from the same source with the same options")
         return reused
     listing = _select(listing, config)
@@ -93,9 +97,7 @@ def prepare(config: PrepareConfig, out: str | os.PathLike, *, overwrite: bool = 
         kept, skipped = _decode_all(listing, spec, tmp, config, progress)
         skipped = listing.skipped + skipped
         if skipped and config.strict:
-            first = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:3])
-            raise DataError(f"--strict: {len(skipped)} file(s) could not be used ({first}"
-                            f"{' ...' if len(skipped) > 3 else ''})")
+            raise _strict_error(skipped)
         if not kept:
             raise DataError(f"no usable images in {config.path or config.source}: all "
                             f"{len(skipped)} candidate files were skipped")
@@ -117,6 +119,12 @@ def prepare(config: PrepareConfig, out: str | os.PathLike, *, overwrite: bool = 
         del images
     _say(progress, _summary(out, manifest))
     return Dataset.open(out)
+
+
+def _strict_error(skipped: list[dict[str, str]]) -> DataError:
+    first = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:3])
+    return DataError(f"--strict: {len(skipped)} file(s) could not be used ({first}"
+                     f"{' ...' if len(skipped) > 3 else ''})")
 
 
 def _say(enabled: bool, message: str) -> None:
