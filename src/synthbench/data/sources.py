@@ -257,7 +257,8 @@ def celeba_source(path: Path, label_attr: str | None = None, **_: object) -> Lis
         listing.splits.append(split)
     if not listing.refs:
         raise DataError(f"no CelebA images found in {image_dir}; {expected}")
-    return _finish(listing, extra=f"{partition_csv.stat().st_mtime_ns}:{label_attr}")
+    attr_stamp = attr_csv.stat().st_mtime_ns if label_attr else ""  # labels come from it
+    return _finish(listing, extra=f"{partition_csv.stat().st_mtime_ns}:{attr_stamp}:{label_attr}")
 
 
 def digits_source(path: Path | None = None, **_: object) -> Listing:
