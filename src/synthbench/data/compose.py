@@ -106,7 +106,9 @@ def mix(first: Dataset, second: Dataset, *, size: int, ratio: float, seed: int =
     each part class-stratified and seeded (the source study's ``mixed`` is ratio 0.5)."""
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"ratio must be within [0, 1], got {ratio}")
-    n_second = int(round(size * ratio))
+    # Round half up, not Python's half-to-even: for ratio 0.5 the first part is always
+    # size // 2, whether size // 2 is odd or even.
+    n_second = int(np.floor(size * ratio + 0.5))
     n_first = size - n_second
     parts = []
     if n_first:
