@@ -190,8 +190,11 @@ def fit(task: Task, dataset: Dataset, run_dir: str | Path, config: TrainConfig, 
     names = list(task.modules) + list(task.optimizers) + list(task.schedulers)
     objects = list(task.modules.values()) + list(task.optimizers.values()) + list(task.schedulers.values())
     sampler = EpochBatchSampler(len(train_set), config.batch_size, config.seed)
+    # The loader gets its own generator: starting an iterator draws a seed from it, and drawing
+    # from the global RNG instead would shift the noise of a run resumed mid-epoch.
     loader = torch.utils.data.DataLoader(TorchView(train_set), batch_sampler=sampler,
-                                         collate_fn=_as_is, num_workers=0)
+                                         collate_fn=_as_is, num_workers=0,
+                                         generator=torch.Generator().manual_seed(config.seed))
     prepared = accelerator.prepare(*objects, loader)
     prepared = list(prepared) if isinstance(prepared, (list, tuple)) else [prepared]
     loader = prepared.pop()
