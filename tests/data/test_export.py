@@ -1,0 +1,189 @@
+"""`synthbench data export` read back by Hugging Face `datasets` and by torchvision."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from synthbench.cli import main
+from synthbench.data.dataset import Dataset
+from synthbench.data.export import export_imagefolder
+from synthbench.errors import DataError
+
+
+@pytest.fixture
+def prepared(tmp_path, class_tree, run_prepare) -> Dataset:
+    """Three classes of distinct noise images (every image unique), with train and test."""
+    class_tree(tmp_path / "src", {"bird": 4, "cat": 5, "dog": 6}, noise=True)
+    return run_prepare(tmp_path / "ds", source="folder", path=tmp_path / "src", size=8,
+                       test_fraction=0.2)
+
+
+@pytest.fixture
+def hf_datasets(tmp_path, monkeypatch):
+    """`datasets`, offline, with its caches under tmp_path (never the home cache)."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-home" / "datasets"))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import datasets
+
+    # The variables are read when `datasets` is first imported; set the flag for this test too.
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
+    datasets.disable_progress_bars()
+    return datasets
+
+
+def _by_pixels(ds: Dataset) -> dict[bytes, tuple[int, str]]:
+    """{pixel bytes: (label, split)} of a Dataset whose images are all distinct."""
+    images = ds.take(np.arange(len(ds)))
+    table = {img.tobytes(): (int(l), str(s)) for img, l, s in zip(images, ds.labels, ds.splits)}
+    assert len(table) == len(ds), "test images must be distinct"
+    return table
+
+
+def _export(ds: Dataset, out, *extra: str, capsys=None) -> None:
+    code = main(["data", "export", str(ds.path), "--out", str(out), "-q", *extra])
+    assert code == 0
+    if capsys is not None:
+        assert capsys.readouterr().out.strip() == str(out)
+
+
+def test_export_layout_and_metadata(prepared, tmp_path, capsys):
+    out = tmp_path / "export"
+    _export(prepared, out, capsys=capsys)
+
+    assert sorted(p.name for p in out.iterdir()) == ["bird", "cat", "dog", "metadata.jsonl"]
+    rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    assert len(rows) == len(prepared)
+    items = prepared.items()
+    for i, row in enumerate(rows):
+        label = int(prepared.labels[i])
+        assert row["label"] == label
+        assert row["class_name"] == prepared.class_names[label]
+        assert row["split"] == prepared.splits[i]
+        assert row["file_name"].startswith(prepared.class_names[label] + "/")
+        assert row["file_name"].endswith(".png")
+        assert row["source_file"] == items[i]["source_file"]
+        with Image.open(out / row["file_name"]) as img:
+            np.testing.assert_array_equal(np.asarray(img), prepared.take([i])[0])
+    assert Counter(r["split"] for r in rows) == Counter(prepared.splits.tolist())
+
+
+def test_export_read_by_hf_datasets(prepared, tmp_path, hf_datasets):
+    out = tmp_path / "export"
+    _export(prepared, out)
+    loaded = hf_datasets.load_dataset("imagefolder", data_dir=str(out),
+                                      cache_dir=str(tmp_path / "hf-cache"))
+    train = loaded["train"]  # one split named train; the Dataset's own split is a column
+
+    assert len(train) == len(prepared)
+    features = train.features
+    assert set(features) >= {"image", "label", "class_name", "split"}
+    # With a metadata.jsonl, `datasets` takes the label from it: a plain integer column equal to
+    # synthbench's labels (not a ClassLabel inferred from the folder names).
+    assert features["label"].dtype == "int64"
+    expected = _by_pixels(prepared)
+    seen = []
+    for row in train:
+        pixels = np.asarray(row["image"])
+        assert pixels.shape == (8, 8, 3)
+        key = pixels.tobytes()
+        assert key in expected
+        label, split = expected[key]
+        assert row["label"] == label
+        assert row["class_name"] == prepared.class_names[label]
+        assert row["split"] == split
+        seen.append(key)
+    assert sorted(seen) == sorted(expected)
+
+
+def test_export_read_by_torchvision_image_folder(prepared, tmp_path):
+    from torchvision.datasets import ImageFolder
+
+    out = tmp_path / "export"
+    _export(prepared, out)
+    folder = ImageFolder(str(out))
+
+    assert folder.classes == prepared.class_names
+    assert folder.class_to_idx == {name: i for i, name in enumerate(prepared.class_names)}
+    assert len(folder) == len(prepared)
+    expected = _by_pixels(prepared)
+    seen = set()
+    for i in range(len(folder)):
+        image, target = folder[i]
+        key = np.asarray(image).tobytes()
+        assert expected[key][0] == target
+        seen.add(key)
+    assert seen == set(expected)
+
+
+def test_export_of_one_split_and_grayscale(tmp_path, class_tree, run_prepare, hf_datasets):
+    class_tree(tmp_path / "src", {"a": 5, "b": 5}, noise=True)
+    ds = run_prepare(tmp_path / "ds", source="folder", path=tmp_path / "src", size=8, channels=1,
+                     test_fraction=0.4)
+    out = tmp_path / "test-only"
+    _export(ds, out, "--split", "test")
+    rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and {r["split"] for r in rows} == {"test"}
+
+    loaded = hf_datasets.load_dataset("imagefolder", data_dir=str(out),
+                                      cache_dir=str(tmp_path / "hf-cache"))["train"]
+    test = ds.split("test")
+    expected = {img[:, :, 0].tobytes(): int(l) for img, l in zip(test.take(np.arange(len(test))), test.labels)}
+    got = {}
+    for row in loaded:
+        assert row["image"].mode == "L"
+        got[np.asarray(row["image"]).tobytes()] = row["label"]
+    assert got == expected
+
+
+def test_export_of_an_unlabelled_dataset(tmp_path, make_image, run_prepare):
+    from torchvision.datasets import ImageFolder
+
+    for k in range(4):
+        make_image(tmp_path / "src" / f"{k}.png", seed=k)
+    ds = run_prepare(tmp_path / "ds", source="folder", path=tmp_path / "src", size=8, test_fraction=0.0)
+    out = export_imagefolder(ds, tmp_path / "export", progress=False)
+    rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in rows] == [None] * 4
+    assert all(r["file_name"].startswith("unlabelled/") for r in rows)
+    assert len(ImageFolder(str(out))) == 4
+
+
+def test_export_refuses_to_replace_without_overwrite(prepared, tmp_path, capsys):
+    out = tmp_path / "export"
+    _export(prepared, out)
+    (out / "marker").write_text("old")
+    assert main(["data", "export", str(prepared.path), "--out", str(out), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already exists" in err[0] and "--overwrite" in err[0]
+    assert (out / "marker").exists()
+    _export(prepared, out, "--overwrite")
+    assert not (out / "marker").exists()
+    assert len((out / "metadata.jsonl").read_text().splitlines()) == len(prepared)
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_export_unknown_split_is_an_error(prepared, tmp_path):
+    with pytest.raises(DataError, match="no 'valid' split.*train, test"):
+        export_imagefolder(prepared, tmp_path / "x", split="valid", progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_export_keeps_every_class_folder_so_indices_match(tmp_path):
+    # A view without any "b" image still gets an empty b/ folder: torchvision then needs
+    # allow_empty=True, but its class indices stay equal to the metadata's labels.
+    from torchvision.datasets import ImageFolder
+
+    images = np.arange(3 * 4 * 4 * 3, dtype=np.uint8).reshape(3, 4, 4, 3)
+    ds = Dataset.from_arrays(images, [0, 2, 2], ["a", "b", "c"])
+    out = export_imagefolder(ds, tmp_path / "export", progress=False)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["a", "b", "c"]
+    folder = ImageFolder(str(out), allow_empty=True)
+    assert folder.class_to_idx == {"a": 0, "b": 1, "c": 2}
+    assert sorted(t for _, t in folder.samples) == [0, 2, 2]
