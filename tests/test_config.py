@@ -1,0 +1,245 @@
+"""Typed configuration: YAML files, presets, key=value overrides and the errors they give."""
+
+from __future__ import annotations
+
+import importlib
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from synthbench.config import (
+    dump_config,
+    parse_overrides,
+    preset_names,
+    preset_path,
+    read_yaml,
+    resolve_config,
+)
+from synthbench.data.prepare import PrepareConfig
+from synthbench.errors import ConfigError, SynthbenchError
+
+# Every preset group shipped under synthbench/presets/ and the model its files must load into
+# ("module:Class", imported only by the tests that need it), with the keys a user has to add on
+# the command line (e.g. the path of a download) for a preset to be complete. New groups add
+# their entry here; a group without an entry fails test_every_shipped_yaml_loads_against_its_model.
+PRESET_MODELS: dict[str, tuple[str, dict]] = {
+    "data": ("synthbench.data.prepare:PrepareConfig", {"path": "downloads/somewhere"}),
+    "dcgan": ("synthbench.generators.dcgan:DCGANConfig", {}),
+}
+
+
+def _model(group: str) -> type[BaseModel]:
+    module, _, name = PRESET_MODELS[group][0].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _assert_contains(loaded, given, where: str) -> None:
+    """Every value a preset file sets is what the resolved config holds (nested dicts too)."""
+    if isinstance(given, dict):
+        assert isinstance(loaded, dict), f"{where}: expected a mapping, config has {loaded!r}"
+        for key, value in given.items():
+            _assert_contains(loaded[key], value, f"{where}.{key}" if where else key)
+    else:
+        assert loaded == given, f"{where} loads as {loaded!r}, the file says {given!r}"
+
+
+def _yaml(tmp_path: Path, text: str, name: str = "options.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------------------------ file errors
+@pytest.mark.parametrize("text,key,reason", [
+    ("source: digits\nsizee: 32\n", "sizee", "unknown key (known keys: source, path, size,"),
+    ("source: digits\nsize: big\n", "size", "valid integer"),
+    ("source: digits\nsize: 2\n", "size", "greater than or equal to 4"),
+    ("source: digits\nsize: 99999\n", "size", "less than or equal to 4096"),
+    ("source: digits\ntest_fraction: 1.0\n", "test_fraction", "less than 1"),
+    ("source: digits\nfit: zoom\n", "fit", "'crop', 'pad' or 'stretch'"),
+    ("source: digits\nworkers: -1\n", "workers", "greater than or equal to 0"),
+    ("source: digits\nclasses: [cat, [dog]]\n", "classes.1", "valid string"),
+    ("source: webcam\n", "source", "'folder', 'animals10'"),
+])
+def test_yaml_errors_name_the_key_and_the_file(tmp_path, text, key, reason):
+    path = _yaml(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        resolve_config(PrepareConfig, config_file=path)
+    message = str(info.value)
+    assert f"key {key!r} in config file {path}" in message
+    assert reason in message
+    assert "\n" not in message
+
+
+def test_all_problems_of_a_file_are_reported_together(tmp_path):
+    path = _yaml(tmp_path, "source: digits\nsize: 1\nseedd: 3\n")
+    with pytest.raises(ConfigError) as info:
+        resolve_config(PrepareConfig, config_file=path)
+    message = str(info.value)
+    assert f"key 'size' in config file {path}" in message
+    assert f"key 'seedd' in config file {path}" in message
+
+
+def test_cross_field_rule_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="source 'folder' needs a path"):
+        resolve_config(PrepareConfig, config_file=_yaml(tmp_path, "size: 32\n"))
+    with pytest.raises(ConfigError, match="label_attr only applies to the celeba source"):
+        resolve_config(PrepareConfig, overrides=["source=digits", "label_attr=Smiling"])
+    with pytest.raises(ConfigError, match="within 0..255"):
+        resolve_config(PrepareConfig, overrides=["source=digits", "background=[0, 300, 0]"])
+
+
+@pytest.mark.parametrize("text,reason", [
+    ("size: [unclosed\n", "not valid YAML"),
+    ("- a\n- b\n", "expected a mapping of keys to values, got list"),
+])
+def test_unreadable_yaml_names_the_file(tmp_path, text, reason):
+    path = _yaml(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        read_yaml(path)
+    assert str(path) in str(info.value) and reason in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_and_empty_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="config file .*nope.yaml does not exist"):
+        resolve_config(PrepareConfig, config_file=tmp_path / "nope.yaml")
+    assert read_yaml(_yaml(tmp_path, "# only a comment\n")) == {}
+
+
+# ------------------------------------------------------------------------------------ overrides
+@pytest.mark.parametrize("items,key,reason", [
+    (["source=digits", "sizee=32"], "sizee", "unknown key"),
+    (["source=digits", "size=big"], "size", "valid integer"),
+    (["source=digits", "size=3"], "size", "greater than or equal to 4"),
+    (["source=digits", "max_per_class=0"], "max_per_class", "greater than or equal to 1"),
+    (["source=digits", "strict=maybe"], "strict", "valid boolean"),
+])
+def test_override_errors_name_the_key_and_the_command_line(items, key, reason):
+    with pytest.raises(ConfigError) as info:
+        resolve_config(PrepareConfig, overrides=items)
+    message = str(info.value)
+    assert f"key {key!r} in the command line" in message
+    assert reason in message
+
+
+def test_an_override_fixes_a_bad_file_value_and_origins_follow(tmp_path):
+    path = _yaml(tmp_path, "source: digits\nsize: 2\nfit: zoom\n")
+    with pytest.raises(ConfigError) as info:
+        resolve_config(PrepareConfig, config_file=path, overrides=["size=8"])
+    message = str(info.value)
+    assert "'size'" not in message  # the override replaced the bad value
+    assert f"key 'fit' in config file {path}" in message
+    config = resolve_config(PrepareConfig, config_file=path, overrides=["size=8", "fit=pad"])
+    assert (config.size, config.fit) == (8, "pad")
+
+
+def test_parse_overrides_types():
+    parsed = parse_overrides(["a.b=3", "a.c=0.5", "flag=true", "none=null", "names=[cat, dog]",
+                              "text=hello world", "empty=", "colour=[1, 2, 3]"])
+    assert parsed == {"a": {"b": 3, "c": 0.5}, "flag": True, "none": None,
+                      "names": ["cat", "dog"], "text": "hello world", "empty": "",
+                      "colour": [1, 2, 3]}
+
+
+@pytest.mark.parametrize("item", ["size", "=3", "a..b=1", ".a=1"])
+def test_malformed_override(item):
+    with pytest.raises(ConfigError, match="on the command line is not of the form key.sub=value"):
+        parse_overrides([item])
+
+
+def test_conflicting_overrides():
+    with pytest.raises(ConfigError, match="conflicts with an earlier override of 'a'"):
+        parse_overrides(["a=1", "a.b=2"])
+
+
+# ------------------------------------------------------------------------------------ layering
+def test_layers_rise_from_defaults_to_overrides(tmp_path):
+    path = _yaml(tmp_path, "size: 24\nseed: 5\n")
+    base = resolve_config(PrepareConfig, preset=("data", "digits"))
+    assert (base.source, base.size, base.fit, base.seed) == ("digits", 16, "stretch", 0)
+    assert base.test_fraction == 0.2 and base.workers is None  # a model default
+    from_file = resolve_config(PrepareConfig, preset=("data", "digits"), config_file=path)
+    assert (from_file.size, from_file.seed, from_file.fit) == (24, 5, "stretch")
+    flagged = resolve_config(PrepareConfig, preset=("data", "digits"), config_file=path,
+                             flags={"size": 28, "seed": None})
+    assert (flagged.size, flagged.seed) == (28, 5)  # None means "flag not given"
+    top = resolve_config(PrepareConfig, preset=("data", "digits"), config_file=path,
+                         flags={"size": 28}, overrides=["size=32"])
+    assert top.size == 32
+
+
+def test_preset_errors_name_the_preset_file(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        resolve_config(PrepareConfig, preset=("data", "digits"), overrides=["source=folder"])
+    # The rule that folder needs a path is not tied to one key; the message still says why.
+    assert "needs a path" in str(info.value)
+    with pytest.raises(ConfigError, match="unknown data preset 'nope'; known presets: .*digits"):
+        resolve_config(PrepareConfig, preset=("data", "nope"))
+
+
+def test_resolved_config_round_trips(tmp_path):
+    config = resolve_config(PrepareConfig, preset=("data", "lfw-faces"), overrides=["seed=3"])
+    dumped = dump_config(config)
+    assert dumped["classes"] == ["face"] and dumped["seed"] == 3
+    path = _yaml(tmp_path, yaml.safe_dump(dumped))
+    assert resolve_config(PrepareConfig, config_file=path) == config
+
+
+def test_config_error_is_a_user_error():
+    assert issubclass(ConfigError, SynthbenchError)
+
+
+# ------------------------------------------------------------------------------------ shipped files
+def _shipped_presets() -> list[tuple[str, str]]:
+    root = resources.files("synthbench") / "presets"
+    found = []
+    for group in sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        for file in sorted(p.name for p in (root / group).iterdir()):
+            if file.endswith((".yaml", ".yml")):
+                found.append((group, file))
+    return found
+
+
+def test_presets_are_shipped():
+    shipped = _shipped_presets()
+    assert ("data", "digits.yaml") in shipped
+    assert len([g for g, _ in shipped if g == "data"]) == 5
+    # A model registered for a group that ships no preset is a stale entry.
+    assert set(PRESET_MODELS) <= {g for g, _ in shipped}
+
+
+@pytest.mark.parametrize("group,file", _shipped_presets())
+def test_every_shipped_yaml_loads_against_its_model(group, file):
+    assert group in PRESET_MODELS, (
+        f"presets/{group}/ has no model in PRESET_MODELS; add the config class it is loaded into")
+    assert file.endswith(".yaml"), f"presets/{group}/{file}: name presets *.yaml so they are found"
+    model, completion = _model(group), PRESET_MODELS[group][1]
+    name = file[: -len(".yaml")]
+    assert name in preset_names(group)
+    values = read_yaml(preset_path(group, name))
+    assert values, f"presets/{group}/{file} is empty"
+    flags = {k: v for k, v in completion.items() if k not in values}
+    config = resolve_config(model, preset=(group, name), flags=flags)
+    assert isinstance(config, model)
+    _assert_contains(dump_config(config), values, "")
+
+
+@pytest.mark.parametrize("group", sorted(PRESET_MODELS))
+def test_every_config_field_has_a_one_line_description(group):
+    model = _model(group)
+
+    def check(cls: type[BaseModel], prefix: str) -> None:
+        for name, info in cls.model_fields.items():
+            where = f"{cls.__name__}.{prefix}{name}"
+            assert info.description and info.description.strip(), f"{where} has no description"
+            assert "\n" not in info.description, f"{where}: description is not one line"
+            sub = info.annotation
+            if isinstance(sub, type) and issubclass(sub, BaseModel):
+                check(sub, f"{prefix}{name}.")
+
+    check(model, "")
+    assert len(model.model_fields) >= 3
