@@ -22,6 +22,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from synthbench.data.dataset import Dataset, atomic_folder, clean_stale_temps
+from synthbench.data.prepare import check_output_folder
 from synthbench.errors import DataError
 
 UNLABELLED_FOLDER = "unlabelled"
@@ -31,6 +32,7 @@ def export_imagefolder(dataset: Dataset, out: str | os.PathLike, *, split: str |
                        overwrite: bool = False, progress: bool = True) -> Path:
     """Write ``dataset`` (or one of its splits) as PNG class folders with ``metadata.jsonl``."""
     out = Path(out)
+    check_output_folder(out)
     if out.exists() and not overwrite:
         raise DataError(f"{out} already exists; choose another --out or pass --overwrite")
     view = dataset.split(split) if split else dataset

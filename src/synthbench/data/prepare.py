@@ -79,6 +79,7 @@ def prepare(config: PrepareConfig, out: str | os.PathLike, *, overwrite: bool = 
     """Prepare ``config``'s source into the packed Dataset folder ``out`` and open it."""
     out = Path(out)
     start = time.perf_counter()
+    check_output_folder(out)
     listing = SOURCES[config.source](Path(config.path) if config.path else None,
                                      label_attr=config.label_attr)
     key = config.content_key(listing.signature)
@@ -145,6 +146,16 @@ def _summary(out: Path, manifest: dict) -> str:
         detail = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
         line += f"; skipped {len(manifest['skipped'])} files ({detail}; listed in {out / MANIFEST})"
     return line
+
+
+def check_output_folder(out: Path) -> None:
+    """``out`` and its nearest existing parent must be folders: a file there is a user error,
+    never something to rename or delete."""
+    for place in (out, *out.parents):
+        if place.exists():
+            if not place.is_dir():
+                raise DataError(f"{place} is a file, not a folder; choose another --out")
+            return
 
 
 def _reusable(out: Path, key: str, overwrite: bool) -> Dataset | None:
