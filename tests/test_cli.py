@@ -78,6 +78,13 @@ def not_a_dataset(tmp_path) -> Path:
 
 
 @pytest.fixture
+def a_file(tmp_path) -> Path:
+    path = tmp_path / "a_file"
+    path.write_text("not a folder")
+    return path
+
+
+@pytest.fixture
 def bad_yaml(tmp_path) -> Path:
     path = tmp_path / "bad.yaml"
     path.write_text("source: digits\nsizze: 8\n")
@@ -98,6 +105,8 @@ BAD_USAGE = [
     (["data", "prepare", "--out", "{out}", "--source", "folder"], "needs a path"),
     (["data", "prepare", "--out", "{out}", "--path", "{missing}"], "image folder {missing} does not exist"),
     (["data", "prepare", "--out", "{out}", "--source", "fruits", "--path", "{tmp}"], "expected split folders"),
+    (["data", "prepare", "--out", "{a_file}", "--source", "digits"], "{a_file} is a file, not a folder"),
+    (["data", "prepare", "--out", "{a_file}/sub", "--source", "digits", "--overwrite"], "{a_file} is a file"),
     (["data", "info", "{missing}"], "Dataset folder {missing} does not exist"),
     (["data", "info", "{not_a_dataset}"], "not a complete Dataset"),
     (["data", "export", "{not_a_dataset}"], "Missing option '--out'"),
@@ -108,9 +117,9 @@ BAD_USAGE = [
 
 
 @pytest.mark.parametrize("argv,reason", BAD_USAGE, ids=[" ".join(a[:3]) + " " + r[:24] for a, r in BAD_USAGE])
-def test_bad_usage_exits_2_with_one_line(capsys, tmp_path, not_a_dataset, bad_yaml, argv, reason):
+def test_bad_usage_exits_2_with_one_line(capsys, tmp_path, not_a_dataset, a_file, bad_yaml, argv, reason):
     names = {"out": tmp_path / "out", "missing": tmp_path / "missing", "tmp": tmp_path,
-             "not_a_dataset": not_a_dataset, "bad_yaml": bad_yaml}
+             "not_a_dataset": not_a_dataset, "a_file": a_file, "bad_yaml": bad_yaml}
     code, out, err = _run(capsys, [a.format(**names) for a in argv])
     assert code == 2
     assert out == ""
@@ -119,6 +128,7 @@ def test_bad_usage_exits_2_with_one_line(capsys, tmp_path, not_a_dataset, bad_ya
     assert reason.format(**names) in lines[0]
     assert "error" in lines[0]
     assert not (tmp_path / "out").exists()
+    assert a_file.read_text() == "not a folder"
 
 
 def test_strict_failure_on_the_command_line(capsys, tmp_path, class_tree):

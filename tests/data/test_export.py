@@ -187,3 +187,12 @@ def test_export_keeps_every_class_folder_so_indices_match(tmp_path):
     folder = ImageFolder(str(out), allow_empty=True)
     assert folder.class_to_idx == {"a": 0, "b": 1, "c": 2}
     assert sorted(t for _, t in folder.samples) == [0, 2, 2]
+
+
+def test_export_onto_a_file_is_an_error_and_keeps_the_file(prepared, tmp_path):
+    file = tmp_path / "a_file"
+    file.write_text("mine")
+    for out in (file, file / "sub"):
+        with pytest.raises(DataError, match=f"{file} is a file, not a folder"):
+            export_imagefolder(prepared, out, overwrite=True, progress=False)
+    assert file.read_text() == "mine"
