@@ -127,6 +127,11 @@ def test_exif_rotation_is_applied(tmp_path):
     # Padded on the left and right (it is tall once rotated), not above and below.
     assert tuple(out[10, 0]) == (0, 255, 0) and tuple(out[10, 19]) == (0, 255, 0)
     assert np.abs(out[0, 10].astype(int) - (255, 0, 0)).max() <= 20
+    # The default crop goes through libjpeg's reduced-size decoding (draft) first: the rotation
+    # must still be applied, so the centre square is red above blue, not red beside blue.
+    cropped = load_image(str(path), ImageSpec(size=8))
+    assert np.abs(cropped[1].astype(int) - (255, 0, 0)).max() <= 30
+    assert np.abs(cropped[6].astype(int) - (0, 0, 255)).max() <= 30
 
 
 def test_odd_extensions_and_file_names_are_read(tmp_path, make_image, run_prepare):
