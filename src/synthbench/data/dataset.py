@@ -180,25 +180,28 @@ class Dataset:
 
     # ---------------------------------------------------------------- reading pixels
     def take(self, indices: np.ndarray | Sequence[int]) -> np.ndarray:
-        """Images at view positions ``indices`` as one uint8 array (n, H, W, C).
+        """Images at view positions ``indices`` as one uint8 array (n, H, W, C), in that order.
 
-        Rows are read in sorted order within each backing array (sequential reads from the
-        memory map) and put back in the requested order.
+        Rows are gathered straight into the result in the requested order (one copy per
+        image). Reading them in sorted order would not make the reads sequential (a shuffled
+        batch's rows lie all over the file) and would cost a second copy to restore the order.
         """
         idx = np.asarray(indices, dtype=np.int64)
+        rows = self.row[idx]
         if len(self.arrays) == 1:
-            rows = self.row[idx]
-            order = np.argsort(rows, kind="stable")
-            out = np.empty((len(idx),) + self.shape, dtype=np.uint8)
-            out[order] = self.arrays[0][rows[order]]
-            return out
+            present = [0]
+        else:
+            parts = self.part[idx]
+            present = np.unique(parts).tolist()
+        if len(present) == 1:
+            # np.asarray: a plain ndarray view of the memory map (skips np.memmap's Python-level
+            # indexing and returns an ordinary array).
+            out = np.take(np.asarray(self.arrays[present[0]]), rows, axis=0)
+            return out if out.dtype == np.uint8 else out.astype(np.uint8)
         out = np.empty((len(idx),) + self.shape, dtype=np.uint8)
-        parts = self.part[idx]
-        for p in np.unique(parts):
+        for p in present:
             where = np.flatnonzero(parts == p)
-            rows = self.row[idx[where]]
-            order = np.argsort(rows, kind="stable")
-            out[where[order]] = self.arrays[p][rows[order]]
+            out[where] = np.take(np.asarray(self.arrays[p]), rows[where], axis=0)
         return out
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
