@@ -28,6 +28,9 @@ from synthbench.errors import ConfigError, SynthbenchError
 PRESET_MODELS: dict[str, tuple[str, dict]] = {
     "data": ("synthbench.data.prepare:PrepareConfig", {"path": "downloads/somewhere"}),
     "dcgan": ("synthbench.generators.dcgan:DCGANConfig", {}),
+    "ddpm": ("synthbench.generators.diffusion:DiffusionConfig", {}),
+    "ldm": ("synthbench.generators.diffusion:LDMConfig", {}),
+    "vae": ("synthbench.generators.diffusion:VAEConfig", {}),
 }
 
 

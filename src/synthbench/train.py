@@ -1,8 +1,15 @@
-"""``synthbench train``: one entry function per trainable model, shared by the CLI and Python."""
+"""``synthbench train``: one entry function per trainable model, shared by the CLI and Python.
+
+Each model is a (config model, engine task, preset group, default preset) entry in ``MODELS``;
+:func:`train` resolves the config (preset < YAML file < ``key=value`` overrides, or the run's
+saved config when resuming), opens the Dataset and hands the task to the shared engine.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from synthbench.config import resolve_config
 from synthbench.data.dataset import Dataset
@@ -11,38 +18,96 @@ from synthbench.engine.run import RunFolder
 from synthbench.errors import SynthbenchError
 
 
-def _resolve(model, group: str, out: Path, preset: str | None, config_file: str | None,
-             overrides: tuple[str, ...] | list[str], resume: bool):
+@dataclass(frozen=True)
+class TrainableModel:
+    config: Callable[[], type]
+    task: Callable[[], type]
+    default_preset: str
+    summary: str
+
+
+def _lazy(module: str, name: str) -> Callable[[], type]:
+    def load() -> type:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)
+
+    return load
+
+
+MODELS: dict[str, TrainableModel] = {
+    "dcgan": TrainableModel(_lazy("synthbench.generators.dcgan", "DCGANConfig"),
+                            _lazy("synthbench.generators.dcgan", "DCGANTask"), "dcgan",
+                            "DCGAN (unconditional, or class-conditional with model.conditional=true)."),
+    "ddpm": TrainableModel(_lazy("synthbench.generators.diffusion", "DiffusionConfig"),
+                           _lazy("synthbench.generators.diffusion", "DiffusionTask"), "digits-ddpm",
+                           "Pixel-space DDPM (a diffusers UNet2DModel), optionally class-conditional."),
+    "ldm": TrainableModel(_lazy("synthbench.generators.diffusion", "LDMConfig"),
+                          _lazy("synthbench.generators.diffusion", "LatentDiffusionTask"), "celeba-ldm",
+                          "Latent diffusion on the latents of a VAE (vae=PATH)."),
+    "vae": TrainableModel(_lazy("synthbench.generators.diffusion", "VAEConfig"),
+                          _lazy("synthbench.generators.diffusion", "VAETask"), "small",
+                          "An AutoencoderKL for latent diffusion."),
+}
+
+
+def resolve_train_config(kind: str, out: str | Path, *, preset: str | None = None,
+                         config_file: str | Path | None = None,
+                         overrides: tuple[str, ...] | list[str] = (), resume: bool = False):
+    """The validated config of a training run (see the module docstring for the layers)."""
+    if kind not in MODELS:
+        raise SynthbenchError(f"unknown model {kind!r}; choose one of {', '.join(MODELS)}")
+    entry = MODELS[kind]
     base = None
     if resume:
         run = RunFolder(out)
         if not run.config_file.is_file():
             raise SynthbenchError(f"--resume: {out} is not a run folder (no config.yaml); "
                                   "start a new run without --resume")
-        saved = run.saved_config()
-        saved.pop("kind", None)
-        base = (saved, f"the run's saved config ({run.config_file})")
         if preset is not None or config_file is not None:
             raise SynthbenchError("--resume continues with the run's saved config; leave out --preset "
                                   "and --config (KEY=VALUE overrides such as train.epochs=60 are allowed)")
+        saved = run.saved_config()
+        if saved.pop("kind", kind) != kind:
+            raise SynthbenchError(f"--resume: {out} is a run of another model, not {kind}")
+        base = (saved, f"the run's saved config ({run.config_file})")
     elif preset is None and config_file is None:
-        preset = "dcgan" if group == "dcgan" else None
-    return resolve_config(model, preset=(group, preset) if preset else None, base=base,
+        preset = entry.default_preset
+    return resolve_config(entry.config(), preset=(kind, preset) if preset else None, base=base,
                           config_file=config_file, overrides=overrides)
 
 
-def train_dcgan(data: str | Path, out: str | Path, *, preset: str | None = None,
-                config_file: str | Path | None = None, overrides: tuple[str, ...] | list[str] = (),
-                resume: bool = False):
-    """Train a DCGAN on a prepared Dataset into the run folder ``out``; returns the generator.
-
-    The config comes from a shipped preset (default ``dcgan``), a YAML file and ``key=value``
-    overrides; with ``resume`` the run's saved config is the base.
-    """
-    from synthbench.generators.dcgan import DCGAN, DCGANConfig, DCGANTask
-
-    out = Path(out)
-    config = _resolve(DCGANConfig, "dcgan", out, preset, config_file, overrides, resume)
+def train(kind: str, data: str | Path, out: str | Path, *, preset: str | None = None,
+          config_file: str | Path | None = None, overrides: tuple[str, ...] | list[str] = (),
+          resume: bool = False) -> RunFolder:
+    """Train model ``kind`` on the prepared Dataset ``data`` into the run folder ``out``."""
+    config = resolve_train_config(kind, out, preset=preset, config_file=config_file,
+                                  overrides=overrides, resume=resume)
     dataset = Dataset.open(data)
-    run = fit(DCGANTask(config), dataset, out, config.train, resume=resume)
-    return DCGAN.load(run.model)
+    return fit(MODELS[kind].task()(config), dataset, out, config.train, resume=resume)
+
+
+def train_dcgan(data: str | Path, out: str | Path, **options: Any):
+    """Train a DCGAN (see :func:`train`); returns the trained generator."""
+    from synthbench.generators.dcgan import DCGAN
+
+    return DCGAN.load(train("dcgan", data, out, **options).model)
+
+
+def train_ddpm(data: str | Path, out: str | Path, **options: Any):
+    """Train a pixel-space DDPM (see :func:`train`); returns the trained generator."""
+    from synthbench.generators.diffusion import DiffusionGenerator
+
+    return DiffusionGenerator.load(train("ddpm", data, out, **options).model)
+
+
+def train_ldm(data: str | Path, out: str | Path, **options: Any):
+    """Train a latent diffusion model (see :func:`train`); returns the trained generator."""
+    from synthbench.generators.diffusion import LatentDiffusionGenerator
+
+    return LatentDiffusionGenerator.load(train("ldm", data, out, **options).model)
+
+
+def train_vae(data: str | Path, out: str | Path, **options: Any) -> Path:
+    """Train an AutoencoderKL (see :func:`train`); returns the diffusers folder of the VAE."""
+    return train("vae", data, out, **options).model

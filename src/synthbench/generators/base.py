@@ -3,7 +3,7 @@
 - ``sample(n, labels=None, seed=0) -> np.ndarray`` of shape (n, H, W, C), dtype uint8. Image
   ``i`` depends only on ``seed + i`` (and its label), so a dataset can be generated in pieces,
   on several machines, or resumed, and still be the same images.
-- ``save(folder)`` / ``load(folder)``: a self-describing folder (``config.json`` names the kind).
+- ``save(folder)`` / ``load(folder)``: a self-describing folder (``synthbench.json`` names the kind).
 
 Trainable generators also have a training task for the engine; text-to-image pipelines wrap
 ``diffusers``. :func:`load_generator` opens any saved generator, or a run folder's model.
@@ -20,7 +20,7 @@ import torch
 
 from synthbench.errors import SynthbenchError
 
-MODEL_CONFIG = "config.json"
+MODEL_CONFIG = "synthbench.json"  # beside diffusers' own config.json files, never instead
 _REGISTRY: dict[str, type[Generator]] = {}
 
 
@@ -114,5 +114,5 @@ def load_generator(path: str | Path) -> Generator:
 def _import_all() -> None:
     import importlib
 
-    for name in ("dcgan",):
+    for name in ("dcgan", "diffusion"):
         importlib.import_module(f"synthbench.generators.{name}")
