@@ -332,7 +332,7 @@ class LatentDiffusionGenerator(DiffusionGenerator):
 def resolve_vae_folder(path: str | Path) -> tuple[Path, str | None]:
     """Where an AutoencoderKL lives: (folder, subfolder). Accepts a diffusers AutoencoderKL
     folder, a pipeline folder with ``vae/``, or a ``synthbench train vae`` run folder."""
-    path = Path(path)
+    path = Path(path).expanduser()
     hint = ("give a folder holding a diffusers AutoencoderKL (config.json + "
             "diffusion_pytorch_model.safetensors), e.g. a Stable Diffusion download's vae/ folder, or "
             "a run of 'synthbench train vae'")
