@@ -1,0 +1,623 @@
+"""``synthbench generate``: a labelled synthetic Dataset from a trained generator or a pretrained
+text-to-image pipeline.
+
+The output folder OUT is the same currency as a prepared real Dataset::
+
+    OUT/<class>/seed-000042.png     one image per seed, at the training size (--size)
+    OUT/metadata.jsonl              Hugging Face imagefolder rows: file_name, label, class_name, split,
+                                    generator, seed (+ prompt, negative_prompt, scheduler, steps, guidance)
+    OUT/images.npy, labels.npy, splits.npy, items.jsonl, manifest.json (last): the packed form
+    OUT/generate.json               the plan: everything that decides the images (checked on resume)
+    OUT/generation.jsonl            one line per finished run, shard or process: images made, seconds
+    OUT-native/<class>/...png       the same images at the generator's native size, where it differs
+
+Reproducible and resumable:
+
+- image ``i`` has seed ``seed + i`` (in its file name); its class and prompt follow from ``i`` and
+  that seed alone;
+- images are made in fixed blocks of ``batch_size`` consecutive indices, and a block with a
+  missing file is made again whole: every image is computed in the same batch as in an
+  uninterrupted run (batched floating point depends on the batch), so the files come out the same;
+- a PNG is written under a temporary name and renamed, with its metadata row in a PNG text chunk:
+  the metadata and the packed form are rebuilt from the PNGs alone, once all are there, so a
+  killed run never leaves a manifest;
+- ``--shard i/n`` and the processes of ``accelerate launch`` each take every n-th block; the
+  metadata is written at the end by one process, or by ``synthbench data merge`` for shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+from pydantic import Field, model_validator
+from tqdm.auto import tqdm
+
+from synthbench.config import StrictModel
+from synthbench.data.dataset import MANIFEST, Dataset, write_packed
+from synthbench.data.export import UNLABELLED_FOLDER
+from synthbench.data.imageio import ImageSpec, _fit
+from synthbench.errors import DataError, SynthbenchError
+from synthbench.generators.base import MODEL_CONFIG
+
+__all__ = ["GenerateConfig", "GenerateReport", "SamplingOptions", "Shard", "generate", "merge",
+           "finalize", "native_folder"]
+
+PLAN_FILE = "generate.json"
+TIMING_FILE = "generation.jsonl"
+PNG_KEY = "synthbench"          # PNG text chunk holding the image's metadata row
+PIPELINE_SIZE = 256             # the source study's training size for text-to-image images
+PLAN_FORMAT = 1
+MAX_SEED = 2**32                # seed + count stays below this, so retry seeds never collide
+
+
+class GenerateConfig(StrictModel):
+    """Options of ``synthbench generate``."""
+
+    from_run: str | None = Field(None, description="A trained generator: a run folder (its model/) or a saved generator folder.")
+    pipeline: str | None = Field(None, description="A text-to-image pipeline: a known name (sd21, realistic-vision-14, openjourney-v4, kandinsky-22, sdxl), a hub id or a local diffusers folder.")
+    prior: str | None = Field(None, description="Kandinsky only: the prior pipeline (hub id or folder); default: the one its decoder names.")
+    theme: str | None = Field(None, description="Text-to-image: a shipped theme (animals, fruits) or a theme YAML file.")
+    subjects_from: str | None = Field(None, description="Text-to-image: take the theme's subjects from this prepared Dataset's class names.")
+    count: int | None = Field(None, ge=1, description="Number of images; the classes take turns, so the counts are balanced.")
+    per_class: int | None = Field(None, ge=1, description="Images per class (instead of count).")
+    classes: list[str] | None = Field(None, description="Only these classes, in this order (default: all of the generator's or theme's).")
+    seed: int = Field(0, ge=0, description="Seed of image 0; image i has seed + i.")
+    batch_size: int = Field(8, ge=1, description="Images per sampling call (kept in the plan: batching changes floating-point results).")
+    size: int | None = Field(None, ge=8, le=4096, description="Side of the saved training images; default 256 for pipelines (the source study's), the generator's own otherwise.")
+    keep_native: bool = Field(True, description="Also keep every image at the generator's native size (in OUT-native) when --size differs from it.")
+    resample: Literal["lanczos", "bicubic", "bilinear", "box"] = Field("bicubic", description="Filter used to resize to --size (centre crop first if not square).")
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of each class marked as the test split (default: all train).")
+    sampler: str | None = Field(None, description="Pipelines: the scheduler (dpm++ by default, ddim, euler, euler-a, pndm, unipc, dpm++-karras, default); trained diffusion generators: passed to sample().")
+    steps: int | None = Field(None, ge=1, description="Sampling steps (default: the pipeline's or generator's own).")
+    guidance: float | None = Field(None, ge=0.0, description="Classifier-free guidance scale (default: the pipeline's own).")
+    negative_prompt: str | None = Field(None, description="Negative prompt of every image (default: the theme's).")
+    max_retries: int = Field(3, ge=0, description="Times an image blanked by the safety filter is rendered again with a new seed.")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field("auto", description="Pipeline precision: auto = float16 on a GPU, float32 on a CPU.")
+    variant: str | None = Field(None, description="Weight variant to load from the hub, e.g. fp16 (a smaller download).")
+    allow_pickle: bool = Field(False, description="Allow pickled .bin weights (unpickling can run code: only for trusted sources).")
+    name: str | None = Field(None, description="Generator name recorded in the metadata (default: the pipeline name or the run folder's).")
+
+    @model_validator(mode="after")
+    def _check(self) -> GenerateConfig:
+        if (self.from_run is None) == (self.pipeline is None):
+            raise ValueError("give either --from (a trained generator) or --pipeline (text-to-image)")
+        if (self.count is None) == (self.per_class is None):
+            raise ValueError("give either --count or --per-class")
+        if self.pipeline is not None and self.theme is None:
+            raise ValueError("--pipeline needs --theme (animals, fruits or a theme YAML file)")
+        if self.from_run is not None:
+            only = {"theme": self.theme, "subjects_from": self.subjects_from, "prior": self.prior,
+                    "negative_prompt": self.negative_prompt, "variant": self.variant}
+            given = [k for k, v in only.items() if v is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply to --pipeline, not to --from")
+        if self.classes is not None and (not self.classes or len(set(self.classes)) != len(self.classes)):
+            raise ValueError("classes must be a non-empty list of distinct names")
+        return self
+
+
+class SamplingOptions(TypedDict, total=False):
+    """Extra options forwarded to a trained generator's ``sample()``, each only when given and
+    only to a generator whose ``sample()`` has a keyword argument of that name."""
+
+    sampler: str
+    steps: int
+    guidance: float
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Part ``index`` of ``count``: every ``count``-th block of images, starting at ``index``."""
+
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise SynthbenchError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
+        if count < 1 or not 0 <= index < count:
+            raise SynthbenchError(f"--shard {text!r}: need 0 <= i < n")
+        return cls(index, count)
+
+    def within(self, process: int, processes: int) -> Shard:
+        """The part of this shard one of ``processes`` processes takes (blocks i + n*p mod n*P)."""
+        return Shard(self.index + self.count * process, self.count * processes)
+
+    def blocks(self, total: int) -> range:
+        return range(self.index, total, self.count)
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass
+class GenerateReport:
+    """What one call of :func:`generate` did."""
+
+    out: Path
+    generated: int            # images made by this call (this process)
+    skipped: int              # images of this call's share that were already there
+    seconds: float
+    dataset: Dataset | None   # the finished Dataset; None while other shards still have to run
+
+
+# ------------------------------------------------------------------------------ sources
+class _Trained:
+    """A trained Generator (DCGAN, diffusion, ...) opened with ``load_generator``."""
+
+    def __init__(self, config: GenerateConfig):
+        from synthbench.generators.base import load_generator
+
+        path = Path(config.from_run)
+        self.generator = load_generator(path)
+        # The folder load_generator opened: a run's exported model/, or the generator folder itself.
+        self.folder = path / "model" if (path / "model" / MODEL_CONFIG).is_file() else path
+        self.name = config.name or path.resolve().name
+        self.channels = self.generator.channels
+        self.native_size = self.generator.resolution
+        self.order = self._order(config)
+        self.options = self._options(config)
+
+    def _order(self, config: GenerateConfig) -> list[str]:
+        gen = self.generator
+        if not gen.conditional:
+            if config.classes or config.per_class:
+                raise SynthbenchError(f"{self.folder} is an unconditional {gen.kind} generator: it cannot "
+                                      "make chosen classes; use --count without --classes/--per-class")
+            return []
+        return _choose(config.classes, gen.class_names, "the generator's classes")
+
+    def _options(self, config: GenerateConfig) -> SamplingOptions:
+        given: SamplingOptions = {}
+        if config.sampler is not None:
+            given["sampler"] = config.sampler
+        if config.steps is not None:
+            given["steps"] = config.steps
+        if config.guidance is not None:
+            given["guidance"] = config.guidance
+        params = inspect.signature(self.generator.sample).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        refused = [k for k in given if k not in params and not takes_any]
+        if refused:
+            raise SynthbenchError(f"--{' --'.join(refused)} do(es) not apply to this {self.generator.kind} "
+                                  "generator (its sampling has no such option)")
+        return given
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": "trained", "kind": self.generator.kind, "weights": _folder_digest(self.folder),
+                "sampling": dict(self.options)}
+
+    def details(self, subject: str | None, seed: int) -> dict[str, Any]:
+        return dict(self.options)
+
+    def render(self, subjects: list[str | None], seeds: list[int]) -> list[tuple[np.ndarray, dict]]:
+        gen = self.generator
+        labels = [gen.class_names.index(s) for s in subjects] if gen.conditional else None
+        # Blocks are runs of consecutive seeds, and sample() gives image k the seed seeds[0] + k.
+        images = gen.sample(len(seeds), labels, seed=seeds[0], **self.options)
+        return [(image, {}) for image in images]
+
+    def load(self, device) -> None:
+        if hasattr(self.generator, "to"):
+            self.generator.to(device)
+
+    def runtime(self) -> dict[str, Any]:
+        return {"device": str(getattr(self.generator, "device", "cpu"))}
+
+
+class _Pipeline:
+    """A pretrained text-to-image pipeline with a prompt theme; loaded only when images are due."""
+
+    def __init__(self, config: GenerateConfig, device):
+        from synthbench.generators.text2image import DEFAULT_SCHEDULER, SCHEDULERS, resolve_dtype, resolve_pipeline
+        from synthbench.themes import load_theme
+
+        sampler = config.sampler or DEFAULT_SCHEDULER
+        if sampler not in SCHEDULERS:
+            raise SynthbenchError(f"unknown sampler {sampler!r} for a pipeline; known: {', '.join(SCHEDULERS)}")
+        theme = load_theme(config.theme, config.subjects_from)
+        self.order = _choose(config.classes, theme.subjects, "the theme's subjects")
+        self.theme = theme.with_subjects(self.order)
+        self.source = resolve_pipeline(config.pipeline, prior=config.prior, allow_pickle=config.allow_pickle)
+        self.config, self.sampler, self.device = config, sampler, device
+        self.dtype = str(resolve_dtype(config.dtype, device)).replace("torch.", "")
+        self.name = config.name or self.source.name
+        self.channels = 3
+        self.generator = None
+
+    def describe(self) -> dict[str, Any]:
+        c = self.config
+        return {"source": "text2image", "pipeline": self.source.describe(), "theme": self.theme.model_dump(),
+                "sampling": {"scheduler": self.sampler, "steps": c.steps, "guidance": c.guidance,
+                             "negative_prompt": c.negative_prompt, "max_retries": c.max_retries},
+                "dtype": self.dtype, "variant": c.variant}
+
+    def load(self, device) -> None:
+        from synthbench.generators.text2image import TextToImage
+
+        c = self.config
+        self.generator = TextToImage.open(
+            self.source, self.theme, device=device, dtype=c.dtype, scheduler=self.sampler, steps=c.steps,
+            guidance=c.guidance, negative_prompt=c.negative_prompt, max_retries=c.max_retries,
+            allow_pickle=c.allow_pickle, variant=c.variant)
+
+    @property
+    def native_size(self) -> int:
+        return self.generator.resolution
+
+    def details(self, subject: str | None, seed: int) -> dict[str, Any]:
+        # Settings as the loaded pipeline resolves them (its own defaults where none was given).
+        return {"prompt": self.theme.prompt(subject, seed), **self.generator.settings()}
+
+    def render(self, subjects: list[str | None], seeds: list[int]) -> list[tuple[np.ndarray, dict]]:
+        prompts = [self.theme.prompt(s, seed) for s, seed in zip(subjects, seeds)]
+        return [(r.image, {"sample_seed": r.sample_seed, "blank_retries": r.retries, "blank": r.blank})
+                for r in self.generator.render(prompts, seeds)]
+
+    def runtime(self) -> dict[str, Any]:
+        pipe = self.generator.pipe
+        return {"device": str(pipe.device), "dtype": str(pipe.dtype).replace("torch.", ""),
+                "pipeline_class": type(pipe).__name__}
+
+
+def _choose(wanted: list[str] | None, available: list[str], what: str) -> list[str]:
+    if wanted is None:
+        return list(available)
+    unknown = [c for c in wanted if c not in available]
+    if unknown:
+        raise SynthbenchError(f"unknown class(es) {', '.join(unknown)}; {what}: {', '.join(available)}")
+    return list(wanted)
+
+
+def _folder_digest(folder: Path) -> str:
+    """Content hash of a saved model folder: the same weights give the same plan on any machine."""
+    h = hashlib.blake2b(digest_size=12)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(folder)).encode())
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------ the plan
+@dataclass
+class _Layout:
+    """Where each image goes, derived from the plan alone (so merge needs no model)."""
+
+    subjects: list[str | None]
+    labels: np.ndarray
+    seeds: np.ndarray
+    files: list[str]
+
+    @classmethod
+    def of(cls, plan: dict[str, Any]) -> _Layout:
+        order, names = plan["classes"], plan["class_names"]
+        n, first = plan["count"], plan["seed"]
+        subjects = [order[i % len(order)] if order else None for i in range(n)]
+        labels = np.array([names.index(s) if s is not None else -1 for s in subjects], dtype=np.int64)
+        seeds = first + np.arange(n, dtype=np.int64)
+        files = [f"{s if s is not None else UNLABELLED_FOLDER}/seed-{int(seed):06d}.png"
+                 for s, seed in zip(subjects, seeds)]
+        return cls(subjects, labels, seeds, files)
+
+    def blocks(self, batch_size: int) -> list[range]:
+        return [range(start, min(start + batch_size, len(self.files)))
+                for start in range(0, len(self.files), batch_size)]
+
+
+def _plan(config: GenerateConfig, source) -> dict[str, Any]:
+    order = source.order
+    count = config.count if config.count is not None else config.per_class * len(order)
+    if config.seed + count > MAX_SEED:
+        raise SynthbenchError(f"seed + count must stay below {MAX_SEED} (got {config.seed} + {count})")
+    size = config.size or (PIPELINE_SIZE if isinstance(source, _Pipeline) else source.native_size)
+    plan = {"format": PLAN_FORMAT, "name": source.name, "generator": source.describe(),
+            "classes": order, "class_names": sorted(order), "count": count, "seed": config.seed,
+            "batch_size": config.batch_size, "size": size, "channels": source.channels,
+            "resample": config.resample, "keep_native": config.keep_native,
+            "test_fraction": config.test_fraction}
+    return json.loads(json.dumps(plan))  # as it reads back from generate.json
+
+
+def native_folder(out: str | os.PathLike) -> Path:
+    """Where the native-size copies of ``out``'s images go."""
+    out = Path(out)
+    return out.with_name(out.name + "-native")
+
+
+def _read_plan(out: Path) -> dict[str, Any] | None:
+    file = out / PLAN_FILE
+    if not file.is_file():
+        return None
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise DataError(f"{file} is unreadable ({exc}); remove {out} and generate again") from None
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    parts = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        small = all(not isinstance(v, (dict, list)) for v in (a, b))
+        parts.append(f"{k} ({a!r} -> {b!r})" if small else k)
+    return ", ".join(parts)
+
+
+def _claim(out: Path, plan: dict[str, Any], overwrite: bool, state) -> None:
+    """Make ``out`` this plan's folder, or check that it already is."""
+    if overwrite and state.is_main_process:
+        for folder in (out, native_folder(out)):
+            if folder.exists():
+                shutil.rmtree(folder)
+    state.wait_for_everyone()
+    saved = _read_plan(out)
+    if saved is None and out.exists() and any(out.iterdir()):
+        raise DataError(f"{out} exists and is not a generation folder (no {PLAN_FILE}); choose another --out")
+    if saved is not None and saved != plan:
+        raise DataError(f"{out} was started with other options ({_differences(saved, plan)}); run the same "
+                        "command as before to finish it, or choose another --out (or pass --overwrite)")
+    if saved is None and state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_text(out / PLAN_FILE, json.dumps(plan, indent=2, ensure_ascii=False) + "\n")
+    state.wait_for_everyone()
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------ generating
+def _process_state():
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def generate(config: GenerateConfig, out: str | os.PathLike, *, shard: Shard = Shard(),
+             overwrite: bool = False, progress: bool = True) -> GenerateReport:
+    """Generate ``config``'s images into ``out`` (this shard's and this process's share).
+
+    Every check of the input happens before anything is generated. When the whole plan is
+    there (no shards, or the last images were made here) the metadata and the packed form are
+    written and the finished Dataset is in the report; a finished folder is reused as it is.
+    """
+    out = Path(out)
+    state = _process_state()
+    source = _Pipeline(config, state.device) if config.pipeline is not None else _Trained(config)
+    plan = _plan(config, source)
+    _claim(out, plan, overwrite, state)
+    layout = _Layout.of(plan)
+    blocks = layout.blocks(plan["batch_size"])
+    mine = [blocks[b] for b in shard.within(state.process_index, state.num_processes).blocks(len(blocks))]
+    present = {i for block in mine for i in block if (out / layout.files[i]).is_file()}
+    todo = [block for block in mine if any(i not in present for i in block)]
+    skipped = len(present)
+    started = time.perf_counter()
+    generated = 0
+    if todo:
+        source.load(state.device)
+        generated = _make(out, plan, layout, source, todo, progress and state.is_local_main_process)
+        _log_timing(out, plan, source, shard, state, generated, skipped, time.perf_counter() - started, progress)
+    seconds = time.perf_counter() - started
+    state.wait_for_everyone()
+    dataset = None
+    if shard.count == 1:
+        if state.is_main_process:
+            finished = (out / MANIFEST).is_file() and not generated
+            dataset = Dataset.open(out) if finished else finalize(out, progress=progress)
+        state.wait_for_everyone()
+        if not state.is_main_process:
+            dataset = Dataset.open(out)
+    elif progress and state.is_main_process:
+        print(f"shard {shard} of {out} is done; when every shard is, run 'synthbench data merge --out {out}'",
+              file=sys.stderr)
+    return GenerateReport(out=out, generated=generated, skipped=skipped, seconds=seconds, dataset=dataset)
+
+
+def _make(out: Path, plan: dict[str, Any], layout: _Layout, source, todo: list[range],
+          progress: bool) -> int:
+    size, channels = plan["size"], plan["channels"]
+    spec = ImageSpec(size=size, channels=channels, fit="crop", resample=plan["resample"])
+    native = native_folder(out)
+    made = 0
+    bar = tqdm(total=sum(len(b) for b in todo), desc=f"generating {plan['name']}", unit="img",
+               disable=not progress, file=sys.stderr, mininterval=0.5)
+    for block in todo:
+        subjects = [layout.subjects[i] for i in block]
+        seeds = [int(layout.seeds[i]) for i in block]
+        for i, (image, extra) in zip(block, source.render(subjects, seeds)):
+            target = out / layout.files[i]
+            if target.is_file():  # made by an earlier run, from the same batch: identical
+                continue
+            record = {"file_name": layout.files[i],
+                      "label": int(layout.labels[i]) if layout.labels[i] >= 0 else None,
+                      "class_name": layout.subjects[i], "generator": plan["name"],
+                      "seed": int(layout.seeds[i]), **source.details(layout.subjects[i], int(layout.seeds[i])),
+                      **extra}
+            pixels = np.asarray(image, dtype=np.uint8)
+            if pixels.ndim == 2:
+                pixels = pixels[:, :, None]
+            if pixels.shape[:2] != (size, size):
+                if plan["keep_native"]:
+                    _write_png(native / layout.files[i], pixels, record)
+                pixels = _resize(pixels, spec)
+            # The training-size file is written last: its presence marks the image as done.
+            _write_png(target, pixels, record)
+            made += 1
+        bar.update(len(block))
+    bar.close()
+    return made
+
+
+def _resize(pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
+    img = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
+    resized = np.asarray(_fit(img, spec))
+    return resized[:, :, None] if resized.ndim == 2 else resized
+
+
+def _write_png(path: Path, pixels: np.ndarray, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PNG_KEY, json.dumps(record, ensure_ascii=True))
+    # A hidden name ending in .tmp: image readers skip it, and only a finished file gets the real name.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(tmp, format="PNG", pnginfo=info)
+    os.replace(tmp, path)
+
+
+def _log_timing(out: Path, plan: dict[str, Any], source, shard: Shard, state, generated: int,
+                skipped: int, seconds: float, progress: bool) -> None:
+    row = {"name": plan["name"], "shard": str(shard), "process": state.process_index,
+           "generated": generated, "skipped": skipped, "seconds": round(seconds, 3),
+           "seconds_per_image": round(seconds / max(1, generated), 4), **source.runtime(),
+           "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    # One short line per append: concurrent processes do not interleave within it.
+    with open(out / TIMING_FILE, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+    if progress:
+        print(f"{plan['name']}: generated {generated} images in {seconds:.1f}s "
+              f"({row['seconds_per_image']:.3f} s/image) on {row['device']}"
+              + (f"; {skipped} were already there" if skipped else ""), file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------ finishing
+def finalize(out: str | os.PathLike, *, progress: bool = True) -> Dataset:
+    """Write ``metadata.jsonl`` and the packed form of a generation folder whose images are all
+    there (read back from the PNGs), then open it as a Dataset."""
+    out = Path(out)
+    plan = _read_plan(out)
+    if plan is None:
+        raise DataError(f"{out} is not a generation folder (no {PLAN_FILE})")
+    layout = _Layout.of(plan)
+    missing = [f for f in layout.files if not (out / f).is_file()]
+    if missing:
+        raise DataError(f"{out}: {len(missing)} of {len(layout.files)} images are still missing (e.g. "
+                        f"{missing[0]}); run the remaining shards, or the same generate command again")
+    native = native_folder(out)
+    for folder in (out, native):
+        for stale in folder.glob("*/.*.tmp"):  # left by killed runs; no writer is active any more
+            stale.unlink(missing_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
+    n, size, channels = len(layout.files), plan["size"], plan["channels"]
+    images = np.lib.format.open_memmap(out / "images.npy", mode="w+", dtype=np.uint8,
+                                       shape=(n, size, size, channels))
+    records = []
+    for i, file in enumerate(tqdm(layout.files, desc="packing", unit="img", disable=not progress,
+                                  file=sys.stderr, mininterval=0.5)):
+        pixels, record = _read_png(out / file)
+        if pixels.shape != (size, size, channels) or record.get("seed") != int(layout.seeds[i]):
+            raise DataError(f"{out / file} was not made by this folder's plan (size or seed differ); "
+                            "remove it and generate again")
+        images[i] = pixels
+        records.append(record)
+    splits = _test_split(layout.labels, plan["test_fraction"], plan["seed"])
+    rows = [{**r, "split": str(s)} for r, s in zip(records, splits)]
+    _write_metadata(out, rows)
+    if native.is_dir():
+        _write_metadata(native, [r for r in rows if (native / r["file_name"]).is_file()])
+    timings = _read_timings(out)
+    images.flush()
+    write_packed(out, images, layout.labels, splits, plan["class_names"], rows, {
+        "kind": "synthetic",
+        "source": {"kind": plan["generator"]["source"], "generator": plan["name"], "path": str(out.resolve())},
+        "plan": plan,
+        "generation": {
+            "seconds": round(sum(t.get("seconds", 0.0) for t in timings), 3),
+            "images_generated": sum(t.get("generated", 0) for t in timings),
+            "runs": len(timings),
+            "blank_retries": sum(r.get("blank_retries", 0) for r in records),
+            "blank_kept": sum(bool(r.get("blank")) for r in records),
+            "native_folder": str(native.resolve()) if native.is_dir() else None,
+        },
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    del images
+    kept = sum(bool(r.get("blank")) for r in records)
+    if kept and progress:
+        print(f"warning: {kept} image(s) stayed blank after every retry (\"blank\": true in "
+              f"{out / 'metadata.jsonl'}); drop them or raise --max-retries", file=sys.stderr)
+    return Dataset.open(out)
+
+
+def _read_png(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    with Image.open(path) as img:
+        text = getattr(img, "text", {}).get(PNG_KEY)
+        pixels = np.asarray(img)
+    if text is None:
+        raise DataError(f"{path} has no synthbench record; it was not written by synthbench generate")
+    return (pixels[:, :, None] if pixels.ndim == 2 else pixels), json.loads(text)
+
+
+def _write_metadata(folder: Path, rows: list[dict[str, Any]]) -> None:
+    _write_text(folder / "metadata.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def _read_timings(out: Path) -> list[dict[str, Any]]:
+    file = out / TIMING_FILE
+    if not file.is_file():
+        return []
+    return [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _test_split(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """All "train", or a seeded share of each class marked "test"."""
+    splits = np.full(len(labels), "train", dtype=object)
+    if fraction > 0:
+        rng = np.random.default_rng(seed)
+        for label in np.unique(labels):
+            members = np.flatnonzero(labels == label)
+            splits[rng.permutation(members)[:int(round(fraction * len(members)))]] = "test"
+    return splits.astype(str)
+
+
+def merge(out: str | os.PathLike, shards: list[str | os.PathLike] = (), *, progress: bool = True) -> Dataset:
+    """Gather shard folders of one plan into ``out`` (or finish ``out`` in place when the shards
+    wrote there) and write its metadata and packed form."""
+    out = Path(out)
+    plan = _read_plan(out)
+    for folder in map(Path, shards):
+        theirs = _read_plan(folder)
+        if theirs is None:
+            raise DataError(f"{folder} is not a generation folder (no {PLAN_FILE})")
+        if plan is not None and theirs != plan:
+            raise DataError(f"{folder} was generated with other options than {out} "
+                            f"({_differences(plan, theirs)}); only shards of one plan can be merged")
+        if plan is None:
+            out.mkdir(parents=True, exist_ok=True)
+            _write_text(out / PLAN_FILE, json.dumps(theirs, indent=2, ensure_ascii=False) + "\n")
+            plan = theirs
+        files = _Layout.of(plan).files
+        for src_root, dst_root in ((folder, out), (native_folder(folder), native_folder(out))):
+            for file in files:
+                src, dst = src_root / file, dst_root / file
+                if src.is_file() and not dst.is_file():
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+                    shutil.copyfile(src, tmp)
+                    os.replace(tmp, dst)
+        timings = folder / TIMING_FILE
+        if timings.is_file() and folder.resolve() != out.resolve():
+            with open(out / TIMING_FILE, "a", encoding="utf-8") as fh:
+                fh.write(timings.read_text(encoding="utf-8"))
+    if plan is None:
+        raise DataError(f"{out} is not a generation folder (no {PLAN_FILE}); name the shard folders to merge")
+    return finalize(out, progress=progress)
