@@ -160,3 +160,10 @@ def celeba_download(make_image, tmp_path):
         w.writerow(["image_id", "lefteye_x", "lefteye_y"])
         w.writerows([n, 69, 109] for n in names)
     return root, partition, smiling
+
+
+@pytest.fixture(scope="session")
+def digits16_shared(tmp_path_factory):
+    """The bundled digits prepared once per test session at 16x16 grayscale (1,437 train / 360 test)."""
+    return prepare(PrepareConfig(source="digits", size=16, fit="stretch", workers=0),
+                   tmp_path_factory.mktemp("digits-shared") / "digits16", progress=False)

@@ -28,6 +28,7 @@ from synthbench.errors import ConfigError, SynthbenchError
 PRESET_MODELS: dict[str, tuple[str, dict]] = {
     "data": ("synthbench.data.prepare:PrepareConfig", {"path": "downloads/somewhere"}),
     "dcgan": ("synthbench.generators.dcgan:DCGANConfig", {}),
+    "classifier": ("synthbench.classifiers.task:ClassifierConfig", {}),
     "ddpm": ("synthbench.generators.diffusion:DiffusionConfig", {}),
     "ldm": ("synthbench.generators.diffusion:LDMConfig", {}),
     "vae": ("synthbench.generators.diffusion:VAEConfig", {}),

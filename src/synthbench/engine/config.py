@@ -24,6 +24,7 @@ class TrainConfig(StrictModel):
     mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="Autocast precision (fp16 needs a GPU).")
     seed: int = Field(0, description="Seed of weights, noise and data order.")
     split: str = Field("train", description="Split of the Dataset to train on.")
+    drop_last: bool = Field(True, description="Drop each epoch's last incomplete batch (GANs); false trains on every image (classifiers).")
     checkpoint_every: int = Field(500, ge=1, description="Save the full training state every N batches (and at each epoch end).")
     keep_checkpoints: int = Field(2, ge=1, description="How many of the newest checkpoints to keep.")
     log_every: int = Field(1, ge=1, description="Write per-iteration metrics every N batches.")

@@ -161,7 +161,7 @@ def fit(task: Task, dataset: Dataset, run_dir: str | Path, config: TrainConfig, 
     run = RunFolder(run_dir)
     train_set = dataset.split(config.split)
     task.check_data(train_set)
-    if len(train_set) < config.batch_size * config.grad_accum:
+    if len(train_set) < (config.batch_size * config.grad_accum if config.drop_last else 1):
         raise SynthbenchError(f"the {config.split!r} split has {len(train_set)} images, fewer than one "
                               f"batch of {config.batch_size}; lower train.batch_size")
     resolved = task.config_dict()
@@ -189,7 +189,7 @@ def fit(task: Task, dataset: Dataset, run_dir: str | Path, config: TrainConfig, 
 
     names = list(task.modules) + list(task.optimizers) + list(task.schedulers)
     objects = list(task.modules.values()) + list(task.optimizers.values()) + list(task.schedulers.values())
-    sampler = EpochBatchSampler(len(train_set), config.batch_size, config.seed)
+    sampler = EpochBatchSampler(len(train_set), config.batch_size, config.seed, drop_last=config.drop_last)
     # The loader gets its own generator: starting an iterator draws a seed from it, and drawing
     # from the global RNG instead would shift the noise of a run resumed mid-epoch.
     loader = torch.utils.data.DataLoader(TorchView(train_set), batch_sampler=sampler,
