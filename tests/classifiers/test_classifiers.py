@@ -22,6 +22,8 @@ from synthbench.data.compose import subset
 from synthbench.data.dataset import Dataset
 from synthbench.errors import ConfigError, SynthbenchError
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 def tiny(*overrides: str) -> ClassifierConfig:
     return resolve_config(ClassifierConfig, preset=("classifier", "tiny"), overrides=list(overrides))
