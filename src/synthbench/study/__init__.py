@@ -1,0 +1,10 @@
+"""The study: classifiers trained on real / artificial / mixed / subset-of-real data over seeds."""
+
+from synthbench.study.grid import Cell, build_grid
+from synthbench.study.inputs import StudyWarning
+from synthbench.study.runner import StudyRun, StudyStatus, plan_study, run_study, study_status
+from synthbench.study.spec import COMPOSITIONS, StudySpec, load_spec
+from synthbench.study.stats import compare, paired, summarise, t_interval
+
+__all__ = ["StudySpec", "load_spec", "run_study", "study_status", "plan_study", "StudyRun", "StudyStatus",
+           "StudyWarning", "Cell", "build_grid", "COMPOSITIONS", "summarise", "compare", "paired", "t_interval"]

@@ -1,0 +1,147 @@
+"""The study spec: which Datasets, compositions, sizes, seeds and classifier (a YAML file).
+
+Example (the bundled digits, scarce real data, two generators)::
+
+    name: digits-scarce
+    real: data/digits                  # its train split is the real pool, its test split the test set
+    synthetic:
+      dcgan: data/digits-dcgan
+      ddpm: {path: data/digits-ddpm}   # or with class_map: {their_name: real_name}
+    compositions: [real, artificial, mixed, subset_real]
+    sizes: [50, 100, 200]              # training-set size of real / artificial / mixed
+    seeds: [0, 1, 2]
+    classifier_preset: small
+    classifier: {train: {epochs: 20}} # any ClassifierConfig key over the preset
+    metrics: {enabled: true}
+
+Relative paths are relative to the spec file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from synthbench.config import StrictModel, read_yaml, resolve_config
+from synthbench.errors import ConfigError
+from synthbench.metrics.compute import MetricsConfig
+
+COMPOSITIONS = ("real", "artificial", "mixed", "subset_real", "augmented", "ratio_sweep")
+# Compositions whose training set holds no synthetic image: trained once, not once per generator.
+REAL_ONLY = ("real", "subset_real")
+Composition = Literal["real", "artificial", "mixed", "subset_real", "augmented", "ratio_sweep"]
+
+
+class SyntheticSpec(StrictModel):
+    """One generator's synthetic Dataset."""
+
+    path: str = Field(description="Folder of the synthetic Dataset.")
+    class_map: dict[str, str | None] = Field({}, description="Synthetic class name -> real class name (null drops the class).")
+    test_split: str = Field("test", description="Split held out for testing; without it, a share of the images is held out.")
+
+
+class StudyMetricsSpec(MetricsConfig):
+    """Image-quality metrics per generator, written into the results folder."""
+
+    enabled: bool = Field(False, description="Compute FID / KID / precision / recall / density / coverage per generator.")
+
+
+class StudySpec(StrictModel):
+    """A grid of classifier trainings: composition x generator x size x seed."""
+
+    name: str = Field("study", description="Name of the study (a column of every table).")
+    out: str | None = Field(None, description="Results folder (default: <spec file name>-results beside the spec).")
+    real: str = Field(description="Folder of the real Dataset.")
+    real_train_split: str = Field("train", description="Split of the real Dataset that is the real training pool.")
+    real_test_split: str = Field("test", description="Split of the real Dataset every classifier is tested on.")
+    synthetic: dict[str, SyntheticSpec] = Field({}, description="Generator name -> its synthetic Dataset (a path or a mapping).")
+    synthetic_holdout: float = Field(0.2, gt=0, lt=1, description="Share of a synthetic Dataset held out for testing when it has no test split.")
+    compositions: list[Composition] = Field(["real", "artificial", "mixed", "subset_real"], min_length=1, description="Training-set compositions to run.")
+    sizes: list[int] | None = Field(None, description="Training-set sizes in images (default [1000], the source study's; subset_real: the real half of mixed).")
+    per_class: list[int] | None = Field(None, description="Images per class instead of sizes (size = per_class x classes).")
+    ratio: float = Field(0.5, ge=0, le=1, description="Synthetic share of mixed (0.5: the source study's 50/50).")
+    ratios: list[float] = Field([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0], min_length=1, description="Synthetic shares of ratio_sweep at each size.")
+    augment_factors: list[float] = Field([1.0], min_length=1, description="augmented: all real images of the size plus k x as many synthetic ones, for each k.")
+    seeds: list[int] = Field([0, 1, 2], min_length=1, description="Seeds of the data draws and of the classifier.")
+    classifier_preset: str = Field("thesis", description="Classifier preset (thesis: the source study's ResNet-34; small; tiny).")
+    classifier: dict[str, Any] = Field({}, description="ClassifierConfig keys over the preset, e.g. {train: {epochs: 10}}.")
+    comparisons: list[tuple[Composition, Composition]] = Field(
+        [("real", "artificial"), ("real", "mixed"), ("mixed", "subset_real")],
+        description="Pairs of compositions compared on the same seeds (difference, 95% CI, p-value).")
+    metrics: StudyMetricsSpec = Field(default_factory=StudyMetricsSpec, description="Image-quality metrics per generator.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_in(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("sizes") is None and data.get("per_class") is None:
+            data = {**data, "sizes": [1000]}
+        if isinstance(data, dict) and isinstance(data.get("synthetic"), dict):
+            data = {**data, "synthetic": {k: ({"path": v} if isinstance(v, str) else v)
+                                          for k, v in data["synthetic"].items()}}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> StudySpec:
+        if (self.sizes is None) == (self.per_class is None):
+            raise ValueError("give sizes or per_class, not both")
+        counts = self.sizes if self.sizes is not None else self.per_class
+        if not counts or any(n < 1 for n in counts):
+            raise ValueError("sizes / per_class must be a non-empty list of positive integers")
+        if any(not 0 <= r <= 1 for r in self.ratios):
+            raise ValueError(f"ratios must lie within [0, 1], got {self.ratios}")
+        if any(k <= 0 for k in self.augment_factors):
+            raise ValueError(f"augment_factors must be positive, got {self.augment_factors}")
+        needs_synthetic = [c for c in self.compositions if c not in REAL_ONLY]
+        if needs_synthetic and not self.synthetic:
+            raise ValueError(f"compositions {needs_synthetic} need at least one synthetic Dataset (key 'synthetic')")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds repeat: {self.seeds}")
+        bad = [name for name in self.synthetic if not name or "/" in name or name.startswith(".")]
+        if bad:
+            raise ValueError(f"generator names must be plain names, got {bad}")
+        return self
+
+
+def load_spec(spec: str | os.PathLike | StudySpec, overrides: tuple[str, ...] | list[str] = ()) -> tuple[StudySpec, Path]:
+    """Read and validate a spec file (plus ``key=value`` overrides). Returns the spec with its
+    paths made absolute, and the folder relative paths were resolved against."""
+    if isinstance(spec, StudySpec):
+        base = Path.cwd()
+        loaded = spec if not overrides else resolve_config(StudySpec, base=(spec.model_dump(), "the spec"),
+                                                           overrides=overrides)
+    else:
+        path = Path(spec)
+        read_yaml(path)  # a missing file or bad YAML is a ConfigError naming it
+        base = path.resolve().parent
+        loaded = resolve_config(StudySpec, config_file=path, overrides=overrides)
+        if loaded.out is None:
+            loaded = loaded.model_copy(update={"out": str(base / f"{path.stem}-results")})
+    return _absolute(loaded, base), base
+
+
+def _absolute(spec: StudySpec, base: Path) -> StudySpec:
+    def fix(p: str) -> str:
+        q = Path(p).expanduser()
+        return str(q if q.is_absolute() else (base / q).resolve())
+
+    synthetic = {k: v.model_copy(update={"path": fix(v.path)}) for k, v in spec.synthetic.items()}
+    update: dict[str, Any] = {"real": fix(spec.real), "synthetic": synthetic}
+    if spec.out is not None:
+        update["out"] = fix(spec.out)
+    if spec.metrics.inception_weights:
+        update["metrics"] = spec.metrics.model_copy(update={"inception_weights": fix(spec.metrics.inception_weights)})
+    return spec.model_copy(update=update)
+
+
+def classifier_config(spec: StudySpec):
+    """The resolved ClassifierConfig of every cell (before each cell sets its seed)."""
+    from synthbench.classifiers.task import ClassifierConfig
+
+    try:
+        return resolve_config(ClassifierConfig, preset=("classifier", spec.classifier_preset),
+                              base=(spec.classifier, "the spec's classifier section"))
+    except ConfigError as exc:
+        raise ConfigError(f"classifier: {exc}") from None

@@ -1,0 +1,131 @@
+"""Statistics over seeds: mean, standard deviation and a 95 % t-interval per cell group, and
+paired comparisons between compositions (or generators) run on the same seeds.
+
+For ``n`` seeds with values x_1..x_n: mean m, sample standard deviation s (ddof 1) and the
+Student-t interval ``m +- t_{0.975, n-1} s / sqrt(n)``. A paired comparison of A and B takes
+the per-seed differences d_i = A_i - B_i (same seed: the same real draw and classifier seed),
+and gives their mean, its t-interval and the two-sided p-value of the paired t-test
+(``scipy.stats.ttest_rel``), so a reader can tell an effect from seed-to-seed noise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+GROUP_COLUMNS = ["composition", "generator", "size", "per_class", "ratio", "augment_factor"]
+METRICS = ["accuracy", "macro_f1", "synthetic_accuracy"]
+CONFIDENCE = 0.95
+
+
+def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float, float]:
+    """(mean, sd, low, high) of ``values``; sd and the interval are NaN for fewer than 2 values."""
+    from scipy import stats
+
+    x = np.asarray([v for v in values if v is not None and not _isnan(v)], dtype=np.float64)
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan, math.nan
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, math.nan, math.nan, math.nan
+    sd = float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1)) * sd / math.sqrt(len(x))
+    return mean, sd, mean - half, mean + half
+
+
+def paired(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> dict[str, float]:
+    """Paired comparison of equally long, seed-aligned ``a`` and ``b``."""
+    from scipy import stats
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    d = a - b
+    mean, sd, low, high = t_interval(d, confidence)
+    if len(d) < 2:
+        p = math.nan
+    elif sd == 0:
+        # Every seed moved by the same amount: no spread to test against (t is infinite, or
+        # undefined when nothing changed).
+        p = 1.0 if mean == 0 else 0.0
+    else:
+        p = float(stats.ttest_rel(a, b).pvalue)
+    return {"n": int(len(d)), "mean_a": float(a.mean()) if len(a) else math.nan,
+            "mean_b": float(b.mean()) if len(b) else math.nan, "diff": mean, "diff_sd": sd,
+            "ci_low": low, "ci_high": high, "p_value": p}
+
+
+def _isnan(v) -> bool:
+    try:
+        return math.isnan(v)
+    except TypeError:
+        return False
+
+
+def summarise(results: pd.DataFrame, metrics: Iterable[str] = METRICS) -> pd.DataFrame:
+    """One row per cell group (every column of GROUP_COLUMNS) with n_seeds and, per metric,
+    ``<metric>_mean``, ``_sd``, ``_ci_low``, ``_ci_high``."""
+    metrics = [m for m in metrics if m in results.columns]
+    columns = GROUP_COLUMNS + ["n_seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "sd", "ci_low", "ci_high")]
+    if results.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for group, part in results.groupby(GROUP_COLUMNS, dropna=False, sort=False):
+        row = dict(zip(GROUP_COLUMNS, group))
+        row["n_seeds"] = int(part["seed"].nunique())
+        for m in metrics:
+            mean, sd, low, high = t_interval(part[m].tolist())
+            row.update({f"{m}_mean": mean, f"{m}_sd": sd, f"{m}_ci_low": low, f"{m}_ci_high": high})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def compare(results: pd.DataFrame, pairs: Iterable[tuple[str, str]], metric: str = "accuracy") -> pd.DataFrame:
+    """Paired comparisons on the same seeds.
+
+    - ``kind="composition"``: for each pair (A, B), generator and size, A's and B's cells on the
+      seeds both have. A composition without synthetic data (real, subset_real) pairs with
+      every generator's cells of the other.
+    - ``kind="generator"``: for each composition with synthetic data and size, every pair of
+      generators (the source study's "generators compared").
+    """
+    columns = ["kind", "composition_a", "generator_a", "composition_b", "generator_b", "size", "metric",
+               "n", "mean_a", "mean_b", "diff", "diff_sd", "ci_low", "ci_high", "p_value"]
+    rows: list[dict] = []
+    if results.empty:
+        return pd.DataFrame(columns=columns)
+    # ratio_sweep and augmented have several cells per (composition, generator, size); they
+    # are compared through the summary, not here.
+    simple = results[~results["composition"].isin(["ratio_sweep", "augmented"])]
+
+    def series(comp: str, gen: str, size: int) -> pd.Series:
+        part = simple[(simple["composition"] == comp) & (simple["generator"] == gen) & (simple["size"] == size)]
+        return part.drop_duplicates("seed").set_index("seed")[metric]
+
+    generators = sorted(g for g in simple["generator"].unique() if g)
+    sizes = sorted(simple["size"].unique())
+    for comp_a, comp_b in pairs:
+        for size in sizes:
+            for gen in generators or [""]:
+                gen_a = "" if comp_a in ("real", "subset_real") else gen
+                gen_b = "" if comp_b in ("real", "subset_real") else gen
+                rows += _pair_row("composition", comp_a, gen_a, comp_b, gen_b, size, metric, series)
+                if not gen_a and not gen_b:
+                    break  # neither side depends on the generator: one comparison, not one per generator
+    for comp in [c for c in simple["composition"].unique() if c not in ("real", "subset_real")]:
+        for size in sizes:
+            for i, gen_a in enumerate(generators):
+                for gen_b in generators[i + 1:]:
+                    rows += _pair_row("generator", comp, gen_a, comp, gen_b, size, metric, series)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _pair_row(kind, comp_a, gen_a, comp_b, gen_b, size, metric, series) -> list[dict]:
+    a, b = series(comp_a, gen_a, size), series(comp_b, gen_b, size)
+    seeds = sorted(set(a.index) & set(b.index))
+    if not seeds:
+        return []
+    stats = paired(a.loc[seeds].to_numpy(), b.loc[seeds].to_numpy())
+    return [{"kind": kind, "composition_a": comp_a, "generator_a": gen_a, "composition_b": comp_b,
+             "generator_b": gen_b, "size": int(size), "metric": metric, **stats}]
