@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -196,6 +197,7 @@ def train_presets() -> None:
 @click.option("--seed", type=int, help="Seed of image 0; image i has seed + i (default 0).")
 @click.option("--batch-size", type=int, help="Images per sampling call (default 8).")
 @click.option("--size", type=int, help="Side of the saved images (default: 256 for pipelines, else the generator's).")
+@click.option("--native-size", type=int, help="Pipelines: side of the rendered images (default: the pipeline's own).")
 @click.option("--no-native", "keep_native", flag_value=False, default=None,
               help="Do not keep the native-size copies (OUT-native).")
 @click.option("--test-fraction", type=float, help="Share of each class marked as test (default 0).")
@@ -215,7 +217,7 @@ def train_presets() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 def generate_cmd(from_run, pipeline, prior, theme, subjects_from, count, per_class, classes, out, seed,
-                 batch_size, size, keep_native, test_fraction, sampler, steps, guidance, negative_prompt,
+                 batch_size, size, native_size, keep_native, test_fraction, sampler, steps, guidance, negative_prompt,
                  max_retries, dtype, variant, allow_pickle, name, shard, config_file, overwrite, quiet,
                  overrides):
     """Generate a labelled synthetic Dataset: PNG class folders, metadata.jsonl and the packed form.
@@ -232,7 +234,7 @@ def generate_cmd(from_run, pipeline, prior, theme, subjects_from, count, per_cla
 
     flags = {"from_run": from_run, "pipeline": pipeline, "prior": prior, "theme": theme,
              "subjects_from": subjects_from, "count": count, "per_class": per_class, "seed": seed,
-             "batch_size": batch_size, "size": size, "keep_native": keep_native,
+             "batch_size": batch_size, "size": size, "native_size": native_size, "keep_native": keep_native,
              "test_fraction": test_fraction, "sampler": sampler, "steps": steps, "guidance": guidance,
              "negative_prompt": negative_prompt, "max_retries": max_retries, "dtype": dtype,
              "variant": variant, "allow_pickle": allow_pickle, "name": name,
@@ -255,6 +257,102 @@ def data_merge(out, shards, quiet):
 
     merge(out, list(shards), progress=not quiet)
     click.echo(str(out))
+
+
+# ------------------------------------------------------------------------------------ study
+@contextlib.contextmanager
+def _study_warnings():
+    """Print the study's warnings (resizes, ...) as one 'synthbench: warning:' line each."""
+    import warnings
+
+    from synthbench.study import StudyWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", StudyWarning)
+        warnings.showwarning = lambda message, *a, **k: click.echo(f"synthbench: warning: {message}", err=True)
+        yield
+
+
+@cli.group()
+def study() -> None:
+    """Run a study spec: classifiers on real / artificial / mixed / subset_real data over seeds."""
+
+
+@study.command("run")
+@click.argument("spec", type=click.Path())
+@click.option("--shard", help="i/n: run only every n-th distinct cell from the i-th (0 <= i < n), e.g. in a SLURM array.")
+@click.option("--out", type=click.Path(), help="Results folder (default: the spec's 'out', or SPEC-results beside it).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+def study_run(spec, shard, out, quiet, overrides):
+    """Train and score every cell of SPEC not done yet; rewrite the results tables.
+
+    \b
+    Examples:
+      synthbench study run digits.yaml
+      synthbench study run digits.yaml seeds=[0,1,2,3,4] classifier.train.epochs=20
+      synthbench study run animals.yaml --shard $SLURM_ARRAY_TASK_ID/8   (then once more without --shard)
+    """
+    from synthbench.study import run_study
+
+    with _study_warnings():
+        report = run_study(spec, shard=shard, out=out, overrides=overrides, progress=not quiet)
+    click.echo(f"{len(report.trained)} cell(s) trained, {len(report.skipped)} already complete"
+               + (f", metrics for {', '.join(report.metrics)}" if report.metrics else "")
+               + f" in {report.seconds:.1f}s")
+    click.echo(str(report.tables.get("results.csv", report.out)))
+
+
+@study.command("status")
+@click.argument("spec", type=click.Path())
+@click.option("--out", type=click.Path(), help="Results folder (default: the spec's).")
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+def study_status_cmd(spec, out, overrides):
+    """Show how many cells of SPEC are complete, interrupted or not started."""
+    from synthbench.study import study_status
+
+    with _study_warnings():
+        click.echo(study_status(spec, out=out, overrides=overrides).format())
+
+
+# ------------------------------------------------------------------------------------ metrics
+@cli.command("metrics")
+@click.option("--real", required=True, type=click.Path(), help="The real Dataset.")
+@click.option("--fake", required=True, type=click.Path(), help="The generated Dataset.")
+@click.option("--features", help="auto (default: inception if its weights are found, else domain), inception, "
+                                 "domain, or a saved classifier folder.")
+@click.option("--inception-weights", type=click.Path(), help="Local pt_inception-2015-12-05 weights file "
+                                                             "(or $SYNTHBENCH_INCEPTION_WEIGHTS).")
+@click.option("--real-split", help="Split of the real Dataset (default train; 'all' for every image).")
+@click.option("--max-images", type=int, help="At most this many images per side (default 10000).")
+@click.option("--cache", type=click.Path(), help="Folder for trained domain extractors "
+                                                 "(default $SYNTHBENCH_CACHE or ~/.cache/synthbench).")
+@click.option("--out", type=click.Path(), help="Also write the result as JSON to this file.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+def metrics_cmd(real, fake, features, inception_weights, real_split, max_images, cache, out, as_json, quiet,
+                overrides):
+    """FID, KID, precision/recall and density/coverage of --fake against --real, each next to
+    the same metric between two halves of the real images (the floor).
+
+    \b
+    Examples:
+      synthbench metrics --real data/digits --fake data/digits-dcgan
+      synthbench metrics --real data/celeba64 --fake data/celeba-ddpm --features inception --inception-weights ~/pt_inception-2015-12-05-6726825d.pth
+    """
+    from synthbench.config import resolve_config
+    from synthbench.metrics.compute import MetricsConfig, compute_metrics, format_metrics, write_json
+
+    flags = {"features": features, "inception_weights": inception_weights, "max_images": max_images,
+             "real_split": real_split}
+    if real_split == "all":
+        flags["real_split"], overrides = None, ("real_split=null", *overrides)
+    config = resolve_config(MetricsConfig, flags=flags, overrides=overrides)
+    result = compute_metrics(real, fake, config, cache_dir=cache, progress=not quiet)
+    if out:
+        write_json(result, out)
+    click.echo(json.dumps(result, indent=2) if as_json else format_metrics(result))
 
 
 # ------------------------------------------------------------------------------------ entry
