@@ -197,6 +197,7 @@ def train_presets() -> None:
 @click.option("--seed", type=int, help="Seed of image 0; image i has seed + i (default 0).")
 @click.option("--batch-size", type=int, help="Images per sampling call (default 8).")
 @click.option("--size", type=int, help="Side of the saved images (default: 256 for pipelines, else the generator's).")
+@click.option("--native-size", type=int, help="Pipelines: side of the rendered images (default: the pipeline's own).")
 @click.option("--no-native", "keep_native", flag_value=False, default=None,
               help="Do not keep the native-size copies (OUT-native).")
 @click.option("--test-fraction", type=float, help="Share of each class marked as test (default 0).")
@@ -216,7 +217,7 @@ def train_presets() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 def generate_cmd(from_run, pipeline, prior, theme, subjects_from, count, per_class, classes, out, seed,
-                 batch_size, size, keep_native, test_fraction, sampler, steps, guidance, negative_prompt,
+                 batch_size, size, native_size, keep_native, test_fraction, sampler, steps, guidance, negative_prompt,
                  max_retries, dtype, variant, allow_pickle, name, shard, config_file, overwrite, quiet,
                  overrides):
     """Generate a labelled synthetic Dataset: PNG class folders, metadata.jsonl and the packed form.
@@ -233,7 +234,7 @@ def generate_cmd(from_run, pipeline, prior, theme, subjects_from, count, per_cla
 
     flags = {"from_run": from_run, "pipeline": pipeline, "prior": prior, "theme": theme,
              "subjects_from": subjects_from, "count": count, "per_class": per_class, "seed": seed,
-             "batch_size": batch_size, "size": size, "keep_native": keep_native,
+             "batch_size": batch_size, "size": size, "native_size": native_size, "keep_native": keep_native,
              "test_fraction": test_fraction, "sampler": sampler, "steps": steps, "guidance": guidance,
              "negative_prompt": negative_prompt, "max_retries": max_retries, "dtype": dtype,
              "variant": variant, "allow_pickle": allow_pickle, "name": name,

@@ -75,6 +75,7 @@ class GenerateConfig(StrictModel):
     seed: int = Field(0, ge=0, description="Seed of image 0; image i has seed + i.")
     batch_size: int = Field(8, ge=1, description="Images per sampling call (kept in the plan: batching changes floating-point results).")
     size: int | None = Field(None, ge=8, le=4096, description="Side of the saved training images; default 256 for pipelines (the source study's), the generator's own otherwise.")
+    native_size: int | None = Field(None, ge=8, le=4096, description="Pipelines: side of the images they render (default: the pipeline's own, e.g. 768 for SD 2.1).")
     keep_native: bool = Field(True, description="Also keep every image at the generator's native size (in OUT-native) when --size differs from it.")
     resample: Literal["lanczos", "bicubic", "bilinear", "box"] = Field("bicubic", description="Filter used to resize to --size (centre crop first if not square).")
     test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of each class marked as the test split (default: all train).")
@@ -98,10 +99,11 @@ class GenerateConfig(StrictModel):
             raise ValueError("--pipeline needs --theme (animals, fruits or a theme YAML file)")
         if self.from_run is not None:
             only = {"theme": self.theme, "subjects_from": self.subjects_from, "prior": self.prior,
-                    "negative_prompt": self.negative_prompt, "variant": self.variant}
+                    "negative_prompt": self.negative_prompt, "variant": self.variant,
+                    "native_size": self.native_size}
             given = [k for k, v in only.items() if v is not None]
             if given:
-                raise ValueError(f"{', '.join(given)} only apply to --pipeline, not to --from")
+                raise ValueError(f"{', '.join(given)}: only for --pipeline (text-to-image), not for --from")
         if self.classes is not None and (not self.classes or len(set(self.classes)) != len(self.classes)):
             raise ValueError("classes must be a non-empty list of distinct names")
         return self
@@ -193,8 +195,8 @@ class _Trained:
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         refused = [k for k in given if k not in params and not takes_any]
         if refused:
-            raise SynthbenchError(f"--{' --'.join(refused)} do(es) not apply to this {self.generator.kind} "
-                                  "generator (its sampling has no such option)")
+            raise SynthbenchError(f"this {self.generator.kind} generator's sampling takes no "
+                                  f"{', '.join('--' + k for k in refused)} option")
         return given
 
     def describe(self) -> dict[str, Any]:
@@ -244,7 +246,7 @@ class _Pipeline:
         return {"source": "text2image", "pipeline": self.source.describe(), "theme": self.theme.model_dump(),
                 "sampling": {"scheduler": self.sampler, "steps": c.steps, "guidance": c.guidance,
                              "negative_prompt": c.negative_prompt, "max_retries": c.max_retries},
-                "dtype": self.dtype, "variant": c.variant}
+                "native_size": c.native_size, "dtype": self.dtype, "variant": c.variant}
 
     def load(self, device) -> None:
         from synthbench.generators.text2image import TextToImage
@@ -253,7 +255,7 @@ class _Pipeline:
         self.generator = TextToImage.open(
             self.source, self.theme, device=device, dtype=c.dtype, scheduler=self.sampler, steps=c.steps,
             guidance=c.guidance, negative_prompt=c.negative_prompt, max_retries=c.max_retries,
-            allow_pickle=c.allow_pickle, variant=c.variant)
+            allow_pickle=c.allow_pickle, variant=c.variant, size=c.native_size)
 
     @property
     def native_size(self) -> int:

@@ -4,6 +4,7 @@
   text encoder, a CLIP tokenizer from a vocabulary written below, a scheduler, no safety checker)
   saved with ``save_pretrained``; ``synthbench generate --pipeline FOLDER`` loads it through the
   same ``AutoPipelineForText2Image`` call a hub id goes through. It makes 16x16 images.
+- ``tiny_kandinsky``: a Kandinsky 2.2 decoder folder and its prior folder, as tiny.
 - ``dcgan_run``: a class-conditional DCGAN trained for one epoch on 10 digits per class (16x16).
 """
 
@@ -75,6 +76,56 @@ def build_tiny_pipeline(folder: Path) -> Path:
                                    requires_safety_checker=False)
     pipe.save_pretrained(str(folder), safe_serialization=True)
     return folder
+
+
+def build_tiny_kandinsky(root: Path) -> tuple[Path, Path]:
+    """(decoder folder, prior folder); the decoder renders 16x16 images when asked for that size
+    (its own default, 512, is far too slow for a test)."""
+    import torch
+    from diffusers import (DDIMScheduler, KandinskyV22Pipeline, KandinskyV22PriorPipeline, PriorTransformer,
+                           UNet2DConditionModel, UnCLIPScheduler, VQModel)
+    from transformers import (CLIPImageProcessor, CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer,
+                              CLIPVisionConfig, CLIPVisionModelWithProjection)
+
+    torch.manual_seed(0)
+    dim = 16  # the image embedding the prior makes and the decoder reads
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=8, block_out_channels=(8, 16), layers_per_block=1,
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn", addition_embed_type="image",
+        encoder_hid_dim=dim, encoder_hid_dim_type="image_proj", cross_attention_dim=16, attention_head_dim=4,
+        resnet_time_scale_shift="scale_shift", norm_num_groups=4)
+    # MoVQ's spatial norm has 32 groups built in, hence its 32 channels.
+    movq = VQModel(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 32), layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D", "AttnDownEncoderBlock2D"),
+        up_block_types=("AttnUpDecoderBlock2D", "UpDecoderBlock2D"),
+        norm_num_groups=8, norm_type="spatial", num_vq_embeddings=12, vq_embed_dim=4)
+    scheduler = DDIMScheduler(beta_schedule="linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                              set_alpha_to_one=False, steps_offset=1)
+    KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq).save_pretrained(str(root / "decoder"))
+    _write_clip_vocab(root / "prior-vocab")
+    prior = KandinskyV22PriorPipeline(
+        prior=PriorTransformer(num_attention_heads=2, attention_head_dim=8, embedding_dim=dim, num_layers=1),
+        text_encoder=CLIPTextModelWithProjection(CLIPTextConfig(
+            vocab_size=100, hidden_size=dim, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+            projection_dim=dim, bos_token_id=0, eos_token_id=1, pad_token_id=1)),
+        image_encoder=CLIPVisionModelWithProjection(CLIPVisionConfig(
+            hidden_size=dim, image_size=28, patch_size=14, projection_dim=dim, intermediate_size=32,
+            num_attention_heads=2, num_hidden_layers=1)),
+        tokenizer=CLIPTokenizer.from_pretrained(str(root / "prior-vocab"), model_max_length=77),
+        scheduler=UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="sample",
+                                  clip_sample=True, clip_sample_range=10.0),
+        image_processor=CLIPImageProcessor(size=28, crop_size=28))
+    prior.save_pretrained(str(root / "prior"))
+    return root / "decoder", root / "prior"
+
+
+@pytest.fixture(scope="session")
+def tiny_kandinsky(tmp_path_factory) -> tuple[Path, Path]:
+    with one_thread():
+        return build_tiny_kandinsky(tmp_path_factory.mktemp("kandinsky"))
 
 
 @pytest.fixture(scope="session")

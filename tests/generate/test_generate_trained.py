@@ -89,7 +89,7 @@ def test_sampling_options_are_forwarded_only_where_accepted(tmp_path, dcgan_run)
                                    {"n": 2, "seed": 2, "sampler": "ddim", "steps": 3},
                                    {"n": 1, "seed": 4, "sampler": "ddim", "steps": 3}]
     assert {(r["sampler"], r["steps"]) for r in rows(out)} == {("ddim", 3)}
-    with pytest.raises(SynthbenchError, match="--steps do\\(es\\) not apply to this dcgan generator"):
+    with pytest.raises(SynthbenchError, match="this dcgan generator's sampling takes no --steps option"):
         generate(GenerateConfig(from_run=str(dcgan_run), count=2, steps=10), tmp_path / "x", progress=False)
     assert not (tmp_path / "x").exists()
 
@@ -144,7 +144,8 @@ def test_bad_input_is_one_line_before_anything_is_generated(tmp_path, capsys, dc
     cases = [
         (["--from", str(unfinished), "--count", "2"], "has no finished model yet"),
         (["--from", str(dcgan_run), "--count", "2", "--classes", "x"], "unknown class(es) x"),
-        (["--from", str(dcgan_run), "--count", "2", "--theme", "animals"], "theme only apply to --pipeline"),
+        (["--from", str(dcgan_run), "--count", "2", "--theme", "animals"], "theme: only for --pipeline"),
+        (["--from", str(dcgan_run), "--count", "2", "--native-size", "64"], "native_size: only for --pipeline"),
         (["--from", str(dcgan_run), "--pipeline", "sd21", "--count", "2"], "either --from"),
         (["--from", str(dcgan_run)], "either --count or --per-class"),
         (["--pipeline", "sd15", "--theme", "animals", "--count", "2"], "unknown pipeline 'sd15'"),

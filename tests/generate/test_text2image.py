@@ -56,8 +56,31 @@ def test_offline_a_hub_id_missing_from_the_cache_fails_fast(offline_hub):
     message = str(info.value)
     assert time.perf_counter() - started < 2
     assert "stabilityai/stable-diffusion-2-1 is not in the local Hugging Face cache" in message
-    assert "huggingface-cli download stabilityai/stable-diffusion-2-1 --local-dir DIR" in message
+    assert "hf download stabilityai/stable-diffusion-2-1 --local-dir DIR" in message
     assert "--pipeline DIR" in message
+
+
+def test_without_network_a_hub_id_missing_from_the_cache_fails_fast(offline_hub, monkeypatch):
+    import socket
+
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    # Not declared offline, but nothing answers: no 25-second round of retries.
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+    def refused(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", refused)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("went to the network"))
+    started = time.perf_counter()
+    with pytest.raises(PipelineError, match="not in the local Hugging Face cache and huggingface.co cannot be "
+                                             "reached.*hf download someone/pipe --local-dir DIR"):
+        resolve_pipeline("someone/pipe")
+    assert time.perf_counter() - started < 2
 
 
 def _cache(cache, hub_id: str, folder) -> None:
@@ -172,3 +195,43 @@ def test_sample_follows_the_generator_protocol(fruits_t2i):
     assert a.dtype == np.uint8 and a.shape == (3, 16, 16, 3)
     np.testing.assert_allclose(a[1:].astype(int), b.astype(int), atol=1)
     assert fruits_t2i.class_names == ["apple", "banana", "grape", "mango", "strawberry"]
+
+
+def test_kandinsky_decoder_and_prior_are_combined(tiny_kandinsky, tmp_path):
+    from synthbench.cli import main
+
+    decoder, prior = tiny_kandinsky
+    out = tmp_path / "kandinsky"
+    assert main(["generate", "--pipeline", str(decoder), "--prior", str(prior), "--theme", "fruits",
+                 "--count", "3", "--steps", "2", "--native-size", "16", "--size", "8", "--out", str(out),
+                 "-q"]) == 0
+    rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    assert [(r["class_name"], r["scheduler"], r["steps"], r["guidance"]) for r in rows] == [
+        ("apple", "dpm++", 2, 4.0), ("banana", "dpm++", 2, 4.0), ("grape", "dpm++", 2, 4.0)]
+    (timing,) = [json.loads(line) for line in (out / "generation.jsonl").read_text().splitlines()]
+    assert timing["pipeline_class"] == "KandinskyV22CombinedPipeline"
+    plan = json.loads((out / "generate.json").read_text())
+    assert plan["generator"]["pipeline"]["prior"]["class"] == "KandinskyV22PriorPipeline"
+
+
+def test_kandinsky_prior_from_the_model_card_or_refused(tiny_kandinsky, tmp_path):
+    decoder, prior = tiny_kandinsky
+    copy = shutil.copytree(decoder, tmp_path / "decoder")
+    with pytest.raises(PipelineError, match="KandinskyV22Pipeline decoder and needs its prior pipeline: pass --prior"):
+        resolve_pipeline(str(copy))
+    # The key diffusers itself reads from the decoder's model card.
+    (copy / "README.md").write_text(f"---\nprior:\n- {prior}\n---\n# a decoder\n")
+    assert resolve_pipeline(str(copy)).prior.location == str(prior)
+    with pytest.raises(PipelineError, match="--prior only applies to decoders that need one"):
+        resolve_pipeline(str(prior), prior=str(prior))
+
+
+def test_kandinsky_22_by_name_offline_from_the_cache(offline_hub, tiny_kandinsky):
+    decoder, prior = tiny_kandinsky
+    _cache(offline_hub, "kandinsky-community/kandinsky-2-2-decoder", decoder)
+    with pytest.raises(PipelineError, match="kandinsky-community/kandinsky-2-2-prior is not in the local"):
+        resolve_pipeline("kandinsky-22")
+    _cache(offline_hub, "kandinsky-community/kandinsky-2-2-prior", prior)
+    source = resolve_pipeline("kandinsky-22")
+    assert source.name == "kandinsky-22" and source.local and source.prior.local
+    assert source.prior.hub_id == "kandinsky-community/kandinsky-2-2-prior"

@@ -4,7 +4,7 @@ Where a pipeline comes from (:func:`resolve_pipeline`, which loads no weights):
 
 1. a short name of a model of the source study (:data:`KNOWN_PIPELINES`) -> its hub id;
 2. a local folder in ``diffusers`` format (``model_index.json``; ``save_pretrained`` or
-   ``huggingface-cli download ID --local-dir DIR`` write one);
+   ``hf download ID --local-dir DIR``, formerly ``huggingface-cli download``, write one);
 3. any other hub id ``owner/name``. A hub id found in the local Hugging Face cache is loaded from
    there; offline (``HF_HUB_OFFLINE=1``) a hub id that is not cached is an immediate error that
    says how to download it or point at a folder, instead of a wait for network timeouts.
@@ -157,6 +157,29 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE) or value.strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """The Hub's host name when a connection to it fails at once, else None.
+
+    huggingface_hub retries a failed request five times with back-off (about 25 s) before it
+    gives up; one plain connection attempt tells an offline machine in a moment. Behind a proxy
+    only the library can tell, so it is left to try.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    url = urlparse(constants.ENDPOINT)
+    host = url.hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout):
+            return None
+    except OSError:
+        return host
+
+
 def _cached_snapshot(hub_id: str) -> Path | None:
     from huggingface_hub import try_to_load_from_cache
 
@@ -169,11 +192,15 @@ def _from_hub(hub_id: str, *, name: str, spec: str) -> PipelineSource:
     if snapshot is not None:
         # A cached copy is used as a folder: no network needed, and nothing changes under a run.
         return _from_folder(snapshot, name=name, spec=spec, hub_id=hub_id)
+    get_it = (f"on a machine with network run 'hf download {hub_id} --local-dir DIR' "
+              "and pass --pipeline DIR")
     if _offline():
-        raise PipelineError(
-            f"pipeline {hub_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: on a "
-            f"machine with network run 'huggingface-cli download {hub_id} --local-dir DIR' and pass "
-            "--pipeline DIR (or unset HF_HUB_OFFLINE to download it now)")
+        raise PipelineError(f"pipeline {hub_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE "
+                            f"is set: {get_it} (or unset HF_HUB_OFFLINE to download it now)")
+    host = _hub_unreachable()
+    if host:
+        raise PipelineError(f"pipeline {hub_id} is not in the local Hugging Face cache and {host} cannot "
+                            f"be reached: {get_it}")
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError,
                                         RepositoryNotFoundError)
@@ -182,16 +209,17 @@ def _from_hub(hub_id: str, *, name: str, spec: str) -> PipelineSource:
         index = Path(hf_hub_download(hub_id, "model_index.json"))
     except GatedRepoError as exc:
         raise PipelineError(f"{hub_id} is gated: accept its licence on huggingface.co and log in "
-                            "('huggingface-cli login'), or download it and pass --pipeline DIR") from exc
+                            "('hf auth login'), or download it and pass --pipeline DIR") from exc
     except RepositoryNotFoundError as exc:
         raise PipelineError(f"no pipeline {hub_id} on the Hugging Face Hub (check the name; known "
                             f"names: {known_names()})") from exc
+    except LocalEntryNotFoundError as exc:  # (a subclass of EntryNotFoundError: test it first)
+        raise PipelineError(f"cannot fetch {hub_id} from the Hugging Face Hub: {get_it}") from exc
     except EntryNotFoundError as exc:
         raise PipelineError(f"{hub_id} is not a diffusers pipeline (it has no model_index.json)") from exc
-    except (LocalEntryNotFoundError, OSError) as exc:
-        raise PipelineError(f"cannot reach the Hugging Face Hub to fetch {hub_id} ({_first_line(exc)}); "
-                            f"download it elsewhere with 'huggingface-cli download {hub_id} --local-dir DIR' "
-                            "and pass --pipeline DIR, or set HF_HUB_OFFLINE=1 to use only the cache") from exc
+    except OSError as exc:
+        raise PipelineError(f"cannot fetch {hub_id} from the Hugging Face Hub ({_first_line(exc)}): "
+                            f"{get_it}") from exc
     class_name = _class_name(index)
     return PipelineSource(spec=spec, name=name, location=hub_id, hub_id=hub_id, local=False,
                           class_name=class_name, fingerprint="")
@@ -203,7 +231,7 @@ def _from_folder(folder: Path, *, name: str, spec: str, hub_id: str | None) -> P
         hint = " (it holds a single model, not a whole pipeline)" if (folder / "config.json").is_file() else ""
         raise PipelineError(f"{folder} is not a diffusers pipeline folder: no model_index.json{hint}; "
                             "save one with save_pretrained or download one with "
-                            "'huggingface-cli download ID --local-dir DIR'")
+                            "'hf download ID --local-dir DIR'")
     return PipelineSource(spec=spec, name=name, location=str(folder), hub_id=hub_id, local=True,
                           class_name=_class_name(index), fingerprint=_config_fingerprint(folder))
 
@@ -304,7 +332,7 @@ def _load(source: PipelineSource, *, dtype: torch.dtype, allow_pickle: bool, var
         if not allow_pickle and "safetensors" in str(exc).lower():
             hint = "; it seems to have no safetensors weights: pass --allow-pickle if you trust its .bin files"
         elif source.local and source.hub_id:
-            hint = f"; the cached copy may be incomplete: run 'huggingface-cli download {source.hub_id}'"
+            hint = f"; the cached copy may be incomplete: run 'hf download {source.hub_id}'"
         raise PipelineError(f"cannot load pipeline {source.name} from {source.location}: {message}{hint}") from exc
 
 
@@ -358,13 +386,16 @@ class TextToImage(Generator):
 
     def __init__(self, pipe, source: PipelineSource, theme: Theme, *, scheduler: str,
                  steps: int | None = None, guidance: float | None = None,
-                 negative_prompt: str | None = None, max_retries: int = 3):
+                 negative_prompt: str | None = None, max_retries: int = 3, size: int | None = None):
         self.pipe, self.source, self.theme = pipe, source, theme
         self.class_names = list(theme.subjects)
         self.channels = 3
-        self.resolution = _native_size(pipe)
-        self.scheduler = scheduler
         accepted = inspect.signature(pipe.__call__).parameters
+        if size is not None and not {"height", "width"} <= set(accepted):
+            raise PipelineError(f"{source.name} ({type(pipe).__name__}) takes no image size")
+        self.size = size  # None: the pipeline's own
+        self.resolution = size or _native_size(pipe)
+        self.scheduler = scheduler
         self.steps = int(steps if steps is not None else _call_default(pipe, "num_inference_steps"))
         chosen = guidance if guidance is not None else _call_default(pipe, "guidance_scale")
         self.guidance = None if chosen is None else float(chosen)
@@ -379,8 +410,10 @@ class TextToImage(Generator):
     def open(cls, source: PipelineSource, theme: Theme, *, device: torch.device | str,
              dtype: str = "auto", scheduler: str = DEFAULT_SCHEDULER, steps: int | None = None,
              guidance: float | None = None, negative_prompt: str | None = None,
-             max_retries: int = 3, allow_pickle: bool = False, variant: str | None = None) -> TextToImage:
-        """Load ``source`` onto ``device`` (fp16 on a GPU, fp32 on a CPU unless ``dtype`` says)."""
+             max_retries: int = 3, allow_pickle: bool = False, variant: str | None = None,
+             size: int | None = None) -> TextToImage:
+        """Load ``source`` onto ``device`` (fp16 on a GPU, fp32 on a CPU unless ``dtype`` says);
+        ``size`` renders at that side instead of the pipeline's own."""
         if scheduler not in SCHEDULERS:
             raise PipelineError(f"unknown scheduler {scheduler!r}; known: {', '.join(SCHEDULERS)}")
         device = torch.device(device)
@@ -390,7 +423,7 @@ class TextToImage(Generator):
         pipe.set_progress_bar_config(disable=True)
         pipe.to(device)
         return cls(pipe, source, theme, scheduler=scheduler, steps=steps, guidance=guidance,
-                   negative_prompt=negative_prompt, max_retries=max_retries)
+                   negative_prompt=negative_prompt, max_retries=max_retries, size=size)
 
     def settings(self) -> dict[str, Any]:
         """The per-image sampling settings recorded in the metadata."""
@@ -402,6 +435,8 @@ class TextToImage(Generator):
 
     def _run(self, prompts: list[str], seeds: list[int]) -> tuple[list[np.ndarray], list[bool]]:
         kwargs: dict[str, Any] = {"num_inference_steps": self.steps, "output_type": "pil"}
+        if self.size is not None:
+            kwargs["height"] = kwargs["width"] = self.size
         if self.guidance is not None:
             kwargs["guidance_scale"] = self.guidance
         if self.negative_prompt:
