@@ -209,6 +209,7 @@ def train_presets() -> None:
 @click.option("--max-retries", type=int, help="Retries of an image blanked by the safety filter (default 3).")
 @click.option("--dtype", type=click.Choice(["auto", "float16", "bfloat16", "float32"]), help="Pipeline precision (auto: fp16 on GPU).")
 @click.option("--variant", help="Weight variant to download, e.g. fp16.")
+@click.option("--cpu", is_flag=True, default=None, help="Generate on the CPU even where a GPU is available.")
 @click.option("--allow-pickle", is_flag=True, default=None, help="Allow pickled .bin weights (only from sources you trust).")
 @click.option("--name", help="Generator name in the metadata (default: pipeline or run folder name).")
 @click.option("--shard", help="i/n: make only this share (then 'synthbench data merge').")
@@ -218,7 +219,7 @@ def train_presets() -> None:
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 def generate_cmd(from_run, pipeline, prior, theme, subjects_from, count, per_class, classes, out, seed,
                  batch_size, size, native_size, keep_native, test_fraction, sampler, steps, guidance, negative_prompt,
-                 max_retries, dtype, variant, allow_pickle, name, shard, config_file, overwrite, quiet,
+                 max_retries, dtype, variant, cpu, allow_pickle, name, shard, config_file, overwrite, quiet,
                  overrides):
     """Generate a labelled synthetic Dataset: PNG class folders, metadata.jsonl and the packed form.
 
@@ -237,7 +238,7 @@ def generate_cmd(from_run, pipeline, prior, theme, subjects_from, count, per_cla
              "batch_size": batch_size, "size": size, "native_size": native_size, "keep_native": keep_native,
              "test_fraction": test_fraction, "sampler": sampler, "steps": steps, "guidance": guidance,
              "negative_prompt": negative_prompt, "max_retries": max_retries, "dtype": dtype,
-             "variant": variant, "allow_pickle": allow_pickle, "name": name,
+             "variant": variant, "cpu": cpu, "allow_pickle": allow_pickle, "name": name,
              "classes": [c.strip() for c in classes.split(",") if c.strip()] if classes else None}
     config = resolve_config(GenerateConfig, config_file=config_file, flags=flags, overrides=overrides)
     report = generate(config, out, shard=Shard.parse(shard) if shard else Shard(), overwrite=overwrite,

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 import numpy as np
+import torch
 from PIL import Image, PngImagePlugin
 from pydantic import Field, model_validator
 from tqdm.auto import tqdm
@@ -85,6 +86,7 @@ class GenerateConfig(StrictModel):
     negative_prompt: str | None = Field(None, description="Negative prompt of every image (default: the theme's).")
     max_retries: int = Field(3, ge=0, description="Times an image blanked by the safety filter is rendered again with a new seed.")
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field("auto", description="Pipeline precision: auto = float16 on a GPU, float32 on a CPU.")
+    cpu: bool = Field(False, description="Generate on the CPU even where a GPU is available.")
     variant: str | None = Field(None, description="Weight variant to load from the hub, e.g. fp16 (a smaller download).")
     allow_pickle: bool = Field(False, description="Allow pickled .bin weights (unpickling can run code: only for trusted sources).")
     name: str | None = Field(None, description="Generator name recorded in the metadata (default: the pipeline name or the run folder's).")
@@ -204,14 +206,16 @@ class _Trained:
                 "sampling": dict(self.options)}
 
     def details(self, subject: str | None, seed: int) -> dict[str, Any]:
-        return dict(self.options)
+        return {}
 
     def render(self, subjects: list[str | None], seeds: list[int]) -> list[tuple[np.ndarray, dict]]:
         gen = self.generator
         labels = [gen.class_names.index(s) for s in subjects] if gen.conditional else None
         # Blocks are runs of consecutive seeds, and sample() gives image k the seed seeds[0] + k.
         images = gen.sample(len(seeds), labels, seed=seeds[0], **self.options)
-        return [(image, {}) for image in images]
+        # The settings as the generator resolved them (its defaults filled in), where it tells.
+        used = dict(getattr(gen, "last_sampling", None) or self.options)
+        return [(image, used) for image in images]
 
     def load(self, device) -> None:
         if hasattr(self.generator, "to"):
@@ -235,7 +239,7 @@ class _Pipeline:
         self.order = _choose(config.classes, theme.subjects, "the theme's subjects")
         self.theme = theme.with_subjects(self.order)
         self.source = resolve_pipeline(config.pipeline, prior=config.prior, allow_pickle=config.allow_pickle)
-        self.config, self.sampler, self.device = config, sampler, device
+        self.config, self.sampler = config, sampler
         self.dtype = str(resolve_dtype(config.dtype, device)).replace("torch.", "")
         self.name = config.name or self.source.name
         self.channels = 3
@@ -404,7 +408,8 @@ def generate(config: GenerateConfig, out: str | os.PathLike, *, shard: Shard = S
     """
     out = Path(out)
     state = _process_state()
-    source = _Pipeline(config, state.device) if config.pipeline is not None else _Trained(config)
+    device = torch.device("cpu") if config.cpu else state.device
+    source = _Pipeline(config, device) if config.pipeline is not None else _Trained(config)
     plan = _plan(config, source)
     _claim(out, plan, overwrite, state)
     layout = _Layout.of(plan)
@@ -416,7 +421,7 @@ def generate(config: GenerateConfig, out: str | os.PathLike, *, shard: Shard = S
     started = time.perf_counter()
     generated = 0
     if todo:
-        source.load(state.device)
+        source.load(device)
         generated = _make(out, plan, layout, source, todo, progress and state.is_local_main_process)
         _log_timing(out, plan, source, shard, state, generated, skipped, time.perf_counter() - started, progress)
     seconds = time.perf_counter() - started

@@ -23,12 +23,12 @@ TIMELESS = re.compile(r"(\.png|metadata\.jsonl|items\.jsonl|\.npy|generate\.json
 
 def run_cli(tiny_pipeline, out: Path, *extra: str) -> int:
     return main(["generate", "--pipeline", str(tiny_pipeline), "--theme", "fruits", "--count", "10",
-                 "--batch-size", "4", "--steps", "2", "--size", "8", "--out", str(out), "-q", *extra])
+                 "--batch-size", "4", "--steps", "2", "--size", "8", "--cpu", "--out", str(out), "-q", *extra])
 
 
 def config(tiny_pipeline, **options) -> GenerateConfig:
     base = {"pipeline": str(tiny_pipeline), "theme": "fruits", "count": 10, "batch_size": 4,
-            "steps": 2, "size": 8}
+            "steps": 2, "size": 8, "cpu": True}
     return GenerateConfig(**{**base, **options})
 
 

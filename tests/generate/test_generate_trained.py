@@ -245,3 +245,22 @@ def test_each_process_takes_its_share_and_the_main_one_writes_the_metadata(dcgan
     assert first.dataset.fingerprint == second.dataset.fingerprint == whole.fingerprint
     timings = [json.loads(line) for line in (out / "generation.jsonl").read_text().splitlines()]
     assert Counter(t["process"] for t in timings) == {0: 1, 1: 1}
+
+
+def test_a_diffusion_generator_gets_its_sampler_steps_and_guidance(tmp_path):
+    from synthbench.generators.diffusion import (DiffusionGenerator, NoiseConfig, SamplingConfig, UNetConfig,
+                                                 make_noise_scheduler, make_unet)
+
+    torch.manual_seed(0)
+    unet = make_unet(UNetConfig(block_out_channels=[8, 16], layers_per_block=1, norm_num_groups=4), 16, 1, 2)
+    scheduler = make_noise_scheduler(NoiseConfig(num_train_timesteps=50), clip_sample=True)
+    folder = tmp_path / "ddpm"
+    DiffusionGenerator(unet, dict(scheduler.config), ["a", "b"], SamplingConfig(), 1, 16).save(folder)
+    out = tmp_path / "out"
+    assert main(["generate", "--from", str(folder), "--count", "3", "--sampler", "ddim", "--steps", "2",
+                 "--guidance", "1.5", "--out", str(out), "-q"]) == 0
+    assert [(r["class_name"], r["sampler"], r["steps"], r["guidance"]) for r in rows(out)] == [
+        ("a", "ddim", 2, 1.5), ("b", "ddim", 2, 1.5), ("a", "ddim", 2, 1.5)]
+    default = tmp_path / "default"
+    generate(GenerateConfig(from_run=str(folder), count=1), default, progress=False)
+    assert {k: rows(default)[0][k] for k in ("sampler", "steps")} == {"sampler": "dpmsolver++", "steps": 20}
