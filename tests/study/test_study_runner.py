@@ -25,7 +25,8 @@ def results(out) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------ end to end
 def test_digits_spec_runs_end_to_end_from_the_cli(write_spec, tmp_path, capsys):
-    spec = write_spec(metrics={"enabled": True, "domain_preset": "tiny", "kid_subsets": 5, "max_images": 300})
+    spec = write_spec(metrics={"enabled": True, "domain_preset": "tiny", "domain_epochs": 2, "kid_subsets": 5,
+                              "max_images": 300})
     assert main(["study", "run", str(spec), "-q"]) == 0
     out = tmp_path / "spec-results"
     assert "12 cell(s) trained, 0 already complete, metrics for ddpm, gan" in capsys.readouterr().out

@@ -34,7 +34,7 @@ class MetricsConfig(StrictModel):
     features: str = Field("auto", description="auto (Inception if its weights are found, else domain), inception, domain, or a saved classifier folder.")
     inception_weights: str | None = Field(None, description="Local pt_inception-2015-12-05 weights file (else $SYNTHBENCH_INCEPTION_WEIGHTS or torch.hub's folder).")
     domain_preset: str = Field("small", description="Classifier preset of the domain feature extractor.")
-    domain_epochs: int | None = Field(None, ge=1, description="Epochs of the domain extractor (null: the preset's).")
+    domain_epochs: int | None = Field(10, ge=1, description="Epochs of the domain extractor (null: the preset's).")
     real_split: str | None = Field("train", description="Split of the real Dataset to compare with (null: every image).")
     fake_split: str | None = Field(None, description="Split of the generated Dataset to score (null: every image).")
     max_images: int | None = Field(10_000, ge=4, description="At most this many images per side (a seeded, class-stratified draw).")
@@ -133,6 +133,7 @@ def format_metrics(result: dict[str, Any]) -> str:
     if result.get("fid_half_n") is not None:
         lines.append(f"FID with {result['n_half']} images per side: generated {result['fid_half_n']:.5g}, "
                      f"real floor {result['fid_real_floor']:.5g}")
+    lines.append("CAS (train on generated, test on real): the 'artificial' composition of 'synthbench study run'")
     return "\n".join(lines)
 
 

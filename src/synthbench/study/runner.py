@@ -439,8 +439,10 @@ def write_tables(plan: StudyPlan, store: CellStore) -> dict[str, Path]:
 # ------------------------------------------------------------------------------ bookkeeping
 def _write_description(plan: StudyPlan) -> None:
     spec = plan.spec
-    (plan.out / "study.yaml").write_text(yaml.safe_dump(
-        {"spec": dump_config(spec), "classifier": dump_config(plan.classifier)}, sort_keys=False))
+    text = yaml.safe_dump({"spec": dump_config(spec), "classifier": dump_config(plan.classifier)}, sort_keys=False)
+    tmp = plan.out / f".study.yaml.{os.getpid()}.part"  # shards may write it at the same time
+    tmp.write_text(text)
+    os.replace(tmp, plan.out / "study.yaml")
     inputs = plan.inputs
 
     def describe(ds: Dataset) -> dict[str, Any]:
