@@ -8,8 +8,8 @@ normalisation, images stretched to ``--size``) on the same image folders:
 a. the source study's protocol: a plain PyTorch loop over ``torchvision.datasets.ImageFolder``
    (``Resize((size, size))``, ``ToTensor``, ``Normalize``) through a ``DataLoader`` with
    ``--workers`` processes (started anew each epoch, as a plain script does): every image is
-   decoded from its JPEG again in every epoch of every cell; training sets are ``Subset`` / ``ConcatDataset`` views of the folders, test on the real
-   test folder after each cell;
+   decoded from its JPEG again in every epoch of every cell; training sets are ``Subset`` /
+   ``ConcatDataset`` views of the folders; each classifier is tested on the real test folder;
 b. synthbench: ``prepare`` each folder once into a packed Dataset, then ``run_study`` with the
    same compositions, sizes and settings (this also scores every classifier on each generator's
    held-out images, work the baseline does not do).

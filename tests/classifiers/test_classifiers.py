@@ -61,7 +61,8 @@ def test_other_sizes_and_channels_are_converted_on_the_fly():
     imagenet = build_classifier("resnet18", 3, 1, 16).eval()
     y = imagenet.prepare_input(torch.zeros((1, 1, 16, 16), dtype=torch.uint8))
     assert y.shape == (1, 3, 16, 16)
-    torch.testing.assert_close(y[0, :, 0, 0], -torch.tensor([0.485, 0.456, 0.406]) / torch.tensor([0.229, 0.224, 0.225]))
+    black = -torch.tensor([0.485, 0.456, 0.406]) / torch.tensor([0.229, 0.224, 0.225])
+    torch.testing.assert_close(y[0, :, 0, 0], black)
 
 
 def test_unknown_model_and_impossible_size_are_config_errors():

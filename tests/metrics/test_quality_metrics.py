@@ -200,7 +200,8 @@ def test_cli_prints_the_table_with_the_floor_and_writes_json(digits16_shared, no
                      [{} for _ in range(len(part))], {"kind": "synthetic"})
     out = tmp_path / "m.json"
     code = main(["metrics", "--real", str(digits16_shared.path), "--fake", str(fake), "--cache", str(tmp_path / "c"),
-                 "--max-images", "300", "--out", str(out), "-q", "domain_preset=tiny", "domain_epochs=1", "kid_subsets=5"])
+                 "--max-images", "300", "--out", str(out), "-q", "domain_preset=tiny", "domain_epochs=1",
+                 "kid_subsets=5"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "domain: penultimate layer" in printed and "NOT comparable" in printed

@@ -124,10 +124,10 @@ def check_sizes(cells: list[Cell], inputs: StudyInputs, mixed_ratio: float) -> N
         elif cell.per_class is not None and n:
             share = -(-n // inputs.num_classes)
             have = np.bincount(pool.labels, minlength=inputs.num_classes)
-            short = [pool.class_names[i] for i in np.flatnonzero(have < share)]
+            short = ", ".join(f"{pool.class_names[i]} has {have[i]}" for i in np.flatnonzero(have < share))
             if short:
                 problems.setdefault(f"{what}:{n}:pc", f"{cell.label()} needs {share} {what} images per class "
-                                                      f"but {', '.join(f'{c} has {have[pool.class_names.index(c)]}' for c in short)}")
+                                                      f"but {short}")
 
     for cell in cells:
         n_real, n_synth = counts(cell, mixed_ratio)
@@ -163,7 +163,8 @@ def cell_classifier(config, seed: int):
     return config.model_copy(update={"train": config.train.model_copy(update={"seed": seed})})
 
 
-def cell_key(classifier: dict[str, Any], train_fingerprint: str, test_fingerprint: str, version: str) -> tuple[str, dict]:
+def cell_key(classifier: dict[str, Any], train_fingerprint: str, test_fingerprint: str,
+             version: str) -> tuple[str, dict]:
     """(key, the payload it hashes)."""
     train = {k: v for k, v in classifier["train"].items() if k not in NOT_RESULT_KEYS}
     payload = {"classifier": {**classifier, "train": train}, "train_set": train_fingerprint,

@@ -397,7 +397,9 @@ def metrics_rows(plan: StudyPlan, results: pd.DataFrame) -> list[dict]:
         row = {"study": plan.spec.name, "generator": gen, "features": m["features"],
                "features_label": m["features_label"], "n_real": m["real"]["images"], "n_fake": m["fake"]["images"]}
         row.update({k: v for k, v in m.items() if isinstance(v, (int, float)) and k not in ("seconds",)})
-        art = results[(results["composition"] == "artificial") & (results["generator"] == gen)] if len(results) else results
+        art = results
+        if len(results):
+            art = results[(results["composition"] == "artificial") & (results["generator"] == gen)]
         if len(art):
             size = int(art["size"].max())
             mean, _, low, high = t_interval(art[art["size"] == size]["accuracy"].tolist())
