@@ -32,6 +32,7 @@ PRESET_MODELS: dict[str, tuple[str, dict]] = {
     "ddpm": ("synthbench.generators.diffusion:DiffusionConfig", {}),
     "ldm": ("synthbench.generators.diffusion:LDMConfig", {}),
     "vae": ("synthbench.generators.diffusion:VAEConfig", {}),
+    "themes": ("synthbench.themes:Theme", {}),
 }
 
 
