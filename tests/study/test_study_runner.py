@@ -254,3 +254,19 @@ def test_other_bad_specs(write_spec, tmp_path, digits16_shared):
     with pytest.raises(ConfigError, match="key 'model.widht'"):
         run_study(write_spec(classifier={"model": {"widht": 3}}), progress=False)
     assert _no_cells_ran(tmp_path)
+
+
+def test_the_thread_setting_applies_while_cells_run(write_spec, monkeypatch):
+    import torch
+
+    seen = []
+    real_step = ClassifierTask.step
+
+    def counting_step(self, batch, ctx):
+        seen.append(torch.get_num_threads())
+        return real_step(self, batch, ctx)
+
+    monkeypatch.setattr(ClassifierTask, "step", counting_step)
+    torch.set_num_threads(2)
+    run_study(write_spec(compositions=["real"], seeds=[0], threads=1), progress=False)
+    assert seen and set(seen) == {1} and torch.get_num_threads() == 2

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 import yaml
 
 from synthbench import __version__
@@ -162,6 +163,9 @@ def run_study(spec: str | os.PathLike | StudySpec, *, shard: str | tuple[int, in
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(pending), desc="study cells", unit="cell", disable=not progress, leave=True)
+    threads = torch.get_num_threads()
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
     try:
         for key in pending:
             bar.set_postfix_str(by_key[key].cell.label(), refresh=True)
@@ -175,6 +179,7 @@ def run_study(spec: str | os.PathLike | StudySpec, *, shard: str | tuple[int, in
             if _run_metrics(plan, job[len(METRICS_JOB):], progress):
                 report.metrics.append(job[len(METRICS_JOB):])
     finally:
+        torch.set_num_threads(threads)
         bar.close()
         report.tables = write_tables(plan, store)
     report.seconds = time.perf_counter() - started

@@ -71,6 +71,7 @@ class StudySpec(StrictModel):
     comparisons: list[tuple[Composition, Composition]] = Field(
         [("real", "artificial"), ("real", "mixed"), ("mixed", "subset_real")],
         description="Pairs of compositions compared on the same seeds (difference, 95% CI, p-value).")
+    threads: int | None = Field(None, ge=1, description="Torch CPU threads while cells run (null: torch's default; 1 is often fastest for small networks).")
     metrics: StudyMetricsSpec = Field(default_factory=StudyMetricsSpec, description="Image-quality metrics per generator.")
 
     @model_validator(mode="before")
