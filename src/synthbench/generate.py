@@ -415,6 +415,8 @@ def generate(config: GenerateConfig, out: str | os.PathLike, *, shard: Shard = S
     layout = _Layout.of(plan)
     blocks = layout.blocks(plan["batch_size"])
     mine = [blocks[b] for b in shard.within(state.process_index, state.num_processes).blocks(len(blocks))]
+    # A finished folder (all images and the manifest there before this run) is reused as it is.
+    finished = (out / MANIFEST).is_file() and all((out / f).is_file() for f in layout.files)
     present = {i for block in mine for i in block if (out / layout.files[i]).is_file()}
     todo = [block for block in mine if any(i not in present for i in block)]
     skipped = len(present)
@@ -429,7 +431,6 @@ def generate(config: GenerateConfig, out: str | os.PathLike, *, shard: Shard = S
     dataset = None
     if shard.count == 1:
         if state.is_main_process:
-            finished = (out / MANIFEST).is_file() and not generated
             dataset = Dataset.open(out) if finished else finalize(out, progress=progress)
         state.wait_for_everyone()
         if not state.is_main_process:

@@ -33,11 +33,15 @@ def test_a_local_folder_resolves_without_loading(tiny_pipeline):
     assert source.describe()["configs"] == resolve_pipeline(str(tiny_pipeline)).fingerprint
 
 
-def test_unknown_names_and_folders_that_are_not_pipelines(tmp_path):
+def test_unknown_names_and_folders_that_are_not_pipelines(tmp_path, monkeypatch):
     with pytest.raises(PipelineError, match="unknown pipeline 'sd15'.*sd21, realistic-vision-14"):
         resolve_pipeline("sd15")
     with pytest.raises(PipelineError, match="does not exist"):
         resolve_pipeline(str(tmp_path / "nothing-here"))
+    (tmp_path / "pipelines").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PipelineError, match="pipeline folder pipelines/sd21 does not exist"):
+        resolve_pipeline("pipelines/sd21")  # a relative path, not a hub id
     (tmp_path / "unet").mkdir()
     (tmp_path / "unet" / "config.json").write_text("{}")
     with pytest.raises(PipelineError, match="not a diffusers pipeline folder: no model_index.json"):

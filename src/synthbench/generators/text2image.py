@@ -125,7 +125,8 @@ def resolve_pipeline(spec: str, *, prior: str | None = None, allow_pickle: bool 
         source = _from_hub(known.hub_id, name=spec, spec=spec)
     elif path.is_dir():
         source = _from_folder(path, name=path.resolve().name, spec=spec, hub_id=None)
-    elif path.exists() or spec.startswith((".", "/", "~")):
+    elif path.exists() or spec.startswith((".", "/", "~")) or path.parent.is_dir() and path.parent.name:
+        # (pipelines/sd21 with a local pipelines/ folder is a missing folder, not a hub id)
         raise PipelineError(f"pipeline folder {spec} does not exist (or is not a folder)")
     elif _HUB_ID.match(spec):
         source = _from_hub(spec, name=spec, spec=spec)
