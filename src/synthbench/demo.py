@@ -1,0 +1,213 @@
+"""``synthbench demo``: the whole mission, offline, on data that ships with the packages.
+
+Digits (default): prepare scikit-learn's digits at 16x16 -> train a class-conditional DCGAN and
+a class-conditional DDPM on the whole real training split -> generate a labelled synthetic
+Dataset from each -> the classifier study (real / artificial / mixed / subset_real, both
+generators, 3 seeds) where real data is scarce, with a size sweep -> image-quality metrics ->
+the HTML report.
+
+Faces (``--faces``): the source project's comparison on scikit-image's bundled LFW faces: an
+unconditional DCGAN and an unconditional DDPM, their sample grids per epoch and loss curves.
+
+Every stage reuses what a previous run of the demo finished (prepared data, trained models,
+generated images, study cells), so an interrupted demo continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """The sizes of one demo flavour (full or quick)."""
+
+    dcgan_preset: str
+    dcgan_overrides: tuple[str, ...]
+    ddpm_preset: str
+    ddpm_overrides: tuple[str, ...]
+    per_class: int                 # synthetic images generated per class and generator
+    sizes: tuple[int, ...]         # training-set sizes of the study (the first is the headline)
+    seeds: tuple[int, ...]
+    classifier_preset: str
+    classifier: dict = field(default_factory=dict)
+    metrics: bool = True
+
+
+FULL = DemoPlan(
+    dcgan_preset="digits", dcgan_overrides=("train.epochs=30", "train.progress=true"),
+    ddpm_preset="digits-ddpm", ddpm_overrides=("train.epochs=25", "train.progress=true"),
+    per_class=75, sizes=(100, 50, 200, 500), seeds=(0, 1, 2), classifier_preset="small")
+
+QUICK = DemoPlan(
+    dcgan_preset="tiny", dcgan_overrides=("model.conditional=true", "train.epochs=1", "train.batch_size=128"),
+    ddpm_preset="tiny", ddpm_overrides=("conditional=true", "train.epochs=1", "train.batch_size=128",
+                                        "sampling.guidance=2.0"),
+    per_class=6, sizes=(20, 40), seeds=(0, 1), classifier_preset="tiny", metrics=True)
+
+
+def run_demo(out: str | os.PathLike = "synthbench-demo", *, quick: bool = False, faces: bool = False,
+             progress: bool = True) -> Path:
+    """Run the demo into ``out``; returns the path of the HTML report."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stages: dict[str, float] = {}
+    say = _Narrator(progress)
+    if faces:
+        return _faces(out, quick, stages, say)
+    plan = QUICK if quick else FULL
+    from synthbench.data.prepare import PrepareConfig, prepare
+
+    with say.stage("prepare the bundled digits (16x16, 20 % real test split)", stages, "prepare"):
+        real = prepare(PrepareConfig(source="digits", size=16, fit="stretch", test_fraction=0.2, seed=0),
+                       out / "data" / "digits16", progress=False)
+        say(f"  {len(real.split('train'))} train / {len(real.split('test'))} test images, {real.num_classes} classes")
+    runs = {}
+    with say.stage("train a class-conditional DCGAN on the real training split", stages, "train dcgan"):
+        runs["dcgan"] = _train("dcgan", real.path, out / "runs" / "dcgan", plan.dcgan_preset,
+                               plan.dcgan_overrides, progress)
+    with say.stage("train a class-conditional diffusion model (DDPM) on the same images", stages, "train ddpm"):
+        runs["ddpm"] = _train("ddpm", real.path, out / "runs" / "ddpm", plan.ddpm_preset,
+                              plan.ddpm_overrides, progress)
+    synthetic = {}
+    for name, run in runs.items():
+        with say.stage(f"generate {plan.per_class} images per class with the {name}", stages, f"generate {name}"):
+            synthetic[name] = _generate(run, out / "synthetic" / name, plan.per_class, name, progress)
+    spec = _study_spec(out, real.path, synthetic, plan)
+    with say.stage(f"study: {len(plan.sizes)} sizes x {len(plan.seeds)} seeds x real / artificial / mixed / "
+                   "subset_real" + (" + image-quality metrics" if plan.metrics else ""), stages, "study"):
+        from synthbench.study.runner import run_study
+
+        result = run_study(spec, progress=progress)
+    (result.out / "runs.json").write_text(json.dumps({k: str(v) for k, v in runs.items()}, indent=1))
+    _write_stages(result.out, stages, quick)
+    with say.stage("write the report", stages, "report"):
+        from synthbench.report import build_report
+
+        _write_stages(result.out, stages, quick)
+        page = build_report(result.out, out / "report" / "index.html")
+    _write_stages(result.out, stages, quick)
+    build_report(result.out, page)  # once more, so the page shows the report stage's time too
+    say.table(result.out)
+    say(f"\nreport: {page}\ntotal {sum(stages.values()):.0f} s")
+    return page
+
+
+def _train(kind: str, data: Path, run: Path, preset: str, overrides: tuple[str, ...], progress: bool) -> Path:
+    from synthbench.train import train
+
+    if (run / "model").is_dir():
+        return run  # finished by an earlier demo run
+    resume = (run / "checkpoints").is_dir() and any((run / "checkpoints").glob("step-*"))
+    extra = () if progress else ("train.progress=false",)
+    if resume:
+        train(kind, data, run, resume=True, overrides=extra)
+    else:
+        if run.exists():
+            import shutil
+
+            shutil.rmtree(run)  # started but never checkpointed: nothing to keep
+        train(kind, data, run, preset=preset, overrides=list(overrides) + list(extra))
+    return run
+
+
+def _generate(run: Path, out: Path, per_class: int, name: str, progress: bool) -> Path:
+    from synthbench.generate import GenerateConfig, generate
+
+    config = GenerateConfig(from_run=str(run), per_class=per_class, seed=0, batch_size=64, name=name)
+    generate(config, out, progress=progress)
+    return out
+
+
+def _study_spec(out: Path, real: Path, synthetic: dict[str, Path], plan: DemoPlan):
+    from synthbench.study.spec import StudySpec
+
+    return StudySpec(
+        name="digits (scarce real data)", out=str(out / "study"), real=str(real),
+        synthetic={k: {"path": str(v)} for k, v in synthetic.items()},
+        compositions=["real", "artificial", "mixed", "subset_real"], sizes=list(plan.sizes),
+        seeds=list(plan.seeds), classifier_preset=plan.classifier_preset, classifier=plan.classifier,
+        threads=1, metrics={"enabled": plan.metrics})
+
+
+def _write_stages(results: Path, stages: dict[str, float], quick: bool) -> None:
+    data = {"flavour": "quick" if quick else "full", "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
+            "total_seconds": round(sum(stages.values()), 1)}
+    (results / "demo.json").write_text(json.dumps(data, indent=1))
+
+
+def _faces(out: Path, quick: bool, stages: dict[str, float], say: _Narrator) -> Path:
+    from synthbench.data.prepare import PrepareConfig, prepare
+    from synthbench.report.page import build_runs_report
+
+    with say.stage("prepare scikit-image's bundled LFW faces (32x32 grayscale)", stages, "prepare"):
+        faces = prepare(PrepareConfig(source="lfw", size=32 if not quick else 16, fit="stretch",
+                                      classes=["face"], test_fraction=0.0), out / "data" / "faces", progress=False)
+    if quick:
+        gan = ("train.epochs=2", "train.max_steps=10", "train.batch_size=16")
+        ddpm = ("train.epochs=2", "train.max_steps=10", "train.batch_size=16")
+        gan_preset = ddpm_preset = "tiny"
+    else:
+        gan = ("model.latent_dim=64", "model.base_channels=32", "train.epochs=200", "train.batch_size=20",
+               "train.grid_epochs=[1, 50, 100, 150, 200]", "grid_size=16", "train.checkpoint_every=2000")
+        ddpm = ("model.block_out_channels=[32, 64, 64]", "train.epochs=200", "train.batch_size=20",
+                "train.grid_epochs=[1, 50, 100, 150, 200]", "grid_size=16", "noise.beta_schedule=cosine",
+                "optim.lr=1e-3", "ema.decay=0.995", "train.checkpoint_every=2000")
+        gan_preset, ddpm_preset = "dcgan", "celeba-ddpm"
+    runs = {}
+    with say.stage("train an unconditional DCGAN on the faces", stages, "train dcgan"):
+        runs["dcgan"] = _train("dcgan", faces.path, out / "runs" / "dcgan", gan_preset, gan, say.progress)
+    with say.stage("train an unconditional DDPM on the faces", stages, "train ddpm"):
+        extra = ("model.attention_levels=[]", "model.norm_num_groups=8", "model.layers_per_block=1",
+                 "train.mixed_precision=no") if not quick else ()
+        runs["ddpm"] = _train("ddpm", faces.path, out / "runs" / "ddpm", ddpm_preset, ddpm + extra, say.progress)
+    with say.stage("write the report", stages, "report"):
+        page = build_runs_report(runs, out / "report" / "index.html", title="faces: DCGAN vs diffusion",
+                                 stage_seconds=stages)
+    say(f"\nreport: {page}\ntotal {sum(stages.values()):.0f} s")
+    return page
+
+
+class _Narrator:
+    """Prints each stage with its time (to stderr, beside the progress bars)."""
+
+    def __init__(self, progress: bool):
+        self.progress = progress
+        self.started = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if self.progress:
+            print(message, file=sys.stderr, flush=True)
+
+    def stage(self, title: str, stages: dict[str, float], key: str):
+        narrator = self
+
+        class _Stage:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+                narrator(f"\n[{time.perf_counter() - narrator.started:6.0f} s] {title} ...")
+
+            def __exit__(self, kind, exc, tb):
+                stages[key] = time.perf_counter() - self.t0
+                if kind is None:
+                    narrator(f"  done in {stages[key]:.1f} s")
+                return False
+
+        return _Stage()
+
+    def table(self, results: Path) -> None:
+        if not self.progress:
+            return
+        import pandas as pd
+
+        summary = pd.read_csv(results / "summary.csv")
+        summary["generator"] = summary["generator"].fillna("")
+        view = summary[summary["composition"].isin(["real", "artificial", "mixed", "subset_real"])]
+        table = view.pivot_table(index=["size", "composition"], columns="generator", values="accuracy_mean")
+        self(f"\naccuracy on real test images (mean over seeds):\n{table.round(3).to_string()}")

@@ -1,0 +1,5 @@
+"""The HTML report of a study: tables, figures and sample grids, read from saved results only."""
+
+from synthbench.report.page import build_report
+
+__all__ = ["build_report"]

@@ -1,0 +1,115 @@
+"""The quick demo end to end, and the HTML report it writes (parsed, every reference checked)."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from synthbench.cli import main
+from synthbench.errors import SynthbenchError
+from synthbench.report import build_report
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.links, self.scripts, self.tables, self.headings = [], [], 0, 0, []
+        self._heading = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs.get("src"))
+        elif tag in ("link", "a") and attrs.get("href"):
+            self.links.append(attrs["href"])
+        elif tag == "script":
+            self.scripts += 1
+        elif tag == "table":
+            self.tables += 1
+        elif tag in ("h1", "h2", "h3"):
+            self._heading = ""
+
+    def handle_data(self, data):
+        if self._heading is not None:
+            self._heading += data
+
+    def handle_endtag(self, tag):
+        if tag in ("h1", "h2", "h3") and self._heading is not None:
+            self.headings.append(self._heading.strip())
+            self._heading = None
+
+
+def parse(page: Path) -> _Page:
+    parser = _Page()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_quick_demo_runs_every_stage(demo):
+    stages = json.loads((demo / "study" / "demo.json").read_text())["stage_seconds"]
+    assert list(stages) == ["prepare", "train dcgan", "train ddpm", "generate dcgan", "generate ddpm",
+                            "study", "report"]
+    for run in ("dcgan", "ddpm"):
+        assert (demo / "runs" / run / "model" / "synthbench.json").is_file()
+        assert json.loads((demo / "synthetic" / run / "manifest.json").read_text())["num_images"] == 60
+    results = pd.read_csv(demo / "study" / "results.csv")
+    assert set(results["composition"]) == {"real", "artificial", "mixed", "subset_real"}
+    assert set(results["generator"].fillna("")) == {"", "dcgan", "ddpm"}
+    assert sorted(results["seed"].unique()) == [0, 1] and sorted(results["size"].unique()) == [20, 40]
+    assert results["accuracy"].between(0, 1).all()
+    assert (demo / "study" / "metrics.csv").is_file()
+
+
+def test_report_is_offline_and_every_reference_exists(demo):
+    page = demo / "report" / "index.html"
+    parsed = parse(page)
+    assert parsed.scripts == 0
+    assert not [l for l in parsed.links if l.startswith(("http:", "https:", "//"))]
+    assert parsed.images, "the report shows no figure"
+    for src in parsed.images:
+        assert not src.startswith(("http:", "https:", "data:")) and (page.parent / src).is_file(), src
+    for heading in ("The source study's table", "The source study's figures", "Beyond the source study",
+                    "Image quality per generator", "Trained generators: samples per epoch and loss curves",
+                    "Sample grids of the Datasets", "What produced this"):
+        assert heading in parsed.headings
+    assert parsed.tables >= 5
+    names = {Path(s).name for s in parsed.images}
+    assert {"real_vs_artificial.png", "real_vs_mixed.png", "mixed_vs_subset_real.png", "generators_compared.png",
+            "size_sweep.png", "paired_differences.png", "per_class.png", "dataset-real.png", "dataset-dcgan.png",
+            "dataset-ddpm.png", "run-dcgan-epoch-001.png", "run-ddpm-epoch-001.png",
+            "run-dcgan-loss_per_iteration.png", "run-ddpm-loss_per_epoch.png"} <= names
+
+
+def test_report_table_cells_match_the_summary(demo):
+    summary = pd.read_csv(demo / "study" / "summary.csv")
+    real = summary[(summary["composition"] == "real") & (summary["size"] == 20)].iloc[0]
+    text = (demo / "report" / "index.html").read_text()
+    assert f"{real['accuracy_mean']:.3f}" in text
+
+
+def test_second_run_reuses_everything(demo):
+    assert main(["demo", "--quick", "--out", str(demo), "--quiet"]) == 0
+    stages = json.loads((demo / "study" / "demo.json").read_text())["stage_seconds"]
+    assert stages["train dcgan"] < 1 and stages["train ddpm"] < 1 and stages["generate ddpm"] < 3
+
+
+def test_report_cli_and_bad_input(demo, tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert main(["report", str(demo / "study"), "--out", str(out), "--run", f"gan={demo / 'runs' / 'dcgan'}"]) == 0
+    assert out.is_file() and "gan" in parse(out).headings
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a study results folder" in capsys.readouterr().err
+    assert main(["report", str(demo / "study"), "--run", "nonsense"]) == 2
+    with pytest.raises(SynthbenchError):
+        build_report(tmp_path / "missing")
