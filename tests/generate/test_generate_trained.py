@@ -264,3 +264,18 @@ def test_a_diffusion_generator_gets_its_sampler_steps_and_guidance(tmp_path):
     default = tmp_path / "default"
     generate(GenerateConfig(from_run=str(folder), count=1), default, progress=False)
     assert {k: rows(default)[0][k] for k in ("sampler", "steps")} == {"sampler": "dpmsolver++", "steps": 20}
+
+
+def test_an_out_folder_of_something_else_is_refused_and_overwrite_starts_again(dcgan_run, tmp_path, capsys):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    assert "exists and is not a generation folder" in _error(
+        ["generate", "--from", str(dcgan_run), "--count", "2", "--out", str(busy)], capsys)
+    assert (busy / "notes.txt").read_text() == "mine"
+    out = tmp_path / "out"
+    generate(GenerateConfig(from_run=str(dcgan_run), count=2), out, progress=False)
+    assert "other options (count (2 -> 3))" in _error(
+        ["generate", "--from", str(dcgan_run), "--count", "3", "--out", str(out)], capsys)
+    assert main(["generate", "--from", str(dcgan_run), "--count", "3", "--out", str(out), "--overwrite", "-q"]) == 0
+    assert len(Dataset.open(out)) == 3
