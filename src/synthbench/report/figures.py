@@ -77,15 +77,24 @@ def size_curves(summary: pd.DataFrame, path: Path, metric: str = "accuracy") -> 
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4.2))
+    generators = sorted(g for g in part["generator"].unique() if isinstance(g, str) and g)
+    styles = {g: ls for g, ls in zip(generators, ["--", ":", "-.", (0, (5, 1)), (0, (1, 3))])}
+    markers = {g: m for g, m in zip(generators, ["s", "^", "D", "v", "P"])}
     for (comp, gen), g in part.groupby(["composition", "generator"], dropna=False, sort=False):
         g = g.sort_values("size")
-        label = comp + (f" ({gen})" if isinstance(gen, str) and gen else "")
-        style = "-" if comp in ("real", "subset_real") else ("--" if comp == "mixed" else ":")
+        gen = gen if isinstance(gen, str) else ""
+        label = comp + (f" ({gen})" if gen else "")
         ax.errorbar(g["size"], g[f"{metric}_mean"],
                     yerr=np.nan_to_num([g[f"{metric}_mean"] - g[f"{metric}_ci_low"],
                                         g[f"{metric}_ci_high"] - g[f"{metric}_mean"]]),
-                    marker="o", ls=style, capsize=3, label=label, color=COLOURS.get(comp))
+                    marker=markers.get(gen, "o"), ls=styles.get(gen, "-"), capsize=3, label=label,
+                    color=COLOURS.get(comp), lw=1.6 if not gen else 1.2)
+    sizes = sorted(part["size"].unique())
     ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(int(x)) for x in sizes])
+    ax.minorticks_off()
+    low, high = ax.get_ylim()
+    ax.set_ylim(max(0.0, low), min(1.0, high))
     ax.set_xlabel("training-set size (images; subset_real uses the real half of mixed)")
     ax.set_ylabel(f"{metric.replace('_', ' ')} on real test images")
     ax.set_title("Where synthetic data stops helping: accuracy against training-set size", fontsize=9)
