@@ -217,11 +217,11 @@ class Report:
                  (["real", "mixed"], "Real vs mixed", "real_vs_mixed.png"),
                  (["mixed", "subset_real"], "Mixed vs subset of real", "mixed_vs_subset_real.png"),
                  (["artificial", "mixed"], "The generators compared", "generators_compared.png")]
-        html_parts = ["<h2>The source study's figures</h2>"]
+        html_parts = ["<h2>The source study's figures</h2><div class='grids'>"]
         for comps, title, name in pairs:
             html_parts.append(self.figure(figures.bars(s, comps, size, f / name, title=title),
                                           f"{title}: accuracy on real test images at training size {size}."))
-        return "\n".join(html_parts)
+        return "\n".join(html_parts) + "</div>"
 
     def beyond(self) -> str:
         s, r, c = self.t["summary"], self.t["results"], self.t["comparisons"]
