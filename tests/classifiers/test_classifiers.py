@@ -151,3 +151,14 @@ def test_unlabelled_data_is_refused(tmp_path):
     ds = Dataset.from_arrays(np.zeros((4, 8, 8, 1), np.uint8), np.full(4, -1), [])
     with pytest.raises(SynthbenchError, match="labelled"):
         train_classifier(ds, tmp_path / "run", tiny())
+
+
+def test_min_steps_stretches_epochs_and_the_lr_schedule():
+    from synthbench.classifiers.task import ClassifierConfig, stretch_to_min_steps
+
+    config = ClassifierConfig(min_steps=300, train={"epochs": 30, "batch_size": 16}, optim={"step_size": 15})
+    small = stretch_to_min_steps(config, 25)  # 2 batches per epoch -> 150 epochs for 300 batches
+    assert small.train.epochs == 150 and small.optim.step_size == 75
+    big = stretch_to_min_steps(config, 1000)  # 63 batches per epoch: 30 epochs are plenty
+    assert big.train.epochs == 30 and big.optim.step_size == 15
+    assert stretch_to_min_steps(config.model_copy(update={"min_steps": None}), 25).train.epochs == 30

@@ -9,6 +9,8 @@ presets (group ``classifier``): ``thesis`` (those settings), ``small`` (a small 
 
 from __future__ import annotations
 
+import math
+
 import json
 import os
 import shutil
@@ -63,6 +65,7 @@ class ClassifierConfig(StrictModel):
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(**TRAIN_DEFAULTS),
                                description="The training loop (train.seed seeds weights and batch order).")
     eval_batch_size: int = Field(256, ge=1, description="Images per batch when evaluating or extracting features.")
+    min_steps: int | None = Field(None, ge=1, description="Train at least this many batches: small training sets get more epochs (StepLR stretched alike), so a 25-image set is not compared under-trained.")
 
     @model_validator(mode="before")
     @classmethod
@@ -178,6 +181,25 @@ def load_classifier(folder: str | Path) -> tuple[Classifier, dict[str, Any]]:
     return model.eval(), meta
 
 
+def stretch_to_min_steps(config: ClassifierConfig, n_train: int) -> ClassifierConfig:
+    """The config with enough epochs for ``min_steps`` batches on ``n_train`` images; the StepLR
+    step is stretched by the same factor so the schedule keeps its shape."""
+    if not config.min_steps or n_train == 0:
+        return config
+    per_epoch = max(1, math.ceil(n_train / config.train.batch_size) if not config.train.drop_last
+                    else n_train // config.train.batch_size)
+    epochs = max(config.train.epochs, math.ceil(config.min_steps / per_epoch))
+    if epochs == config.train.epochs:
+        return config
+    factor = epochs / config.train.epochs
+    optim = config.optim
+    if optim.step_size:
+        optim = optim.model_copy(update={"step_size": max(1, round(optim.step_size * factor))})
+    train = config.train.model_copy(update={"epochs": epochs,
+                                            "grid_epochs": [], "max_steps": config.train.max_steps})
+    return config.model_copy(update={"train": train, "optim": optim})
+
+
 def train_classifier(dataset: Dataset, run_dir: str | Path, config: ClassifierConfig, *,
                      resume: bool = False) -> tuple[Classifier, ClassifierTask]:
     """Train on ``dataset``'s ``config.train.split`` through the shared engine into ``run_dir``
@@ -185,6 +207,7 @@ def train_classifier(dataset: Dataset, run_dir: str | Path, config: ClassifierCo
     Returns the trained classifier (eval mode) and its task (which knows e.g. ``resized_from``)."""
     from synthbench.engine.loop import fit
 
+    config = stretch_to_min_steps(config, len(dataset.split(config.train.split)))
     task = ClassifierTask(config)
     fit(task, dataset, run_dir, config.train, resume=resume)
     return task.classifier.eval(), task
