@@ -197,9 +197,13 @@ def validate(model: type[M], data: dict[str, Any], origin_of=lambda path: None) 
                 parent = _submodel(model, loc[:-1])
                 known = ", ".join(parent.model_fields) if parent is not None else ""
                 msg = f"unknown key (known keys: {known})" if known else "unknown key"
-            elif "input" in err and err["type"] != "missing":
+            elif "input" in err and err["type"] != "missing" and loc:
                 msg = f"{msg} (got {err['input']!r})"
-            problems.append(f"key {key!r}" + (f" in {where}" if where else "") + f": {msg}")
+            msg = msg.removeprefix("Value error, ")
+            if not loc:  # a check across several keys
+                problems.append(msg + (f" (in {where})" if where else ""))
+            else:
+                problems.append(f"key {key!r}" + (f" in {where}" if where else "") + f": {msg}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
 
 

@@ -168,6 +168,12 @@ def make_sampler(name: str, scheduler_config: dict[str, Any]):
     """A fresh diffusers scheduler of the named kind sharing the training noise schedule."""
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
+    # A live scheduler's config lists the keys it left at their defaults ("_use_default_values");
+    # from_config would then give the new scheduler ITS defaults for them (DPM-Solver++ would
+    # start at t=999 instead of the DDPM schedule's "leading" spacing, where the capped cosine
+    # schedule has alpha ~ 0 and samples blow up). Saved configs do not carry the key, so drop it
+    # here: a model samples the same during training as after save/load.
+    scheduler_config = {k: v for k, v in dict(scheduler_config).items() if k != "_use_default_values"}
     if name == "ddpm":
         return DDPMScheduler.from_config(scheduler_config)
     if name == "ddim":
@@ -239,7 +245,11 @@ class DiffusionGenerator(Generator):
             raise SynthbenchError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
         if steps is None:
             steps = self.sampling.steps if sampler == self.sampling.sampler and self.sampling.steps else None
-        steps = steps or DEFAULT_STEPS[sampler] or self.scheduler_config["num_train_timesteps"]
+        total = self.scheduler_config["num_train_timesteps"]
+        steps = steps or min(DEFAULT_STEPS[sampler] or total, total)
+        if steps > total:
+            raise SynthbenchError(f"{steps} sampling steps exceed the model's {total} noise levels; "
+                                  f"use at most {total} steps")
         if guidance is None:
             guidance = self.sampling.guidance if self.conditional else 1.0
         if guidance != 1.0 and not self.conditional:
