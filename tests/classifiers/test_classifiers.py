@@ -113,9 +113,9 @@ def test_evaluation_on_a_known_case():
 
 
 # ------------------------------------------------------------------------------ training
-def test_training_through_the_engine_learns_digits_and_saves_a_loadable_model(digits16_shared, tmp_path):
-    train = subset(digits16_shared.split("train"), count=300, seed=0)
-    test = digits16_shared.split("test")
+def test_training_through_the_engine_learns_digits_and_saves_a_loadable_model(digits16, tmp_path):
+    train = subset(digits16.split("train"), count=300, seed=0)
+    test = digits16.split("test")
     config = tiny("model.width=8", "train.epochs=4", "optim.step_size=2", "optim.gamma=0.5")
     model, task = train_classifier(train, tmp_path / "run", config)
     ev = evaluate(model, test)
@@ -132,16 +132,16 @@ def test_training_through_the_engine_learns_digits_and_saves_a_loadable_model(di
     assert task.resized_from is None
 
 
-def test_a_different_network_size_resizes_on_the_fly_and_is_recorded(digits16_shared, tmp_path):
-    train = subset(digits16_shared.split("train"), count=40, seed=1)
+def test_a_different_network_size_resizes_on_the_fly_and_is_recorded(digits16, tmp_path):
+    train = subset(digits16.split("train"), count=40, seed=1)
     model, task = train_classifier(train, tmp_path / "run", tiny("model.resolution=24", "train.epochs=1"))
     assert task.resized_from == 16 and model.resolution == 24
     meta = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
     assert (meta["resolution"], meta["data_resolution"]) == (24, 16)
 
 
-def test_a_set_smaller_than_one_batch_still_trains(digits16_shared, tmp_path):
-    few = subset(digits16_shared.split("train"), count=10, seed=0)
+def test_a_set_smaller_than_one_batch_still_trains(digits16, tmp_path):
+    few = subset(digits16.split("train"), count=10, seed=0)
     train_classifier(few, tmp_path / "run", tiny("train.epochs=2", "train.batch_size=32"))
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r.get("kind") != "epoch"] == [1, 2]

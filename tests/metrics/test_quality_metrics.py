@@ -48,16 +48,16 @@ def random_features():
 
 
 # ------------------------------------------------------------------------------ reference
-def test_fid_kid_pr_agree_with_torch_fidelity_computing_everything_itself(digits16_shared, random_features):
+def test_fid_kid_pr_agree_with_torch_fidelity_computing_everything_itself(digits16, random_features):
     import torch_fidelity
     from torch_fidelity.feature_extractor_base import FeatureExtractorBase
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-    real = digits16_shared.split("train")
-    test = digits16_shared.split("test")
+    real = digits16.split("train")
+    test = digits16.split("test")
     # "Generated" images: the real test images at half brightness, so every metric is far from 0.
     fake = Dataset.from_arrays(test.take(np.arange(len(test))) // 2, test.labels, test.class_names)
-    ours = compute_metrics(digits16_shared, fake, MetricsConfig(**FAST, kid_subset_size=300, floor=False),
+    ours = compute_metrics(digits16, fake, MetricsConfig(**FAST, kid_subset_size=300, floor=False),
                            extractor=random_features)
 
     model = random_features.model
@@ -105,9 +105,9 @@ def test_fid_kid_pr_agree_with_torch_fidelity_computing_everything_itself(digits
     assert ours["recall"] == pytest.approx(reference["recall"], abs=1e-6)
 
 
-def test_metrics_do_not_depend_on_the_batch_size(digits16_shared, random_features):
-    fake = digits16_shared.split("test")
-    results = [compute_metrics(digits16_shared, fake, MetricsConfig(**FAST, batch_size=b), extractor=random_features)
+def test_metrics_do_not_depend_on_the_batch_size(digits16, random_features):
+    fake = digits16.split("test")
+    results = [compute_metrics(digits16, fake, MetricsConfig(**FAST, batch_size=b), extractor=random_features)
                for b in (7, 256)]
     for key in ("fid", "kid", "precision", "recall", "density", "coverage", "fid_real_floor"):
         assert results[0][key] == pytest.approx(results[1][key], rel=1e-5, abs=1e-9), key
@@ -129,8 +129,8 @@ def test_precision_recall_density_coverage_on_points_on_a_line():
     assert precision_recall(real, fake, k=1) == pytest.approx((0.5, 1.0))
 
 
-def test_identical_sets_score_like_the_floor_would_promise(digits16_shared, random_features):
-    real = digits16_shared.split("train")
+def test_identical_sets_score_like_the_floor_would_promise(digits16, random_features):
+    real = digits16.split("train")
     result = compute_metrics(real, real, MetricsConfig(**FAST, real_split=None), extractor=random_features)
     assert abs(result["fid"]) < 1e-6 and result["precision"] == 1.0 and result["coverage"] == 1.0
     assert result["n_half"] == 200 and result["fid_real_floor"] > 0 and result["fid_half_n"] > 0
@@ -168,14 +168,14 @@ def test_a_file_that_is_not_the_inception_weights_is_refused(no_weights, tmp_pat
 
 
 # ------------------------------------------------------------------------------ domain features
-def test_auto_without_weights_trains_a_labelled_domain_extractor_once(digits16_shared, no_weights, tmp_path,
+def test_auto_without_weights_trains_a_labelled_domain_extractor_once(digits16, no_weights, tmp_path,
                                                                       monkeypatch):
     from synthbench.classifiers import task as task_module
     from synthbench.classifiers.task import ClassifierConfig
     from synthbench.config import resolve_config
 
     config = resolve_config(ClassifierConfig, preset=("classifier", "tiny"), overrides=["train.epochs=1"])
-    real_train = subset(digits16_shared.split("train"), count=200, seed=0)
+    real_train = subset(digits16.split("train"), count=200, seed=0)
     extractor = get_extractor("auto", real_train=real_train, classifier_config=config, cache_dir=tmp_path)
     assert extractor.kind == "domain" and "NOT comparable with published Inception FIDs" in extractor.label
     trained = list((tmp_path / "domain-features").iterdir())
@@ -190,16 +190,16 @@ def test_auto_without_weights_trains_a_labelled_domain_extractor_once(digits16_s
     torch.testing.assert_close(again.features(x), extractor.features(x))
 
 
-def test_cli_prints_the_table_with_the_floor_and_writes_json(digits16_shared, no_weights, tmp_path, capsys):
+def test_cli_prints_the_table_with_the_floor_and_writes_json(digits16, no_weights, tmp_path, capsys):
     fake = tmp_path / "fake"
     from synthbench.data.dataset import atomic_folder, write_packed
 
-    part = subset(digits16_shared.split("test"), count=100, seed=0)
+    part = subset(digits16.split("test"), count=100, seed=0)
     with atomic_folder(fake) as tmp:
         write_packed(tmp, part.take(np.arange(len(part))), part.labels, part.splits, part.class_names,
                      [{} for _ in range(len(part))], {"kind": "synthetic"})
     out = tmp_path / "m.json"
-    code = main(["metrics", "--real", str(digits16_shared.path), "--fake", str(fake), "--cache", str(tmp_path / "c"),
+    code = main(["metrics", "--real", str(digits16.path), "--fake", str(fake), "--cache", str(tmp_path / "c"),
                  "--max-images", "300", "--out", str(out), "-q", "domain_preset=tiny", "domain_epochs=1",
                  "kid_subsets=5"])
     assert code == 0
@@ -209,6 +209,6 @@ def test_cli_prints_the_table_with_the_floor_and_writes_json(digits16_shared, no
     saved = json.loads(out.read_text())
     assert saved["features"] == "domain" and saved["fake"]["images"] == 100 and saved["real"]["images"] == 300
     assert {"fid", "fid_real_floor", "kid", "precision", "recall", "density", "coverage"} <= set(saved)
-    code = main(["metrics", "--real", str(digits16_shared.path), "--fake", str(fake), "--features", "inception"])
+    code = main(["metrics", "--real", str(digits16.path), "--fake", str(fake), "--features", "inception"])
     err = capsys.readouterr().err
     assert code == 2 and "Inception-v3 weights not found" in err and "\n" not in err.strip()

@@ -29,11 +29,11 @@ def dataset_writer():
 
 
 @pytest.fixture(scope="session")
-def fake_generators(digits16_shared, tmp_path_factory):
+def fake_generators(digits16, tmp_path_factory):
     """Two "generators": 200 real train digits each, drawn with different seeds, one with mild
     and one with strong pixel noise. Returns {name: path}."""
     root = tmp_path_factory.mktemp("synthetic")
-    train = digits16_shared.split("train")
+    train = digits16.split("train")
     out = {}
     for name, seed, noise in (("gan", 11, 8), ("ddpm", 12, 60)):
         part = subset(train, count=200, seed=seed)
@@ -45,12 +45,12 @@ def fake_generators(digits16_shared, tmp_path_factory):
 
 
 @pytest.fixture
-def write_spec(tmp_path, digits16_shared, fake_generators):
+def write_spec(tmp_path, digits16, fake_generators):
     """``write_spec(**keys)``: a spec file for the digits and the two fake generators, with the
     tiny classifier, sizes [40] and seeds [0, 1] unless overridden. Returns its path."""
 
     def write(name: str = "spec", **keys) -> Path:
-        spec = {"name": "test-study", "real": str(digits16_shared.path),
+        spec = {"name": "test-study", "real": str(digits16.path),
                 "synthetic": {k: str(v) for k, v in fake_generators.items()},
                 "sizes": [40], "seeds": [0, 1], "classifier_preset": "tiny",
                 "classifier": {"train": {"epochs": 2, "batch_size": 16}}, **keys}

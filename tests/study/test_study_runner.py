@@ -240,7 +240,7 @@ def test_a_resolution_mismatch_is_resized_with_a_warning_and_recorded(write_spec
     assert pool.shape == (16, 16, 1)
 
 
-def test_other_bad_specs(write_spec, tmp_path, digits16_shared):
+def test_other_bad_specs(write_spec, tmp_path, digits16):
     with pytest.raises(DataError, match="real Dataset: Dataset folder .*nowhere does not exist"):
         run_study(write_spec(real=str(tmp_path / "nowhere")), progress=False)
     with pytest.raises(DataError, match="has no 'holdout' split"):

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from synthbench.config import StrictModel
-from synthbench.data.dataset import Dataset
+from synthbench.data.dataset import Dataset, atomic_folder
 from synthbench.engine.config import TrainConfig
 from synthbench.engine.loop import StepContext, Task
 from synthbench.engine.plots import plot_curves, save_grid
@@ -182,17 +180,12 @@ class DCGAN(Generator):
 
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
-        tmp = folder.with_name(folder.name + ".part")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        save_file(state, str(tmp / "generator.safetensors"))
-        meta = {"kind": self.kind, "resolution": self.resolution, "channels": self.channels,
-                "class_names": self.class_names, "model": self.config.model_dump(mode="json")}
-        (tmp / MODEL_CONFIG).write_text(json.dumps(meta, indent=2))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        with atomic_folder(folder, replace=True) as tmp:
+            state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+            save_file(state, str(tmp / "generator.safetensors"))
+            meta = {"kind": self.kind, "resolution": self.resolution, "channels": self.channels,
+                    "class_names": self.class_names, "model": self.config.model_dump(mode="json")}
+            (tmp / MODEL_CONFIG).write_text(json.dumps(meta, indent=2))
 
     @classmethod
     def load(cls, folder: str | Path) -> DCGAN:

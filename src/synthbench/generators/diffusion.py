@@ -20,8 +20,6 @@ plain ``UNet2DModel``, the schedule and samplers are diffusers schedulers, the l
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +29,7 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from synthbench.config import StrictModel
-from synthbench.data.dataset import Dataset
+from synthbench.data.dataset import Dataset, atomic_folder
 from synthbench.engine.config import TrainConfig
 from synthbench.engine.loop import StepContext, Task
 from synthbench.engine.plots import plot_curves, save_grid
@@ -298,18 +296,13 @@ class DiffusionGenerator(Generator):
     def save(self, folder: str | Path) -> None:
         from diffusers import DDPMPipeline, DDPMScheduler
 
-        folder = Path(folder)
-        tmp = folder.with_name(folder.name + ".part")
-        shutil.rmtree(tmp, ignore_errors=True)
         scheduler = DDPMScheduler.from_config(self.scheduler_config)
-        # A DDPMPipeline folder (model_index.json, unet/, scheduler/) that diffusers loads as is.
-        DDPMPipeline(unet=self.unet, scheduler=scheduler).save_pretrained(tmp, safe_serialization=True)
-        if self.vae is not None:
-            self.vae.save_pretrained(tmp / "vae", safe_serialization=True)
-        (tmp / MODEL_CONFIG).write_text(json.dumps(self._meta(), indent=2))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        with atomic_folder(folder, replace=True) as tmp:
+            # A DDPMPipeline folder (model_index.json, unet/, scheduler/) that diffusers loads as is.
+            DDPMPipeline(unet=self.unet, scheduler=scheduler).save_pretrained(tmp, safe_serialization=True)
+            if self.vae is not None:
+                self.vae.save_pretrained(tmp / "vae", safe_serialization=True)
+            (tmp / MODEL_CONFIG).write_text(json.dumps(self._meta(), indent=2))
 
     @classmethod
     def load(cls, folder: str | Path) -> DiffusionGenerator:
@@ -680,9 +673,5 @@ class VAETask(Task):
 
     def export(self, folder: Path, accelerator) -> None:
         vae = accelerator.unwrap_model(self.modules["vae"]).vae
-        tmp = folder.with_name(folder.name + ".part")
-        shutil.rmtree(tmp, ignore_errors=True)
-        vae.save_pretrained(tmp, safe_serialization=True)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        with atomic_folder(folder, replace=True) as tmp:
+            vae.save_pretrained(tmp, safe_serialization=True)
