@@ -41,8 +41,10 @@ class DemoPlan:
 
 
 FULL = DemoPlan(
-    dcgan_preset="digits", dcgan_overrides=("train.epochs=30", "train.progress=true"),
-    ddpm_preset="digits-ddpm", ddpm_overrides=("train.epochs=25", "train.progress=true"),
+    dcgan_preset="digits", dcgan_overrides=("train.epochs=30", "train.progress=true",
+                                            "train.grid_epochs=[1, 5, 10, 15, 20, 25, 30]"),
+    ddpm_preset="digits-ddpm", ddpm_overrides=("train.epochs=15", "train.progress=true",
+                                               "train.grid_epochs=[1, 5, 10, 15]"),
     per_class=75, sizes=(100, 50, 200, 500), seeds=(0, 1, 2), classifier_preset="small")
 
 QUICK = DemoPlan(
