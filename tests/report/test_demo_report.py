@@ -113,3 +113,15 @@ def test_report_cli_and_bad_input(demo, tmp_path, capsys):
     assert main(["report", str(demo / "study"), "--run", "nonsense"]) == 2
     with pytest.raises(SynthbenchError):
         build_report(tmp_path / "missing")
+
+
+def test_quick_faces_demo_shows_both_generators_side_by_side(tmp_path):
+    out = tmp_path / "faces"
+    assert main(["demo", "--faces", "--quick", "--out", str(out), "--quiet"]) == 0
+    page = out / "report" / "index.html"
+    parsed = parse(page)
+    assert parsed.scripts == 0 and all((page.parent / src).is_file() for src in parsed.images)
+    names = {Path(s).name for s in parsed.images}
+    assert {"run-dcgan-epoch-001.png", "run-ddpm-epoch-001.png", "run-dcgan-loss_per_iteration.png",
+            "run-ddpm-loss_per_iteration.png"} <= names
+    assert "Trained generators: samples per epoch and loss curves" in parsed.headings
