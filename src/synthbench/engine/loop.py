@@ -122,6 +122,13 @@ class Task:
     def on_epoch_end(self, ctx: StepContext, epoch_means: dict[str, float]) -> None:
         """After each epoch (1-based ``ctx.epoch + 1`` done): grids, plots, evaluation."""
 
+    @staticmethod
+    def plots_due(ctx: StepContext) -> bool:
+        """Redraw the loss plots after this epoch? At the grid epochs, every 10th and the last
+        (redrawing after each of hundreds of short epochs would cost more than training)."""
+        epoch = ctx.epoch + 1
+        return epoch in ctx.config.grid_epochs or epoch % 10 == 0 or epoch >= ctx.config.epochs
+
     def extra_state(self) -> Any:
         """State beyond modules/optimizers/schedulers (e.g. EMA weights): tensors and plain values."""
         return {}

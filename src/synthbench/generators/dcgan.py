@@ -305,7 +305,8 @@ class DCGANTask(Task):
         previous = epoch - 1
         if previous >= 1 and previous not in keep:
             (ctx.run.samples / f"epoch-{previous:03d}.png").unlink(missing_ok=True)
-        write_gan_plots(ctx.run)
+        if self.plots_due(ctx):
+            write_gan_plots(ctx.run)
 
     def export(self, folder: Path, accelerator) -> None:
         self._sampler(accelerator).save(folder)

@@ -491,6 +491,8 @@ class DiffusionTask(Task):
                           nrow=nrow, scale=max(1, 64 // self.resolution))
 
         self._with_ema(ctx.accelerator, previews)
+        if not self.plots_due(ctx):
+            return
         rows = ctx.run.read_metrics()
         plot_curves(rows, ["loss"], ctx.run.plots / "loss_per_iteration.png",
                     title=f"{self.kind.upper()} loss per iteration", ylabel="MSE loss", smooth=25)
@@ -665,6 +667,8 @@ class VAETask(Task):
         pair = np.concatenate([to_uint8(x), to_uint8(recon)])
         save_grid(pair, ctx.run.samples / f"epoch-{ctx.epoch + 1:03d}.png", nrow=len(x),
                   scale=max(1, 64 // x.shape[-1]))
+        if not self.plots_due(ctx):
+            return
         rows = ctx.run.read_metrics()
         plot_curves(rows, ["mse"], ctx.run.plots / "loss_per_iteration.png",
                     title="VAE reconstruction loss per iteration", ylabel="pixel MSE", smooth=25)
