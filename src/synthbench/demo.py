@@ -168,10 +168,10 @@ def _faces(out: Path, quick: bool, stages: dict[str, float], say: _Narrator) -> 
         ddpm = ("train.epochs=2", "train.max_steps=10", "train.batch_size=16")
         gan_preset = ddpm_preset = "tiny"
     else:
-        gan = ("model.latent_dim=64", "model.base_channels=32", "train.epochs=200", "train.batch_size=20",
-               "train.grid_epochs=[1, 50, 100, 150, 200]", "grid_size=16", "train.checkpoint_every=2000")
-        ddpm = ("model.block_out_channels=[32, 64, 64]", "train.epochs=200", "train.batch_size=20",
-                "train.grid_epochs=[1, 50, 100, 150, 200]", "grid_size=16", "noise.beta_schedule=cosine",
+        gan = ("model.latent_dim=64", "model.base_channels=32", "train.epochs=100", "train.batch_size=20",
+               "train.grid_epochs=[1, 25, 50, 75, 100]", "grid_size=16", "train.checkpoint_every=2000")
+        ddpm = ("model.block_out_channels=[32, 64, 64]", "train.epochs=100", "train.batch_size=20",
+                "train.grid_epochs=[1, 25, 50, 75, 100]", "grid_size=16", "noise.beta_schedule=cosine",
                 "optim.lr=1e-3", "ema.decay=0.995", "train.checkpoint_every=2000")
         gan_preset, ddpm_preset = "dcgan", "celeba-ddpm"
     runs = {}
