@@ -147,6 +147,16 @@ def cpu_note() -> str:
     return f"{usable} usable CPU core(s)"
 
 
+def torch_note() -> str:
+    """Torch's thread count and OpenMP's wait policy. On a CPU shared with other busy processes,
+    OpenMP threads that spin while waiting (the default) can make multi-threaded torch many times
+    slower; ``OMP_WAIT_POLICY=PASSIVE`` (set before Python starts) avoids that."""
+    import torch
+
+    return (f"{torch.get_num_threads()} torch thread(s), "
+            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
+
+
 def verdict(label: str, value: float, target: float) -> str:
     ok = value >= target
     return f"{label}: {value:.2f}x (target >= {target:g}x): {'OK' if ok else 'FAIL'}"
