@@ -147,12 +147,14 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         base = Path(args.cache) if args.cache else tmp
         dataset_dir = base / f"dataset-n{n}-size{args.size}-s2"
+        reused = (dataset_dir / "manifest.json").is_file()
         t0 = time.perf_counter()
         ds = prepare(PrepareConfig(source="folder", path=str(src), size=args.size, fit="crop", workers=2,
                                    test_fraction=0.0), dataset_dir, progress=False)
         prep_s = time.perf_counter() - t0
         assert len(ds.split("train")) == n, (len(ds.split("train")), n)
-        print(f"prepare (one-time, not in synthbench's figure): {n} JPEGs -> {dataset_dir.name} in {prep_s:.1f} s")
+        print(f"prepare (one-time, not in synthbench's figure): {n} JPEGs -> {dataset_dir.name} "
+              + ("reused from --cache" if reused else f"in {prep_s:.1f} s"))
         warm_files(all_files(src))
 
         ways = {"classic": lambda tag: classic(src, tmp / f"classic-{tag}", args),
