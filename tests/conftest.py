@@ -189,7 +189,7 @@ def digits_small(digits16, tmp_path_factory):
 
     part = subset(digits16.split("train"), per_class=16, seed=0)
     out = tmp_path_factory.mktemp("digits-small") / "ds"
-    with atomic_folder(out) as tmp:
+    with atomic_folder(out, kind="dataset") as tmp:
         write_packed(tmp, part.take(range(len(part))), part.labels, part.splits, part.class_names,
                      [{} for _ in range(len(part))], {"kind": "test"})
     return Dataset.open(out)

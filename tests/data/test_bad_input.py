@@ -18,7 +18,7 @@ from PIL import Image
 
 from synthbench.data.dataset import Dataset
 from synthbench.data.imageio import ImageSkipped, ImageSpec, load_image
-from synthbench.errors import DataError
+from synthbench.errors import DataError, SynthbenchError
 
 # The module, not the function of the same name that synthbench.data re-exports.
 prepare_module = importlib.import_module("synthbench.data.prepare")
@@ -532,7 +532,7 @@ def test_changed_options_need_overwrite(tmp_path, class_tree, run_prepare):
     class_tree(tmp_path / "src", {"cat": 4, "dog": 4})
     out = tmp_path / "out"
     run_prepare(out, source="folder", path=tmp_path / "src", size=8)
-    with pytest.raises(DataError, match="other options; choose another --out or pass --overwrite"):
+    with pytest.raises(DataError, match="other options; choose a new --out, or pass --overwrite"):
         run_prepare(out, source="folder", path=tmp_path / "src", size=16)
     assert Dataset.open(out).shape == (8, 8, 3)
 
@@ -569,9 +569,12 @@ def test_a_non_dataset_folder_is_not_overwritten_silently(tmp_path, class_tree, 
     out = tmp_path / "out"
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
-    with pytest.raises(DataError, match="exists and is not a Dataset"):
+    with pytest.raises(SynthbenchError, match="not written by synthbench .* choose a new folder, e.g. .*out-2"):
         run_prepare(out, source="folder", path=tmp_path / "src", size=8)
+    with pytest.raises(SynthbenchError, match="will not be replaced"):
+        run_prepare(out, source="folder", path=tmp_path / "src", size=8, overwrite=True)
     assert (out / "precious.txt").read_text() == "keep me"
+    assert sorted(p.name for p in out.iterdir()) == ["precious.txt"]
     # An empty folder is fine to fill.
     empty = tmp_path / "empty"
     empty.mkdir()

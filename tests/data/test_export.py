@@ -57,7 +57,7 @@ def test_export_layout_and_metadata(prepared, tmp_path, capsys):
     out = tmp_path / "export"
     _export(prepared, out, capsys=capsys)
 
-    assert sorted(p.name for p in out.iterdir()) == ["bird", "cat", "dog", "metadata.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [".synthbench", "bird", "cat", "dog", "metadata.jsonl"]
     rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
     assert len(rows) == len(prepared)
     items = prepared.items()
@@ -155,16 +155,20 @@ def test_export_of_an_unlabelled_dataset(tmp_path, make_image, run_prepare):
     assert len(ImageFolder(str(out))) == 4
 
 
-def test_export_refuses_to_replace_without_overwrite(prepared, tmp_path, capsys):
+def test_export_replaces_only_its_own_export(prepared, tmp_path, capsys):
     out = tmp_path / "export"
     _export(prepared, out)
-    (out / "marker").write_text("old")
     assert main(["data", "export", str(prepared.path), "--out", str(out), "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "already exists" in err[0] and "--overwrite" in err[0]
-    assert (out / "marker").exists()
-    _export(prepared, out, "--overwrite")
-    assert not (out / "marker").exists()
+    _export(prepared, out, "--overwrite")  # its own export: replaced
+    # A file of the user's inside the export makes it foreign: never replaced, --overwrite or not.
+    (out / "notes.txt").write_text("mine")
+    for extra in ([], ["--overwrite"]):
+        assert main(["data", "export", str(prepared.path), "--out", str(out), "-q", *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and ("--overwrite" not in err[0]) and "new" in err[0], err
+    assert (out / "notes.txt").read_text() == "mine"
     assert len((out / "metadata.jsonl").read_text().splitlines()) == len(prepared)
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
 

@@ -145,7 +145,7 @@ def dcgan_run(tmp_path_factory) -> Path:
     digits = prepare(PrepareConfig(source="digits", size=16, fit="stretch", workers=0), root / "digits",
                      progress=False)
     part = subset(digits.split("train"), per_class=10, seed=0)
-    with atomic_folder(root / "small") as tmp:
+    with atomic_folder(root / "small", kind="dataset") as tmp:
         write_packed(tmp, part.take(range(len(part))), part.labels, part.splits, part.class_names,
                      [{} for _ in range(len(part))], {"kind": "test"})
     with one_thread():

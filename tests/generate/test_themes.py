@@ -113,7 +113,7 @@ def test_subjects_from_a_prepared_dataset(tmp_path):
     ds = Dataset.from_arrays(images, [0, 1, 2], ["cat", "dog", "horse"])
     from synthbench.data.dataset import atomic_folder, write_packed
 
-    with atomic_folder(tmp_path / "data" / "real") as tmp:
+    with atomic_folder(tmp_path / "data" / "real", kind="dataset") as tmp:
         write_packed(tmp, images, ds.labels, ds.splits, ds.class_names, [{}] * 3, {"kind": "test"})
     # In a theme file the path starts at the file's folder.
     path = _write(tmp_path, "name: real\ntemplate: 'a {subject}'\nsubjects_from: data/real\n"

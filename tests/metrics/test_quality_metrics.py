@@ -195,7 +195,7 @@ def test_cli_prints_the_table_with_the_floor_and_writes_json(digits16, no_weight
     from synthbench.data.dataset import atomic_folder, write_packed
 
     part = subset(digits16.split("test"), count=100, seed=0)
-    with atomic_folder(fake) as tmp:
+    with atomic_folder(fake, kind="dataset") as tmp:
         write_packed(tmp, part.take(np.arange(len(part))), part.labels, part.splits, part.class_names,
                      [{} for _ in range(len(part))], {"kind": "synthetic"})
     out = tmp_path / "m.json"

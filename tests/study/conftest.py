@@ -16,7 +16,7 @@ def write_dataset(path: Path, images: np.ndarray, labels: np.ndarray, class_name
                   splits: np.ndarray | None = None) -> Dataset:
     """A packed Dataset folder at ``path`` (replaced if it exists)."""
     splits = np.full(len(images), "train") if splits is None else splits
-    with atomic_folder(path, replace=True) as tmp:
+    with atomic_folder(path, kind="dataset", replace=True) as tmp:
         write_packed(tmp, images, labels, splits, class_names, [{} for _ in range(len(images))],
                      {"kind": "synthetic"})
     return Dataset.open(path)

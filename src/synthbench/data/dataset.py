@@ -239,21 +239,30 @@ def temporary_sibling(final: Path) -> Path:
 
 
 @contextmanager
-def atomic_folder(final: str | os.PathLike, *, replace: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder; on success rename it to ``final``, on error remove it.
+def atomic_folder(final: str | os.PathLike, *, kind: str, replace: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder; on success mark it as a synthbench output of ``kind`` (see
+    :mod:`synthbench.safety`) and rename it to ``final``; on error remove it.
 
     Nothing ever appears under ``final`` until the content is complete, so a killed run leaves
     only a hidden ``.NAME.tmp-*`` folder (removed by the next run, see :func:`clean_stale_temps`).
+    With ``replace``, an existing ``final`` is replaced only when it is a synthbench output of the
+    same ``kind`` holding nothing else (checked before and again just before the swap).
     """
+    from synthbench.safety import check_replaceable, mark_owned
+
     final = Path(final)
+    if replace:
+        check_replaceable(final, kind)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(final)
     tmp.mkdir()
     try:
         yield tmp
-        if final.exists():
+        mark_owned(tmp, kind)
+        if final.exists() or final.is_symlink():
             if not replace:
-                raise DataError(f"{final} already exists")
+                raise DataError(f"{final} already exists; choose a new folder")
+            check_replaceable(final, kind)  # it may have changed while this run worked
             trash = temporary_sibling(final)
             final.rename(trash)
             tmp.rename(final)

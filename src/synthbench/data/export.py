@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from synthbench.data.dataset import Dataset, atomic_folder, clean_stale_temps
 from synthbench.data.prepare import check_output_folder
 from synthbench.errors import DataError
+from synthbench.safety import check_apart, check_replaceable, owned_kind
 
 UNLABELLED_FOLDER = "unlabelled"
 
@@ -33,12 +34,16 @@ def export_imagefolder(dataset: Dataset, out: str | os.PathLike, *, split: str |
     """Write ``dataset`` (or one of its splits) as PNG class folders with ``metadata.jsonl``."""
     out = Path(out)
     check_output_folder(out)
-    if out.exists() and not overwrite:
-        raise DataError(f"{out} already exists; choose another --out or pass --overwrite")
+    check_apart(out, [dataset.path])
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        kind = owned_kind(out)
+        advice = " or pass --overwrite to replace that export" if kind == "export" else ""
+        raise DataError(f"{out} already exists; choose a new --out{advice}")
+    check_replaceable(out, "export")
     view = dataset.split(split) if split else dataset
     items = view.items()
     clean_stale_temps(out)
-    with atomic_folder(out, replace=overwrite) as tmp:
+    with atomic_folder(out, kind="export", replace=True) as tmp:
         folders = view.class_names or [UNLABELLED_FOLDER]
         for name in folders:
             (tmp / name).mkdir()

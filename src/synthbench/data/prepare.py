@@ -27,6 +27,7 @@ from synthbench.data.dataset import MANIFEST, Dataset, atomic_folder, clean_stal
 from synthbench.data.imageio import ImageSkipped, ImageSpec, array_to_uint8, load_image
 from synthbench.data.sources import BUNDLED, SOURCES, Listing
 from synthbench.errors import DataError
+from synthbench.safety import check_apart, check_replaceable, owned_kind
 
 SourceKind = Literal["folder", "animals10", "fruits", "celeba", "digits", "lfw"]
 
@@ -82,6 +83,8 @@ def prepare(config: PrepareConfig, out: str | os.PathLike, *, overwrite: bool = 
     check_output_folder(out)
     listing = SOURCES[config.source](Path(config.path) if config.path else None,
                                      label_attr=config.label_attr)
+    if config.path:
+        check_apart(out, [config.path])
     key = config.content_key(listing.signature)
     reused = _reusable(out, key, overwrite)
     if reused is not None:
@@ -94,7 +97,7 @@ def prepare(config: PrepareConfig, out: str | os.PathLike, *, overwrite: bool = 
     listing = _select(listing, config)
     spec = config.image_spec(listing.default_channels)
     clean_stale_temps(out)
-    with atomic_folder(out, replace=overwrite) as tmp:
+    with atomic_folder(out, kind="dataset", replace=overwrite) as tmp:
         kept, skipped = _decode_all(listing, spec, tmp, config, progress)
         skipped = listing.skipped + skipped
         if skipped and config.strict:
@@ -159,25 +162,23 @@ def check_output_folder(out: Path) -> None:
 
 
 def _reusable(out: Path, key: str, overwrite: bool) -> Dataset | None:
+    """The finished Dataset at ``out`` when it was prepared with the same content key; None when
+    ``out`` is free (absent, empty) or a Dataset synthbench may replace (``overwrite``)."""
     if not out.exists():
         return None
-    manifest_file = out / MANIFEST
-    if manifest_file.is_file():
+    if owned_kind(out) == "dataset" and not overwrite:
         try:
-            previous = json.loads(manifest_file.read_text(encoding="utf-8")).get("content_key")
+            previous = json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("content_key")
         except (OSError, ValueError):
             previous = None
-        if previous == key and not overwrite:
+        if previous == key:
             try:
                 return Dataset.open(out)
             except DataError:
                 pass  # damaged: fall through to the error below
-        if not overwrite:
-            raise DataError(f"{out} already holds a Dataset prepared from another source or with other "
-                            "options; choose another --out or pass --overwrite")
-        return None
-    if any(out.iterdir()) and not overwrite:
-        raise DataError(f"{out} exists and is not a Dataset; choose another --out or pass --overwrite")
+        raise DataError(f"{out} already holds a Dataset prepared from another source or with other "
+                        "options; choose a new --out, or pass --overwrite to replace that Dataset")
+    check_replaceable(out, "dataset")
     if not any(out.iterdir()):
         out.rmdir()
     return None

@@ -180,7 +180,7 @@ class DCGAN(Generator):
 
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
-        with atomic_folder(folder, replace=True) as tmp:
+        with atomic_folder(folder, kind="generator", replace=True) as tmp:
             state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
             save_file(state, str(tmp / "generator.safetensors"))
             meta = {"kind": self.kind, "resolution": self.resolution, "channels": self.channels,

@@ -297,7 +297,7 @@ class DiffusionGenerator(Generator):
         from diffusers import DDPMPipeline, DDPMScheduler
 
         scheduler = DDPMScheduler.from_config(self.scheduler_config)
-        with atomic_folder(folder, replace=True) as tmp:
+        with atomic_folder(folder, kind="generator", replace=True) as tmp:
             # A DDPMPipeline folder (model_index.json, unet/, scheduler/) that diffusers loads as is.
             DDPMPipeline(unet=self.unet, scheduler=scheduler).save_pretrained(tmp, safe_serialization=True)
             if self.vae is not None:
@@ -677,5 +677,5 @@ class VAETask(Task):
 
     def export(self, folder: Path, accelerator) -> None:
         vae = accelerator.unwrap_model(self.modules["vae"]).vae
-        with atomic_folder(folder, replace=True) as tmp:
+        with atomic_folder(folder, kind="vae", replace=True) as tmp:
             vae.save_pretrained(tmp, safe_serialization=True)

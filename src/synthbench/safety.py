@@ -1,0 +1,259 @@
+"""What synthbench may do to the user's files: the one place that decides.
+
+* **Ownership.** Every folder synthbench creates as an output carries a small marker file,
+  ``.synthbench``, naming what kind of output it is and every top-level entry synthbench wrote
+  into it. Only such a folder, holding nothing but those entries, may be replaced or deleted
+  (``--overwrite``); anything else is foreign and is never touched. :func:`check_replaceable`
+  is the check, :func:`mark_owned` writes the marker.
+* **Inputs and outputs are apart.** An output may not be, contain, or lie inside an input
+  (:func:`check_apart`): ``--out photos`` for ``--path photos`` is refused before anything
+  is written.
+* **One writer per output.** :func:`output_lock` takes an exclusive ``flock`` on a lock file
+  inside the output; a second process is refused with the holder named. The kernel drops the
+  lock when its holder dies, so a killed run never leaves a stale lock behind.
+* **Names from disk are data.** Class and generator names may come from someone else's files:
+  :func:`safe_name` turns one into a file name that stays inside its folder (the real name is
+  kept in the metadata), and :func:`safe_names` keeps a whole list distinct, also on disks that
+  ignore case.
+
+Written by hand: no maintained library covers "delete only what we wrote" or name-to-file-name
+mapping with case-insensitive collision handling; ``fcntl`` is the standard library's.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import socket
+import sys
+import time
+import unicodedata
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from synthbench.errors import SynthbenchError
+
+MARKER = ".synthbench"
+LOCK = ".synthbench.lock"
+
+# Folders synthbench 0.1.0 wrote before markers existed: recognised as its own when they hold only
+# these entries and the first one listed (their signature file) is there.
+LEGACY_ENTRIES: dict[str, tuple[str, ...]] = {
+    "dataset": ("manifest.json", "images.npy", "labels.npy", "splits.npy", "items.jsonl"),
+    "generator": ("synthbench.json", "generator.safetensors", "model_index.json", "unet", "scheduler", "vae"),
+}
+
+
+class OwnershipError(SynthbenchError):
+    """An output path holds something synthbench did not write, or overlaps an input."""
+
+
+class LockedError(SynthbenchError):
+    """Another process is writing the same output."""
+
+
+# ------------------------------------------------------------------------------------ ownership
+def read_marker(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The marker of a synthbench output folder, or None when there is none (or it is unreadable)."""
+    path = Path(folder) / MARKER
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("kind"), str) else None
+
+
+def mark_owned(folder: str | os.PathLike, kind: str, entries: Iterable[str] | None = None) -> None:
+    """Write (or extend) ``folder``'s marker: it is a synthbench output of ``kind`` whose top-level
+    entries are ``entries`` (default: whatever the folder holds now). Written atomically."""
+    from synthbench import __version__
+
+    folder = Path(folder)
+    previous = read_marker(folder) or {}
+    names = set(previous.get("entries", [])) if previous.get("kind") == kind else set()
+    names |= set(entries) if entries is not None else {p.name for p in folder.iterdir()}
+    names -= {MARKER, LOCK}
+    data = {"kind": kind, "entries": sorted(names), "synthbench_version": __version__,
+            "created": previous.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    tmp = folder / f"{MARKER}.{os.getpid()}.part"
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, folder / MARKER)
+
+
+def owned_kind(folder: str | os.PathLike) -> str | None:
+    """The kind of synthbench output ``folder`` is, when it holds nothing synthbench did not
+    write; None otherwise (foreign, mixed, or not a folder)."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        return None
+    present = {p.name for p in folder.iterdir()} - {LOCK}
+    marker = read_marker(folder)
+    if marker is not None:
+        allowed = set(marker.get("entries", [])) | {MARKER}
+        return marker["kind"] if present <= allowed | _partial_files(present) else None
+    for kind, names in LEGACY_ENTRIES.items():
+        if names[0] in present and present <= set(names) and _legacy_signature(folder / names[0]):
+            return kind
+    return None
+
+
+def _partial_files(names: set[str]) -> set[str]:
+    """Half-written files synthbench itself leaves while writing (``*.part``, ``.NAME.<pid>.part``)."""
+    return {n for n in names if n.endswith(".part") or ".part." in n}
+
+
+def _legacy_signature(path: Path) -> bool:
+    """A JSON file of synthbench's: a manifest (``format_version``) or a model config (``kind``)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and ("format_version" in data or "kind" in data)
+
+
+def foreign_entries(folder: Path, limit: int = 3) -> list[str]:
+    """Up to ``limit`` top-level names in ``folder`` that its marker does not list (for messages)."""
+    marker = read_marker(folder) or {}
+    allowed = set(marker.get("entries", [])) | {MARKER, LOCK}
+    names = sorted(p.name for p in folder.iterdir() if p.name not in allowed)
+    return names[:limit]
+
+
+def suggest_new(path: Path) -> Path:
+    """A sibling name that does not exist yet: ``NAME-2``, ``NAME-3``, ..."""
+    for i in range(2, 10_000):
+        candidate = path.with_name(f"{path.name}-{i}")
+        if not candidate.exists():
+            return candidate
+    return path.with_name(f"{path.name}-new")
+
+
+def check_replaceable(out: str | os.PathLike, kinds: str | Iterable[str], *, what: str = "--out") -> None:
+    """Raise :class:`OwnershipError` unless ``out`` is absent, an empty folder, or a synthbench
+    output of one of ``kinds`` holding nothing else, i.e. unless synthbench may replace it."""
+    out = Path(out)
+    kinds = {kinds} if isinstance(kinds, str) else set(kinds)
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_symlink():
+        raise OwnershipError(f"{what} {out} is a symbolic link; synthbench never replaces one: "
+                             f"choose a new folder, e.g. {suggest_new(out)}")
+    if not out.is_dir():
+        raise OwnershipError(f"{what} {out} is a file, not a folder; choose a new folder, e.g. {suggest_new(out)}")
+    if not any(out.iterdir()):
+        return
+    kind = owned_kind(out)
+    if kind in kinds:
+        return
+    wanted = " or ".join(sorted(kinds))
+    marker = read_marker(out)
+    if kind is not None or (marker is not None and marker["kind"] not in kinds):
+        found = kind or marker["kind"]
+        raise OwnershipError(f"{what} {out} holds a synthbench {found}, not a {wanted}; synthbench will not "
+                             f"replace it: choose a new folder, e.g. {suggest_new(out)}")
+    if marker is not None:
+        extra = ", ".join(foreign_entries(out))
+        raise OwnershipError(f"{what} {out} holds files synthbench did not write ({extra}); it will not be "
+                             f"replaced: move them away or choose a new folder, e.g. {suggest_new(out)}")
+    raise OwnershipError(f"{what} {out} already exists and was not written by synthbench (no {MARKER} "
+                         f"marker); it will not be replaced: choose a new folder, e.g. {suggest_new(out)}")
+
+
+def check_apart(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | None], *,
+                what: str = "--out") -> None:
+    """Raise :class:`OwnershipError` when ``out`` is, contains, or lies inside one of ``inputs``
+    (symbolic links resolved): an output never overlaps what is being read."""
+    target = Path(out).resolve()
+    for source in inputs:
+        if source is None:
+            continue
+        src = Path(source).resolve()
+        if target == src:
+            raise OwnershipError(f"{what} {out} is the input {source} itself; choose a new folder "
+                                 f"outside it, e.g. {suggest_new(Path(out))}")
+        if src.is_relative_to(target):
+            raise OwnershipError(f"{what} {out} contains the input {source}; choose a new folder "
+                                 f"outside it, e.g. {suggest_new(Path(out))}")
+        if target.is_relative_to(src) and src.is_dir():
+            raise OwnershipError(f"{what} {out} lies inside the input {source}; choose a folder outside "
+                                 f"it, e.g. {Path(source).parent / (Path(source).name + '-out')}")
+
+
+# ------------------------------------------------------------------------------------ locks
+def _describe_holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        return (f"pid {info.get('pid')} on {info.get('host')}, '{info.get('command')}', "
+                f"since {info.get('since')}")
+    except (OSError, ValueError, UnicodeDecodeError):
+        return "another process"
+
+
+@contextmanager
+def output_lock(folder: str | os.PathLike, *, name: str = LOCK, what: str = "this output") -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder`` (created if missing) while the block runs.
+
+    A second holder is refused at once with a :class:`LockedError` naming the first. The lock
+    is an ``flock`` on ``folder/name``: released by the kernel when the process dies."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise LockedError(f"{folder} is in use by another synthbench process ({_describe_holder(path)}); "
+                              f"wait for it to finish, or write {what} to another folder") from None
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "command": " ".join(["synthbench", *sys.argv[1:]])[:300],
+                "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # closing drops the flock
+
+
+# ------------------------------------------------------------------------------------ names
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+MAX_NAME = 80
+
+
+def safe_name(name: Any, *, fallback: str = "class") -> str:
+    """A file name made from ``name`` that stays inside its folder on every common disk: no
+    separators, control characters or NUL, no leading dot (no ``..``), no Windows reserved name,
+    at most :data:`MAX_NAME` characters. Readable names are kept as they are; an altered one
+    gets a short hash of the original so two different names never meet."""
+    text = unicodedata.normalize("NFC", str(name))
+    clean = _UNSAFE.sub("_", text).strip().strip(".").strip()
+    if not clean or clean.lower() in _RESERVED:
+        clean = f"{fallback}_{clean}" if clean else fallback
+    if clean == text and len(clean) <= MAX_NAME:
+        return clean
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=3).hexdigest()
+    return f"{clean[:MAX_NAME - 7]}-{digest}"
+
+
+def safe_names(names: Iterable[Any], *, fallback: str = "class") -> list[str]:
+    """:func:`safe_name` of each name, made distinct ignoring case (``Cat`` and ``cat`` would be
+    one folder on a case-insensitive disk): later duplicates get ``-2``, ``-3``, ..."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for name in names:
+        base = candidate = safe_name(name, fallback=fallback)
+        i = 2
+        while candidate.casefold() in seen:
+            candidate, i = f"{base}-{i}", i + 1
+        seen.add(candidate.casefold())
+        out.append(candidate)
+    return out
