@@ -1,0 +1,71 @@
+"""The adversarial suite: bad inputs and faults, each with the outcome a user needs.
+
+Every test here states one thing a careless or hostile input could do, runs the real CLI on it
+(in this process, through :func:`synthbench.cli.main`) and asserts what a user needs: the data
+is still there (:func:`snapshot` before == after), the labels are right, the message is one
+clear line with exit code 2, and nothing was written outside the output (:func:`snapshot` of
+the neighbourhood).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from synthbench.cli import main
+
+
+def snapshot(root: str | os.PathLike, *, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """``{relative path: content hash (or 'dir' / 'link -> target')}`` of everything under
+    ``root`` (symbolic links are recorded, not followed), leaving out paths under ``skip``."""
+    root = Path(root)
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            rel = str(path.relative_to(root))
+            if any(rel == s or rel.startswith(s + os.sep) for s in skip):
+                continue
+            if path.is_symlink():
+                out[rel] = f"link -> {os.readlink(path)}"
+            elif path.is_dir():
+                out[rel] = "dir"
+            elif path.is_file():
+                out[rel] = hashlib.blake2b(path.read_bytes(), digest_size=8).hexdigest()
+            else:
+                out[rel] = "special"
+    return out
+
+
+@pytest.fixture
+def cli(capsys):
+    """``cli(*args) -> (exit code, stdout, stderr lines)``: the real CLI, in this process."""
+
+    def run(*args) -> tuple[int, str, list[str]]:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return code, captured.out, [line for line in captured.err.splitlines() if line.strip()]
+
+    return run
+
+
+@pytest.fixture
+def refused(cli):
+    """``refused(*args, match=...)``: the CLI exits 2 with exactly one ``synthbench`` error line
+    (no traceback) that contains every string of ``match``; returns that line."""
+
+    def run(*args, match: str | tuple[str, ...] = ()) -> str:
+        code, _, err = cli(*args)
+        errors = [line for line in err if "error" in line]
+        assert code == 2, (code, err)
+        assert len(errors) == 1, err
+        assert "Traceback" not in "\n".join(err), err
+        for needle in (match,) if isinstance(match, str) else match:
+            assert needle in errors[0], (needle, errors[0])
+        return errors[0]
+
+    return run
