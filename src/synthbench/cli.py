@@ -343,8 +343,10 @@ def metrics_cmd(real, fake, features, inception_weights, real_split, max_images,
       synthbench metrics --real data/celeba64 --fake data/celeba-ddpm --features inception --inception-weights ~/pt_inception-2015-12-05-6726825d.pth
     """
     from synthbench.config import resolve_config
-    from synthbench.metrics.compute import MetricsConfig, compute_metrics, format_metrics, write_json
+    from synthbench.metrics.compute import MetricsConfig, check_json_out, compute_metrics, format_metrics, write_json
 
+    if out:
+        check_json_out(out)
     flags = {"features": features, "inception_weights": inception_weights, "max_images": max_images,
              "real_split": real_split}
     if real_split == "all":
@@ -395,6 +397,23 @@ def demo_cmd(out, quick, faces, quiet):
 
 
 # ------------------------------------------------------------------------------------ entry
+def os_error_message(exc: OSError) -> str | None:
+    """One line for the file-system failures a user can fix (a full disk, a folder they cannot
+    write); None for any other OSError (a bug, shown with its traceback)."""
+    import errno
+
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"the disk is full{where}: free some space and run the same command again (a run "
+                "never leaves a half-written result under its final name)")
+    if exc.errno == errno.EROFS:
+        return f"cannot write{where}: the file system is read-only; choose an output folder on a writable disk"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (f"{exc.strerror}{where}: make the inputs readable and the output folder writable, or "
+                "choose another output folder")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors print one line and exit with code 2."""
     try:
@@ -414,6 +433,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except OSError as exc:
+        message = os_error_message(exc)
+        if message is None:
+            raise
+        click.echo(f"synthbench: error: {message}", err=True)
+        return 2
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("synthbench: interrupted (nothing half-written is left under its final name)", err=True)
         return 130

@@ -69,8 +69,17 @@ def run_demo(out: str | os.PathLike = "synthbench-demo", *, quick: bool = False,
         torch.set_num_threads(threads)
 
 
+DEMO_ENTRIES = ("data", "runs", "synthetic", "study", "report")
+
+
 def _run(out: Path, quick: bool, faces: bool, progress: bool) -> Path:
+    from synthbench.safety import check_replaceable, mark_owned
+
+    # The demo writes only into a folder of its own: absent, empty, or an earlier demo's (which
+    # it continues). A folder of the user's is refused before anything is written.
+    check_replaceable(out, "demo")
     out.mkdir(parents=True, exist_ok=True)
+    mark_owned(out, "demo", DEMO_ENTRIES)
     stages: dict[str, float] = {}
     say = _Narrator(progress)
     if faces:

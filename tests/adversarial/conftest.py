@@ -69,3 +69,9 @@ def refused(cli):
         return errors[0]
 
     return run
+
+
+@pytest.fixture(name="snapshot")
+def snapshot_fixture():
+    """The :func:`snapshot` function, as a fixture (test modules here are not importable)."""
+    return snapshot

@@ -22,6 +22,7 @@ from pydantic import Field
 
 from synthbench.config import StrictModel
 from synthbench.data.dataset import Dataset
+from synthbench.errors import SynthbenchError
 from synthbench.metrics.features import FeatureExtractor, extract_features, get_extractor
 from synthbench.metrics.scores import fid, score_features
 
@@ -138,9 +139,28 @@ def format_metrics(result: dict[str, Any]) -> str:
 
 
 def write_json(result: dict[str, Any], path: str | os.PathLike) -> Path:
-    path = Path(path)
+    """Write ``result`` to ``path`` (atomically). An existing file is replaced only when it is an
+    earlier result of ``synthbench metrics`` (a JSON object with its ``fid`` and ``features``)."""
+    path = check_json_out(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     tmp.write_text(json.dumps(result, indent=2))
     os.replace(tmp, path)
     return path
+
+
+def check_json_out(path: str | os.PathLike) -> Path:
+    """Refuse (before any work) an ``--out`` file that exists and is not a metrics result."""
+    path = Path(path)
+    if path.is_symlink() or path.is_dir() or (path.exists() and not _is_metrics_file(path)):
+        raise SynthbenchError(f"--out {path} exists and is not a synthbench metrics file; it will not be "
+                              f"replaced: choose a new file name, e.g. {path.with_name(path.stem + '-2.json')}")
+    return path
+
+
+def _is_metrics_file(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and "fid" in data and "features" in data

@@ -1,0 +1,76 @@
+"""Faults and foreign files around the commands that have no area of their own: metrics, demo,
+and the file-system failures every command shares (a full disk, a read-only folder)."""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import json
+
+import pytest
+
+prepare_module = importlib.import_module("synthbench.data.prepare")
+
+
+# ------------------------------------------------------------------------------------ metrics --out
+def test_metrics_out_never_replaces_a_foreign_file(tmp_path, digits_small, refused):
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"my": "thesis notes"}')
+    refused("metrics", "--real", digits_small.path, "--fake", digits_small.path, "--out", notes, "-q",
+            match=("not a synthbench metrics file", "notes-2.json"))
+    assert notes.read_text() == '{"my": "thesis notes"}'
+
+
+def test_metrics_out_is_not_a_folder(tmp_path, digits_small, refused, snapshot):
+    folder = tmp_path / "results"
+    (folder / "keep").mkdir(parents=True)
+    before = snapshot(tmp_path)
+    refused("metrics", "--real", digits_small.path, "--fake", digits_small.path, "--out", folder, "-q",
+            match="not a synthbench metrics file")
+    assert snapshot(tmp_path) == before
+
+
+def test_metrics_out_replaces_its_own_result(tmp_path):
+    from synthbench.metrics.compute import write_json
+
+    out = write_json({"fid": 1.0, "features": "domain"}, tmp_path / "m.json")
+    write_json({"fid": 2.0, "features": "domain"}, out)  # an earlier result: replaced
+    assert json.loads(out.read_text())["fid"] == 2.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]  # no temporary file left
+
+
+# ------------------------------------------------------------------------------------ demo --out
+def test_demo_refuses_a_folder_of_the_users(tmp_path, refused, snapshot):
+    home = tmp_path / "project"
+    (home / "runs" / "dcgan").mkdir(parents=True)
+    (home / "runs" / "dcgan" / "weeks-of-training.txt").write_text("precious")
+    (home / "paper.tex").write_text("draft")
+    before = snapshot(home)
+    refused("demo", "--quick", "-q", "--out", home, match=("not written by synthbench", "project-2"))
+    assert snapshot(home) == before
+
+
+# ------------------------------------------------------------------------------------ full disk
+def _fail_with(monkeypatch, code: int):
+    def broken(folder, *args, **kwargs):
+        raise OSError(code, __import__("os").strerror(code), str(folder / "labels.npy"))
+
+    monkeypatch.setattr(prepare_module, "write_packed", broken)
+
+
+@pytest.mark.parametrize("code, words", [(errno.ENOSPC, "disk is full"), (errno.EROFS, "read-only"),
+                                         (errno.EACCES, "Permission denied")])
+def test_a_file_system_failure_is_one_line_and_leaves_nothing_complete(tmp_path, class_tree, refused,
+                                                                      monkeypatch, code, words):
+    class_tree(tmp_path / "photos", {"cat": 3, "dog": 3})
+    out = tmp_path / "prepared"
+    args = ("data", "prepare", "--path", tmp_path / "photos", "--out", out, "--size", "8",
+            "--workers", "0", "-q")
+    with monkeypatch.context() as patch:
+        _fail_with(patch, code)
+        refused(*args, match=words)
+    assert not out.exists()
+    assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]  # no half-written folder
+    # The advice ("run the same command again") works once the disk has room.
+    code_again = __import__("synthbench.cli", fromlist=["main"]).main([str(a) for a in args])
+    assert code_again == 0 and (out / "manifest.json").is_file()
