@@ -196,18 +196,20 @@ def _describe_holder(path: Path) -> str:
 
 
 @contextmanager
-def output_lock(folder: str | os.PathLike, *, name: str = LOCK, what: str = "this output") -> Iterator[Path]:
+def output_lock(folder: str | os.PathLike, *, name: str = LOCK, what: str = "this output",
+                wait: bool = False) -> Iterator[Path]:
     """Hold an exclusive lock on ``folder`` (created if missing) while the block runs.
 
-    A second holder is refused at once with a :class:`LockedError` naming the first. The lock
-    is an ``flock`` on ``folder/name``: released by the kernel when the process dies."""
+    A second holder is refused at once with a :class:`LockedError` naming the first (or, with
+    ``wait``, waits for it: for shared caches, where the second process wants the same result).
+    The lock is an ``flock`` on ``folder/name``: released by the kernel when the process dies."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise

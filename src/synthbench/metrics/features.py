@@ -24,6 +24,7 @@ import torch
 
 from synthbench.data.dataset import Dataset
 from synthbench.errors import ConfigError, SynthbenchError
+from synthbench.safety import output_lock
 
 ENV_WEIGHTS = "SYNTHBENCH_INCEPTION_WEIGHTS"
 ENV_CACHE = "SYNTHBENCH_CACHE"
@@ -183,14 +184,16 @@ def domain_features(real_train: Dataset, config, cache_dir: str | os.PathLike | 
     key = hashlib.blake2b(json.dumps(payload, sort_keys=True).encode(), digest_size=10).hexdigest()
     folder = cache_root(cache_dir) / "domain-features" / key
     model_dir = folder / "run" / "model"
-    if not model_dir.is_dir():
-        resume = ckpt.latest_checkpoint(folder / "run" / "checkpoints") is not None
-        if not resume:
-            shutil.rmtree(folder / "run", ignore_errors=True)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "source.json").write_text(json.dumps(payload, indent=1))
-        train_classifier(_all_train(real_train), folder / "run", config, resume=resume)
-        shutil.rmtree(folder / "run" / "checkpoints", ignore_errors=True)
+    # Two processes needing the same extractor (two metrics calls, two study shards): the second
+    # waits for the first and then loads its model instead of training into the same folder.
+    with output_lock(folder, wait=True):
+        if not model_dir.is_dir():
+            resume = ckpt.latest_checkpoint(folder / "run" / "checkpoints") is not None
+            if not resume:
+                shutil.rmtree(folder / "run", ignore_errors=True)  # inside the cache's own keyed folder
+            (folder / "source.json").write_text(json.dumps(payload, indent=1))
+            train_classifier(_all_train(real_train), folder / "run", config, resume=resume)
+            shutil.rmtree(folder / "run" / "checkpoints", ignore_errors=True)
     model, meta = load_classifier(model_dir)
     return ClassifierFeatures(model, f"domain: penultimate layer of a {meta['model']['name']} classifier trained "
                                      f"on the real train split ({real_train.fingerprint[:12]}); "
