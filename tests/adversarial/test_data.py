@@ -363,7 +363,7 @@ def test_corrupt_items_file_is_refused_by_export(small_dataset, tmp_path, refuse
 
 
 # ------------------------------------------------------------------------------ hostile names
-HOSTILE = ["../x", "/abs", "a/b", "nul\0byte", "new\nline", "Cat", "cat", "", ".", "..", "con"]
+HOSTILE = ["../x", "/ABSOLUTE", "a/b", "nul\0byte", "new\nline", "Cat", "cat", "", ".", "..", "con"]
 
 
 def test_hostile_class_names_stay_inside_the_export_and_labels_match_imagefolder(tmp_path, cli):
@@ -372,11 +372,13 @@ def test_hostile_class_names_stay_inside_the_export_and_labels_match_imagefolder
     from synthbench.data.dataset import write_packed
     from synthbench.safety import mark_owned
 
-    n = len(HOSTILE)
+    # An absolute name aimed at a place the snapshot below watches (never at the real root).
+    names = [str(tmp_path / "abs") if h == "/ABSOLUTE" else h for h in HOSTILE]
+    n = len(names)
     ds = tmp_path / "work" / "theirs"
     ds.mkdir(parents=True)
     images = np.stack([np.full((6, 6, 3), 20 * i, np.uint8) for i in range(n)])
-    write_packed(ds, images, np.arange(n), np.array(["train"] * n), HOSTILE,
+    write_packed(ds, images, np.arange(n), np.array(["train"] * n), names,
                  [{} for _ in range(n)], {"kind": "prepared"})
     mark_owned(ds, "dataset")
     out = tmp_path / "work" / "png"
@@ -384,7 +386,7 @@ def test_hostile_class_names_stay_inside_the_export_and_labels_match_imagefolder
     code, _, err = cli("data", "export", ds, "--out", out, "--quiet")
     assert code == 0, err
     assert snapshot(tmp_path, skip=("work/png",)) == before  # nothing written outside --out
-    assert not (tmp_path / "x").exists() and not Path("/abs").exists()
+    assert not (tmp_path / "work" / "x").exists() and not (tmp_path / "abs").exists()
     folders = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert len(folders) == n
     assert len({f.casefold() for f in folders}) == n  # distinct on a case-insensitive disk too
@@ -393,9 +395,9 @@ def test_hostile_class_names_stay_inside_the_export_and_labels_match_imagefolder
     rows = [json.loads(line) for line in open(out / "metadata.jsonl")]
     folder = ImageFolder(str(out))
     by_file = {Path(p).relative_to(out).as_posix(): t for p, t in folder.samples}
-    assert sorted(r["class_name"] for r in rows) == sorted(HOSTILE)  # the real names are kept
+    assert sorted(r["class_name"] for r in rows) == sorted(names)  # the real names are kept
     for row in rows:
-        assert by_file[row["file_name"]] == row["label"] == HOSTILE.index(row["class_name"])
+        assert by_file[row["file_name"]] == row["label"] == names.index(row["class_name"])
 
 
 # ------------------------------------------------------------------------------ killed prepare

@@ -13,6 +13,13 @@ downloads as they ship:
   (+ ``list_attr_celeba.csv`` to label by an attribute);
 - ``digits``: scikit-learn's bundled handwritten digits (8x8, 1,797 images);
 - ``lfw``: scikit-image's bundled ``lfw_subset`` (25x25 grayscale, 100 faces + 100 non-faces).
+
+A layout the source does not expect is refused, never guessed into labels: split folders
+where classes belong (or next to other folders), a class folder holding split folders (one
+level off), a single wrapper folder around the class folders, and class folders that reach
+the same images twice through symbolic links. A symbolic link to a class folder outside the
+source is followed; links to folders below a class folder are not (reported as skipped).
+Only regular files are opened: FIFOs, sockets, devices and broken links are skipped and listed.
 """
 
 from __future__ import annotations
