@@ -352,6 +352,20 @@ def test_corrupt_manifest_is_one_line_never_a_traceback(small_dataset, tmp_path,
     assert snapshot(tmp_path) == before
 
 
+def test_prepare_onto_a_dataset_with_a_corrupt_manifest_is_one_line_and_overwrite_works(
+        small_dataset, tmp_path, cli, refused):
+    import shutil
+
+    ds = tmp_path / "ds"
+    shutil.copytree(small_dataset, ds)
+    (ds / "manifest.json").write_text("[1, 2]")
+    src = small_dataset.parent / "src"
+    refused("data", "prepare", "--path", src, "--out", ds, *FAST, match="--overwrite")
+    code, _, err = cli("data", "prepare", "--path", src, "--out", ds, "--overwrite", *FAST)
+    assert code == 0, err
+    assert Dataset.open(ds).class_names == ["cat", "dog"]
+
+
 def test_corrupt_items_file_is_refused_by_export(small_dataset, tmp_path, refused):
     import shutil
 

@@ -176,7 +176,8 @@ def _reusable(out: Path, key: str, overwrite: bool) -> Dataset | None:
         return None
     if owned_kind(out) == "dataset" and not overwrite:
         try:
-            previous = json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("content_key")
+            manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+            previous = manifest.get("content_key") if isinstance(manifest, dict) else None
         except (OSError, ValueError):
             previous = None
         if previous == key:
