@@ -86,18 +86,17 @@ class Dataset:
             raise DataError(
                 f"{path} is not a complete Dataset (no {MANIFEST}); it may be an interrupted run: "
                 "prepare or generate it again")
-        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise DataError(f"{path}: Dataset format {manifest.get('format_version')} is not "
-                            f"supported (this synthbench reads format {FORMAT_VERSION})")
+        manifest = _read_manifest(path)
         try:
+            for name in ("images.npy", "labels.npy", "splits.npy"):
+                if not (path / name).is_file():  # a FIFO there would block np.load forever
+                    raise OSError(f"{name} is missing or not a regular file")
             images = np.load(path / "images.npy", mmap_mode="r")
             labels = np.load(path / "labels.npy")
             splits = np.load(path / "splits.npy")
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: Dataset files are unreadable ({exc}); prepare it again") from exc
-        if not (len(images) == len(labels) == len(splits) == manifest["num_images"]):
-            raise DataError(f"{path}: array lengths disagree with {MANIFEST}; prepare it again")
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"{path}: Dataset files are unreadable ({exc}); prepare it again") from None
+        _check_arrays(path, manifest, images, labels, splits)
         n = len(images)
         return cls(arrays=[images], part=np.zeros(n, np.int32), row=np.arange(n, dtype=np.int64),
                    labels=labels.astype(np.int64), splits=splits,
@@ -221,15 +220,80 @@ class Dataset:
         if self.path is None or len(self.arrays) != 1:
             return [{} for _ in range(len(self))]
         records = read_items(self.path)
+        if len(records) != len(self.arrays[0]):
+            raise DataError(f"{self.path / 'items.jsonl'} has {len(records)} records for "
+                            f"{len(self.arrays[0])} images; prepare or generate the Dataset again")
         return [records[int(r)] for r in self.row]
+
+
+def _damaged(path: Path, what: str) -> DataError:
+    return DataError(f"{path / MANIFEST} is damaged or was edited by hand ({what}); "
+                     "prepare or generate the Dataset again")
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of ``path``, checked: it may come from someone else or be hand-edited, and
+    every later step trusts these fields (a wrong one must not surface as a KeyError)."""
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: invalid JSON or UTF-8
+        raise _damaged(path, f"not readable as JSON: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise _damaged(path, "not a JSON object")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"{path}: Dataset format {manifest.get('format_version')!r} is not "
+                        f"supported (this synthbench reads format {FORMAT_VERSION})")
+    checks = {
+        "num_images": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        "class_names": lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
+        "fingerprint": lambda v: isinstance(v, str),
+    }
+    for key, ok in checks.items():
+        if key not in manifest:
+            raise _damaged(path, f"no {key!r}")
+        if not ok(manifest[key]):
+            raise _damaged(path, f"{key!r} is {json.dumps(manifest[key])[:80]}")
+    optional = {
+        "source": lambda v: isinstance(v, dict),
+        "skipped": lambda v: isinstance(v, list) and all(
+            isinstance(s, dict) and isinstance(s.get("file"), str) and isinstance(s.get("reason"), str)
+            for s in v),
+    }
+    for key, ok in optional.items():
+        if key in manifest and not ok(manifest[key]):
+            raise _damaged(path, f"{key!r} is {json.dumps(manifest[key])[:80]}")
+    return manifest
+
+
+def _check_arrays(path: Path, manifest: dict[str, Any], images: np.ndarray, labels: np.ndarray,
+                  splits: np.ndarray) -> None:
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise DataError(f"{path}: images.npy is {images.dtype} {images.shape}, not uint8 N x H x W x C; "
+                        "prepare it again")
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or splits.ndim != 1 or splits.dtype.kind != "U":
+        raise DataError(f"{path}: labels.npy or splits.npy has the wrong type; prepare it again")
+    if not (len(images) == len(labels) == len(splits) == manifest["num_images"]):
+        raise DataError(f"{path}: array lengths disagree with {MANIFEST}; prepare it again")
+    k = len(manifest["class_names"])
+    low, high = (-1, -1) if k == 0 else (0, k - 1)
+    if len(labels) and (labels.min() < low or labels.max() > high):
+        raise _damaged(path, f"labels run from {labels.min()} to {labels.max()} but there are "
+                             f"{k} class names")
 
 
 def read_items(path: Path) -> list[dict[str, Any]]:
     file = Path(path) / "items.jsonl"
     if not file.is_file():
         return []
-    with open(file, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    try:
+        with open(file, encoding="utf-8") as fh:
+            records = [json.loads(line) for line in fh if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{file} is damaged ({exc}); prepare or generate the Dataset again") from None
+    if not all(isinstance(r, dict) for r in records):
+        raise DataError(f"{file} is damaged (a line is not a JSON object); prepare or generate the "
+                        "Dataset again")
+    return records
 
 
 # -------------------------------------------------------------------- writing

@@ -9,9 +9,11 @@ same options again reuses the finished Dataset.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -29,6 +31,8 @@ from synthbench.data.sources import BUNDLED, SOURCES, Listing
 from synthbench.errors import DataError
 from synthbench.safety import check_apart, check_replaceable, owned_kind
 
+MAX_SEED = 2**32 - 1
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 SourceKind = Literal["folder", "animals10", "fruits", "celeba", "digits", "lfw"]
 
 
@@ -46,7 +50,7 @@ class PrepareConfig(StrictModel):
     max_per_class: int | None = Field(None, ge=1, description="Keep at most this many images per class (per source split), drawn with the seed.")
     classes: list[str] | None = Field(None, description="Keep only these classes (names after translation, e.g. dog, cat).")
     label_attr: str | None = Field(None, description="CelebA only: label images by this attribute (e.g. Smiling gives two classes).")
-    seed: int = Field(0, description="Seed for the class cap and the train/test split.")
+    seed: int = Field(0, description="Seed for the class cap and the train/test split (0 to 4294967295).")
     workers: int | None = Field(None, ge=0, description="Decoding processes (0: in this process; default: number of CPUs).")
     strict: bool = Field(False, description="Fail instead of skipping when any file cannot be used.")
     max_pixels: int = Field(89_478_485, ge=1, description="Refuse images with more pixels than this (decompression bombs).")
@@ -57,6 +61,10 @@ class PrepareConfig(StrictModel):
             raise ValueError(f"source {self.source!r} needs a path to the downloaded data (--path)")
         if self.label_attr and self.source != "celeba":
             raise ValueError("label_attr only applies to the celeba source")
+        if not 0 <= self.seed <= MAX_SEED:
+            # scikit-learn's split takes seeds below 2**32 (numpy's RandomState); numpy's
+            # default_rng would take more, but one bound for every use of the seed is simpler.
+            raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED} (2**32 - 1), got {self.seed}")
         if any(not 0 <= c <= 255 for c in self.background):
             raise ValueError("background colour values must be within 0..255")
         return self
@@ -168,7 +176,8 @@ def _reusable(out: Path, key: str, overwrite: bool) -> Dataset | None:
         return None
     if owned_kind(out) == "dataset" and not overwrite:
         try:
-            previous = json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("content_key")
+            manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+            previous = manifest.get("content_key") if isinstance(manifest, dict) else None
         except (OSError, ValueError):
             previous = None
         if previous == key:
@@ -216,6 +225,25 @@ def _select(listing: Listing, config: PrepareConfig) -> Listing:
                    signature=listing.signature)
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: have Linux kill this decoding worker when its parent dies.
+
+    A pool worker waits on its job queue forever, so after a ``kill -9`` of ``prepare`` (or the
+    OOM killer) nothing else would end it. ``PR_SET_PDEATHSIG`` fires when the thread that
+    started the worker exits: the thread that called :func:`prepare`, which shuts the pool down
+    before it returns. Other systems have no such call; there the workers keep the old behaviour.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def _decode_one(job: tuple[str, ImageSpec]) -> np.ndarray | str:
     path, spec = job
     try:
@@ -243,7 +271,8 @@ def _decode_all(listing: Listing, spec: ImageSpec, folder: Path, config: Prepare
         workers = config.workers if config.workers is not None else (os.cpu_count() or 1)
         jobs = ((ref, spec) for ref in listing.refs)
         if workers > 0 and n > 1:
-            pool = ProcessPoolExecutor(max_workers=min(workers, n))
+            pool = ProcessPoolExecutor(max_workers=min(workers, n), initializer=_die_with_parent,
+                                       initargs=(os.getpid(),))
             results = pool.map(_decode_one, jobs, chunksize=max(1, min(64, n // (4 * workers) or 1)))
         else:
             pool = None
