@@ -35,7 +35,6 @@ from typing import Any
 import yaml
 
 from synthbench import safety
-from synthbench.errors import SynthbenchError
 
 COMPLETE = "COMPLETE"
 RESULT = "result.json"

@@ -235,12 +235,12 @@ def check_before_training(spec: StudySpec, inputs: StudyInputs) -> None:
             raise DataError(f"synthetic Dataset {name!r} ({synthetic.path}) holds {len(shared)} image(s) identical "
                             f"to real test images (e.g. real test image {shared[0][0]}): it must not be made "
                             f"from the real test split {spec.real_test_split!r}")
-        _check_synthetic_test(name, synthetic, spec, inputs.real.class_names)
+        _check_synthetic_test(name, synthetic, inputs.real.class_names)
     if spec.metrics.enabled:
         _check_metrics_splits(spec, inputs)
 
 
-def _check_synthetic_test(name: str, synthetic: SyntheticInput, spec: StudySpec, class_names: list[str]) -> None:
+def _check_synthetic_test(name: str, synthetic: SyntheticInput, class_names: list[str]) -> None:
     held = set(np.unique(synthetic.test.labels).tolist())
     lacking = [class_names[c] for c in np.unique(synthetic.pool.labels).tolist() if c not in held]
     if len(synthetic.test) and not lacking:
