@@ -209,7 +209,11 @@ def run_study(spec: str | os.PathLike | StudySpec, *, shard: str | tuple[int, in
             bar.update()
         for key in todo:
             if not by_key[key].cell.generator and key not in report.failed:
-                _score_on_synthetic(plan, by_key[key], store)
+                try:
+                    _score_on_synthetic(plan, by_key[key], store)
+                except Exception as exc:  # noqa: BLE001 (e.g. a damaged saved model: reported at the end)
+                    _log(plan, f"failed scoring {key} on the synthetic test sets: {type(exc).__name__}: {exc}")
+                    report.failed.append(key)
         for job in sorted(j for j in mine if j.startswith(METRICS_JOB)):
             generator = job[len(METRICS_JOB):]
             outcome = _attempt_metrics(plan, generator, progress)
@@ -254,6 +258,11 @@ def _finish(plan: StudyPlan, report: StudyRun, by_key: dict[str, PlannedCell]) -
     if report.elsewhere:
         warnings.warn(f"{len(report.elsewhere)} cell(s) were being trained by another process and were skipped; "
                       f"{partial}: run the same command again when it has finished", StudyWarning, stacklevel=3)
+    if not grid["complete"] and not report.failed and not report.elsewhere:
+        missing = [f"{grid['planned_cells'] - grid['finished_cells']} cell(s)"] if grid["missing"] else []
+        missing += [f"the metrics of {', '.join(grid['metrics_missing'])}"] if grid["metrics_missing"] else []
+        warnings.warn(f"the study is partial: {' and '.join(missing)} not done yet (other shards, or running "
+                      f"elsewhere); {partial}; 'synthbench study status' lists them", StudyWarning, stacklevel=3)
     if report.failed:
         names = [by_key[k].cell.label() if k in by_key else k.replace(METRICS_JOB, "metrics of ")
                  for k in report.failed]
