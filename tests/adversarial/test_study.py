@@ -147,6 +147,10 @@ def test_a_results_folder_that_is_a_file_is_refused(spec, tmp_path, refused):
     path.write_text("not a folder")
     refused("study", "run", spec(), "--out", path, "-q", match="is a file, not a folder")
     assert path.read_text() == "not a folder"
+    own = spec()
+    text = own.read_text()
+    refused("study", "run", own, "--out", own, "-q", match="would overwrite the spec")  # --out the spec itself
+    assert own.read_text() == text
 
 
 # ------------------------------------------------------------------------------ leaking or unusable data, before training

@@ -89,8 +89,9 @@ def check_results_folder(out: Path, inputs: list[str | None], spec_file: Path | 
     - a study folder holding, under a name the study writes, a file it did not write.
     """
     safety.check_apart(out, inputs, what="the results folder")
-    if spec_file is not None and spec_file.resolve().is_relative_to(out.resolve()) \
-            and spec_file.resolve().relative_to(out.resolve()).parts[0] in ENTRIES:
+    inside = spec_file is not None and spec_file.resolve().is_relative_to(out.resolve())
+    if inside and (spec_file.resolve() == out.resolve()
+                   or spec_file.resolve().relative_to(out.resolve()).parts[0] in ENTRIES):
         raise safety.OwnershipError(f"the results folder {out} would overwrite the spec {spec_file}; choose a new "
                                     f"results folder, e.g. --out {safety.suggest_new(out)}")
     if out.is_symlink() or (out.exists() and not out.is_dir()):
