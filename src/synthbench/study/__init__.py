@@ -2,9 +2,9 @@
 
 from synthbench.study.grid import Cell, build_grid
 from synthbench.study.inputs import StudyWarning
-from synthbench.study.runner import StudyRun, StudyStatus, plan_study, run_study, study_status
+from synthbench.study.runner import StudyFailed, StudyRun, StudyStatus, plan_study, run_study, study_status
 from synthbench.study.spec import COMPOSITIONS, StudySpec, load_spec
 from synthbench.study.stats import compare, paired, summarise, t_interval
 
-__all__ = ["StudySpec", "load_spec", "run_study", "study_status", "plan_study", "StudyRun", "StudyStatus",
+__all__ = ["StudySpec", "load_spec", "run_study", "study_status", "plan_study", "StudyRun", "StudyStatus", "StudyFailed",
            "StudyWarning", "Cell", "build_grid", "COMPOSITIONS", "summarise", "compare", "paired", "t_interval"]

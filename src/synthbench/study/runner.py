@@ -1,16 +1,30 @@
 """``synthbench study run`` and ``synthbench study status``: the entry functions.
 
-A run opens and checks every input, builds the grid and every cell's key (all before any cell
-trains: bad input fails fast), then trains the cells of its shard that are not complete yet,
-scores real-only cells on each generator's held-out images, computes the image-quality
-metrics asked for, and rewrites the tables from every complete cell in the folder.
+A run checks the results folder (see :mod:`synthbench.study.cache`: never an input, never a
+folder holding files synthbench did not write), opens and checks every input, builds the grid
+and every cell's key (all before any cell trains: bad input fails fast), then trains the cells
+of its shard that are not complete yet, scores real-only cells on each generator's held-out
+images, computes the image-quality metrics asked for, and rewrites the tables and grid.json from
+every complete cell in the folder (:mod:`synthbench.study.tables`).
+
+Faults while cells run:
+
+- a cell whose training raises is recorded as failed (``cells/<key>/failed.json``, the
+  traceback in log.txt); the other cells still run, the tables are written (partial, and
+  grid.json says so), and the run ends with one error line naming the failed cells and the log.
+  Running the same command again retries them;
+- a cell another process is training now (two ``study run`` of one spec, or overlapping shards)
+  is skipped with a warning: each cell holds a lock while it trains;
+- Ctrl-C (or a kill) leaves the cell interrupted: the next run resumes it.
 
 Results folder::
 
+    RESULTS/.synthbench       the marker: a study's results folder, and the entries it wrote
     RESULTS/study.yaml        the resolved spec and classifier config of the last run
     RESULTS/inputs.json       every input Dataset: path, fingerprint, shape, pool and test sizes, resizes
-    RESULTS/log.txt           one line per cell started, finished or skipped
+    RESULTS/log.txt           one line per cell started, finished, failed or skipped
     RESULTS/cells/<key>/      one folder per cell (see synthbench.study.cache)
+    RESULTS/grid.json         planned and finished cells, and every missing one (see synthbench.study.tables)
     RESULTS/results.csv       the tidy table: one row per cell (also .parquet)
     RESULTS/evaluations.csv   long form: every cell on every test set it was scored on
     RESULTS/summary.csv       mean, sd and 95 % CI over seeds per cell group
@@ -26,12 +40,12 @@ import os
 import shutil
 import socket
 import time
+import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 import yaml
 
@@ -39,7 +53,8 @@ from synthbench import __version__
 from synthbench.config import dump_config
 from synthbench.data.dataset import Dataset
 from synthbench.errors import SynthbenchError
-from synthbench.study.cache import CellStore, write_json_atomic
+from synthbench.safety import LockedError, output_lock, safe_name
+from synthbench.study.cache import CellStore, check_results_folder, claim_results_folder, write_json_atomic
 from synthbench.study.grid import (
     Cell,
     build_grid,
@@ -51,9 +66,18 @@ from synthbench.study.grid import (
     shard_of,
     training_set,
 )
-from synthbench.study.inputs import StudyInputs, StudyWarning, as_train, open_inputs, shape_text
+from synthbench.study.inputs import StudyInputs, StudyWarning, as_train, check_before_training, open_inputs, shape_text
 from synthbench.study.spec import StudySpec, classifier_config, load_spec
-from synthbench.study.stats import compare, summarise, t_interval
+from synthbench.study.tables import grid_state, metrics_file, read_metrics, write_tables
+
+
+class StudyFailed(SynthbenchError):
+    """Some cells (or metrics) of a run raised; the others ran and the tables say what is missing."""
+
+    def __init__(self, message: str, report: StudyRun):
+        super().__init__(message)
+        self.report = report
+
 
 METRICS_JOB = "metrics:"
 
@@ -100,6 +124,9 @@ class StudyRun:
     out: Path
     trained: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)          # cell keys (and "metrics:<generator>")
+    elsewhere: list[str] = field(default_factory=list)       # cells another process was training
+    grid: dict[str, Any] = field(default_factory=dict)       # what grid.json says after the run
     metrics: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     tables: dict[str, Path] = field(default_factory=dict)
@@ -115,6 +142,7 @@ def plan_study(spec: StudySpec, out: str | os.PathLike | None = None) -> StudyPl
     if not str(out) or str(out) == ".":
         raise SynthbenchError("no results folder: give --out or 'out' in the spec")
     inputs = open_inputs(spec)
+    check_before_training(spec, inputs)
     classifier = classifier_config(spec)
     h, _, c = inputs.real.shape
     side = classifier.model.resolution or h
@@ -144,12 +172,18 @@ def run_study(spec: str | os.PathLike | StudySpec, *, shard: str | tuple[int, in
               out: str | os.PathLike | None = None, overrides: tuple[str, ...] | list[str] = (),
               progress: bool = True) -> StudyRun:
     """Run the cells of ``spec`` (or of one shard ``"i/n"``) that are not complete, then rewrite
-    the tables. Safe to run again: finished cells are skipped, a killed cell resumes."""
+    the tables. Safe to run again: finished cells are skipped, a killed or failed cell is redone.
+    Raises :class:`StudyFailed` at the end when a cell failed (the tables are written first)."""
     started = time.perf_counter()
+    spec_file = None if isinstance(spec, StudySpec) else Path(spec)
     spec, _ = load_spec(spec, overrides)
     shard = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
+    target = Path(out or spec.out or "")
+    if str(target) not in ("", "."):
+        # Before the inputs are opened (slow) and before anything is written.
+        check_results_folder(target, [spec.real, *(s.path for s in spec.synthetic.values())], spec_file)
     plan = plan_study(spec, out)
-    plan.out.mkdir(parents=True, exist_ok=True)
+    claim_results_folder(plan.out)
     _write_description(plan)
     store = CellStore(plan.out)
     mine = shard_of(plan.jobs(), shard)
@@ -157,7 +191,7 @@ def run_study(spec: str | os.PathLike | StudySpec, *, shard: str | tuple[int, in
     by_key = plan.by_key()
     todo = [k for k in plan.keys if k in mine]
     pending = [k for k in todo if not store.complete(k)]
-    report.skipped = [k for k in todo if store.complete(k)]
+    report.skipped = [k for k in todo if k not in pending]
     for key in report.skipped:
         _log(plan, f"skip {key} {by_key[key].cell.label()} (complete)")
     from tqdm.auto import tqdm
@@ -169,40 +203,101 @@ def run_study(spec: str | os.PathLike | StudySpec, *, shard: str | tuple[int, in
     try:
         for key in pending:
             bar.set_postfix_str(by_key[key].cell.label(), refresh=True)
-            run_cell(plan, by_key[key], store)
-            report.trained.append(key)
+            outcome = _attempt(plan, by_key[key], store)
+            {"trained": report.trained, "skipped": report.skipped, "failed": report.failed,
+             "elsewhere": report.elsewhere}[outcome].append(key)
             bar.update()
         for key in todo:
-            if not by_key[key].cell.generator:
-                _score_on_synthetic(plan, by_key[key], store)
+            if not by_key[key].cell.generator and key not in report.failed:
+                try:
+                    _score_on_synthetic(plan, by_key[key], store)
+                except Exception as exc:  # noqa: BLE001 (e.g. a damaged saved model: reported at the end)
+                    _log(plan, f"failed scoring {key} on the synthetic test sets: {type(exc).__name__}: {exc}")
+                    report.failed.append(key)
         for job in sorted(j for j in mine if j.startswith(METRICS_JOB)):
-            if _run_metrics(plan, job[len(METRICS_JOB):], progress):
-                report.metrics.append(job[len(METRICS_JOB):])
+            generator = job[len(METRICS_JOB):]
+            outcome = _attempt_metrics(plan, generator, progress)
+            if outcome == "done":
+                report.metrics.append(generator)
+            elif outcome == "failed":
+                report.failed.append(job)
     finally:
         torch.set_num_threads(threads)
         bar.close()
-        report.tables = write_tables(plan, store)
+        report.tables, report.grid = write_tables(plan, store, _metrics_done(plan))
     report.seconds = time.perf_counter() - started
+    _finish(plan, report, by_key)
     return report
+
+
+def _attempt(plan: StudyPlan, planned: PlannedCell, store: CellStore) -> str:
+    """Train one cell under its lock: "trained", "failed" (recorded, the run goes on) or
+    "elsewhere" (another process holds it)."""
+    key, label = planned.key, planned.cell.label()
+    try:
+        with store.lock(key):
+            if store.complete(key):  # finished by another process since this run looked
+                return "skipped"
+            try:
+                run_cell(plan, planned, store)
+            except Exception as exc:  # noqa: BLE001 (any error of one cell must not end the others)
+                _log(plan, f"failed {key} {label}: {type(exc).__name__}: {exc}\n" + traceback.format_exc())
+                store.save_failure(key, {"cell": planned.cell.as_dict(), "error": f"{type(exc).__name__}: {exc}",
+                                         "at": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": socket.gethostname()})
+                return "failed"
+    except LockedError:
+        _log(plan, f"skip {key} {label} (running elsewhere)")
+        return "elsewhere"
+    return "trained"
+
+
+def _finish(plan: StudyPlan, report: StudyRun, by_key: dict[str, PlannedCell]) -> None:
+    """Warn about cells left to another process; raise StudyFailed naming the failed ones."""
+    grid = report.grid
+    partial = f"the tables hold {grid['finished_cells']} of {grid['planned_cells']} cells (see grid.json)"
+    if report.elsewhere:
+        warnings.warn(f"{len(report.elsewhere)} cell(s) were being trained by another process and were skipped; "
+                      f"{partial}: run the same command again when it has finished", StudyWarning, stacklevel=3)
+    if not grid["complete"] and not report.failed and not report.elsewhere:
+        missing = [f"{grid['planned_cells'] - grid['finished_cells']} cell(s)"] if grid["missing"] else []
+        missing += [f"the metrics of {', '.join(grid['metrics_missing'])}"] if grid["metrics_missing"] else []
+        warnings.warn(f"the study is partial: {' and '.join(missing)} not done yet (other shards, or running "
+                      f"elsewhere); {partial}; 'synthbench study status' lists them", StudyWarning, stacklevel=3)
+    if report.failed:
+        names = [by_key[k].cell.label() if k in by_key else k.replace(METRICS_JOB, "metrics of ")
+                 for k in report.failed]
+        shown = "; ".join(names[:5]) + (f"; and {len(names) - 5} more" if len(names) > 5 else "")
+        raise StudyFailed(f"{len(names)} job(s) of the study failed ({shown}); the errors are in "
+                          f"{plan.out / 'log.txt'}; {partial}: fix the cause and run the same command again "
+                          "(finished cells are kept)", report)
 
 
 @dataclass
 class StudyStatus:
+    """Where a study stands: the same counts and states as the grid.json a run writes."""
+
     out: Path
     cells: int                      # rows of the grid
     unique: int                     # distinct trainings (cells sharing a training set count once)
-    complete: list[str]
-    started: list[str]
-    pending: list[str]
+    complete: list[str]             # keys
+    started: list[str]              # interrupted: begun, not finished (killed, or running now)
+    failed: list[str]
+    pending: list[str]              # not started
+    running: list[str]              # of the started ones, those another process holds now
     metrics_done: list[str]
     metrics_pending: list[str]
     per_composition: dict[str, tuple[int, int]]   # composition -> (complete cells, cells)
+    grid: dict[str, Any]                          # grid.json's content, as it would be written now
 
     def format(self) -> str:
+        g = self.grid
+        verdict = "complete" if g["complete"] else "PARTIAL"
         lines = [f"results    {self.out}",
-                 f"cells      {self.cells} in the grid, {self.unique} distinct trainings: "
-                 f"{len(self.complete)} complete, {len(self.started)} started or interrupted, "
-                 f"{len(self.pending)} not started"]
+                 f"cells      {g['finished_cells']} of {g['planned_cells']} finished ({verdict}); "
+                 f"{g['finished_trainings']} of {g['planned_trainings']} distinct trainings: "
+                 f"{len(self.started)} interrupted"
+                 + (f" ({len(self.running)} running now in another process)" if self.running else "")
+                 + f", {len(self.failed)} failed, {len(self.pending)} not started"]
         for comp, (done, total) in self.per_composition.items():
             lines.append(f"  {comp:12s} {done}/{total}")
         if self.metrics_done or self.metrics_pending:
@@ -213,23 +308,27 @@ class StudyStatus:
 
 def study_status(spec: str | os.PathLike | StudySpec, *, out: str | os.PathLike | None = None,
                  overrides: tuple[str, ...] | list[str] = ()) -> StudyStatus:
-    """How far the study in its results folder is (reads the inputs to know the keys)."""
+    """How far the study in its results folder is (reads the inputs to know the keys; writes nothing)."""
     spec, _ = load_spec(spec, overrides)
     plan = plan_study(spec, out)
     store = CellStore(plan.out)
-    keys = plan.keys
+    states = {k: store.state(k) for k in plan.keys}
     per: dict[str, tuple[int, int]] = {}
     for p in plan.cells:
         done, total = per.get(p.cell.composition, (0, 0))
-        per[p.cell.composition] = (done + store.complete(p.key), total + 1)
-    metrics = [g for g in plan.spec.synthetic] if plan.spec.metrics.enabled else []
-    done_metrics = [g for g in metrics if _metrics_current(plan, g)]
-    return StudyStatus(out=plan.out, cells=len(plan.cells), unique=len(keys),
-                       complete=[k for k in keys if store.complete(k)],
-                       started=[k for k in keys if store.started(k)],
-                       pending=[k for k in keys if not store.folder(k).exists()],
-                       metrics_done=done_metrics, metrics_pending=[g for g in metrics if g not in done_metrics],
-                       per_composition=per)
+        per[p.cell.composition] = (done + (states[p.key] == "complete"), total + 1)
+    metrics = list(plan.spec.synthetic) if plan.spec.metrics.enabled else []
+    done_metrics = _metrics_done(plan)
+
+    def having(state: str) -> list[str]:
+        return [k for k, s in states.items() if s == state]
+
+    return StudyStatus(out=plan.out, cells=len(plan.cells), unique=len(states), complete=having("complete"),
+                       started=having("interrupted"), failed=having("failed"), pending=having("not started"),
+                       running=[k for k in having("interrupted") if store.running_elsewhere(k)],
+                       metrics_done=[g for g in metrics if g in done_metrics],
+                       metrics_pending=[g for g in metrics if g not in done_metrics], per_composition=per,
+                       grid=grid_state(plan, store, done_metrics))
 
 
 # ------------------------------------------------------------------------------ one cell
@@ -242,6 +341,7 @@ def run_cell(plan: StudyPlan, planned: PlannedCell, store: CellStore) -> dict[st
     cell, key = planned.cell, planned.key
     folder = store.folder(key)
     folder.mkdir(parents=True, exist_ok=True)
+    store.begin(key)
     run_dir = folder / "run"
     resume = ckpt.latest_checkpoint(run_dir / "checkpoints") is not None
     if not resume:
@@ -301,20 +401,37 @@ def _metrics_key(plan: StudyPlan, generator: str) -> str:
     return hashlib.blake2b(json.dumps(payload, sort_keys=True).encode(), digest_size=10).hexdigest()
 
 
-def _metrics_file(plan: StudyPlan, generator: str) -> Path:
-    return plan.out / "metrics" / f"{generator}.json"
-
-
 def _metrics_current(plan: StudyPlan, generator: str) -> bool:
-    path = _metrics_file(plan, generator)
-    return path.is_file() and json.loads(path.read_text()).get("key") == _metrics_key(plan, generator)
+    stored = read_metrics(plan, generator)
+    return stored is not None and stored.get("key") == _metrics_key(plan, generator)
 
 
-def _run_metrics(plan: StudyPlan, generator: str, progress: bool) -> bool:
+def _metrics_done(plan: StudyPlan) -> list[str]:
+    """Generators whose stored metrics were made on the current inputs and options."""
+    return [g for g in plan.spec.synthetic if _metrics_current(plan, g)]
+
+
+def _attempt_metrics(plan: StudyPlan, generator: str, progress: bool) -> str:
+    """Compute one generator's metrics under a lock: "done", "current", "failed" or "elsewhere"."""
+    try:
+        with output_lock(plan.out / "metrics", name=f".{safe_name(generator, fallback='generator')}.lock",
+                         what="these metrics"):
+            if _metrics_current(plan, generator):
+                return "current"
+            try:
+                _run_metrics(plan, generator, progress)
+            except Exception as exc:  # noqa: BLE001 (as a cell: recorded, the run goes on)
+                _log(plan, f"failed metrics {generator}: {type(exc).__name__}: {exc}\n" + traceback.format_exc())
+                return "failed"
+    except LockedError:
+        _log(plan, f"skip metrics {generator} (running elsewhere)")
+        return "elsewhere"
+    return "done"
+
+
+def _run_metrics(plan: StudyPlan, generator: str, progress: bool) -> None:
     from synthbench.metrics.compute import MetricsConfig, compute_metrics
 
-    if _metrics_current(plan, generator):
-        return False
     _log(plan, f"metrics {generator}: start")
     options = plan.spec.metrics.model_dump()
     options.pop("enabled")
@@ -324,123 +441,8 @@ def _run_metrics(plan: StudyPlan, generator: str, progress: bool) -> bool:
                              progress=progress)
     result.update({"key": _metrics_key(plan, generator), "generator": generator,
                    "seconds": round(time.perf_counter() - t0, 3), "synthbench_version": __version__})
-    write_json_atomic(_metrics_file(plan, generator), result)
+    write_json_atomic(metrics_file(plan, generator), result)
     _log(plan, f"metrics {generator}: fid {result['fid']:.4g} (real floor {result.get('fid_real_floor')})")
-    return True
-
-
-# ------------------------------------------------------------------------------ tables
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}", v, out)
-    else:
-        out[prefix] = json.dumps(value) if isinstance(value, list) else value
-
-
-def result_rows(plan: StudyPlan, store: CellStore) -> tuple[list[dict], list[dict]]:
-    """(rows of the results table, rows of the evaluations table) of every complete cell."""
-    rows, evals = [], []
-    spec, inputs = plan.spec, plan.inputs
-    for planned in plan.cells:
-        if not store.complete(planned.key):
-            continue
-        cell, res = planned.cell, store.result(planned.key)
-        synthetic = inputs.synthetic.get(cell.generator)
-        real_test, synth_test = res["real_test"], res["synthetic_test"] or {}
-        row: dict[str, Any] = {
-            "study": spec.name, "composition": cell.composition, "generator": cell.generator,
-            "size": cell.size, "per_class": cell.per_class, "ratio": cell.ratio,
-            "augment_factor": cell.augment_factor, "seed": cell.seed,
-            "n_train": res["n_train"], "n_real": res["n_real"], "n_synthetic": res["n_synthetic"],
-            "accuracy": real_test["accuracy"], "macro_f1": real_test["macro_f1"],
-            "synthetic_accuracy": synth_test.get("accuracy"), "synthetic_macro_f1": synth_test.get("macro_f1"),
-            "n_test": real_test["n"], "n_synthetic_test": synth_test.get("n"),
-            "per_class_accuracy": json.dumps(real_test["per_class_accuracy"]),
-            "confusion_matrix": json.dumps(real_test["confusion"]),
-            "train_seconds": res["train_seconds"], "eval_seconds": res["eval_seconds"],
-            "key": planned.key, "train_fingerprint": res["train_fingerprint"],
-            "real_path": spec.real, "real_fingerprint": inputs.real.fingerprint,
-            "real_train_split": spec.real_train_split, "real_test_split": spec.real_test_split,
-            "synthetic_path": synthetic.path if synthetic else None,
-            "synthetic_fingerprint": synthetic.fingerprint if synthetic else None,
-            "synthetic_resized_from": synthetic.resized_from if synthetic else None,
-            "classifier_preset": spec.classifier_preset,
-            "classifier_resized_from": plan.resized_from,
-            "device": res["device"], "host": res.get("host"), "synthbench_version": res["synthbench_version"],
-            "finished_at": res["finished_at"],
-        }
-        _flatten("classifier", res["classifier"], row)
-        rows.append(row)
-        base = {k: row[k] for k in ("study", "composition", "generator", "size", "per_class", "ratio",
-                                    "augment_factor", "seed", "key")}
-        evals.append({**base, "test_set": "real_test", "test_generator": "", **_scores(real_test)})
-        if synth_test:
-            evals.append({**base, "test_set": "synthetic_test", "test_generator": cell.generator,
-                          **_scores(synth_test)})
-        if not cell.generator:
-            for name, syn in inputs.synthetic.items():
-                stored = store.read_eval(planned.key, name, syn.test.fingerprint)
-                if stored is not None:
-                    evals.append({**base, "test_set": "synthetic_test", "test_generator": name, **_scores(stored)})
-    return rows, evals
-
-
-def _scores(evaluation: dict[str, Any]) -> dict[str, Any]:
-    return {"accuracy": evaluation["accuracy"], "macro_f1": evaluation["macro_f1"], "n": evaluation["n"]}
-
-
-def metrics_rows(plan: StudyPlan, results: pd.DataFrame) -> list[dict]:
-    """One row per generator with metrics: every metric and its floor, and the CAS (the
-    ``artificial`` cells' accuracy on real test images at the largest size run)."""
-    rows = []
-    for gen in plan.spec.synthetic:
-        path = _metrics_file(plan, gen)
-        if not path.is_file():
-            continue
-        m = json.loads(path.read_text())
-        row = {"study": plan.spec.name, "generator": gen, "features": m["features"],
-               "features_label": m["features_label"], "n_real": m["real"]["images"], "n_fake": m["fake"]["images"]}
-        row.update({k: v for k, v in m.items() if isinstance(v, (int, float)) and k not in ("seconds",)})
-        art = results
-        if len(results):
-            art = results[(results["composition"] == "artificial") & (results["generator"] == gen)]
-        if len(art):
-            size = int(art["size"].max())
-            mean, _, low, high = t_interval(art[art["size"] == size]["accuracy"].tolist())
-            row.update({"cas": mean, "cas_ci_low": low, "cas_ci_high": high, "cas_size": size,
-                        "cas_n_seeds": int((art["size"] == size).sum()),
-                        "cas_source": "results.csv rows with composition == 'artificial'"})
-        rows.append(row)
-    return rows
-
-
-def _write_table(df: pd.DataFrame, out: Path, name: str) -> dict[str, Path]:
-    paths = {}
-    for ext in ("csv", "parquet"):
-        path = out / f"{name}.{ext}"
-        tmp = out / f".{name}.{os.getpid()}.part.{ext}"
-        if ext == "csv":
-            df.to_csv(tmp, index=False)
-        else:
-            df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-        paths[f"{name}.{ext}"] = path
-    return paths
-
-
-def write_tables(plan: StudyPlan, store: CellStore) -> dict[str, Path]:
-    """Rewrite every table from the complete cells (of any shard) in the results folder."""
-    rows, evals = result_rows(plan, store)
-    results = pd.DataFrame(rows)
-    paths = _write_table(results, plan.out, "results")
-    paths.update(_write_table(pd.DataFrame(evals), plan.out, "evaluations"))
-    paths.update(_write_table(summarise(results), plan.out, "summary"))
-    paths.update(_write_table(compare(results, plan.spec.comparisons), plan.out, "comparisons"))
-    metric_rows = metrics_rows(plan, results)
-    if metric_rows:
-        paths.update(_write_table(pd.DataFrame(metric_rows), plan.out, "metrics"))
-    return paths
 
 
 # ------------------------------------------------------------------------------ bookkeeping

@@ -15,6 +15,12 @@ Example (the bundled digits, scarce real data, two generators)::
     metrics: {enabled: true}
 
 Relative paths are relative to the spec file's folder.
+
+Every list that forms an axis of the grid (sizes, per_class, compositions, seeds, ratios,
+augment_factors, comparisons) and the generator names must be free of repeats: a repeated seed
+would be one training counted twice in every mean, interval and test, so a repeat is refused
+(naming the key and the value), never merged silently. A key given twice in the YAML file
+(where the last one would silently win) is refused too.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+import yaml
+from pydantic import Field, field_validator, model_validator
 
 from synthbench.config import StrictModel, read_yaml, resolve_config
 from synthbench.errors import ConfigError
@@ -33,6 +40,9 @@ COMPOSITIONS = ("real", "artificial", "mixed", "subset_real", "augmented", "rati
 # Compositions whose training set holds no synthetic image: trained once, not once per generator.
 REAL_ONLY = ("real", "subset_real")
 Composition = Literal["real", "artificial", "mixed", "subset_real", "augmented", "ratio_sweep"]
+# Seeds reach numpy's legacy seeding (< 2**32) and a cell's second draw uses seed + 1: keep
+# them in a range every library takes.
+MAX_SEED = 2**31 - 1
 
 
 class SyntheticSpec(StrictModel):
@@ -84,6 +94,38 @@ class StudySpec(StrictModel):
                                           for k, v in data["synthetic"].items()}}
         return data
 
+    @field_validator("sizes", "per_class", "compositions", "seeds", "ratios", "augment_factors", "comparisons")
+    @classmethod
+    def _no_repeats(cls, values: list | None) -> list | None:
+        seen: list = []
+        for value in values or []:
+            if value in seen:
+                raise ValueError(f"{value!r} is listed twice; give each value once (a repeat would be counted "
+                                 "twice in every mean, interval and test)")
+            seen.append(value)
+        return values
+
+    @field_validator("seeds")
+    @classmethod
+    def _seed_range(cls, seeds: list[int]) -> list[int]:
+        bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+        if bad:
+            raise ValueError(f"seeds must lie between 0 and {MAX_SEED}, got {bad[0]}")
+        return seeds
+
+    @field_validator("synthetic")
+    @classmethod
+    def _distinct_generators(cls, synthetic: dict[str, SyntheticSpec]) -> dict[str, SyntheticSpec]:
+        # Generator names become file names (metrics/<name>.json): names that differ only by case
+        # would be one file on a case-insensitive disk.
+        seen: dict[str, str] = {}
+        for name in synthetic:
+            other = seen.setdefault(name.casefold(), name)
+            if other != name:
+                raise ValueError(f"generator names {other!r} and {name!r} differ only by case; give each "
+                                 "generator a distinct name")
+        return synthetic
+
     @model_validator(mode="after")
     def _check(self) -> StudySpec:
         if (self.sizes is None) == (self.per_class is None):
@@ -98,8 +140,6 @@ class StudySpec(StrictModel):
         needs_synthetic = [c for c in self.compositions if c not in REAL_ONLY]
         if needs_synthetic and not self.synthetic:
             raise ValueError(f"compositions {needs_synthetic} need at least one synthetic Dataset (key 'synthetic')")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds repeat: {self.seeds}")
         bad = [name for name in self.synthetic if not name or "/" in name or name.startswith(".")]
         if bad:
             raise ValueError(f"generator names must be plain names, got {bad}")
@@ -116,11 +156,35 @@ def load_spec(spec: str | os.PathLike | StudySpec, overrides: tuple[str, ...] | 
     else:
         path = Path(spec)
         read_yaml(path)  # a missing file or bad YAML is a ConfigError naming it
+        check_unique_keys(path)
         base = path.resolve().parent
         loaded = resolve_config(StudySpec, config_file=path, overrides=overrides)
         if loaded.out is None:
             loaded = loaded.model_copy(update={"out": str(base / f"{path.stem}-results")})
     return _absolute(loaded, base), base
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys without a word; this loader refuses them."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in keys:
+                raise ConfigError(f"key {key!r} is given twice (line {key_node.start_mark.line + 1}); "
+                                  "give it once")
+            keys.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def check_unique_keys(path: Path) -> None:
+    """Refuse a spec file that gives one key twice (e.g. two ``seeds:`` lines or two generators
+    of one name), naming the file, the key and its line."""
+    try:
+        yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def _absolute(spec: StudySpec, base: Path) -> StudySpec:

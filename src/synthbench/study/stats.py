@@ -72,6 +72,8 @@ def summarise(results: pd.DataFrame, metrics: Iterable[str] = METRICS) -> pd.Dat
         return pd.DataFrame(columns=columns)
     rows = []
     for group, part in results.groupby(GROUP_COLUMNS, dropna=False, sort=False):
+        # One value per seed: a row that somehow appears twice must never weigh twice.
+        part = part.drop_duplicates("seed")
         row = dict(zip(GROUP_COLUMNS, group))
         row["n_seeds"] = int(part["seed"].nunique())
         for m in metrics:
