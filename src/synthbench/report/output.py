@@ -66,8 +66,10 @@ def check(page: Path) -> None:
     if page.exists() and not is_report_page(page):
         raise safety.OwnershipError(f"--out {page} exists and is not a page synthbench wrote; it will not be "
                                     f"replaced: {advice}")
+    starting = figdir.is_dir() and not figdir.is_symlink() and {p.name for p in figdir.iterdir()} <= {safety.LOCK}
     try:
-        safety.check_replaceable(figdir, KIND, what="figures folder")
+        if not starting:  # (a folder holding only the lock: another report has just begun; the lock decides)
+            safety.check_replaceable(figdir, KIND, what="figures folder")
     except safety.OwnershipError:
         raise safety.OwnershipError(f"{figdir} (where the report would put the figures of --out {page}) exists "
                                     f"and holds files the report did not write; they will not be replaced: "
