@@ -136,6 +136,7 @@ def test_a_missing_summary_table(results, refused):
     ("summary", "n_seeds", "inf"),
     ("comparisons", "p_value", "javascript:alert(1)"),
     ("metrics", "fid", "$x^2$"),
+    ("results", "accuracy", "1e300"),  # a number, but no accuracy: the figures would place text by it
 ])
 def test_csv_cells_of_the_wrong_type(results, table, column, value, refused):
     df = pd.read_csv(results / f"{table}.csv", dtype=str, keep_default_na=False)
@@ -156,6 +157,25 @@ def test_per_class_accuracy_that_is_not_json(results, refused):
 def test_corrupt_side_files(results, name, content, refused):
     (results / name).write_text(content)
     refused("report", results, match=name)
+
+
+def test_a_fifo_in_place_of_a_table_is_never_opened(results, refused):
+    import os
+    import threading
+
+    (results / "summary.csv").unlink()
+    os.mkfifo(results / "summary.csv")
+
+    def unblock():  # should the report open the FIFO, let the test fail instead of hanging
+        fd = os.open(results / "summary.csv", os.O_WRONLY)
+        os.close(fd)
+
+    timer = threading.Timer(60, unblock)
+    timer.start()
+    try:
+        refused("report", results, match=("summary.csv", "not a regular file"))
+    finally:
+        timer.cancel()
 
 
 def test_a_missing_run_folder(results, tmp_path, refused):

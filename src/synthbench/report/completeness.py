@@ -67,6 +67,8 @@ def read(results: Path, table: pd.DataFrame) -> Completeness:
                                               "finished"])
     else:
         try:
+            if not path.is_file():  # never open a FIFO or a device: reading one may never return
+                raise ValueError("not a regular file")
             c = _parse(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             reason = " ".join(str(exc).split())[:120]

@@ -25,7 +25,8 @@ from synthbench.errors import SynthbenchError
 RERUN = "re-run 'synthbench study run SPEC.yaml' on its spec to rewrite the tables"
 
 # Per table: columns the report needs, columns that must hold numbers (when present), the numeric
-# columns that must hold whole numbers (counts, sizes, seeds) and the columns no row may leave empty.
+# columns that must hold whole numbers (counts, sizes, seeds), the columns no row may leave empty and
+# those that hold a share (accuracy, p-value: between 0 and 1; the figures place text by them).
 TEXT = ("study", "composition", "generator", "generator_a", "generator_b", "composition_a",
         "composition_b", "kind", "metric", "device", "features", "features_label", "host")
 SCHEMA: dict[str, dict[str, tuple[str, ...]]] = {
@@ -36,6 +37,7 @@ SCHEMA: dict[str, dict[str, tuple[str, ...]]] = {
                     "synthetic_accuracy", "planned_cells", "finished_cells"),
         "whole": ("size", "seed", "planned_cells", "finished_cells"),
         "filled": ("composition", "size", "seed"),
+        "unit": ("accuracy", "macro_f1", "synthetic_accuracy", "synthetic_macro_f1"),
     },
     "summary": {
         "required": ("composition", "generator", "size", "n_seeds", "accuracy_mean", "accuracy_ci_low",
@@ -43,6 +45,7 @@ SCHEMA: dict[str, dict[str, tuple[str, ...]]] = {
         "numbers": ("size", "n_seeds", "ratio", "per_class", "augment_factor", "planned_cells", "finished_cells"),
         "whole": ("size", "n_seeds"),
         "filled": ("composition", "size", "n_seeds"),
+        "unit": ("accuracy_mean", "macro_f1_mean", "synthetic_accuracy_mean"),
     },
     "comparisons": {
         "required": ("composition_a", "generator_a", "composition_b", "generator_b", "size", "n", "mean_a",
@@ -50,6 +53,7 @@ SCHEMA: dict[str, dict[str, tuple[str, ...]]] = {
         "numbers": ("size", "n", "mean_a", "mean_b", "diff", "diff_sd", "ci_low", "ci_high", "p_value"),
         "whole": ("size", "n"),
         "filled": ("composition_a", "composition_b", "size", "n"),
+        "unit": ("mean_a", "mean_b", "p_value"),
     },
     "metrics": {
         "required": ("generator",),
@@ -57,6 +61,7 @@ SCHEMA: dict[str, dict[str, tuple[str, ...]]] = {
                          for s in ("", "_real_floor")) + ("cas", "cas_ci_low", "cas_ci_high", "cas_size"),
         "whole": ("cas_size",),
         "filled": ("generator",),
+        "unit": ("precision", "recall", "coverage", "cas"),
     },
 }
 STAT_SUFFIXES = ("_mean", "_sd", "_ci_low", "_ci_high")
@@ -130,6 +135,8 @@ def _table(results: Path, name: str, *, needed: bool) -> pd.DataFrame:
         if needed:
             raise ResultsError(f"{results} has results.csv but no {name}.csv; {RERUN}")
         return pd.DataFrame()
+    if not path.is_file():  # a folder, a FIFO (reading one would wait forever), a device
+        raise ResultsError(f"{path} is not a regular file; {RERUN}")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError:
@@ -150,13 +157,13 @@ def _table(results: Path, name: str, *, needed: bool) -> pd.DataFrame:
     numbers = set(schema["numbers"]) | {c for c in df.columns if c.endswith(STAT_SUFFIXES)}
     for col in df.columns:
         if col in numbers:
-            df[col] = _numbers(path, df, col, whole=col in schema["whole"])
+            df[col] = _numbers(path, df, col, whole=col in schema["whole"], unit=col in schema["unit"])
         elif col in TEXT:
             df[col] = df[col].fillna("").astype(str)
     return df
 
 
-def _numbers(path: Path, df: pd.DataFrame, col: str, *, whole: bool) -> pd.Series:
+def _numbers(path: Path, df: pd.DataFrame, col: str, *, whole: bool, unit: bool = False) -> pd.Series:
     """The column as floats (empty cells: NaN); a cell that is not a finite number is an error."""
     raw = df[col]
     values = pd.to_numeric(raw, errors="coerce")
@@ -164,9 +171,11 @@ def _numbers(path: Path, df: pd.DataFrame, col: str, *, whole: bool) -> pd.Serie
     bad = (raw.notna() & values.isna() & ~said_nan) | values.isin([math.inf, -math.inf])
     if whole:
         bad |= values.notna() & (values % 1 != 0)
+    if unit:
+        bad |= (values < 0) | (values > 1)
     if bad.any():
         row = int(bad.idxmax())
-        kind = "a whole number" if whole else "a finite number"
+        kind = "a whole number" if whole else "a number between 0 and 1" if unit else "a finite number"
         raise ResultsError(f"{path}: column {col!r} must hold {kind}, row {row + 2} holds "
                            f"{_short(raw[row])}; {RERUN}")
     return values.astype(float)
@@ -197,6 +206,8 @@ def _structured(path: Path, kind: type) -> Any:
     """A JSON or YAML file's content when it exists (``kind()`` when not); wrong shape: an error."""
     if not path.exists():
         return kind()
+    if not path.is_file():
+        raise ResultsError(f"{path} is not a regular file; {RERUN}")
     try:
         text = path.read_text(encoding="utf-8")
         data = yaml.safe_load(text) if path.suffix == ".yaml" else json.loads(text)

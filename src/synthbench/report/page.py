@@ -64,9 +64,12 @@ def build_report(results: str | os.PathLike, out: str | os.PathLike | None = Non
     explicit_runs = _explicit_folders(runs, "--run")
     explicit_data = _explicit_folders(datasets, "--dataset")
     grid = completeness.read(data.path, data.tables["results"])
-    with output.figures_folder(page) as figdir:
-        parts = Report(data, page, figdir, grid, explicit_runs, explicit_data)
-        return _write_page(page, parts)
+    try:
+        with output.figures_folder(page) as figdir:
+            parts = Report(data, page, figdir, grid, explicit_runs, explicit_data)
+            return _write_page(page, parts)
+    except OSError as exc:  # a read-only or full disk, a parent that is a file
+        raise ResultsError(f"the report could not be written at {page}: {exc}") from None
 
 
 def build_runs_report(runs: dict[str, str | os.PathLike], page: str | os.PathLike, *, title: str,
@@ -77,9 +80,12 @@ def build_runs_report(runs: dict[str, str | os.PathLike], page: str | os.PathLik
     explicit = _explicit_folders(runs, "run")
     empty = {name: pd.DataFrame() for name in ("results", "summary", "comparisons", "metrics")}
     data = Results(page.parent, empty, {"spec": {"name": title}}, stage_seconds=dict(stage_seconds or {}))
-    with output.figures_folder(page) as figdir:
-        parts = Report(data, page, figdir, None, explicit, {})
-        return _write_page(page, parts)
+    try:
+        with output.figures_folder(page) as figdir:
+            parts = Report(data, page, figdir, None, explicit, {})
+            return _write_page(page, parts)
+    except OSError as exc:
+        raise ResultsError(f"the report could not be written at {page}: {exc}") from None
 
 
 def _explicit_folders(named: dict[str, str | os.PathLike] | None, flag: str) -> dict[str, Path]:
@@ -223,7 +229,7 @@ class Report:
             part = simple[simple["size"] == size]
             if part.empty:
                 continue
-            head = "".join(f"<th>{esc(g)}</th>" for g in gens)
+            head = "".join(f"<th>{esc(g)}</th>" for g in gens) or "<th>accuracy</th>"
             rows = []
             for comp in SOURCE_ROWS:
                 cells = []
