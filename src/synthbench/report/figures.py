@@ -1,4 +1,10 @@
-"""The report's figures: matplotlib PNGs with labelled axes, drawn from the study's tables only."""
+"""The report's figures: matplotlib PNGs with labelled axes, drawn from the study's tables only.
+
+Every text drawn from data (composition, generator and class names) goes through
+:func:`literal`, so a name is drawn as itself: matplotlib would otherwise read text between two
+``$`` as math (and stop with an error on ``$\\foo`` or an unbalanced ``$``). Every title takes
+a ``scope`` ("partial: 5 of 8 cells", ...) that says when the figure shows part of the grid.
+"""
 
 from __future__ import annotations
 
@@ -21,10 +27,26 @@ def simple(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["composition"].isin(SIMPLE)]
 
 
+def literal(value, limit: int = 60) -> str:
+    """A name from data as a label matplotlib draws literally: every ``$`` escaped (no math
+    text), newlines, tabs and control characters collapsed to one space, cut at ``limit``."""
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in str(value)).split())
+    if len(text) > limit:
+        text = text[:limit - 1] + "…"
+    return text.replace("$", r"\$")
+
+
+def _title(ax, text: str, scope: str) -> None:
+    ax.set_title(f"[{literal(scope, 80)}] {text}" if scope else text, fontsize=9,
+                 color="#b00020" if scope else "black")
+
+
 def _plt():
     import matplotlib
 
     matplotlib.use("Agg")
+    # A user's matplotlibrc must not turn escaped names back into TeX or math.
+    matplotlib.rcParams.update({"text.usetex": False, "text.parse_math": True})
     import matplotlib.pyplot as plt
 
     return plt
@@ -41,11 +63,11 @@ def _save(fig, path: Path) -> Path:
 
 def _label(row) -> str:
     gen = row["generator"] if isinstance(row["generator"], str) and row["generator"] else ""
-    return f"{row['composition']}" + (f"\n{gen}" if gen else "")
+    return literal(row["composition"], 30) + (f"\n{literal(gen, 30)}" if gen else "")
 
 
 def bars(summary: pd.DataFrame, compositions: list[str], size: int, path: Path, *, title: str,
-         metric: str = "accuracy") -> Path | None:
+         metric: str = "accuracy", scope: str = "") -> Path | None:
     """Mean accuracy with 95 % CI error bars for some compositions at one size, per generator."""
     part = summary[(summary["composition"].isin(compositions)) & (summary["size"] == size)]
     if part.empty:
@@ -60,17 +82,17 @@ def bars(summary: pd.DataFrame, compositions: list[str], size: int, path: Path, 
     ax.bar(x, mean, yerr=np.nan_to_num(np.vstack([low, high])), capsize=4,
            color=[COLOURS.get(c, "grey") for c in part["composition"]], edgecolor="black", linewidth=0.5)
     for xi, m, n in zip(x, mean, part["n_seeds"]):
-        ax.text(xi, m / 2, f"{m:.3f}\n(n={n})", ha="center", va="center", fontsize=7, color="white")
+        ax.text(xi, m / 2, f"{m:.3f}\n(n={int(n)})", ha="center", va="center", fontsize=7, color="white")
     ax.set_xticks(x, [_label(r) for _, r in part.iterrows()], fontsize=8)
     ax.set_ylabel(f"{metric.replace('_', ' ')} on real test images")
     ax.set_ylim(0, 1)
-    ax.set_title(f"{title} (training size {size}; bars: mean, whiskers: 95 % CI)", fontsize=9)
+    _title(ax, f"{title} (training size {size}; bars: mean, whiskers: 95 % CI)", scope)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
 
 
-def size_curves(summary: pd.DataFrame, path: Path, metric: str = "accuracy") -> Path | None:
+def size_curves(summary: pd.DataFrame, path: Path, metric: str = "accuracy", scope: str = "") -> Path | None:
     """Accuracy against the training-set size, one line per composition and generator."""
     part = simple(summary)
     if part["size"].nunique() < 2:
@@ -83,7 +105,7 @@ def size_curves(summary: pd.DataFrame, path: Path, metric: str = "accuracy") -> 
     for (comp, gen), g in part.groupby(["composition", "generator"], dropna=False, sort=False):
         g = g.sort_values("size")
         gen = gen if isinstance(gen, str) else ""
-        label = comp + (f" ({gen})" if gen else "")
+        label = literal(comp) + (f" ({literal(gen)})" if gen else "")
         ax.errorbar(g["size"], g[f"{metric}_mean"],
                     yerr=np.nan_to_num([g[f"{metric}_mean"] - g[f"{metric}_ci_low"],
                                         g[f"{metric}_ci_high"] - g[f"{metric}_mean"]]),
@@ -97,14 +119,14 @@ def size_curves(summary: pd.DataFrame, path: Path, metric: str = "accuracy") -> 
     ax.set_ylim(max(0.0, low), min(1.0, high))
     ax.set_xlabel("training-set size (images; subset_real uses the real half of mixed)")
     ax.set_ylabel(f"{metric.replace('_', ' ')} on real test images")
-    ax.set_title("Where synthetic data stops helping: accuracy against training-set size", fontsize=9)
+    _title(ax, "Where synthetic data stops helping: accuracy against training-set size", scope)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return _save(fig, path)
 
 
-def ratio_curves(summary: pd.DataFrame, path: Path, metric: str = "accuracy") -> Path | None:
+def ratio_curves(summary: pd.DataFrame, path: Path, metric: str = "accuracy", scope: str = "") -> Path | None:
     """Accuracy against the synthetic share of the training set (ratio sweeps)."""
     part = summary[summary["composition"] == "ratio_sweep"]
     if part.empty:
@@ -116,23 +138,24 @@ def ratio_curves(summary: pd.DataFrame, path: Path, metric: str = "accuracy") ->
         ax.errorbar(g["ratio"], g[f"{metric}_mean"],
                     yerr=np.nan_to_num([g[f"{metric}_mean"] - g[f"{metric}_ci_low"],
                                         g[f"{metric}_ci_high"] - g[f"{metric}_mean"]]),
-                    marker="o", capsize=3, label=f"{gen}, {size} images")
+                    marker="o", capsize=3, label=f"{int(size)} images, {literal(gen)}")  # a label starting
+        # with "_" would be left out of the legend: the number goes first
     ax.set_xlabel("synthetic share of the training set")
     ax.set_ylabel(f"{metric.replace('_', ' ')} on real test images")
-    ax.set_title("Accuracy against the synthetic share (fixed training-set size)", fontsize=9)
+    _title(ax, "Accuracy against the synthetic share (fixed training-set size)", scope)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
 
 
-def paired_differences(comparisons: pd.DataFrame, path: Path) -> Path | None:
+def paired_differences(comparisons: pd.DataFrame, path: Path, scope: str = "") -> Path | None:
     """Paired differences (A - B on the same seeds) with their 95 % intervals."""
     part = comparisons.dropna(subset=["diff"])
     if part.empty:
         return None
-    labels = [f"{r.composition_a}{'/' + r.generator_a if r.generator_a else ''} − "
-              f"{r.composition_b}{'/' + r.generator_b if r.generator_b else ''} @ {r.size}"
+    labels = [f"{literal(r.composition_a, 24)}{'/' + literal(r.generator_a, 24) if r.generator_a else ''} − "
+              f"{literal(r.composition_b, 24)}{'/' + literal(r.generator_b, 24) if r.generator_b else ''} @ {int(r.size)}"
               for r in part.itertuples()]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(part) + 1.4))
@@ -142,28 +165,33 @@ def paired_differences(comparisons: pd.DataFrame, path: Path) -> Path | None:
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(y, labels, fontsize=7)
     ax.set_xlabel("difference in accuracy (A − B, same seeds), 95 % CI")
-    ax.set_title("Paired comparisons: an interval that crosses 0 is not a demonstrated effect", fontsize=9)
+    _title(ax, "Paired comparisons: an interval that crosses 0 is not a demonstrated effect", scope)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
 
 
-def per_class(results: pd.DataFrame, class_names: list[str], size: int, path: Path) -> Path | None:
-    """Per-class accuracy (mean over seeds) for each composition/generator at one size: a heatmap."""
+def per_class(results: pd.DataFrame, class_names: list[str], size: int, path: Path,
+              scope: str = "") -> Path | None:
+    """Per-class accuracy (mean over seeds) for each composition/generator at one size: a
+    heatmap. ``per_class_accuracy`` holds one list of numbers per row (parsed on reading); rows
+    whose list does not match the classes leave the figure out (None)."""
     part = simple(results)
     part = part[part["size"] == size]
-    if part.empty or not class_names:
+    if part.empty or not class_names or "per_class_accuracy" not in part.columns:
+        return None
+    if any(len(v) != len(class_names) for v in part["per_class_accuracy"]):
         return None
     rows, labels = [], []
     for (comp, gen), g in part.groupby(["composition", "generator"], dropna=False, sort=False):
-        values = np.array([[v for v in _json_list(s)] for s in g["per_class_accuracy"]], dtype=float)
-        rows.append(np.nanmean(values, axis=0))
-        labels.append(comp + (f" ({gen})" if isinstance(gen, str) and gen else ""))
+        values = np.array(list(g["per_class_accuracy"]), dtype=float)
+        rows.append(np.nanmean(values, axis=0) if np.isfinite(values).any() else np.full(len(class_names), np.nan))
+        labels.append(literal(comp) + (f" ({literal(gen)})" if isinstance(gen, str) and gen else ""))
     matrix = np.array(rows)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(0.55 * len(class_names) + 3, 0.4 * len(rows) + 1.6))
     im = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_xticks(range(len(class_names)), [literal(c, 30) for c in class_names], rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
@@ -171,15 +199,7 @@ def per_class(results: pd.DataFrame, class_names: list[str], size: int, path: Pa
                     color="white" if matrix[i, j] < 0.6 else "black")
     fig.colorbar(im, ax=ax, label="accuracy on the class's real test images")
     ax.set_xlabel("class")
-    ax.set_title(f"Per-class accuracy, training size {size} (mean over seeds)", fontsize=9)
+    _title(ax, f"Per-class accuracy, training size {size} (mean over seeds)", scope)
     fig.tight_layout()
     return _save(fig, path)
 
-
-def _json_list(text) -> list:
-    import json
-
-    value = json.loads(text) if isinstance(text, str) else text
-    if isinstance(value, dict):
-        return list(value.values())
-    return list(value)
