@@ -13,6 +13,9 @@ from synthbench.config import StrictModel
 RESUMABLE_CHANGES = {"epochs", "max_steps", "checkpoint_every", "keep_checkpoints", "log_every",
                      "grid_epochs", "progress"}
 
+# Seeds feed numpy's and torch's generators, which take 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
 
 class TrainConfig(StrictModel):
     """How the shared engine runs a training loop."""
@@ -22,7 +25,7 @@ class TrainConfig(StrictModel):
     max_steps: int | None = Field(None, ge=1, description="Stop after this many batches in all (smoke runs).")
     grad_accum: int = Field(1, ge=1, description="Batches whose gradients are summed before an optimizer step.")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="Autocast precision (fp16 needs a GPU).")
-    seed: int = Field(0, description="Seed of weights, noise and data order.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of weights, noise and data order (0 to 2**32 - 1).")
     split: str = Field("train", description="Split of the Dataset to train on.")
     drop_last: bool = Field(True, description="Drop each epoch's last incomplete batch (GANs); false trains on every image (classifiers).")
     checkpoint_every: int = Field(500, ge=1, description="Save the full training state every N batches (and at each epoch end).")
