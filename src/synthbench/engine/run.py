@@ -86,6 +86,11 @@ class RunFolder:
                       else f"give the run's folder as --out, or start a new run in a new folder, e.g. "
                            f"{self.new_sibling()}")
             raise SynthbenchError(f"--resume: {self.path} is not a run folder (no config.yaml); {advice}")
+        if marker is None and not ckpt.complete_checkpoints(self.checkpoints):
+            # Neither marked as a run nor holding a checkpoint of one (a run from before markers).
+            raise SynthbenchError(f"--resume: {self.path} was not written by synthbench (no {safety.MARKER} "
+                                  f"marker, no checkpoint); give the run's folder as --out, or start a new "
+                                  f"run in a new folder, e.g. {self.new_sibling()}")
 
     def new_sibling(self) -> Path:
         """A folder name next to this one that does not exist yet (for advice in messages)."""
