@@ -29,7 +29,7 @@ from synthbench import safety
 from synthbench.data.dataset import Dataset
 from synthbench.engine import checkpoint as ckpt
 from synthbench.engine import resume as resuming
-from synthbench.engine.config import TrainConfig
+from synthbench.engine.config import TrainConfig, check_seeds
 from synthbench.engine.run import RunFolder
 from synthbench.errors import SynthbenchError
 
@@ -145,6 +145,15 @@ class Task:
     def load_extra_state(self, state: Any) -> None:
         pass
 
+    def diverged_advice(self, lower: str, checkpoint: Path | None) -> str:
+        """What to do after a NaN loss; ``lower`` is e.g. ``optim.lr=0.0002`` (a tenth of the
+        rate). The default speaks of ``synthbench train``, the command that runs generators."""
+        if checkpoint is not None:
+            return (f"last good checkpoint: {checkpoint}; continue from it with a lower learning rate: "
+                    f"the same command with --resume {lower}")
+        return ("no checkpoint was saved yet; start again with a lower learning rate: the same command "
+                f"(without --resume) with {lower}")
+
     def export(self, folder: Path, accelerator: Any) -> None:
         """Write the finished model in a form that loads without the engine."""
 
@@ -175,6 +184,7 @@ def fit(task: Task, dataset: Dataset, run_dir: str | Path, config: TrainConfig, 
     from accelerate import PartialState
 
     run = RunFolder(run_dir)
+    check_seeds(task.config_dict())
     train_set = dataset.split(config.split)
     task.check_data(train_set)
     if len(train_set) < (config.batch_size * config.grad_accum if config.drop_last else 1):
@@ -224,6 +234,9 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
             shutil.rmtree(path, ignore_errors=True)
         if resume:
             run.record_resume(task.kind, resolved, data, start_from, changes)
+            if changes:  # said aloud: a preset given again may also set a value back
+                print(f"synthbench: resuming {run.path} with changed settings: "
+                      + ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in changes), file=sys.stderr)
         else:
             if restart:
                 resuming.warn(f"{run.path} holds a run that never saved a usable checkpoint; starting it again")
@@ -283,7 +296,7 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
                 logs = task.step(batch, ctx)
             bad = [k for k, v in logs.items() if not math.isfinite(v)]
             if bad:
-                message = _diverged_message(run, resolved, epoch, global_step, bad)
+                message = _diverged_message(task, run, resolved, epoch, global_step, bad)
                 if main:
                     run.append_metrics(pending)
                     run.log(message)
@@ -381,19 +394,13 @@ def _load(accelerator, task: Task, checkpoint: Path, run: RunFolder) -> dict[str
                               f"(with none left, {run.restart_advice()})") from exc
 
 
-def _diverged_message(run: RunFolder, resolved: dict[str, Any], epoch: int, global_step: int,
+def _diverged_message(task: Task, run: RunFolder, resolved: dict[str, Any], epoch: int, global_step: int,
                       bad: list[str]) -> str:
-    """What happened and the command that continues with a tenth of the learning rate."""
-    last = run.usable_checkpoint()
+    """What happened, and the task's advice with a tenth of the learning rate."""
     lr = resuming.lookup(resolved, resuming.LR_KEY)
     lower = f"{resuming.LR_KEY}={lr / 10:.3g}" if isinstance(lr, (int, float)) else "a lower optim.lr"
-    head = (f"training diverged at epoch {epoch + 1}, step {global_step + 1}: "
-            f"{', '.join(bad)} is not finite; ")
-    if last is not None:
-        return head + (f"last good checkpoint: {last}; continue from it with a lower learning rate: "
-                       f"the same command with --resume {lower}")
-    return head + (f"no checkpoint was saved yet; start again with a lower learning rate: the same "
-                   f"command (without --resume) with {lower}")
+    return (f"training diverged at epoch {epoch + 1}, step {global_step + 1}: {', '.join(bad)} is not "
+            f"finite; " + task.diverged_advice(lower, run.usable_checkpoint()))
 
 
 def _os_error_message(exc: OSError, run: RunFolder) -> str:
