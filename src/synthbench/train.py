@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
+
 from synthbench.config import resolve_config
 from synthbench.data.dataset import Dataset
 from synthbench.engine.loop import fit
@@ -54,24 +56,33 @@ MODELS: dict[str, TrainableModel] = {
 def resolve_train_config(kind: str, out: str | Path, *, preset: str | None = None,
                          config_file: str | Path | None = None,
                          overrides: tuple[str, ...] | list[str] = (), resume: bool = False):
-    """The validated config of a training run (see the module docstring for the layers)."""
+    """The validated config of a training run (see the module docstring for the layers).
+
+    With ``resume`` and neither a preset nor a config file, the run's saved config is the base
+    (``key=value`` overrides still apply); with either, the config is resolved as for a new run,
+    so the original command with ``--resume`` added gives the original config. The engine then
+    compares it with the checkpoint's and refuses only a change to what was computed."""
     if kind not in MODELS:
         raise SynthbenchError(f"unknown model {kind!r}; choose one of {', '.join(MODELS)}")
     entry = MODELS[kind]
     base = None
     if resume:
         run = RunFolder(out)
-        if not run.config_file.is_file():
-            raise SynthbenchError(f"--resume: {out} is not a run folder (no config.yaml); "
-                                  "start a new run without --resume")
-        if preset is not None or config_file is not None:
-            raise SynthbenchError("--resume continues with the run's saved config; leave out --preset "
-                                  "and --config (KEY=VALUE overrides such as train.epochs=60 are allowed)")
-        saved = run.saved_config()
-        if saved.pop("kind", kind) != kind:
-            raise SynthbenchError(f"--resume: {out} is a run of another model, not {kind}")
-        base = (saved, f"the run's saved config ({run.config_file})")
-    elif preset is None and config_file is None:
+        if run.config_file.is_file():
+            try:
+                saved = run.saved_config()
+            except (OSError, ValueError, yaml.YAMLError) as exc:
+                raise SynthbenchError(f"--resume: {run.config_file} is unreadable ({str(exc).splitlines()[0]}); "
+                                      f"resume with the run's --preset/--config given again") from None
+            if not isinstance(saved, dict):
+                raise SynthbenchError(f"--resume: {run.config_file} is not a run's config")
+            saved_kind = saved.pop("kind", kind)
+            if saved_kind != kind:
+                raise SynthbenchError(f"--resume: {out} is a run of {saved_kind}, not {kind}; "
+                                      f"use 'synthbench train {saved_kind}'")
+            if preset is None and config_file is None:
+                base = (saved, f"the run's saved config ({run.config_file})")
+    if base is None and preset is None and config_file is None:
         preset = entry.default_preset
     return resolve_config(entry.config(), preset=(kind, preset) if preset else None, base=base,
                           config_file=config_file, overrides=overrides)

@@ -117,18 +117,22 @@ def test_partial_checkpoint_is_ignored_and_removed(digits_small, tmp_path):
 
 def test_resume_errors_before_training(digits_small, tmp_path):
     run = tmp_path / "run"
-    with pytest.raises(SynthbenchError, match="not a run folder"):
+    with pytest.raises(SynthbenchError, match="does not exist; start the run without --resume"):
         train_dcgan(digits_small.path, run, resume=True)
+    assert not run.exists()
     train_dcgan(digits_small.path, run, preset="tiny", overrides=TINY + ["train.max_steps=2"])
-    with pytest.raises(SynthbenchError, match="already exists"):
+    with pytest.raises(SynthbenchError, match="already holds a training run.*add --resume"):
         train_dcgan(digits_small.path, run, preset="tiny", overrides=TINY)
-    with pytest.raises(SynthbenchError, match="different config.*optim.lr"):
-        train_dcgan(digits_small.path, run, resume=True, overrides=["optim.lr=0.5"])
+    with pytest.raises(SynthbenchError, match="other settings.*model.base_channels was 4, now 8"):
+        train_dcgan(digits_small.path, run, resume=True, overrides=["model.base_channels=8"])
     for p in ckpt.complete_checkpoints(run / "checkpoints"):
         import shutil
         shutil.rmtree(p)
-    with pytest.raises(SynthbenchError, match="no complete checkpoint"):
+    with pytest.raises(SynthbenchError, match="no complete checkpoint.*the same command without --resume"):
         train_dcgan(digits_small.path, run, resume=True)
+    # ... and that advice works: the run starts again in place.
+    train_dcgan(digits_small.path, run, preset="tiny", overrides=TINY + ["train.max_steps=2"])
+    assert ckpt.latest_checkpoint(run / "checkpoints").name == "step-00000002"
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(digits_small, tmp_path, monkeypatch):
@@ -142,7 +146,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(digits_small, tmp_path, m
 
     monkeypatch.setattr(DCGANTask, "step", nan_step)
     run = tmp_path / "run"
-    with pytest.raises(TrainingDiverged, match="loss_g is not finite.*step-00000003"):
+    with pytest.raises(TrainingDiverged, match="loss_g is not finite.*step-00000003.*--resume optim.lr=0.0002"):
         train_dcgan(digits_small.path, run, preset="tiny", overrides=TINY)
     assert ckpt.latest_checkpoint(run / "checkpoints").name == "step-00000003"
     assert "diverged" in (run / "log.txt").read_text()

@@ -133,6 +133,11 @@ class ClassifierTask(Task):
             # steps once per process and per optimizer step, which suits per-batch schedules only.
             getattr(sched, "scheduler", sched).step()
 
+    def diverged_advice(self, lower: str, checkpoint: Path | None) -> str:
+        # Classifiers are trained by 'study run' and 'metrics', where the key is the study's.
+        return (f"lower the classifier's learning rate (classifier.{lower} in a study spec) "
+                "and run it again")
+
     def trained(self, accelerator) -> Classifier:
         """The trained classifier, unwrapped from accelerate, in eval mode."""
         model = accelerator.unwrap_model(self.modules["model"])

@@ -10,7 +10,9 @@ accelerate reads back with ``torch.load(weights_only=True)``), plus ours:
   tensors and plain values, so nothing is ever unpickled.
 
 Only folders named ``step-<N>`` count as checkpoints; a killed save leaves ``step-<N>.tmp``,
-which is ignored and removed on the next start.
+which is ignored and removed on the next start. ``engine_state.json`` is written last and lists
+the size of every other file, so :func:`damage` can tell a whole checkpoint from one truncated
+or overwritten later (by a full disk, a bad copy, a colleague's tool) before anything is loaded.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 STATE_FILE = "engine_state.json"
+STATE_KEYS = ("epoch", "position", "global_step", "epoch_sums", "epoch_count", "config")
 _NAME = re.compile(r"^step-(\d+)$")
 
 
@@ -58,6 +63,42 @@ def prune(folder: Path, keep: int) -> None:
 
 def read_engine_state(checkpoint: Path) -> dict[str, Any]:
     return json.loads((checkpoint / STATE_FILE).read_text())
+
+
+def file_sizes(folder: Path) -> dict[str, int]:
+    """``{relative path: size}`` of every file under ``folder`` but the engine state itself."""
+    return {p.relative_to(folder).as_posix(): p.stat().st_size for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != STATE_FILE}
+
+
+def damage(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` cannot be resumed from (a short phrase naming the file), or None when
+    every file is whole: the engine state parses, each file has the size recorded when it was
+    written, safetensors headers cover their files and torch's zip archives open."""
+    try:
+        state = read_engine_state(checkpoint)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return f"{STATE_FILE} is unreadable"
+    if not isinstance(state, dict) or any(k not in state for k in STATE_KEYS):
+        return f"{STATE_FILE} is incomplete"
+    for name, size in (state.get("files") or {}).items():
+        path = checkpoint / name
+        if not path.is_file():
+            return f"{name} is missing"
+        actual = path.stat().st_size
+        if actual != size:
+            return f"{name} has {actual} bytes, {size} were written"
+    for path in sorted(checkpoint.rglob("*")):
+        try:
+            if path.suffix == ".safetensors":
+                with safe_open(str(path), "pt"):
+                    pass
+            elif path.suffix in (".bin", ".pkl", ".pt") and path.is_file():
+                zipfile.ZipFile(path).close()  # torch.save's format; a cut file has no directory
+        except (OSError, SafetensorError, zipfile.BadZipFile, ValueError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return f"{path.relative_to(checkpoint).as_posix()} is unreadable ({reason})"
+    return None
 
 
 # ---------------------------------------------------------------- tensor-safe state of a task

@@ -10,11 +10,13 @@ rest, the same for all: device placement, mixed precision, multi-GPU/multi-node 
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import shutil
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from synthbench import safety
 from synthbench.data.dataset import Dataset
 from synthbench.engine import checkpoint as ckpt
-from synthbench.engine.config import RESUMABLE_CHANGES, TrainConfig
+from synthbench.engine import resume as resuming
+from synthbench.engine.config import TrainConfig, check_seeds
 from synthbench.engine.run import RunFolder
 from synthbench.errors import SynthbenchError
 
@@ -103,6 +107,11 @@ class Task:
     ``schedulers`` (dicts, filled in :meth:`build`) and implement :meth:`step`."""
 
     kind = "task"
+    # Settings besides the engine's that may change when a run is resumed (dotted keys): the
+    # learning rate (applied to the loaded optimizer state), gradient clipping (read at each
+    # step) and what previews and exports show. A key a task's config lacks never differs.
+    resumable_changes: tuple[str, ...] = (resuming.LR_KEY, "optim.grad_clip", "sampling", "preview_count",
+                                          "grid_size", "grid_seed", "eval_batch_size")
 
     def __init__(self) -> None:
         self.modules: dict[str, nn.Module] = {}
@@ -136,6 +145,15 @@ class Task:
     def load_extra_state(self, state: Any) -> None:
         pass
 
+    def diverged_advice(self, lower: str, checkpoint: Path | None) -> str:
+        """What to do after a NaN loss; ``lower`` is e.g. ``optim.lr=0.0002`` (a tenth of the
+        rate). The default speaks of ``synthbench train``, the command that runs generators."""
+        if checkpoint is not None:
+            return (f"last good checkpoint: {checkpoint}; continue from it with a lower learning rate: "
+                    f"the same command with --resume {lower}")
+        return ("no checkpoint was saved yet; start again with a lower learning rate: the same command "
+                f"(without --resume) with {lower}")
+
     def export(self, folder: Path, accelerator: Any) -> None:
         """Write the finished model in a form that loads without the engine."""
 
@@ -160,25 +178,48 @@ class _EpochSums:
 
 def fit(task: Task, dataset: Dataset, run_dir: str | Path, config: TrainConfig, *,
         resume: bool = False) -> RunFolder:
-    """Train ``task`` on ``dataset`` into ``run_dir``; ``resume`` continues the newest complete
-    checkpoint. Returns the run folder."""
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
+    """Train ``task`` on ``dataset`` into ``run_dir``; ``resume`` continues the newest usable
+    checkpoint. The run folder is locked while training (a second process is refused). Returns
+    the run folder."""
+    from accelerate import PartialState
 
     run = RunFolder(run_dir)
+    check_seeds(task.config_dict())
     train_set = dataset.split(config.split)
     task.check_data(train_set)
     if len(train_set) < (config.batch_size * config.grad_accum if config.drop_last else 1):
         raise SynthbenchError(f"the {config.split!r} split has {len(train_set)} images, fewer than one "
                               f"batch of {config.batch_size}; lower train.batch_size")
-    resolved = task.config_dict()
-    start_from = None
+    inputs = [dataset.path]
+    # Checked before the lock too: taking it writes a lock file, which must not land in a foreign folder.
     if resume:
-        start_from = ckpt.latest_checkpoint(run.checkpoints)
-        if start_from is None:
-            raise SynthbenchError(f"--resume: no complete checkpoint in {run.checkpoints}; "
-                                  "start a new run without --resume")
-        _check_same_config(ckpt.read_engine_state(start_from)["config"], resolved, start_from)
+        run.check_resumable(inputs)
+    else:
+        run.check_new(inputs)
+    main = PartialState().is_main_process  # the other processes of a multi-GPU run share its lock
+    try:
+        with safety.output_lock(run.path, what="this run") if main else nullcontext():
+            return _fit(task, dataset, train_set, run, config, resume=resume, main=main)
+    except OSError as exc:
+        raise SynthbenchError(_os_error_message(exc, run)) from exc
+
+
+def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, config: TrainConfig, *,
+         resume: bool, main: bool) -> RunFolder:
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+
+    resolved = task.config_dict()
+    data = resuming.data_record(dataset, config.split)
+    start_from, damaged, changes, restart = None, [], [], False
+    if resume:
+        start_from, damaged = resuming.choose_checkpoint(run)
+        saved = ckpt.read_engine_state(start_from)
+        changes = resuming.config_changes(saved["config"], resolved)
+        resuming.check_changes(changes, resuming.ENGINE_RESUMABLE + task.resumable_changes, run, start_from)
+        resuming.check_same_data(saved.get("data") or run.info().get("data"), data, run)
+    elif main:
+        restart = run.check_new([dataset.path])  # again, now that the folder is locked
 
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
@@ -188,7 +229,18 @@ def fit(task: Task, dataset: Dataset, run_dir: str | Path, config: TrainConfig, 
     )
     main = accelerator.is_main_process
     if main:
-        run.create(task.kind, resolved, resume=resume)
+        for path, problem in damaged:  # newer than start_from: unusable, and in the way of new saves
+            resuming.warn(f"checkpoint {path} is damaged ({problem}); resuming from {start_from.name}")
+            shutil.rmtree(path, ignore_errors=True)
+        if resume:
+            run.record_resume(task.kind, resolved, data, start_from, changes)
+            if changes:  # said aloud: a preset given again may also set a value back
+                print(f"synthbench: resuming {run.path} with changed settings: "
+                      + ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in changes), file=sys.stderr)
+        else:
+            if restart:
+                resuming.warn(f"{run.path} holds a run that never saved a usable checkpoint; starting it again")
+            run.create(task.kind, resolved, data, restart=restart)
         ckpt.remove_partial(run.checkpoints)
     accelerator.wait_for_everyone()
     set_seed(config.seed)
@@ -212,15 +264,17 @@ def fit(task: Task, dataset: Dataset, run_dir: str | Path, config: TrainConfig, 
 
     epoch, position, global_step, sums = 0, 0, 0, _EpochSums()
     if start_from is not None:
-        accelerator.load_state(str(start_from))
-        state = ckpt.read_engine_state(start_from)
+        state = _load(accelerator, task, start_from, run)
         epoch, position, global_step = state["epoch"], state["position"], state["global_step"]
         sums = _EpochSums(dict(state["epoch_sums"]), state["epoch_count"])
-        if (start_from / "extra.json").is_file():
-            task.load_extra_state(ckpt.load_extra(start_from))
+        old_lr, new_lr = resuming.lookup(state["config"], resuming.LR_KEY), resuming.lookup(resolved, resuming.LR_KEY)
+        if old_lr and new_lr and old_lr != new_lr:
+            resuming.scale_learning_rate(task.optimizers, task.schedulers, new_lr / old_lr)
         if main:
             run.truncate_metrics(global_step)
-            run.log(f"resumed from {start_from.name} (epoch {epoch + 1}, batch {position})")
+            changed = ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in changes)
+            run.log(f"resumed from {start_from.name} (epoch {epoch + 1}, batch {position})"
+                    + (f" with changed settings: {changed}" if changed else ""))
     elif main:
         run.log(f"started {task.kind} on {len(train_set)} images, {config.epochs} epochs, "
                 f"device {accelerator.device}, {accelerator.num_processes} process(es)")
@@ -242,10 +296,7 @@ def fit(task: Task, dataset: Dataset, run_dir: str | Path, config: TrainConfig, 
                 logs = task.step(batch, ctx)
             bad = [k for k, v in logs.items() if not math.isfinite(v)]
             if bad:
-                last = ckpt.latest_checkpoint(run.checkpoints)
-                message = (f"training diverged at epoch {epoch + 1}, step {global_step + 1}: "
-                           f"{', '.join(bad)} is not finite; last good checkpoint: "
-                           f"{last if last else 'none'}; lower the learning rate and --resume")
+                message = _diverged_message(task, run, resolved, epoch, global_step, bad)
                 if main:
                     run.append_metrics(pending)
                     run.log(message)
@@ -266,7 +317,7 @@ def fit(task: Task, dataset: Dataset, run_dir: str | Path, config: TrainConfig, 
                 if main:
                     run.append_metrics(pending)
                 pending = []
-                _save(accelerator, task, run, config, epoch, position, global_step, sums, resolved)
+                _save(accelerator, task, run, config, epoch, position, global_step, sums, resolved, data)
             if stop:
                 break
         bar.close()
@@ -284,7 +335,7 @@ def fit(task: Task, dataset: Dataset, run_dir: str | Path, config: TrainConfig, 
             ctx.global_step = global_step
             task.on_epoch_end(ctx, means)
             epoch, position, sums = epoch + 1, 0, _EpochSums()
-        _save(accelerator, task, run, config, epoch, position, global_step, sums, resolved)
+        _save(accelerator, task, run, config, epoch, position, global_step, sums, resolved, data)
     if main:
         run.append_metrics(pending)
         task.export(run.model, accelerator)
@@ -295,7 +346,7 @@ def fit(task: Task, dataset: Dataset, run_dir: str | Path, config: TrainConfig, 
 
 
 def _save(accelerator, task: Task, run: RunFolder, config: TrainConfig, epoch: int, position: int,
-          global_step: int, sums: _EpochSums, resolved: dict[str, Any]) -> None:
+          global_step: int, sums: _EpochSums, resolved: dict[str, Any], data: dict[str, Any]) -> None:
     from synthbench import __version__
 
     final = run.checkpoints / f"step-{global_step:08d}"
@@ -306,36 +357,69 @@ def _save(accelerator, task: Task, run: RunFolder, config: TrainConfig, epoch: i
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    try:
+        accelerator.save_state(str(tmp))
+        if accelerator.is_main_process:
+            extra = task.extra_state()
+            if extra:
+                ckpt.save_extra(tmp, extra)
+            # Written last, listing every file's size: only a checkpoint whose files all match counts.
+            state = {"epoch": epoch, "position": position, "global_step": global_step,
+                     "epoch_sums": sums.sums, "epoch_count": sums.count, "config": resolved, "data": data,
+                     "files": ckpt.file_sizes(tmp), "synthbench_version": __version__,
+                     "saved": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            (tmp / ckpt.STATE_FILE).write_text(json.dumps(state, indent=1))
+            tmp.rename(final)
+    except BaseException:
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written stays (a full disk, a kill)
+        raise
     if accelerator.is_main_process:
-        extra = task.extra_state()
-        if extra:
-            ckpt.save_extra(tmp, extra)
-        state = {"epoch": epoch, "position": position, "global_step": global_step,
-                 "epoch_sums": sums.sums, "epoch_count": sums.count, "config": resolved,
-                 "synthbench_version": __version__, "saved": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        (tmp / ckpt.STATE_FILE).write_text(json.dumps(state, indent=1))
-        tmp.rename(final)
         ckpt.prune(run.checkpoints, config.keep_checkpoints)
     accelerator.wait_for_everyone()
 
 
-def _check_same_config(saved: dict[str, Any], current: dict[str, Any], where: Path) -> None:
-    diffs = []
+def _load(accelerator, task: Task, checkpoint: Path, run: RunFolder) -> dict[str, Any]:
+    """Load ``checkpoint`` into the prepared objects, or stop: a checkpoint that fails half-way
+    leaves the networks half-loaded, and training on from there would be wrong."""
+    try:
+        accelerator.load_state(str(checkpoint))
+        if (checkpoint / "extra.json").is_file():
+            task.load_extra_state(ckpt.load_extra(checkpoint))
+        return ckpt.read_engine_state(checkpoint)
+    except Exception as exc:  # noqa: BLE001 - any failure here means a half-loaded state
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise SynthbenchError(f"--resume: checkpoint {checkpoint} cannot be loaded ({reason}); delete that "
+                              f"folder and add --resume again to continue from the checkpoint before it "
+                              f"(with none left, {run.restart_advice()})") from exc
 
-    def walk(a: Any, b: Any, path: str) -> None:
-        if isinstance(a, dict) and isinstance(b, dict):
-            for key in sorted(set(a) | set(b)):
-                if key in RESUMABLE_CHANGES and path.endswith("train"):
-                    continue
-                walk(a.get(key), b.get(key), f"{path}.{key}" if path else key)
-        elif a != b:
-            diffs.append(f"{path}: checkpoint {a!r}, now {b!r}")
 
-    walk(saved, current, "")
-    if diffs:
-        raise SynthbenchError(f"--resume: the checkpoint {where} was made with a different config ("
-                              + "; ".join(diffs[:5]) + "); resume with the same config or start a new run")
+def _diverged_message(task: Task, run: RunFolder, resolved: dict[str, Any], epoch: int, global_step: int,
+                      bad: list[str]) -> str:
+    """What happened, and the task's advice with a tenth of the learning rate."""
+    lr = resuming.lookup(resolved, resuming.LR_KEY)
+    lower = f"{resuming.LR_KEY}={lr / 10:.3g}" if isinstance(lr, (int, float)) else "a lower optim.lr"
+    return (f"training diverged at epoch {epoch + 1}, step {global_step + 1}: {', '.join(bad)} is not "
+            f"finite; " + task.diverged_advice(lower, run.usable_checkpoint()))
+
+
+def _os_error_message(exc: OSError, run: RunFolder) -> str:
+    """One line for a full disk, a read-only folder or another system error while training."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        fix = "free some disk space"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = f"make {run.path} writable (or choose another --out)"
+    else:
+        fix = "fix the cause"
+    try:
+        last = run.usable_checkpoint()
+    except OSError:
+        last = None
+    if last is not None:
+        return f"training stopped: {reason}{where}; the last complete checkpoint is {last}: {fix}, then add --resume to the same command"
+    return f"training stopped: {reason}{where}; no checkpoint was saved: {fix}, then run the same command again"
 
 
 def _has_tensorboard() -> bool:
