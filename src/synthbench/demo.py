@@ -127,17 +127,14 @@ def _run(out: Path, quick: bool, faces: bool, progress: bool) -> Path:
 def _train(kind: str, data: Path, run: Path, preset: str, overrides: tuple[str, ...], progress: bool) -> Path:
     from synthbench.train import train
 
+    from synthbench.engine.run import RunFolder
+
     if (run / "model").is_dir():
         return run  # finished by an earlier demo run
-    resume = (run / "checkpoints").is_dir() and any((run / "checkpoints").glob("step-*"))
     extra = () if progress else ("train.progress=false",)
-    if resume:
+    if RunFolder(run).usable_checkpoint() is not None:
         train(kind, data, run, resume=True, overrides=extra)
-    else:
-        if run.exists():
-            import shutil
-
-            shutil.rmtree(run)  # started but never checkpointed: nothing to keep
+    else:  # new, or started but never checkpointed: the engine starts it again in place
         train(kind, data, run, preset=preset, overrides=list(overrides) + list(extra))
     return run
 

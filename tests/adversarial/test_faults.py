@@ -74,3 +74,51 @@ def test_a_file_system_failure_is_one_line_and_leaves_nothing_complete(tmp_path,
     # The advice ("run the same command again") works once the disk has room.
     code_again = __import__("synthbench.cli", fromlist=["main"]).main([str(a) for a in args])
     assert code_again == 0 and (out / "manifest.json").is_file()
+
+
+# ------------------------------------------------------------------------------------ real mounts
+def _mount(args: list[str]) -> bool:
+    import subprocess
+
+    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def mounted(tmp_path):
+    """``mounted(kind)``: a folder on a tiny full-able disk ("small", a 256 KiB tmpfs) or a
+    read-only view of a folder ("read-only"); skipped where this user may not mount."""
+    import subprocess
+
+    points = []
+
+    def make(kind: str):
+        point = tmp_path / f"mnt-{len(points)}"
+        point.mkdir()
+        if kind == "small":
+            ok = _mount(["-t", "tmpfs", "-o", "size=256k", "tmpfs", str(point)])
+        else:
+            source = tmp_path / f"ro-source-{len(points)}"
+            source.mkdir()
+            ok = _mount(["--bind", str(source), str(point)]) and (
+                _mount(["-o", "remount,ro,bind", str(point)]) or not subprocess.run(["umount", str(point)]))
+        if not ok:
+            pytest.skip("mounting is not permitted here")
+        points.append(point)
+        return point
+
+    yield make
+    for point in points:
+        subprocess.run(["umount", str(point)], capture_output=True)
+
+
+def test_a_really_full_disk_is_one_line_not_a_crash(mounted, refused):
+    disk = mounted("small")  # the digits at 32x32 need ~1.8 MB: they cannot fit
+    refused("data", "prepare", "--source", "digits", "--size", "32", "--out", disk / "digits", "-q",
+            match="disk is full")
+    assert sorted(p.name for p in disk.iterdir()) == []  # no half-written folder left
+
+
+def test_a_read_only_output_is_one_line(mounted, refused, tmp_path):
+    disk = mounted("read-only")
+    refused("data", "prepare", "--source", "digits", "--size", "8", "--out", disk / "digits", "-q",
+            match="read-only")

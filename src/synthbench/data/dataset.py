@@ -18,6 +18,7 @@ images; a view carries its own fingerprint derived from its inputs and parameter
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -359,6 +360,27 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def new_image_array(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A new uint8 ``.npy`` file at ``path`` of ``shape``, opened memory-mapped for writing.
+
+    Its blocks are reserved on disk first (``posix_fallocate``): a memory map over a sparse file
+    on a full disk kills the process with SIGBUS at the first write to a missing block, whereas
+    the reservation fails here with an ordinary ``OSError(ENOSPC)`` that the CLI reports."""
+    images = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    size = os.path.getsize(path)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        del images
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without fallocate
+            return np.lib.format.open_memmap(path, mode="r+")
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    finally:
+        os.close(fd)
+    return images
 
 
 def write_packed(folder: Path, images: np.ndarray, labels: np.ndarray, splits: np.ndarray,

@@ -25,7 +25,14 @@ from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
 from synthbench.config import StrictModel
-from synthbench.data.dataset import MANIFEST, Dataset, atomic_folder, clean_stale_temps, write_packed
+from synthbench.data.dataset import (
+    MANIFEST,
+    Dataset,
+    atomic_folder,
+    clean_stale_temps,
+    new_image_array,
+    write_packed,
+)
 from synthbench.data.imageio import ImageSkipped, ImageSpec, array_to_uint8, load_image
 from synthbench.data.sources import BUNDLED, SOURCES, Listing
 from synthbench.errors import DataError
@@ -259,7 +266,7 @@ def _decode_all(listing: Listing, spec: ImageSpec, folder: Path, config: Prepare
     if n == 0:
         raise DataError(f"no candidate images found in {config.path or config.source}")
     shape = (n, spec.size, spec.size, spec.channels)
-    images = np.lib.format.open_memmap(folder / "images.npy", mode="w+", dtype=np.uint8, shape=shape)
+    images = new_image_array(folder / "images.npy", shape)
     kept: list[int] = []
     skipped: list[dict[str, str]] = []
     bar = tqdm(total=n, desc=f"decoding {config.source}", unit="img", disable=not progress,
@@ -292,8 +299,7 @@ def _decode_all(listing: Listing, spec: ImageSpec, folder: Path, config: Prepare
     images.flush()
     if len(kept) < n:
         # Rare (only when files were skipped): copy the good rows into a right-sized array.
-        final = np.lib.format.open_memmap(folder / "images.part.npy", mode="w+", dtype=np.uint8,
-                                          shape=(len(kept),) + shape[1:])
+        final = new_image_array(folder / "images.part.npy", (len(kept),) + shape[1:])
         for start in range(0, len(kept), 4096):
             stop = min(start + 4096, len(kept))
             final[start:stop] = images[start:stop]
