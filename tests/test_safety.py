@@ -176,3 +176,14 @@ def test_readable_names_are_kept_and_different_names_stay_different():
     assert safe_name("a/b") != safe_name("a\\b")  # both altered, told apart by their hash
     names = safe_names(["Cat", "cat", "CAT"])
     assert len({n.casefold() for n in names}) == 3
+
+
+def test_the_suggested_name_and_a_lock_left_behind(tmp_path, monkeypatch):
+    from synthbench.safety import suggest_new
+
+    monkeypatch.chdir(tmp_path)
+    assert suggest_new(Path(".")) == tmp_path.parent / f"{tmp_path.name}-2"
+    with output_lock(tmp_path / "run"):
+        pass
+    check_replaceable(tmp_path / "run", "run")  # holds only the lock of a start that stopped early
+

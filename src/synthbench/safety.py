@@ -104,8 +104,9 @@ def owned_kind(folder: str | os.PathLike) -> str | None:
 
 
 def _partial_files(names: set[str]) -> set[str]:
-    """Half-written files synthbench itself leaves while writing (``*.part``, ``.NAME.<pid>.part``)."""
-    return {n for n in names if n.endswith(".part") or ".part." in n}
+    """Half-written files synthbench itself leaves while writing (``*.part``, ``.NAME.<pid>.part``,
+    and the ``.NAME.tmp-<pid>-<id>`` folders of :func:`synthbench.data.dataset.atomic_folder`)."""
+    return {n for n in names if n.endswith(".part") or ".part." in n or (n.startswith(".") and ".tmp-" in n)}
 
 
 def _legacy_signature(path: Path) -> bool:
@@ -127,6 +128,10 @@ def foreign_entries(folder: Path, limit: int = 3) -> list[str]:
 
 def suggest_new(path: Path) -> Path:
     """A sibling name that does not exist yet: ``NAME-2``, ``NAME-3``, ..."""
+    if not path.name:  # "." or "/": name the folder itself
+        path = path.resolve()
+        if not path.name:
+            return Path("/synthbench-out")
     for i in range(2, 10_000):
         candidate = path.with_name(f"{path.name}-{i}")
         if not candidate.exists():
@@ -146,8 +151,8 @@ def check_replaceable(out: str | os.PathLike, kinds: str | Iterable[str], *, wha
                              f"choose a new folder, e.g. {suggest_new(out)}")
     if not out.is_dir():
         raise OwnershipError(f"{what} {out} is a file, not a folder; choose a new folder, e.g. {suggest_new(out)}")
-    if not any(out.iterdir()):
-        return
+    if not {p.name for p in out.iterdir()} - {LOCK}:
+        return  # empty, or only the lock of a synthbench run that stopped before writing anything
     kind = owned_kind(out)
     if kind in kinds:
         return
