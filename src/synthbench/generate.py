@@ -30,7 +30,8 @@ Reproducible and resumable:
   metadata is written at the end by one process, or by ``synthbench data merge`` for shards;
 - each writer holds a lock for its share of the blocks: a second process on an overlapping share
   of the same folder is refused with the holder named; every finished block is logged at once,
-  so the images and seconds in the manifest add up over killed, resumed and sharded runs.
+  so the images and seconds in the manifest add up over killed, resumed and sharded runs
+  (:mod:`synthbench.generation_folder`).
 """
 
 from __future__ import annotations
@@ -40,14 +41,11 @@ import inspect
 import json
 import math
 import os
-import re
 import shutil
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -63,19 +61,21 @@ from synthbench.data.dataset import MANIFEST, Dataset, write_packed
 from synthbench.data.export import UNLABELLED_FOLDER
 from synthbench.data.imageio import ImageSpec, _fit
 from synthbench.errors import ConfigError, DataError, SynthbenchError
+from synthbench.generation_folder import (OWNED, OWNED_NATIVE, TIMING_FILE, Session, Shard, alone,
+                                          locks_in, read_timings, row_key, totals, writing)
 from synthbench.generators.base import MODEL_CONFIG
-from synthbench.safety import (LOCK, OwnershipError, check_apart, check_replaceable, mark_owned, output_lock,
+from synthbench.safety import (LOCK, OwnershipError, check_apart, check_replaceable, mark_owned,
                                owned_kind, read_marker, safe_names, suggest_new)
 
 __all__ = ["GenerateConfig", "GenerateReport", "SamplingOptions", "Shard", "generate", "merge",
            "finalize", "native_folder"]
 
 PLAN_FILE = "generate.json"
-TIMING_FILE = "generation.jsonl"
 PNG_KEY = "synthbench"          # PNG text chunk holding the image's metadata row
 PIPELINE_SIZE = 256             # the source study's training size for text-to-image images
 PLAN_FORMAT = 1
 MAX_SEED = 2**32                # seed + count stays below this, so retry seeds never collide
+MAX_COUNT = 10_000_000          # a typo'd count fails at once, not after filling memory with its plan
 
 
 class GenerateConfig(StrictModel):
@@ -134,34 +134,6 @@ class SamplingOptions(TypedDict, total=False):
     sampler: str
     steps: int
     guidance: float
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Part ``index`` of ``count``: every ``count``-th block of images, starting at ``index``."""
-
-    index: int = 0
-    count: int = 1
-
-    @classmethod
-    def parse(cls, text: str) -> Shard:
-        try:
-            index, count = (int(part) for part in text.split("/"))
-        except ValueError:
-            raise SynthbenchError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
-        if count < 1 or not 0 <= index < count:
-            raise SynthbenchError(f"--shard {text!r}: need 0 <= i < n")
-        return cls(index, count)
-
-    def within(self, process: int, processes: int) -> Shard:
-        """The part of this shard one of ``processes`` processes takes (blocks i + n*p mod n*P)."""
-        return Shard(self.index + self.count * process, self.count * processes)
-
-    def blocks(self, total: int) -> range:
-        return range(self.index, total, self.count)
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
 
 
 @dataclass
@@ -354,6 +326,9 @@ class _Layout:
 def _plan(config: GenerateConfig, source) -> dict[str, Any]:
     order = source.order
     count = config.count if config.count is not None else config.per_class * len(order)
+    if count > MAX_COUNT:
+        raise ConfigError(f"{count} images is more than one generation folder holds (at most {MAX_COUNT}); "
+                          "lower --count or --per-class")
     if config.seed + count > MAX_SEED:
         # Image i has seed + i, and a retry adds multiples of 2**32: all must stay in torch's seed range.
         raise ConfigError(f"--seed {config.seed} is too large for {count} images: every image seed (seed + i) "
@@ -460,60 +435,12 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------ the output folder
-OWNED = "generation"                  # the marker kind of OUT
-OWNED_NATIVE = "generation-native"    # and of OUT-native
 PACKED = ("metadata.jsonl", "images.npy", "labels.npy", "splits.npy", "items.jsonl", MANIFEST)
-_SHARD_LOCK = re.compile(r"\.synthbench-shard-(\d+)-of-(\d+)\.lock")
 
 
 def _entries(plan: dict[str, Any]) -> list[str]:
     """Every top-level name synthbench may write into a generation folder of this plan."""
     return [PLAN_FILE, TIMING_FILE, LOCK, *PACKED, *_Layout.of(plan).folders()]
-
-
-def _lock_name(part: Shard) -> str:
-    return LOCK if part.count == 1 else f".synthbench-shard-{part.index}-of-{part.count}.lock"
-
-
-def _locks_in(out: Path) -> dict[str, Shard]:
-    """The lock files in ``out`` and the share of the blocks each one guards."""
-    found = {}
-    for path in out.iterdir() if out.is_dir() else ():
-        match = _SHARD_LOCK.fullmatch(path.name)
-        if path.name == LOCK:
-            found[path.name] = Shard()
-        elif match and 0 <= int(match[1]) < int(match[2]):
-            found[path.name] = Shard(int(match[1]), int(match[2]))
-    return found
-
-
-def _overlap(a: Shard, b: Shard) -> bool:
-    """Whether two shares have a block in common (block b is in i/n when b = i mod n)."""
-    return (a.index - b.index) % math.gcd(a.count, b.count) == 0
-
-
-@contextmanager
-def _writing(out: Path, part: Shard, plan: dict[str, Any]) -> Iterator[None]:
-    """Hold the lock of this share of ``out``'s blocks; refuse when another process holds a share
-    that overlaps it (shards of one plan may share a folder, two writers of one block may not)."""
-    out.mkdir(parents=True, exist_ok=True)
-    name = _lock_name(part)
-    mark_owned(out, OWNED, [*_entries(plan), name])  # before the lock file appears in it
-    with output_lock(out, name=name, what="these images"):
-        for other, share in _locks_in(out).items():
-            if other != name and _overlap(part, share):
-                with output_lock(out, name=other, what="these images"):
-                    pass  # free: its holder has finished (or died)
-        yield
-
-
-@contextmanager
-def _alone(out: Path) -> Iterator[None]:
-    """Hold every lock of ``out``: no other synthbench process is writing it (to replace or finish it)."""
-    with ExitStack() as stack:
-        for name in sorted({LOCK, *_locks_in(out)}):
-            stack.enter_context(output_lock(out, name=name, what="this generation"))
-        yield
 
 
 def _inputs(config: GenerateConfig, source) -> list[Path]:
@@ -564,10 +491,10 @@ def _clear(out: Path, plan: dict[str, Any]) -> None:
     and remove ``OUT-native`` where it is synthbench's too. Lock files and the marker stay."""
     native = native_folder(out)
     if out.is_dir():
-        with _alone(out):
+        with alone(out):
             check_replaceable_generation(out, what="--out")
             for path in out.iterdir():
-                if path.name in _locks_in(out) or path.name == ".synthbench":
+                if path.name in locks_in(out) or path.name == ".synthbench":
                     continue
                 shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
     if (native.exists() or native.is_symlink()) and owned_kind(native) == OWNED_NATIVE:
@@ -641,7 +568,7 @@ def _generate(config: GenerateConfig, out: Path, plan: dict[str, Any], source, d
     blocks = layout.blocks(plan["batch_size"])
     part = shard.within(state.process_index, state.num_processes)
     started = time.perf_counter()
-    with _writing(out, part, plan):
+    with writing(out, part, _entries(plan)):
         _claim(out, plan)
         mine = [(b, blocks[b]) for b in part.blocks(len(blocks))]
         # A finished folder (all images and the manifest there before this run) is reused as it is.
@@ -651,7 +578,7 @@ def _generate(config: GenerateConfig, out: Path, plan: dict[str, Any], source, d
         generated = 0
         if todo:
             source.load(device)
-            session = _Session(out, plan, source, shard, state.process_index)
+            session = Session(out, plan["name"], source, shard, state.process_index)
             generated = _make(out, plan, layout, source, todo, session,
                               progress and state.is_local_main_process)
             session.report(len(present), progress)
@@ -671,7 +598,7 @@ def _generate(config: GenerateConfig, out: Path, plan: dict[str, Any], source, d
 
 
 def _make(out: Path, plan: dict[str, Any], layout: _Layout, source, todo: list[tuple[int, range]],
-          session: _Session, progress: bool) -> int:
+          session: Session, progress: bool) -> int:
     size, channels = plan["size"], plan["channels"]
     spec = ImageSpec(size=size, channels=channels, fit="crop", resample=plan["resample"])
     native = native_folder(out)
@@ -728,35 +655,6 @@ def _write_png(path: Path, pixels: np.ndarray, record: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-class _Session:
-    """This run's part of ``generation.jsonl``: one line per finished block, appended at once, so a
-    killed run keeps what it finished, and the block a kill interrupted is logged (whole) by the run
-    that finishes it: the images logged add up to the plan's count over resumed runs and shards."""
-
-    def __init__(self, out: Path, plan: dict[str, Any], source, shard: Shard, process: int):
-        self.file, self.source = out / TIMING_FILE, source
-        self.base = {"session": uuid.uuid4().hex[:12], "name": plan["name"], "shard": str(shard),
-                     "process": process}
-        self.images = self.written = 0
-        self.seconds = 0.0
-        self.native_marked = False
-
-    def log(self, block: int, images: int, written: int, seconds: float) -> None:
-        self.images, self.written, self.seconds = self.images + images, self.written + written, self.seconds + seconds
-        row = {**self.base, "block": block, "images": images, "written": written, "seconds": round(seconds, 4),
-               **self.source.runtime(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        # One short line per append: concurrent processes do not interleave within it.
-        with open(self.file, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row) + "\n")
-
-    def report(self, skipped: int, progress: bool) -> None:
-        if progress:
-            rate = self.seconds / max(1, self.images)
-            print(f"{self.base['name']!r}: generated {self.written} images in {self.seconds:.1f}s "
-                  f"({rate:.3f} s/image) on {self.source.runtime().get('device')}"
-                  + (f"; {skipped} were already there" if skipped else ""), file=sys.stderr)
-
-
 # ------------------------------------------------------------------------------ finishing
 def finalize(out: str | os.PathLike, *, progress: bool = True) -> Dataset:
     """Write ``metadata.jsonl`` and the packed form of a generation folder whose images are all
@@ -803,7 +701,7 @@ def finalize(out: str | os.PathLike, *, progress: bool = True) -> Dataset:
         "source": {"kind": plan["generator"]["source"], "generator": plan["name"], "path": str(out.resolve())},
         "plan": plan,
         "generation": {
-            **_totals(_read_timings(out), len(layout.blocks(plan["batch_size"]))),
+            **totals(read_timings(out), len(layout.blocks(plan["batch_size"]))),
             "blank_retries": sum(r.get("blank_retries", 0) for r in records),
             "blank_kept": sum(bool(r.get("blank")) for r in records),
             "native_folder": str(native.resolve()) if ours else None,
@@ -833,67 +731,6 @@ def _read_png(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
 
 def _write_metadata(folder: Path, rows: list[dict[str, Any]]) -> None:
     _write_text(folder / "metadata.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
-def _read_timings(out: Path) -> list[dict[str, Any]]:
-    """The rows of ``generation.jsonl``, each (session, block) once; a line cut short by a kill or a
-    full disk is skipped (it is the one row a crash can lose)."""
-    file = out / TIMING_FILE
-    if not file.is_file():
-        return []
-    rows, seen = [], set()
-    for line in file.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(row, dict):
-            continue
-        key = _row_key(row)
-        if key not in seen:
-            seen.add(key)
-            rows.append(row)
-    return rows
-
-
-def _row_key(row: dict[str, Any]) -> str:
-    """What makes a timing row one: its session and block (rows of 0.1.0 have neither: the whole row)."""
-    if "session" in row:
-        return json.dumps([row.get("session"), row.get("block")])
-    return json.dumps(row, sort_keys=True)
-
-
-def _number(value: Any) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
-
-
-def _totals(rows: list[dict[str, Any]], blocks: int) -> dict[str, Any]:
-    """The generation's images and seconds over all its runs (sessions), shards and processes.
-
-    ``images_generated`` counts each block once (the run that finished it); ``seconds`` is all the
-    time spent, blocks made again included; ``sessions`` lists every run's own share, and the
-    shares' images and seconds sum to the totals."""
-    sessions: dict[str, dict[str, Any]] = {}
-    done: set[int] = set()
-    images = 0
-    for row in rows:
-        block = row.get("block")
-        count = int(_number(row.get("images", row.get("generated"))))  # "generated": rows of 0.1.0
-        key = str(row.get("session", f"run-{len(sessions)}"))
-        s = sessions.setdefault(key, {"session": key, "shard": row.get("shard"), "process": row.get("process"),
-                                      "device": row.get("device"), "images": 0, "seconds": 0.0})
-        if isinstance(block, int) and block in done:
-            count = 0  # two overlapping writers: the block counts once
-        elif isinstance(block, int):
-            done.add(block)
-        s["images"] += count
-        s["seconds"] += _number(row.get("seconds"))
-        images += count
-    for s in sessions.values():
-        s["seconds"] = round(s["seconds"], 4)
-    return {"seconds": round(sum(s["seconds"] for s in sessions.values()), 4), "images_generated": images,
-            "blocks": blocks, "blocks_logged": len(done), "runs": len(sessions),
-            "sessions": list(sessions.values())}
 
 
 def _test_split(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -945,7 +782,7 @@ def merge(out: str | os.PathLike, shards: list[str | os.PathLike] = (), *, progr
     try:
         out.mkdir(parents=True, exist_ok=True)
         mark_owned(out, OWNED, _entries(plan))
-        with _alone(out):
+        with alone(out):
             _claim(out, plan)
             _gather(out, plan, folders)
             return finalize(out, progress=progress)
@@ -970,8 +807,8 @@ def _gather(out: Path, plan: dict[str, Any], folders: list[Path]) -> None:
                     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
                     shutil.copyfile(src, tmp)
                     os.replace(tmp, dst)
-        known = {_row_key(r) for r in _read_timings(out)}
-        new = [r for r in _read_timings(folder) if _row_key(r) not in known]
+        known = {row_key(r) for r in read_timings(out)}
+        new = [r for r in read_timings(folder) if row_key(r) not in known]
         if new:
             with open(out / TIMING_FILE, "a", encoding="utf-8") as fh:
                 fh.write("".join(json.dumps(r) + "\n" for r in new))
