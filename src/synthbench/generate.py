@@ -64,7 +64,7 @@ from synthbench.errors import ConfigError, DataError, SynthbenchError
 from synthbench.generation_folder import (OWNED, OWNED_NATIVE, TIMING_FILE, Session, Shard, alone,
                                           locks_in, read_timings, row_key, totals, writing)
 from synthbench.generators.base import MODEL_CONFIG
-from synthbench.safety import (LOCK, OwnershipError, check_apart, check_replaceable, mark_owned,
+from synthbench.safety import (LOCK, MARKER, OwnershipError, check_apart, check_replaceable, mark_owned,
                                owned_kind, read_marker, safe_names, suggest_new)
 
 __all__ = ["GenerateConfig", "GenerateReport", "SamplingOptions", "Shard", "generate", "merge",
@@ -490,11 +490,11 @@ def _clear(out: Path, plan: dict[str, Any]) -> None:
     """--overwrite: empty ``out`` (a generation folder of synthbench's, checked again under its locks)
     and remove ``OUT-native`` where it is synthbench's too. Lock files and the marker stay."""
     native = native_folder(out)
-    if out.is_dir():
+    if out.is_dir() and read_marker(out) is not None:  # (an empty folder has nothing to clear)
         with alone(out):
             check_replaceable_generation(out, what="--out")
             for path in out.iterdir():
-                if path.name in locks_in(out) or path.name == ".synthbench":
+                if path.name in locks_in(out) or path.name == MARKER:
                     continue
                 shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
     if (native.exists() or native.is_symlink()) and owned_kind(native) == OWNED_NATIVE:
@@ -511,8 +511,11 @@ def _claim(out: Path, plan: dict[str, Any]) -> None:
             os.link(tmp, out / PLAN_FILE)
         except FileExistsError:
             pass
+        except OSError:  # a file system without hard links: the lock above is the only guard there
+            if not (out / PLAN_FILE).exists():
+                os.replace(tmp, out / PLAN_FILE)
         finally:
-            tmp.unlink()
+            tmp.unlink(missing_ok=True)
     saved = _read_plan(out)
     if saved != plan:
         raise DataError(f"{out} was started with other options ({_differences(saved, plan)}); run the same "

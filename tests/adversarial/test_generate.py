@@ -190,6 +190,12 @@ def test_out_onto_the_pipeline_folder_is_refused(refused, tiny_pipeline):
     assert snapshot(tiny_pipeline) == before
 
 
+def test_overwrite_into_an_empty_folder_just_generates(cli, gan, tmp_path):
+    (tmp_path / "empty").mkdir()
+    gen(cli, gan, tmp_path / "empty", "--count", "2", "--overwrite")
+    assert len(Dataset.open(tmp_path / "empty")) == 2
+
+
 def test_a_damaged_plan_is_one_line_and_overwrite_then_starts_again(cli, refused, gan, tmp_path):
     out = tmp_path / "x"
     gen(cli, gan, out, "--count", "2")
