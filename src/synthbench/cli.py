@@ -214,7 +214,8 @@ def train_presets() -> None:
 @click.option("--name", help="Generator name in the metadata (default: pipeline or run folder name).")
 @click.option("--shard", help="i/n: make only this share (then 'synthbench data merge').")
 @click.option("--config", "config_file", type=click.Path(), help="A YAML file of options.")
-@click.option("--overwrite", is_flag=True, help="Delete --out (and OUT-native) first.")
+@click.option("--overwrite", is_flag=True,
+              help="Start --out (and OUT-native) again; only a generation synthbench wrote is replaced.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 def generate_cmd(from_run, pipeline, prior, theme, subjects_from, count, per_class, classes, out, seed,

@@ -24,7 +24,7 @@ import os
 import string
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from synthbench.config import StrictModel, preset_names, preset_path, read_yaml, validate
 from synthbench.errors import ConfigError
@@ -47,6 +47,12 @@ class Theme(StrictModel):
     distances: list[str] = Field(default_factory=list, description="Values drawn for {distance}, one per image.")
     angles: list[str] = Field(default_factory=list, description="Values drawn for {angle}, one per image.")
     negative_prompt: str = Field("", description="Negative prompt of every image (empty: none).")
+    _inputs: list[Path] = PrivateAttr(default_factory=list)  # the files it was read from
+
+    @property
+    def inputs(self) -> list[Path]:
+        """The theme file and the Dataset its subjects came from (a generation must not write there)."""
+        return list(self._inputs)
 
     @field_validator("template")
     @classmethod
@@ -139,11 +145,18 @@ def load_theme(spec: str | os.PathLike, subjects_from: str | os.PathLike | None 
         raise ConfigError(f"unknown theme {text!r}; shipped themes: {', '.join(theme_names())}, "
                           "or give a YAML file (see synthbench.themes)")
     where = f"theme file {path}"
-    theme = validate(Theme, read_yaml(path), lambda loc: where)
+    try:
+        raw = read_yaml(path)
+    except (OSError, UnicodeDecodeError) as exc:  # a binary file or an unreadable one: still one line
+        raise ConfigError(f"{where} cannot be read as YAML text ({exc})") from None
+    theme = validate(Theme, raw, lambda loc: where)
+    inputs = [path]
     dataset = subjects_from or theme.subjects_from
     if dataset is not None:
         base = Path.cwd() if subjects_from else path.parent
-        theme = theme.with_subjects(_dataset_classes(base / Path(dataset).expanduser(), where))
+        inputs.append(base / Path(dataset).expanduser())
+        theme = theme.with_subjects(_dataset_classes(inputs[-1], where))
+    theme._inputs = inputs
     return theme
 
 

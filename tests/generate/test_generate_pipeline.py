@@ -14,6 +14,7 @@ from synthbench.cli import main
 from synthbench.data.dataset import Dataset
 from synthbench.errors import DataError
 from synthbench.generate import GenerateConfig, _Pipeline, generate
+from synthbench.safety import owned_kind
 from synthbench.themes import load_theme
 
 FRUITS = ["apple", "banana", "grape", "mango", "strawberry"]
@@ -55,7 +56,8 @@ def test_layout_metadata_and_prompts(finished, tiny_pipeline, capsys):
     out = finished
     assert sorted(p.name for p in out.iterdir()) == sorted(
         FRUITS + ["metadata.jsonl", "images.npy", "labels.npy", "splits.npy", "items.jsonl",
-                  "manifest.json", "generate.json", "generation.jsonl"])
+                  "manifest.json", "generate.json", "generation.jsonl", ".synthbench", ".synthbench.lock"])
+    assert owned_kind(out) == "generation" and owned_kind(Path(f"{out}-native")) == "generation-native"
     theme = load_theme("fruits")
     table = rows(out)
     assert len(table) == 10
@@ -84,8 +86,9 @@ def test_layout_metadata_and_prompts(finished, tiny_pipeline, capsys):
     assert manifest["kind"] == "synthetic" and manifest["source"]["kind"] == "text2image"
     assert manifest["generation"]["images_generated"] == 10 and manifest["generation"]["seconds"] > 0
     assert manifest["generation"]["blank_retries"] == 0
-    (timing,) = [json.loads(l) for l in (out / "generation.jsonl").read_text().splitlines()]
-    assert timing["generated"] == 10 and timing["device"] == "cpu" and timing["dtype"] == "float32"
+    timings = [json.loads(l) for l in (out / "generation.jsonl").read_text().splitlines()]
+    assert [t["block"] for t in timings] == [0, 1, 2] and sum(t["images"] for t in timings) == 10
+    assert {(t["device"], t["dtype"]) for t in timings} == {("cpu", "float32")}
 
 
 def test_same_seed_same_files_other_seed_other_images(finished, tiny_pipeline, tmp_path):
@@ -124,6 +127,11 @@ def test_a_killed_run_resumes_to_exactly_the_same_files(finished, tiny_pipeline,
     assert snapshot(out, Path(f"{out}-native")) == snapshot(finished, Path(f"{finished}-native"))
     assert not list(out.rglob("*.tmp"))
     assert report.dataset.fingerprint == Dataset.open(finished).fingerprint
+    # The manifest counts both runs: each block once, each run's own share and seconds.
+    totals = report.dataset.manifest["generation"]
+    assert (totals["images_generated"], totals["runs"]) == (10, 2)
+    assert [s["images"] for s in totals["sessions"]] == [4, 6]
+    assert totals["seconds"] == pytest.approx(sum(s["seconds"] for s in totals["sessions"]), abs=1e-3)
 
     # Run again: the finished Dataset is reused, nothing is generated or loaded.
     monkeypatch.setattr(_Pipeline, "load", lambda self, device: pytest.fail("loaded a finished run"))

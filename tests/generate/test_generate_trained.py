@@ -179,7 +179,12 @@ def test_shards_in_one_folder_then_merge_equal_one_run(dcgan_run, tmp_path, caps
     assert pngs(shared) == pngs(whole)
     assert (shared / "metadata.jsonl").read_bytes() == (whole / "metadata.jsonl").read_bytes()
     assert Dataset.open(shared).fingerprint == Dataset.open(whole).fingerprint
-    assert len((shared / "generation.jsonl").read_text().splitlines()) == 2
+    # One timing row per block; the manifest's totals add up over the two shards' runs.
+    assert len((shared / "generation.jsonl").read_text().splitlines()) == 4
+    totals = Dataset.open(shared).manifest["generation"]
+    assert totals["images_generated"] == 11 and totals["blocks_logged"] == totals["blocks"] == 4
+    assert sorted((s["shard"], s["images"]) for s in totals["sessions"]) == [("0/2", 6), ("1/2", 5)]
+    assert totals["seconds"] == pytest.approx(sum(s["seconds"] for s in totals["sessions"]), abs=1e-3)
 
 
 def test_shards_on_separate_machines_are_merged(dcgan_run, tmp_path):
@@ -244,7 +249,9 @@ def test_each_process_takes_its_share_and_the_main_one_writes_the_metadata(dcgan
     assert (first.generated, second.generated) == (5, 4)  # blocks 0, 2, 4 and 1, 3
     assert first.dataset.fingerprint == second.dataset.fingerprint == whole.fingerprint
     timings = [json.loads(line) for line in (out / "generation.jsonl").read_text().splitlines()]
-    assert Counter(t["process"] for t in timings) == {0: 1, 1: 1}
+    assert Counter(t["process"] for t in timings) == {0: 3, 1: 2}  # one row per block
+    totals = first.dataset.manifest["generation"]
+    assert totals["images_generated"] == 9 and sorted(s["images"] for s in totals["sessions"]) == [4, 5]
 
 
 def test_a_diffusion_generator_gets_its_sampler_steps_and_guidance(tmp_path):
@@ -270,7 +277,7 @@ def test_an_out_folder_of_something_else_is_refused_and_overwrite_starts_again(d
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    assert "exists and is not a generation folder" in _error(
+    assert "was not written by synthbench (no .synthbench marker)" in _error(
         ["generate", "--from", str(dcgan_run), "--count", "2", "--out", str(busy)], capsys)
     assert (busy / "notes.txt").read_text() == "mine"
     out = tmp_path / "out"

@@ -86,11 +86,50 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
+PICKLED = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
 def read_model_config(folder: Path) -> dict[str, Any]:
+    """A saved generator's ``synthbench.json``, checked: a model folder may come from someone else."""
     file = folder / MODEL_CONFIG
     if not file.is_file():
         raise SynthbenchError(f"{folder} holds no saved generator ({MODEL_CONFIG} is missing)")
-    return json.loads(file.read_text())
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SynthbenchError(f"{file} is not readable JSON ({exc}); it is not a generator synthbench saved") from None
+    if not isinstance(meta, dict):
+        raise SynthbenchError(f"{file} is not a JSON object; it is not a generator synthbench saved")
+    names = meta.get("class_names", [])
+    if not (isinstance(names, list) and all(isinstance(n, str) and n for n in names)
+            and len(set(names)) == len(names)):
+        raise SynthbenchError(f"{file}: class_names must be a list of distinct, non-empty names")
+    for key, allowed in (("resolution", range(8, 4097)), ("channels", (1, 3))):
+        value = meta.get(key)
+        if value is not None and (isinstance(value, bool) or value not in allowed):
+            raise SynthbenchError(f"{file}: {key} {value!r} is not a valid value")
+    return meta
+
+
+def check_safe_weights(folder: Path) -> None:
+    """Refuse a saved generator whose weights are pickles (loading one can run code hidden in it), and
+    name any .safetensors file that is damaged (cut short, not safetensors), before torch sees them."""
+    from safetensors import SafetensorError, safe_open
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    for path in files:
+        if path.suffix in PICKLED and not path.with_suffix(".safetensors").is_file():
+            raise SynthbenchError(f"{path} holds pickled weights where synthbench expects safetensors "
+                                  "(loading a pickle can run code hidden in it); synthbench loads trained "
+                                  "generators from .safetensors files only: convert it, or save the model again "
+                                  "with synthbench")
+        if path.suffix == ".safetensors":
+            try:
+                with safe_open(str(path), framework="pt") as fh:  # checks the header covers the file
+                    fh.keys()
+            except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+                raise SynthbenchError(f"{path} is damaged or not a safetensors file ({str(exc).splitlines()[0]}); "
+                                      "copy or save the model again") from None
 
 
 def load_generator(path: str | Path) -> Generator:
@@ -104,11 +143,22 @@ def load_generator(path: str | Path) -> Generator:
         raise SynthbenchError(f"run {path} has no finished model yet (no {path / 'model'}); finish it "
                               f"with 'synthbench train ... --out {path} --resume'")
     kind = read_model_config(path).get("kind")
-    if kind not in _REGISTRY:
+    if not isinstance(kind, str) or kind not in _REGISTRY:
         _import_all()
-    if kind not in _REGISTRY:
+    if not isinstance(kind, str) or kind not in _REGISTRY:
         raise SynthbenchError(f"{path}: unknown generator kind {kind!r} (known: {', '.join(sorted(_REGISTRY))})")
-    return _REGISTRY[kind].load(path)
+    check_safe_weights(path)
+    from safetensors import SafetensorError
+
+    try:
+        return _REGISTRY[kind].load(path)
+    except SynthbenchError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, OSError, SafetensorError) as exc:
+        # A synthbench.json that does not fit the kind or the weights (edited, from another version).
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SynthbenchError(f"{path}: the saved {kind} generator cannot be loaded ({type(exc).__name__}: "
+                              f"{first}); {MODEL_CONFIG} or the weights are damaged or do not match") from None
 
 
 def _import_all() -> None:
