@@ -57,7 +57,7 @@ from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
 from synthbench.config import StrictModel
-from synthbench.data.dataset import MANIFEST, Dataset, write_packed
+from synthbench.data.dataset import MANIFEST, Dataset, new_image_array, write_packed
 from synthbench.data.export import UNLABELLED_FOLDER
 from synthbench.data.imageio import ImageSpec, _fit
 from synthbench.errors import ConfigError, DataError, SynthbenchError
@@ -679,8 +679,7 @@ def finalize(out: str | os.PathLike, *, progress: bool = True) -> Dataset:
             stale.unlink(missing_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)
     n, size, channels = len(layout.files), plan["size"], plan["channels"]
-    images = np.lib.format.open_memmap(out / "images.npy", mode="w+", dtype=np.uint8,
-                                       shape=(n, size, size, channels))
+    images = new_image_array(out / "images.npy", (n, size, size, channels))
     records = []
     for i, file in enumerate(tqdm(layout.files, desc="packing", unit="img", disable=not progress,
                                   file=sys.stderr, mininterval=0.5)):
