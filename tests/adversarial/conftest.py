@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from synthbench.cli import main
+
+# tests/ has no packages, so ``import conftest`` could find another folder's: the test modules
+# here import these helpers under a name of their own, ``from adversarial_helpers import snapshot``.
+sys.modules.setdefault("adversarial_helpers", sys.modules[__name__])
 
 
 def snapshot(root: str | os.PathLike, *, skip: tuple[str, ...] = ()) -> dict[str, str]:

@@ -23,18 +23,7 @@ import pytest
 from synthbench.data.dataset import Dataset
 
 
-def _load_snapshot():
-    # tests/ has no packages, so "conftest" names two modules; load this folder's by its path.
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_adversarial_conftest",
-                                                  Path(__file__).with_name("conftest.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.snapshot
-
-
-snapshot = _load_snapshot()
+from adversarial_helpers import snapshot  # noqa: E402  (see conftest.py)
 
 FAST = ("--size", "8", "--workers", "0", "--quiet")
 

@@ -5,12 +5,10 @@ partial results labelled as partial)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,12 +17,7 @@ import yaml
 from synthbench.data.compose import subset
 from synthbench.data.dataset import Dataset, atomic_folder, write_packed
 
-# ``from conftest import snapshot`` finds another folder's conftest when several test folders run
-# together; load this folder's by its path.
-_spec = importlib.util.spec_from_file_location("adversarial_conftest", Path(__file__).with_name("conftest.py"))
-_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_conftest)
-snapshot = _conftest.snapshot
+from adversarial_helpers import snapshot  # noqa: E402  (see conftest.py)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 FAST = {"compositions": ["real"], "sizes": [20], "seeds": [0], "classifier_preset": "tiny",

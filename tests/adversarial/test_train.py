@@ -8,7 +8,6 @@ followed, and a run that continues exactly where it can.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import shutil
@@ -23,18 +22,7 @@ from synthbench import safety
 from synthbench.engine import checkpoint as ckpt
 
 
-def _load_snapshot():
-    # tests/ has no packages, so "conftest" names two modules; load this folder's by its path.
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_adversarial_conftest_train",
-                                                  Path(__file__).with_name("conftest.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.snapshot
-
-
-snapshot = _load_snapshot()
+from adversarial_helpers import snapshot  # noqa: E402  (see conftest.py)
 FAST = ["train.max_steps=2", "train.checkpoint_every=2"]
 
 

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from synthbench.data.dataset import Dataset
-from synthbench.data.imageio import ImageSkipped, ImageSpec, load_image
+from synthbench.data.imageio import ImageSpec, load_image
 from synthbench.errors import DataError, SynthbenchError
 
 # The module, not the function of the same name that synthbench.data re-exports.

@@ -368,19 +368,16 @@ def new_image_array(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     Its blocks are reserved on disk first (``posix_fallocate``): a memory map over a sparse file
     on a full disk kills the process with SIGBUS at the first write to a missing block, whereas
     the reservation fails here with an ordinary ``OSError(ENOSPC)`` that the CLI reports."""
-    images = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
-    size = os.path.getsize(path)
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape).flush()  # header + size
     fd = os.open(path, os.O_RDWR)
     try:
-        os.posix_fallocate(fd, 0, size)
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
     except OSError as exc:
-        del images
-        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without fallocate
-            return np.lib.format.open_memmap(path, mode="r+")
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # EOPNOTSUPP: no fallocate here
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
     finally:
         os.close(fd)
-    return images
+    return np.lib.format.open_memmap(path, mode="r+")
 
 
 def write_packed(folder: Path, images: np.ndarray, labels: np.ndarray, splits: np.ndarray,
