@@ -187,3 +187,16 @@ def test_the_suggested_name_and_a_lock_left_behind(tmp_path, monkeypatch):
         pass
     check_replaceable(tmp_path / "run", "run")  # holds only the lock of a start that stopped early
 
+
+
+def test_concurrent_writers_of_one_marker_lose_no_entry(tmp_path):
+    names = [f"block-{i}" for i in range(40)]
+    threads = [threading.Thread(target=mark_owned, args=(tmp_path, "generation", [name])) for name in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name in names:
+        (tmp_path / name).mkdir()
+    assert owned_kind(tmp_path) == "generation"  # every entry listed: nothing looks foreign
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]

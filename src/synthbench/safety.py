@@ -32,6 +32,7 @@ import socket
 import sys
 import time
 import unicodedata
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,15 +76,22 @@ def mark_owned(folder: str | os.PathLike, kind: str, entries: Iterable[str] | No
     from synthbench import __version__
 
     folder = Path(folder)
-    previous = read_marker(folder) or {}
-    names = set(previous.get("entries", [])) if previous.get("kind") == kind else set()
-    names |= set(entries) if entries is not None else {p.name for p in folder.iterdir()}
-    names -= {MARKER, LOCK}
-    data = {"kind": kind, "entries": sorted(names), "synthbench_version": __version__,
-            "created": previous.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    tmp = folder / f"{MARKER}.{os.getpid()}.part"
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, folder / MARKER)
+    # Several processes (or threads) may extend one marker at once (the processes of one
+    # generation): a lock on the folder itself serialises the read-modify-write.
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(dir_fd, fcntl.LOCK_EX)
+        previous = read_marker(folder) or {}
+        names = set(previous.get("entries", [])) if previous.get("kind") == kind else set()
+        names |= set(entries) if entries is not None else {p.name for p in folder.iterdir()}
+        names -= {MARKER, LOCK}
+        data = {"kind": kind, "entries": sorted(names), "synthbench_version": __version__,
+                "created": previous.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        tmp = folder / f"{MARKER}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part"
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        os.replace(tmp, folder / MARKER)
+    finally:
+        os.close(dir_fd)  # drops the lock
 
 
 def owned_kind(folder: str | os.PathLike) -> str | None:
