@@ -307,7 +307,7 @@ def test_a_huge_count_is_refused_at_once(refused, gan, tmp_path):
 
 
 def test_an_impossible_test_split_is_refused_before_any_image(cli, refused, gan, tmp_path, monkeypatch):
-    import synthbench.generate as module
+    import synthbench.generate.sources as module
 
     render = module._Trained.render
     monkeypatch.setattr(module._Trained, "render", lambda *a: pytest.fail("sampled before validating"))
@@ -339,7 +339,7 @@ def test_a_read_only_out_is_one_line(refused, gan, tmp_path):
 
 def test_a_full_disk_mid_run_is_one_line_and_leaves_nothing_that_looks_finished(cli, refused, gan, tmp_path,
                                                                                 monkeypatch):
-    import synthbench.generate as module
+    import synthbench.generate.run as module
 
     write, calls = module._write_png, []
 
@@ -362,7 +362,7 @@ def test_a_full_disk_mid_run_is_one_line_and_leaves_nothing_that_looks_finished(
 
 def test_a_second_generate_into_the_same_folder_is_refused_with_the_holder_named(cli, gan, tmp_path,
                                                                                  monkeypatch):
-    import synthbench.generate as module
+    import synthbench.generate.sources as module
 
     render, second = module._Trained.render, []
 
@@ -383,7 +383,7 @@ def test_a_second_generate_into_the_same_folder_is_refused_with_the_holder_named
 
 
 def test_two_shards_may_share_a_folder_but_not_a_shard(cli, gan, tmp_path, monkeypatch):
-    import synthbench.generate as module
+    import synthbench.generate.sources as module
 
     render, inner = module._Trained.render, []
     args = ("generate", "--from", gan, "--count", "8", "--batch-size", "2", "--out", tmp_path / "out", "-q")
@@ -404,7 +404,7 @@ def test_two_shards_may_share_a_folder_but_not_a_shard(cli, gan, tmp_path, monke
 
 
 def test_timing_adds_up_over_a_killed_and_resumed_run(cli, gan, tmp_path, monkeypatch):
-    import synthbench.generate as module
+    import synthbench.generate.sources as module
 
     render, calls = module._Trained.render, []
 

@@ -13,7 +13,8 @@ from PIL import Image
 from synthbench.cli import main
 from synthbench.data.dataset import Dataset
 from synthbench.errors import DataError
-from synthbench.generate import GenerateConfig, _Pipeline, generate
+from synthbench.generate import GenerateConfig, generate
+from synthbench.generate.sources import _Pipeline
 from synthbench.safety import owned_kind
 from synthbench.themes import load_theme
 

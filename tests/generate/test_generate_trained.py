@@ -227,7 +227,7 @@ class FakeProcess:
 
 def test_each_process_takes_its_share_and_the_main_one_writes_the_metadata(dcgan_run, tmp_path,
                                                                            monkeypatch):
-    import synthbench.generate as gen_module
+    import synthbench.generate.run as gen_module
 
     options = GenerateConfig(from_run=str(dcgan_run), count=9, batch_size=2)
     whole = generate(options, tmp_path / "whole", progress=False).dataset

@@ -8,13 +8,18 @@
   (:class:`Session`), so a killed run keeps what it finished and the block a kill interrupted is
   logged whole by the run that finishes it; :func:`totals` sums the rows into the manifest's
   ``generation`` entry, each block once, with every run's own share.
+* **The output and its checks.** Before anything is loaded or written, ``--out`` and
+  ``OUT-native`` must lie apart from the inputs and be replaceable (:func:`_check_output`);
+  ``--overwrite`` empties only what synthbench wrote (:func:`_clear`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import shutil
 import sys
 import time
 import uuid
@@ -24,8 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from synthbench.errors import SynthbenchError
-from synthbench.safety import LOCK, mark_owned, output_lock
+from synthbench.data.dataset import MANIFEST
+from synthbench.errors import DataError, SynthbenchError
+from synthbench.generate.config import GenerateConfig
+from synthbench.generate.plan import PLAN_FILE, DamagedPlan, _differences, _Layout, _read_plan, native_folder
+from synthbench.safety import (LOCK, MARKER, OwnershipError, check_apart, check_replaceable, mark_owned,
+                               output_lock, owned_kind, read_marker, suggest_new)
 
 TIMING_FILE = "generation.jsonl"
 OWNED = "generation"                  # the marker kind of OUT
@@ -196,3 +205,104 @@ def totals(rows: list[dict[str, Any]], blocks: int) -> dict[str, Any]:
     return {"seconds": round(sum(s["seconds"] for s in sessions.values()), 4), "images_generated": images,
             "blocks": blocks, "blocks_logged": len(done), "runs": len(sessions),
             "sessions": list(sessions.values())}
+
+
+# ------------------------------------------------------------------------------ the output folder
+PACKED = ("metadata.jsonl", "images.npy", "labels.npy", "splits.npy", "items.jsonl", MANIFEST)
+
+
+def _entries(plan: dict[str, Any]) -> list[str]:
+    """Every top-level name synthbench may write into a generation folder of this plan."""
+    return [PLAN_FILE, TIMING_FILE, LOCK, *PACKED, *_Layout.of(plan).folders()]
+
+
+def _inputs(config: GenerateConfig, source) -> list[Path]:
+    """Everything a generation reads: --out may not be, contain or lie inside any of it."""
+    paths = [config.from_run, getattr(source, "folder", None), config.subjects_from, *getattr(source, "inputs", [])]
+    return [Path(p) for p in paths if p is not None and Path(p).exists()]
+
+
+def _check_output(out: Path, plan: dict[str, Any], inputs: list[Path], overwrite: bool) -> None:
+    """Read-only checks of ``out`` and ``OUT-native`` before anything is loaded or written."""
+    check_apart(out, inputs)
+    check_replaceable_generation(out, what="--out")
+    try:
+        saved = _read_plan(out) if out.is_dir() else None
+    except DamagedPlan:
+        if not overwrite:
+            raise
+        saved = None  # --overwrite: the folder is synthbench's, and is about to be emptied
+    if saved is not None and saved != plan and not overwrite:
+        raise DataError(f"{out} was started with other options ({_differences(saved, plan)}); run the same "
+                        "command as before to finish it, or choose another --out (or pass --overwrite)")
+    native = native_folder(out)
+    if not plan["keep_native"]:
+        return  # never written, never removed: whatever is there is left alone
+    try:
+        check_apart(native, inputs, what="the native-size folder")
+        check_replaceable(native, OWNED_NATIVE, what="the native-size folder")
+    except OwnershipError:
+        raise OwnershipError(f"the native-size copies of --out {out} go to {native}, which holds something "
+                             f"else; choose another --out, or pass --no-native") from None
+    if saved is None and not overwrite and native.is_dir() and any(native.iterdir()):
+        raise DataError(f"{native} is left from an earlier generation into {out}; pass --overwrite to "
+                        f"replace both, or choose another --out")
+
+
+def check_replaceable_generation(out: Path, *, what: str) -> None:
+    """:func:`check_replaceable` for generation folders, with a clear word for those of synthbench
+    0.1.0 (a plan file but no marker): they cannot be told apart from a folder holding more."""
+    if out.is_dir() and (out / PLAN_FILE).is_file() and read_marker(out) is None:
+        raise OwnershipError(f"{what} {out} is a generation folder of an older synthbench (no .synthbench "
+                             f"marker), so it is neither resumed nor replaced: choose a new folder, e.g. "
+                             f"{suggest_new(out)}")
+    check_replaceable(out, OWNED, what=what)
+
+
+def _clear(out: Path, plan: dict[str, Any]) -> None:
+    """--overwrite: empty ``out`` (a generation folder of synthbench's, checked again under its locks)
+    and remove ``OUT-native`` where it is synthbench's too. Lock files and the marker stay."""
+    native = native_folder(out)
+    if out.is_dir() and read_marker(out) is not None:  # (an empty folder has nothing to clear)
+        with alone(out):
+            check_replaceable_generation(out, what="--out")
+            for path in out.iterdir():
+                if path.name in locks_in(out) or path.name == MARKER:
+                    continue
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    if (native.exists() or native.is_symlink()) and owned_kind(native) == OWNED_NATIVE:
+        shutil.rmtree(native)
+
+
+def _claim(out: Path, plan: dict[str, Any]) -> None:
+    """Make ``out`` this plan's folder, or check that it already is (under this writer's lock)."""
+    if _read_plan(out) is None:
+        # Created only where absent (a hard link never replaces): two first writers cannot both win.
+        tmp = out / f".{PLAN_FILE}.{os.getpid()}.{uuid.uuid4().hex[:6]}.part"
+        tmp.write_text(json.dumps(plan, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        try:
+            os.link(tmp, out / PLAN_FILE)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links: the lock above is the only guard there
+            if not (out / PLAN_FILE).exists():
+                os.replace(tmp, out / PLAN_FILE)
+        finally:
+            tmp.unlink(missing_ok=True)
+    saved = _read_plan(out)
+    if saved != plan:
+        raise DataError(f"{out} was started with other options ({_differences(saved, plan)}); run the same "
+                        "command as before to finish it, or choose another --out (or pass --overwrite)")
+
+
+def _mark_native(out: Path, plan: dict[str, Any]) -> None:
+    native = native_folder(out)
+    native.mkdir(parents=True, exist_ok=True)
+    mark_owned(native, OWNED_NATIVE, ["metadata.jsonl", *_Layout.of(plan).folders()])
+
+
+def _write_text(path: Path, text: str) -> None:
+    # A name ending in .part: synthbench.safety counts a file left by a kill here as its own.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

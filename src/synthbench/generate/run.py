@@ -1,0 +1,160 @@
+"""Making the images: the ``generate`` entry, block by block, each PNG written whole."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, PngImagePlugin
+from tqdm.auto import tqdm
+
+from synthbench.data.dataset import MANIFEST, Dataset
+from synthbench.data.imageio import ImageSpec, _fit
+from synthbench.errors import DataError
+from synthbench.generate.config import GenerateConfig
+from synthbench.generate.finish import finalize
+from synthbench.generate.folder import (Session, Shard, _check_output, _claim, _clear, _entries, _inputs,
+                                        _mark_native, writing)
+from synthbench.generate.plan import PNG_KEY, _Layout, _plan, native_folder
+from synthbench.generate.sources import _Pipeline, _Trained
+
+
+@dataclass
+class GenerateReport:
+    """What one call of :func:`generate` did."""
+
+    out: Path
+    generated: int            # images made by this call (this process)
+    skipped: int              # images of this call's share that were already there
+    seconds: float
+    dataset: Dataset | None   # the finished Dataset; None while other shards still have to run
+
+
+
+def _process_state():
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def generate(config: GenerateConfig, out: str | os.PathLike, *, shard: Shard = Shard(),
+             overwrite: bool = False, progress: bool = True) -> GenerateReport:
+    """Generate ``config``'s images into ``out`` (this shard's and this process's share).
+
+    Every check of the input and of ``out`` happens before anything is generated. When the whole
+    plan is there (no shards, or the last images were made here) the metadata and the packed form
+    are written and the finished Dataset is in the report; a finished folder is reused as it is.
+    """
+    out = Path(out)
+    state = _process_state()
+    device = torch.device("cpu") if config.cpu else state.device
+    source = _Pipeline(config, device) if config.pipeline is not None else _Trained(config)
+    plan = _plan(config, source)
+    _check_output(out, plan, _inputs(config, source), overwrite)
+    try:
+        return _generate(config, out, plan, source, device, state, shard, overwrite, progress)
+    except OSError as exc:  # a read-only or full disk, a folder that vanished: one line, not a traceback
+        raise DataError(f"cannot write {exc.filename or out}: {exc.strerror or exc}") from exc
+
+
+def _generate(config: GenerateConfig, out: Path, plan: dict[str, Any], source, device, state, shard: Shard,
+              overwrite: bool, progress: bool) -> GenerateReport:
+    if overwrite and state.is_main_process:
+        _clear(out, plan)
+    state.wait_for_everyone()
+    layout = _Layout.of(plan)
+    blocks = layout.blocks(plan["batch_size"])
+    part = shard.within(state.process_index, state.num_processes)
+    started = time.perf_counter()
+    with writing(out, part, _entries(plan)):
+        _claim(out, plan)
+        mine = [(b, blocks[b]) for b in part.blocks(len(blocks))]
+        # A finished folder (all images and the manifest there before this run) is reused as it is.
+        finished = (out / MANIFEST).is_file() and all((out / f).is_file() for f in layout.files)
+        present = {i for _, block in mine for i in block if (out / layout.files[i]).is_file()}
+        todo = [(b, block) for b, block in mine if any(i not in present for i in block)]
+        generated = 0
+        if todo:
+            source.load(device)
+            session = Session(out, plan["name"], source, shard, state.process_index)
+            generated = _make(out, plan, layout, source, todo, session,
+                              progress and state.is_local_main_process)
+            session.report(len(present), progress)
+    seconds = time.perf_counter() - started
+    state.wait_for_everyone()
+    dataset = None
+    if shard.count == 1:
+        if state.is_main_process:
+            dataset = Dataset.open(out) if finished else finalize(out, progress=progress)
+        state.wait_for_everyone()
+        if not state.is_main_process:
+            dataset = Dataset.open(out)
+    elif progress and state.is_main_process:
+        print(f"shard {shard} of {out} is done; when every shard is, run 'synthbench data merge --out {out}'",
+              file=sys.stderr)
+    return GenerateReport(out=out, generated=generated, skipped=len(present), seconds=seconds, dataset=dataset)
+
+
+def _make(out: Path, plan: dict[str, Any], layout: _Layout, source, todo: list[tuple[int, range]],
+          session: Session, progress: bool) -> int:
+    size, channels = plan["size"], plan["channels"]
+    spec = ImageSpec(size=size, channels=channels, fit="crop", resample=plan["resample"])
+    native = native_folder(out)
+    made = 0
+    bar = tqdm(total=sum(len(b) for _, b in todo), desc=f"generating {plan['name']!r}", unit="img",
+               disable=not progress, file=sys.stderr, mininterval=0.5)
+    for number, block in todo:
+        started = time.perf_counter()
+        subjects = [layout.subjects[i] for i in block]
+        seeds = [int(layout.seeds[i]) for i in block]
+        written = 0
+        for i, (image, extra) in zip(block, source.render(subjects, seeds)):
+            target = out / layout.files[i]
+            if target.is_file():  # made by an earlier run, from the same batch: identical
+                continue
+            record = {"file_name": layout.files[i],
+                      "label": int(layout.labels[i]) if layout.labels[i] >= 0 else None,
+                      "class_name": layout.subjects[i], "generator": plan["name"],
+                      "seed": int(layout.seeds[i]), **source.details(layout.subjects[i], int(layout.seeds[i])),
+                      **extra}
+            pixels = np.asarray(image, dtype=np.uint8)
+            if pixels.ndim == 2:
+                pixels = pixels[:, :, None]
+            if pixels.shape[:2] != (size, size):
+                if plan["keep_native"]:
+                    if not session.native_marked:
+                        _mark_native(out, plan)
+                        session.native_marked = True
+                    _write_png(native / layout.files[i], pixels, record)
+                pixels = _resize(pixels, spec)
+            # The training-size file is written last: its presence marks the image as done.
+            _write_png(target, pixels, record)
+            written += 1
+        session.log(number, len(block), written, time.perf_counter() - started)
+        made += written
+        bar.update(len(block))
+    bar.close()
+    return made
+
+
+def _resize(pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
+    img = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
+    resized = np.asarray(_fit(img, spec))
+    return resized[:, :, None] if resized.ndim == 2 else resized
+
+
+def _write_png(path: Path, pixels: np.ndarray, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PNG_KEY, json.dumps(record, ensure_ascii=True))
+    # A hidden name ending in .tmp: image readers skip it, and only a finished file gets the real name.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(tmp, format="PNG", pnginfo=info)
+    os.replace(tmp, path)
