@@ -193,3 +193,33 @@ def digits_small(digits16, tmp_path_factory):
         write_packed(tmp, part.take(range(len(part))), part.labels, part.splits, part.class_names,
                      [{} for _ in range(len(part))], {"kind": "test"})
     return Dataset.open(out)
+
+
+@pytest.fixture
+def lock_holder():
+    """``lock_holder(folder) -> process``: another process holds synthbench's output lock on
+    ``folder`` (as a second synthbench command would) until it is killed or the test ends."""
+    import subprocess
+    import sys
+    import textwrap
+
+    procs = []
+
+    def hold(folder) -> subprocess.Popen:
+        code = textwrap.dedent(f"""
+            import time
+            from synthbench import safety
+            with safety.output_lock({str(folder)!r}):
+                print("locked", flush=True)
+                time.sleep(120)
+        """)
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "locked"
+        return proc
+
+    yield hold
+    for proc in procs:
+        proc.kill()
+        proc.wait()

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -135,28 +132,15 @@ def test_waiting_for_a_lock(tmp_path):
     assert order == ["first", "first done", "second"]
 
 
-def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
-    src = Path(__file__).resolve().parents[1] / "src"
-    code = textwrap.dedent(f"""
-        import sys, time
-        sys.path.insert(0, {str(src)!r})
-        from synthbench.safety import output_lock
-        with output_lock({str(tmp_path)!r}):
-            print("held", flush=True)
-            time.sleep(60)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "held"
-        with pytest.raises(LockedError, match=f"pid {proc.pid}"):
-            with output_lock(tmp_path):
-                pass
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        with output_lock(tmp_path):  # the kernel dropped the dead holder's lock
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path, lock_holder):
+    holder = lock_holder(tmp_path)
+    with pytest.raises(LockedError, match=f"pid {holder.pid}"):
+        with output_lock(tmp_path):
             pass
-    finally:
-        proc.kill()
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+    with output_lock(tmp_path):  # the kernel dropped the dead holder's lock
+        pass
 
 
 # ------------------------------------------------------------------------------------ names

@@ -8,12 +8,8 @@ followed, and a run that continues exactly where it can.
 from __future__ import annotations
 
 import errno
-import os
 import re
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -188,22 +184,13 @@ def test_unreadable_only_checkpoint_is_refused_with_advice_that_works(cli, refus
 
 
 # ---------------------------------------------------------------------------- concurrency and faults
-def test_second_train_into_a_locked_run_is_refused_naming_the_holder(refused, data, tmp_path):
+def test_second_train_into_a_locked_run_is_refused_naming_the_holder(refused, data, tmp_path, lock_holder):
     out = tmp_path / "run"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import time
-        from synthbench import safety
-        with safety.output_lock({str(out)!r}):
-            print("locked", flush=True)
-            time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        refused(*train_args("dcgan", data, out), match=("in use", f"pid {holder.pid}"))
-    finally:
-        holder.kill()
-        holder.wait()
+    holder = lock_holder(out)
+    refused(*train_args("dcgan", data, out), match=("in use", f"pid {holder.pid}"))
+    holder.kill()
+    holder.wait()
     assert {p.name for p in out.iterdir()} == {safety.LOCK}
 
 

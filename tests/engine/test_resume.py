@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -167,23 +163,14 @@ def test_never_checkpointed_run_holding_a_users_file_is_not_restarted(digits_sma
     assert (run / "notes.txt").read_text() == "mine"
 
 
-def test_a_second_process_on_the_run_folder_is_refused_naming_the_holder(digits_small, tmp_path):
+def test_a_second_process_on_the_run_folder_is_refused_naming_the_holder(digits_small, tmp_path, lock_holder):
     run = tmp_path / "run"
     run.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import sys, time
-        from synthbench import safety
-        with safety.output_lock({str(run)!r}):
-            print("locked", flush=True)
-            time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(SynthbenchError, match=f"in use by another synthbench process.*pid {holder.pid}"):
-            train_dcgan(digits_small.path, run, preset="tiny", overrides=SHORT + ["train.max_steps=2"])
-    finally:
-        holder.kill()
-        holder.wait()
+    holder = lock_holder(run)
+    with pytest.raises(SynthbenchError, match=f"in use by another synthbench process.*pid {holder.pid}"):
+        train_dcgan(digits_small.path, run, preset="tiny", overrides=SHORT + ["train.max_steps=2"])
+    holder.kill()
+    holder.wait()
     assert {p.name for p in run.iterdir()} == {safety.LOCK}  # nothing written by the refused run
     train_dcgan(digits_small.path, run, preset="tiny", overrides=SHORT + ["train.max_steps=2"])
 
