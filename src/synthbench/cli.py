@@ -322,9 +322,11 @@ def study_status_cmd(spec, out, overrides):
 @click.option("--real", required=True, type=click.Path(), help="The real Dataset.")
 @click.option("--fake", required=True, type=click.Path(), help="The generated Dataset.")
 @click.option("--features", help="auto (default: inception if its weights are found, else domain), inception, "
-                                 "domain, or a saved classifier folder.")
+                                 "dinov2, domain, or a saved classifier folder.")
 @click.option("--inception-weights", type=click.Path(), help="Local pt_inception-2015-12-05 weights file "
                                                              "(or $SYNTHBENCH_INCEPTION_WEIGHTS).")
+@click.option("--dinov2-weights", help="DINOv2 model for --features dinov2: a hub id or a local folder "
+                                       "(default facebook/dinov2-large, or $SYNTHBENCH_DINOV2_WEIGHTS).")
 @click.option("--real-split", help="Split of the real Dataset (default train; 'all' for every image).")
 @click.option("--max-images", type=int, help="At most this many images per side (default 10000).")
 @click.option("--cache", type=click.Path(), help="Folder for trained domain extractors "
@@ -333,8 +335,8 @@ def study_status_cmd(spec, out, overrides):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
-def metrics_cmd(real, fake, features, inception_weights, real_split, max_images, cache, out, as_json, quiet,
-                overrides):
+def metrics_cmd(real, fake, features, inception_weights, dinov2_weights, real_split, max_images, cache, out,
+                as_json, quiet, overrides):
     """FID, KID, precision/recall and density/coverage of --fake against --real, each next to
     the same metric between two halves of the real images (the floor).
 
@@ -342,14 +344,15 @@ def metrics_cmd(real, fake, features, inception_weights, real_split, max_images,
     Examples:
       synthbench metrics --real data/digits --fake data/digits-dcgan
       synthbench metrics --real data/celeba64 --fake data/celeba-ddpm --features inception --inception-weights ~/pt_inception-2015-12-05-6726825d.pth
+      synthbench metrics --real data/celeba64 --fake data/celeba-ddpm --features dinov2 --dinov2-weights ~/dinov2-large
     """
     from synthbench.config import resolve_config
     from synthbench.metrics.compute import MetricsConfig, check_json_out, compute_metrics, format_metrics, write_json
 
     if out:
         check_json_out(out)
-    flags = {"features": features, "inception_weights": inception_weights, "max_images": max_images,
-             "real_split": real_split}
+    flags = {"features": features, "inception_weights": inception_weights, "dinov2_weights": dinov2_weights,
+             "max_images": max_images, "real_split": real_split}
     if real_split == "all":
         flags["real_split"], overrides = None, ("real_split=null", *overrides)
     config = resolve_config(MetricsConfig, flags=flags, overrides=overrides)

@@ -32,8 +32,9 @@ METRIC_NAMES = ("fid", "kid", "kid_std", "precision", "recall", "density", "cove
 class MetricsConfig(StrictModel):
     """Options of the image-quality metrics (CLI ``synthbench metrics`` and a study's ``metrics``)."""
 
-    features: str = Field("auto", description="auto (Inception if its weights are found, else domain), inception, domain, or a saved classifier folder.")
+    features: str = Field("auto", description="auto (Inception if its weights are found, else domain), inception, dinov2, domain, or a saved classifier folder.")
     inception_weights: str | None = Field(None, description="Local pt_inception-2015-12-05 weights file (else $SYNTHBENCH_INCEPTION_WEIGHTS or torch.hub's folder).")
+    dinov2_weights: str | None = Field(None, description="DINOv2 model for features dinov2: a hub id or a local folder (else $SYNTHBENCH_DINOV2_WEIGHTS, else facebook/dinov2-large, the ViT-L/14 of Stein et al. 2023).")
     domain_preset: str = Field("small", description="Classifier preset of the domain feature extractor.")
     domain_epochs: int | None = Field(10, ge=1, description="Epochs of the domain extractor (null: the preset's).")
     real_split: str | None = Field("train", description="Split of the real Dataset to compare with (null: every image).")
@@ -80,7 +81,8 @@ def make_extractor(config: MetricsConfig, real: Dataset, cache_dir: str | os.Pat
                                 overrides=overrides + ["train.progress=false"])
     real_train = real.split("train") if "train" in real.split_names else real
     return get_extractor(config.features, real_train=real_train, classifier_config=classifier,
-                         inception_weights=config.inception_weights, cache_dir=cache_dir, device=device)
+                         inception_weights=config.inception_weights, dinov2_weights=config.dinov2_weights,
+                         cache_dir=cache_dir, device=device)
 
 
 def compute_metrics(real: Dataset | str | os.PathLike, fake: Dataset | str | os.PathLike,
@@ -99,6 +101,7 @@ def compute_metrics(real: Dataset | str | os.PathLike, fake: Dataset | str | os.
                "pr_k": config.pr_k, "dc_k": config.dc_k, "seed": config.seed}
     out: dict[str, Any] = {"features": extractor.kind, "features_label": extractor.label,
                            "feature_dim": int(fr.shape[1]),
+                           **({"features_source": extractor.source} if extractor.source else {}),
                            "real": _describe(real_ds, real_view, config.real_split),
                            "fake": _describe(fake_ds, fake_view, config.fake_split),
                            **score_features(fr, ff, **options)}
@@ -128,11 +131,14 @@ def format_metrics(result: dict[str, Any]) -> str:
              f"images     {real['images']} real ({real['split'] or 'all'}), {fake['images']} generated "
              f"({fake['split'] or 'all'})",
              f"{'metric':10s} {'generated':>12s} {'real floor':>12s}"]
+    # On DINOv2 features the Fréchet distance is called FD_DINOv2 (Stein et al.); the key stays "fid".
+    fd, title = ("fd_dinov2", "FD_DINOv2") if result.get("features") == "dinov2" else ("fid", "FID")
     for name in METRIC_NAMES:
         floor = result.get(f"{name}_real_floor")
-        lines.append(f"{name:10s} {result[name]:12.5g} " + (f"{floor:12.5g}" if floor is not None else f"{'':>12s}"))
+        shown = fd if name == "fid" else name
+        lines.append(f"{shown:10s} {result[name]:12.5g} " + (f"{floor:12.5g}" if floor is not None else f"{'':>12s}"))
     if result.get("fid_half_n") is not None:
-        lines.append(f"FID with {result['n_half']} images per side: generated {result['fid_half_n']:.5g}, "
+        lines.append(f"{title} with {result['n_half']} images per side: generated {result['fid_half_n']:.5g}, "
                      f"real floor {result['fid_real_floor']:.5g}")
     lines.append("CAS (train on generated, test on real): the 'artificial' composition of 'synthbench study run'")
     return "\n".join(lines)

@@ -7,6 +7,9 @@
   real Dataset's train split. It works offline on any image size, but its numbers are only
   comparable with each other on the same real data, never with published FIDs: every output
   says so.
+- ``dinov2``: DINOv2 ViT-L/14 CLS-token features through ``transformers``, from a hub id or a
+  local folder (see :mod:`synthbench.metrics.dinov2`); the Fréchet distance on them is the
+  FD_DINOv2 that Stein et al. (2023) recommend in place of FID.
 - a saved synthbench classifier folder (``model.safetensors`` + ``config.json``): its
   penultimate layer, likewise labelled.
 """
@@ -41,6 +44,7 @@ class FeatureExtractor:
 
     kind = "features"
     label = ""
+    source: dict | None = None  # where the weights came from (path, fingerprint), for the results
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -124,6 +128,7 @@ class InceptionFeatures(FeatureExtractor):
                               f"{weights_help()}") from exc
         self.net = net.to(device).eval()
         self.device = torch.device(device)
+        self.source = {"path": str(path), "standard": self.standard}
         self.label = ("inception: Inception-v3 pool features (2048-d, standard FID weights"
                       + ("" if self.standard else f"? {path.name} is NOT the standard file") + ")")
 
@@ -208,19 +213,23 @@ def _all_train(dataset: Dataset) -> Dataset:
 
 
 def get_extractor(features: str, *, real_train: Dataset | None = None, classifier_config=None,
-                  inception_weights: str | None = None, cache_dir: str | os.PathLike | None = None,
+                  inception_weights: str | None = None, dinov2_weights: str | None = None, cache_dir: str | os.PathLike | None = None,
                   device: str = "cpu") -> FeatureExtractor:
     """``features`` is ``auto`` (Inception when its weights are found, else domain), ``inception``,
-    ``domain`` or the path of a saved classifier."""
+    ``dinov2`` (``dinov2_weights``: a hub id or a folder), ``domain`` or the path of a saved classifier."""
     if features == "auto":
         features = "inception" if find_inception_weights(inception_weights) else "domain"
     if features == "inception":
         return InceptionFeatures(inception_weights, device=device)
+    if features == "dinov2":
+        from synthbench.metrics.dinov2 import Dinov2Features
+
+        return Dinov2Features(dinov2_weights, device=device)
     if features == "domain":
         if real_train is None or classifier_config is None:
             raise SynthbenchError("domain features need the real train split and a classifier config")
         return domain_features(real_train, classifier_config, cache_dir, device=device)
     if Path(features).exists():
         return file_features(features, device=device)
-    raise ConfigError(f"--features {features!r}: use auto, inception, domain, or the path of a saved "
+    raise ConfigError(f"--features {features!r}: use auto, inception, dinov2, domain, or the path of a saved "
                       "synthbench classifier (a folder with model.safetensors and config.json)")

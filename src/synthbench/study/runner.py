@@ -398,6 +398,10 @@ def _score_on_synthetic(plan: StudyPlan, planned: PlannedCell, store: CellStore,
 def _metrics_key(plan: StudyPlan, generator: str) -> str:
     payload = {"real": plan.inputs.real.fingerprint, "fake": plan.inputs.synthetic[generator].fingerprint,
                "config": plan.spec.metrics.model_dump(mode="json"), "synthbench_version": __version__}
+    if plan.spec.metrics.features == "dinov2":  # a hub id or a folder names weights that can change
+        from synthbench.metrics.dinov2 import weights_key
+
+        payload["dinov2_sha256"] = weights_key(plan.spec.metrics.dinov2_weights)
     return hashlib.blake2b(json.dumps(payload, sort_keys=True).encode(), digest_size=10).hexdigest()
 
 

@@ -196,8 +196,14 @@ def _absolute(spec: StudySpec, base: Path) -> StudySpec:
     update: dict[str, Any] = {"real": fix(spec.real), "synthetic": synthetic}
     if spec.out is not None:
         update["out"] = fix(spec.out)
+    metrics: dict[str, Any] = {}
     if spec.metrics.inception_weights:
-        update["metrics"] = spec.metrics.model_copy(update={"inception_weights": fix(spec.metrics.inception_weights)})
+        metrics["inception_weights"] = fix(spec.metrics.inception_weights)
+    # A DINOv2 model is a folder (relative to the spec, like every path) or else a hub id.
+    if spec.metrics.dinov2_weights and (base / Path(spec.metrics.dinov2_weights).expanduser()).exists():
+        metrics["dinov2_weights"] = fix(spec.metrics.dinov2_weights)
+    if metrics:
+        update["metrics"] = spec.metrics.model_copy(update=metrics)
     return spec.model_copy(update=update)
 
 
