@@ -162,8 +162,11 @@ class Dinov2Features(FeatureExtractor):
         folder, hub_id = resolve_dinov2(weights)
         again = download_advice(hub_id or DEFAULT_MODEL)
         sha256 = weights_sha256(folder)
-        progress = hf_logging.is_progress_bar_enabled()
+        # Quiet while loading: a model that does not fit is reported below as one error, not as
+        # transformers' table of missing weights.
+        progress, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
         hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
         try:
             model, info = Dinov2Model.from_pretrained(folder, local_files_only=True, use_safetensors=True,
                                                       output_loading_info=True)
@@ -171,6 +174,7 @@ class Dinov2Features(FeatureExtractor):
             raise ConfigError(f"cannot read the DINOv2 model in {folder} ({type(exc).__name__}: "
                               f"{_first_line(exc)}); the download may be incomplete: {again}") from None
         finally:
+            hf_logging.set_verbosity(verbosity)
             if progress:
                 hf_logging.enable_progress_bar()
         if info.get("missing_keys") or info.get("mismatched_keys"):
