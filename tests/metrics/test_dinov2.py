@@ -177,3 +177,16 @@ def test_the_weights_fingerprint_keys_the_studys_stored_metrics(tmp_path, tiny):
     save_tiny_dinov2(folder, seed=1)  # other weights, same folder name and config
     assert _metrics_key(plan, "g") != before
     assert weights_key(str(tmp_path / "absent")) is None
+
+
+def test_a_studys_dinov2_folder_is_relative_to_the_spec_and_a_hub_id_stays_one(tmp_path, tiny):
+    from synthbench.study.spec import load_spec
+
+    shutil.copytree(tiny, tmp_path / "models" / "dino")
+    spec_file = tmp_path / "s.yaml"
+    for given, expected in (("models/dino", str(tmp_path / "models" / "dino")),
+                            ("facebook/dinov2-large", "facebook/dinov2-large")):
+        spec_file.write_text("real: data\ncompositions: [real]\n"
+                             f"metrics: {{enabled: true, features: dinov2, dinov2_weights: {given}}}\n")
+        spec, _ = load_spec(spec_file)
+        assert spec.metrics.dinov2_weights == expected
