@@ -139,7 +139,7 @@ def test_offline_a_missing_model_names_the_download_command_and_the_folder_it_ma
         resolve_dinov2(None)
     message = str(info.value)
     command = "hf download facebook/dinov2-large config.json model.safetensors --local-dir DIR"
-    assert "not in the local Hugging Face cache and HF_HUB_OFFLINE is set" in message
+    assert "neither a folder here nor in the local Hugging Face cache and HF_HUB_OFFLINE is set" in message
     assert command in message and "--dinov2-weights DIR" in message
     # The advice followed: DIR holds exactly the files the command names (what it writes there).
     folder = tmp_path / "DIR"
@@ -161,6 +161,28 @@ def test_offline_a_cached_hub_id_loads_from_the_cache(offline_hub, tiny):
     extractor = Dinov2Features("someone/tiny-dinov2")
     assert extractor.source["hub_id"] == "someone/tiny-dinov2"
     assert extractor.source["path"].endswith("0123abcd") and "someone/tiny-dinov2" in extractor.label
+
+
+def test_online_a_hub_id_is_downloaded_with_only_the_files_it_needs(offline_hub, tiny, tmp_path, monkeypatch):
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from synthbench.generators import text2image
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(text2image, "_hub_unreachable", lambda: None)
+    asked = []
+
+    def download(repo_id, allow_patterns):  # what the Hub would put in the cache
+        asked.append((repo_id, allow_patterns))
+        return str(shutil.copytree(tiny, tmp_path / "snapshot"))
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", download)
+    assert resolve_dinov2(None) == (tmp_path / "snapshot", "facebook/dinov2-large")
+    assert asked == [("facebook/dinov2-large", ["config.json", "model.safetensors"])]
+    with pytest.raises(ConfigError, match="neither a folder here nor in the local Hugging Face cache"):
+        resolve_dinov2(None, download=False)
 
 
 # ------------------------------------------------------------------------------ keys

@@ -79,7 +79,7 @@ def _from_hub(hub_id: str, download: bool) -> Path:
         folder = Path(cached[1]).parent
         check_folder(folder, hub_id)
         return folder
-    missing = f"DINOv2 model {hub_id} is not in the local Hugging Face cache"
+    missing = f"DINOv2 model {hub_id} is neither a folder here nor in the local Hugging Face cache"
     if not download:
         raise ConfigError(f"{missing}: {download_advice(hub_id)}")
     if _offline():

@@ -81,8 +81,9 @@ def test_a_hub_id_while_offline_fails_at_once_with_the_download_command(tmp_path
         raise AssertionError("went to the network")
 
     monkeypatch.setattr(socket, "create_connection", no_network)
-    metrics("facebook/dinov2-large", match=("facebook/dinov2-large is not in the local Hugging Face cache",
-                                            "HF_HUB_OFFLINE is set", DOWNLOAD, "--dinov2-weights DIR"))
+    metrics("facebook/dinov2-large", match=("facebook/dinov2-large is neither a folder here nor in the local "
+                                            "Hugging Face cache", "HF_HUB_OFFLINE is set", DOWNLOAD,
+                                            "--dinov2-weights DIR"))
 
 
 def test_a_truncated_weights_file(tmp_path, metrics):
