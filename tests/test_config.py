@@ -59,7 +59,7 @@ def _yaml(tmp_path: Path, text: str, name: str = "options.yaml") -> Path:
 
 # ------------------------------------------------------------------------------------ file errors
 @pytest.mark.parametrize("text,key,reason", [
-    ("source: digits\nsizee: 32\n", "sizee", "unknown key (known keys: source, path, size,"),
+    ("source: digits\nsizee: 32\n", "sizee", "unknown key; did you mean 'size'? (known keys: source, path, size,"),
     ("source: digits\nsize: big\n", "size", "valid integer"),
     ("source: digits\nsize: 2\n", "size", "greater than or equal to 4"),
     ("source: digits\nsize: 99999\n", "size", "less than or equal to 4096"),

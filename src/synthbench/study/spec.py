@@ -77,7 +77,8 @@ class StudySpec(StrictModel):
     augment_factors: list[float] = Field([1.0], min_length=1, description="augmented: all real images of the size plus k x as many synthetic ones, for each k.")
     seeds: list[int] = Field([0, 1, 2], min_length=1, description="Seeds of the data draws and of the classifier.")
     classifier_preset: str = Field("thesis", description="Classifier preset (thesis: the source study's ResNet-34; small; tiny).")
-    classifier: dict[str, Any] = Field({}, description="ClassifierConfig keys over the preset, e.g. {train: {epochs: 10}}.")
+    classifier: dict[str, Any] = Field({}, description="ClassifierConfig keys over the preset, e.g. {train: {epochs: 10}}.",
+                                       json_schema_extra={"config_model": "synthbench.classifiers.task:ClassifierConfig"})
     comparisons: list[tuple[Composition, Composition]] = Field(
         [("real", "artificial"), ("real", "mixed"), ("mixed", "subset_real")],
         description="Pairs of compositions compared on the same seeds (difference, 95% CI, p-value).")
@@ -205,8 +206,5 @@ def classifier_config(spec: StudySpec):
     """The resolved ClassifierConfig of every cell (before each cell sets its seed)."""
     from synthbench.classifiers.task import ClassifierConfig
 
-    try:
-        return resolve_config(ClassifierConfig, preset=("classifier", spec.classifier_preset),
-                              base=(spec.classifier, "the spec's classifier section"))
-    except ConfigError as exc:
-        raise ConfigError(f"classifier: {exc}") from None
+    return resolve_config(ClassifierConfig, preset=("classifier", spec.classifier_preset),
+                          base=(spec.classifier, "the spec's classifier section"), key_prefix="classifier.")
