@@ -262,8 +262,9 @@ def preset_path(group: str, name: str) -> Path:
     candidate = folder / f"{name}.yaml"
     if "/" in name or "\\" in name or not candidate.is_file():
         known = preset_names(group)
-        raise ConfigError(f"unknown {group} preset {name!r}{did_you_mean(name, known)}; "
-                          f"known presets: {', '.join(known) or 'none'}")
+        hint = did_you_mean(name, known)
+        raise ConfigError(f"unknown {group} preset {name!r}{hint}{' K' if hint else '; k'}nown presets: "
+                          f"{', '.join(known) or 'none'}")
     return Path(str(candidate))
 
 

@@ -26,6 +26,7 @@ would be one training counted twice in every mean, interval and test, so a repea
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any, Literal
 
@@ -156,13 +157,24 @@ def load_spec(spec: str | os.PathLike | StudySpec, overrides: tuple[str, ...] | 
                                                            overrides=overrides)
     else:
         path = Path(spec)
-        read_yaml(path)  # a missing file or bad YAML is a ConfigError naming it
+        _refuse_saved_copy(path, read_yaml(path))  # a missing file or bad YAML is a ConfigError naming it
         check_unique_keys(path)
         base = path.resolve().parent
         loaded = resolve_config(StudySpec, config_file=path, overrides=overrides)
         if loaded.out is None:
             loaded = loaded.model_copy(update={"out": str(base / f"{path.stem}-results")})
     return _absolute(loaded, base), base
+
+
+def _refuse_saved_copy(path: Path, data: dict[str, Any]) -> None:
+    """The ``study.yaml`` a results folder keeps (keys ``spec`` and ``classifier``, see
+    study/cache.py) is a record of the last run, not a spec: say so and what to run instead."""
+    if {"spec", "classifier"} <= set(data) and "real" not in data:
+        folder = path.resolve().parent
+        raise ConfigError(f"{path} is the copy of the spec that the study's results folder {folder} keeps (the "
+                          "resolved spec and classifier of its last run), not a spec to run: to continue or "
+                          "rerun the study, run its original spec file again (this file's 'spec:' section is "
+                          f"that spec, resolved); to see these results: synthbench report {shlex.quote(str(folder))}")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
