@@ -126,7 +126,7 @@ def test_bad_usage_exits_2_with_one_line(capsys, tmp_path, not_a_dataset, a_file
     lines = err.splitlines()
     assert len(lines) == 1, err
     assert reason.format(**names) in lines[0]
-    assert "error" in lines[0]
+    assert lines[0].startswith("synthbench: error: ")  # the one format of every command
     assert not (tmp_path / "out").exists()
     assert a_file.read_text() == "not a folder"
 
@@ -254,3 +254,54 @@ def test_console_script_prepares_and_fails_cleanly(tmp_path, class_tree):
     assert bad.returncode == 2
     assert bad.stdout == ""
     assert len(bad.stderr.splitlines()) == 1 and "Invalid value for '--source'" in bad.stderr
+
+
+# ------------------------------------------------------------------------------------ one format
+def test_a_click_error_and_a_warning_keep_the_one_format(capsys, tmp_path, monkeypatch):
+    import warnings
+
+    from synthbench.errors import DataError
+
+    prepare_module = importlib.import_module("synthbench.data.prepare")
+
+    def warns_then_fails(*args, **kwargs):
+        warnings.warn("first line\nsecond line", RuntimeWarning)
+        raise click.FileError("somewhere", hint="unreadable")
+
+    monkeypatch.setattr(prepare_module, "prepare", warns_then_fails)
+    code, out, err = _run(capsys, ["data", "prepare", "--source", "digits", "--out", tmp_path / "o"])
+    assert code == 2 and out == ""
+    assert err.splitlines() == ["synthbench: warning: RuntimeWarning: first line second line",
+                                "synthbench: error: Could not open file 'somewhere': unreadable"]
+    monkeypatch.setattr(prepare_module, "prepare", lambda *a, **k: (_ for _ in ()).throw(DataError("bad\n data")))
+    code, out, err = _run(capsys, ["data", "prepare", "--source", "digits", "--out", tmp_path / "o"])
+    assert (code, err) == (2, "synthbench: error: bad data\n")
+
+
+def test_a_mistyped_choice_gets_the_closest_one(capsys):
+    code, _, err = _run(capsys, ["generate", "--out", "x", "--dtype", "bfloat"])
+    assert code == 2 and "is not one of 'auto', 'float16', 'bfloat16', 'float32'; did you mean 'bfloat16'?" in err
+    code, _, err = _run(capsys, ["data", "prepare", "--out", "x", "--fit", "zzz"])
+    assert code == 2 and "did you mean" not in err  # nothing close: no guess
+
+
+# ------------------------------------------------------------------------------------ the demo's table
+SUMMARY_HEAD = "composition,generator,size,n_seeds,accuracy_mean\n"
+
+
+def test_the_demos_table_has_no_nan_and_explains_its_dashes(tmp_path):
+    from synthbench.demo import accuracy_table
+
+    path = tmp_path / "summary.csv"
+    path.write_text(SUMMARY_HEAD + "real,,50,3,0.9031\nreal,,100,3,0.947\nsubset_real,,50,3,0.775\n"
+                    "artificial,dcgan,50,3,0.836\nartificial,dcgan,100,3,\nmixed,dcgan,100,3,nan\n"
+                    "ratio_sweep,dcgan,100,3,0.5\n")
+    lines = accuracy_table(path).splitlines()
+    assert "mean of 3 seeds" in lines[0]
+    assert lines[1].split() == ["size", "real", "subset_real", "artificial", "(dcgan)"]  # no mixed column: no value
+    assert lines[2].split() == ["50", "0.903", "0.775", "0.836"]
+    assert lines[3].split() == ["100", "0.947", "—", "—"]
+    assert lines[4] == "— = not finished at this size (a partial study)"
+    assert "nan" not in "\n".join(lines).lower()
+    path.write_text(SUMMARY_HEAD + "real,,50,3,0.9\nmixed,ddpm,50,3,0.8\n")
+    assert "—" not in accuracy_table(path)  # complete: no dash, no note

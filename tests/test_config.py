@@ -59,7 +59,7 @@ def _yaml(tmp_path: Path, text: str, name: str = "options.yaml") -> Path:
 
 # ------------------------------------------------------------------------------------ file errors
 @pytest.mark.parametrize("text,key,reason", [
-    ("source: digits\nsizee: 32\n", "sizee", "unknown key (known keys: source, path, size,"),
+    ("source: digits\nsizee: 32\n", "sizee", "unknown key; did you mean 'size'? (known keys: source, path, size,"),
     ("source: digits\nsize: big\n", "size", "valid integer"),
     ("source: digits\nsize: 2\n", "size", "greater than or equal to 4"),
     ("source: digits\nsize: 99999\n", "size", "less than or equal to 4096"),
@@ -248,3 +248,116 @@ def test_every_config_field_has_a_one_line_description(group):
 
     check(model, "")
     assert len(model.model_fields) >= 3
+
+
+# ------------------------------------------------------------------------------------ typing by field
+def test_a_text_field_takes_the_text_typed_and_numbers_stay_numbers(tmp_path):
+    from synthbench.engine.config import TrainConfig
+    from synthbench.study.spec import StudySpec
+
+    # YAML reads no as False; the field is no|fp16|bf16, so the user meant "no".
+    train = resolve_config(TrainConfig, overrides=["mixed_precision=no", "epochs=3", "progress=no"])
+    assert (train.mixed_precision, train.epochs, train.progress) == ("no", 3, False)
+    spec = resolve_config(StudySpec, overrides=["compositions=[real]", "real=2024-01-01", "name=1.0e-3", "out=yes", "ratio=1.0e-1",
+                                                "seeds=[1, 2]", "synthetic.gan.path=0.5",
+                                                "synthetic.gan.class_map={cat: no, dog: null}"])
+    assert (spec.real, spec.name, spec.out, spec.ratio, spec.seeds) == ("2024-01-01", "1.0e-3", "yes", 0.1, [1, 2])
+    assert spec.synthetic["gan"].path == "0.5" and spec.synthetic["gan"].class_map == {"cat": "no", "dog": None}
+    # The same in a YAML file, and an optional text field still takes null as "none".
+    path = _yaml(tmp_path, "mixed_precision: no\nepochs: 2\n")
+    assert resolve_config(TrainConfig, config_file=path).mixed_precision == "no"
+    assert resolve_config(StudySpec, overrides=["real=x", "compositions=[real]", "out=null"]).out is None
+
+
+def test_list_fields_are_typed_item_by_item():
+    from synthbench.study.spec import StudySpec
+
+    config = resolve_config(PrepareConfig, overrides=["source=digits", "classes=[yes, 1.0e-3, 3, 'no']"])
+    assert config.classes == ["yes", "1.0e-3", "3", "no"]
+    spec = resolve_config(StudySpec, overrides=["real=x", "synthetic.g=y", "sizes=[10, 20]", "ratios=[0.5, 1]",
+                                                "comparisons=[[real, mixed]]"])
+    assert spec.sizes == [10, 20] and spec.ratios == [0.5, 1.0] and spec.comparisons == [("real", "mixed")]
+
+
+def test_the_study_classifier_section_is_typed_by_the_classifier_config():
+    from synthbench.study.spec import StudySpec, classifier_config
+
+    spec = resolve_config(StudySpec, overrides=["real=x", "compositions=[real]", "classifier_preset=tiny",
+                                                "classifier.train.mixed_precision=no", "classifier.train.epochs=2"])
+    config = classifier_config(spec)
+    assert (config.train.mixed_precision, config.train.epochs) == ("no", 2)
+
+
+@pytest.mark.parametrize("items,key", [
+    (["epochs=many"], "epochs"),
+    (["mixed_precision=fp8"], "mixed_precision"),
+    (["grid_epochs=[1, x]"], "grid_epochs.1"),
+    (["epochs=[1, 2]"], "epochs"),
+])
+def test_wrong_types_are_still_one_line_naming_the_key(items, key):
+    from synthbench.engine.config import TrainConfig
+
+    with pytest.raises(ConfigError) as info:
+        resolve_config(TrainConfig, overrides=items)
+    assert f"key {key!r} in the command line" in str(info.value) and "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------------------------ did you mean
+def _follow(message: str, items: list[str], typo: str) -> list[str]:
+    """The overrides with the mistyped key or value replaced by the suggestion of ``message``."""
+    import re
+
+    found = re.search(r"did you mean '([^']+)'\?", message)
+    assert found, message
+    fixed = []
+    for item in items:
+        key, _, value = item.partition("=")
+        if key == typo:
+            key = found.group(1)
+        elif typo in value:
+            value = value.replace(typo, found.group(1))
+        fixed.append(f"{key}={value}")
+    return fixed
+
+
+SUGGESTIONS = [
+    ("synthbench.study.spec:StudySpec", ["real=x", "compositions=[real]", "seed=[1]"], "seed", "seeds"),
+    ("synthbench.study.spec:StudySpec", ["real=x", "compositions=[real, mixd]", "synthetic.g=y"], "mixd", "mixed"),
+    ("synthbench.study.spec:StudySpec", ["real=x", "compositions=[real]", "metrics.enabeld=true"], "metrics.enabeld", "metrics.enabled"),
+    ("synthbench.data.prepare:PrepareConfig", ["source=digit"], "digit", "digits"),
+    ("synthbench.data.prepare:PrepareConfig", ["source=digits", "fit=Crop"], "Crop", "crop"),
+    ("synthbench.generators.dcgan:DCGANConfig", ["train.epoch=2"], "train.epoch", "train.epochs"),
+    ("synthbench.generators.diffusion:DiffusionConfig", ["sampling.sampler=ddm"], "ddm", "ddpm"),
+]
+
+
+@pytest.mark.parametrize("model,items,typo,suggestion", SUGGESTIONS, ids=[s[2] for s in SUGGESTIONS])
+def test_a_typo_gets_a_suggestion_that_works(model, items, typo, suggestion):
+    module, _, name = model.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    with pytest.raises(ConfigError) as info:
+        resolve_config(cls, overrides=items)
+    assert f"did you mean {suggestion!r}?" in str(info.value)
+    resolve_config(cls, overrides=_follow(str(info.value), items, typo))  # no error: the advice works
+
+
+def test_a_typo_in_a_yaml_file_and_in_the_study_classifier_section(tmp_path):
+    from synthbench.study.spec import classifier_config, load_spec
+
+    path = _yaml(tmp_path, "real: x\ncompositions: [real]\nseed: [1]\n", "spec.yaml")
+    with pytest.raises(ConfigError, match=f"key 'seed' in config file {path}: unknown key; did you mean 'seeds'"):
+        load_spec(path)
+    fixed = _yaml(tmp_path, "real: x\ncompositions: [real]\nseeds: [1]\nclassifier: {train: {epoch: 1}}\n", "fixed.yaml")
+    spec, _ = load_spec(fixed)  # the suggestion followed: the spec loads
+    with pytest.raises(ConfigError, match="key 'classifier.train.epoch' .* did you mean 'classifier.train.epochs'"):
+        classifier_config(spec)
+    fixed.write_text(fixed.read_text().replace("epoch:", "epochs:"))
+    assert classifier_config(load_spec(fixed)[0]).train.epochs == 1
+
+
+def test_a_mistyped_preset_gets_the_closest_name():
+    with pytest.raises(ConfigError, match="unknown data preset 'digit'; did you mean 'digits'\\? Known presets: "):
+        preset_path("data", "digit")
+    assert preset_path("data", "digits").is_file()
+    with pytest.raises(ConfigError, match="unknown data preset 'zzz'; known presets: "):  # nothing close: no guess
+        preset_path("data", "zzz")

@@ -24,3 +24,31 @@ def test_thesis_examples_follow_the_source_study():
         spec, _ = load_spec(Path(__file__).parents[1] / "examples" / name)
         assert spec.classifier_preset == "thesis" and spec.sizes == [1000]
         assert sorted(spec.synthetic) == sorted(["sd21", "realistic-vision-14", "openjourney-v4", "kandinsky-22"])
+
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_results_go_where_gitignore_expects_them(path):
+    spec, _ = load_spec(path)
+    ignored = [line.strip("/") for line in (ROOT / ".gitignore").read_text().splitlines()
+               if line.startswith("/") and line.endswith("/")]
+    top = Path(spec.out).relative_to(ROOT.resolve()).parts[0]
+    assert top in ignored, f"{path.name}: out {spec.out} is not under a git-ignored folder ({ignored})"
+
+
+def test_the_digits_example_is_the_demos_grid_in_the_demos_results_folder():
+    """Its real / artificial / mixed / subset_real cells are the demo's (cells are keyed by the
+    classifier config and the training and test sets, all the same here), so after 'synthbench
+    demo' only the ratio sweep is trained."""
+    from synthbench.demo import FULL, _study_spec
+
+    demo = ROOT.resolve() / "synthbench-demo"
+    demo_spec, _ = load_spec(_study_spec(demo, demo / "data" / "digits16",
+                                         {g: demo / "synthetic" / g for g in ("dcgan", "ddpm")}, FULL))
+    example, _ = load_spec(ROOT / "examples" / "digits-scarce.yaml")
+    assert example.out == str(demo / "study")
+    grid_axes = {"compositions", "ratios"}
+    assert example.model_dump(exclude=grid_axes) == demo_spec.model_dump(exclude=grid_axes)
+    assert set(demo_spec.compositions) <= set(example.compositions)

@@ -4,14 +4,33 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import sys
+from pathlib import Path
 
 import click
 
 from synthbench import __version__
-from synthbench.errors import SynthbenchError
+from synthbench.errors import DataError, SynthbenchError
 
 OVERRIDES_HELP = "KEY=VALUE overrides of any config key, e.g. size=32 classes=[cat,dog]."
+
+
+class Choice(click.Choice):
+    """click.Choice whose error names the closest choice ("did you mean 'digits'?"), as click
+    does for a mistyped sub-command."""
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as exc:
+            from synthbench.config import did_you_mean
+
+            hint = did_you_mean(value, self.choices)
+            if hint:
+                exc.message = exc.message.rstrip(".") + hint
+
+            raise
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -31,13 +50,13 @@ def data() -> None:
 
 
 @data.command("prepare", context_settings={"ignore_unknown_options": False})
-@click.option("--source", type=click.Choice(["folder", "animals10", "fruits", "celeba", "digits", "lfw"]),
+@click.option("--source", type=Choice(["folder", "animals10", "fruits", "celeba", "digits", "lfw"]),
               help="Kind of source (default: folder, or the preset's).")
 @click.option("--path", type=click.Path(), help="Folder of the downloaded data (not for digits/lfw).")
 @click.option("--out", required=True, type=click.Path(), help="Folder to write the prepared Dataset to.")
 @click.option("--size", type=int, help="Side of the square images in pixels (default 64).")
-@click.option("--fit", type=click.Choice(["crop", "pad", "stretch"]), help="Resize policy (default crop).")
-@click.option("--channels", type=click.Choice(["1", "3"]), help="1 = grayscale, 3 = RGB (default: the source's).")
+@click.option("--fit", type=Choice(["crop", "pad", "stretch"]), help="Resize policy (default crop).")
+@click.option("--channels", type=Choice(["1", "3"]), help="1 = grayscale, 3 = RGB (default: the source's).")
 @click.option("--test-fraction", type=float, help="Held-out test share where the source has no splits (0.2).")
 @click.option("--max-per-class", type=int, help="At most this many images per class (seeded draw).")
 @click.option("--classes", help="Comma-separated class names to keep.")
@@ -207,7 +226,7 @@ def train_presets() -> None:
 @click.option("--guidance", type=float, help="Classifier-free guidance scale (default: the model's own).")
 @click.option("--negative-prompt", help="Negative prompt (default: the theme's).")
 @click.option("--max-retries", type=int, help="Retries of an image blanked by the safety filter (default 3).")
-@click.option("--dtype", type=click.Choice(["auto", "float16", "bfloat16", "float32"]), help="Pipeline precision (auto: fp16 on GPU).")
+@click.option("--dtype", type=Choice(["auto", "float16", "bfloat16", "float32"]), help="Pipeline precision (auto: fp16 on GPU).")
 @click.option("--variant", help="Weight variant to download, e.g. fp16.")
 @click.option("--cpu", is_flag=True, default=None, help="Generate on the CPU even where a GPU is available.")
 @click.option("--allow-pickle", is_flag=True, default=None, help="Allow pickled .bin weights (only from sources you trust).")
@@ -264,14 +283,29 @@ def data_merge(out, shards, quiet):
 # ------------------------------------------------------------------------------------ study
 @contextlib.contextmanager
 def _study_warnings():
-    """Print the study's warnings (resizes, ...) as one 'synthbench: warning:' line each."""
+    """Print each of the study's warnings (resizes, ...), not only the first of its kind (the
+    one-line form is main's)."""
     import warnings
 
     from synthbench.study import StudyWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", StudyWarning)
-        warnings.showwarning = lambda message, *a, **k: click.echo(f"synthbench: warning: {message}", err=True)
+        yield
+
+
+@contextlib.contextmanager
+def _one_line_warnings():
+    """Every Python warning (a library's too) as one ``synthbench: warning: ...`` line, the
+    same shape as the errors, instead of Python's two-line 'file:line: Category: ...' form."""
+    import warnings
+
+    def show(message, category, *args, **kwargs):
+        kind = "" if category.__module__.startswith("synthbench") or category is UserWarning else f"{category.__name__}: "
+        click.echo(f"synthbench: warning: {kind}{' '.join(str(message).split())}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
         yield
 
 
@@ -349,6 +383,8 @@ def metrics_cmd(real, fake, features, inception_weights, dinov2_weights, real_sp
     from synthbench.config import resolve_config
     from synthbench.metrics.compute import MetricsConfig, check_json_out, compute_metrics, format_metrics, write_json
 
+    for flag, path in (("--real", real), ("--fake", fake)):
+        _refuse_generator(flag, path)
     if out:
         check_json_out(out)
     flags = {"features": features, "inception_weights": inception_weights, "dinov2_weights": dinov2_weights,
@@ -360,6 +396,34 @@ def metrics_cmd(real, fake, features, inception_weights, dinov2_weights, real_sp
     if out:
         write_json(result, out)
     click.echo(json.dumps(result, indent=2) if as_json else format_metrics(result))
+
+
+def _refuse_generator(flag: str, path: str) -> None:
+    """A training run (run.json, or a ``.synthbench`` marker of kind "run") or a saved generator
+    (synthbench.json) given where a Dataset belongs: say what it is and the command that makes a
+    Dataset from it."""
+    from synthbench.generators.base import MODEL_CONFIG
+    from synthbench.safety import read_marker, suggest_new
+
+    def is_run(folder: Path) -> bool:
+        return (folder / "run.json").is_file() or (read_marker(folder) or {}).get("kind") == "run"
+
+    folder = Path(path)
+    if not folder.is_dir() or (folder / "manifest.json").is_file():
+        return
+    if is_run(folder):
+        what, run = "a training run", folder
+    elif (folder / MODEL_CONFIG).is_file():
+        what, run = "a saved generator", folder.parent if is_run(folder.parent) else folder
+    else:
+        return
+    # Beside the run, never inside it: generate refuses an output inside its input.
+    target = run.resolve().parent / f"{run.resolve().name}-samples"
+    if target.exists():
+        target = suggest_new(target)
+    raise DataError(f"{flag} {path} is {what}, not a Dataset of images: make a Dataset from it with "
+                    f"'synthbench generate --from {shlex.quote(str(path))} --per-class 100 --out "
+                    f"{shlex.quote(str(target))}', then give {flag} {shlex.quote(str(target))}")
 
 
 # ------------------------------------------------------------------------------------ report
@@ -423,33 +487,40 @@ def os_error_message(exc: OSError) -> str | None:
     return None
 
 
+def error(message: str) -> None:
+    """Print the one error format of every command: ``synthbench: error: <message>``, one line."""
+    click.echo(f"synthbench: error: {' '.join(str(message).split())}", err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user errors print one line and exit with code 2."""
+    """Run the CLI. Every failure a user can act on (a SynthbenchError, a usage error, a file
+    system error) prints one ``synthbench: error: ...`` line and exits 2; an interrupt exits 130."""
     try:
-        cli.main(args=argv, prog_name="synthbench", standalone_mode=False)
+        with _one_line_warnings():
+            cli.main(args=argv, prog_name="synthbench", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         return 2
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx else "synthbench"
-        click.echo(f"{where}: error: {exc.format_message()} (see '{where} --help')", err=True)
+        error(f"{exc.format_message()} (see '{where} --help')")
         return 2
     except click.ClickException as exc:
-        click.echo(f"synthbench: error: {exc.format_message()}", err=True)
-        return exc.exit_code
+        error(exc.format_message())
+        return 2
     except SynthbenchError as exc:
-        click.echo(f"synthbench: error: {' '.join(str(exc).split())}", err=True)
+        error(str(exc))
         return 2
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except OSError as exc:
-        message = os_error_message(exc)
-        if message is None:
-            raise
-        click.echo(f"synthbench: error: {message}", err=True)
+        # A failure the user can fix gets its advice; any other still gets the one line (the
+        # system's own words and the file), never a traceback.
+        where = f" ({exc.filename})" if exc.filename else ""
+        error(os_error_message(exc) or f"{exc.strerror or exc}{where}")
         return 2
     except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo("synthbench: interrupted (nothing half-written is left under its final name)", err=True)
+        error("interrupted (nothing half-written is left under its final name)")
         return 130
     return 0
 

@@ -120,7 +120,8 @@ def _run(out: Path, quick: bool, faces: bool, progress: bool) -> Path:
     _write_stages(result.out, stages, quick)
     build_report(result.out, page, **shown)  # once more, so the page shows the report stage's time too
     say.table(result.out)
-    say(f"\nreport: {page}\ntotal {sum(stages.values()):.0f} s")
+    # The page's path is printed once, by the command, on stdout (the last line).
+    say(f"\ntotal {sum(stages.values()):.0f} s; the report, one offline HTML page to open in a browser:")
     return page
 
 
@@ -192,7 +193,7 @@ def _faces(out: Path, quick: bool, stages: dict[str, float], say: _Narrator) -> 
     with say.stage("write the report", stages, "report"):
         page = build_runs_report(runs, out / "report" / "index.html", title="faces: DCGAN vs diffusion",
                                  stage_seconds=stages)
-    say(f"\nreport: {page}\ntotal {sum(stages.values()):.0f} s")
+    say(f"\ntotal {sum(stages.values()):.0f} s; the report, one offline HTML page to open in a browser:")
     return page
 
 
@@ -224,12 +225,38 @@ class _Narrator:
         return _Stage()
 
     def table(self, results: Path) -> None:
-        if not self.progress:
-            return
-        import pandas as pd
+        if self.progress:
+            self("\n" + accuracy_table(results / "summary.csv"))
 
-        summary = pd.read_csv(results / "summary.csv")
-        summary["generator"] = summary["generator"].fillna("")
-        view = summary[summary["composition"].isin(["real", "artificial", "mixed", "subset_real"])]
-        table = view.pivot_table(index=["size", "composition"], columns="generator", values="accuracy_mean")
-        self(f"\naccuracy on real test images (mean over seeds):\n{table.round(3).to_string()}")
+
+DASH = "—"
+
+
+def accuracy_table(summary_csv: Path) -> str:
+    """The demo's headline table from a study's summary.csv: one row per training-set size, one
+    column per composition (and generator), the mean accuracy over seeds on the real test
+    images. A composition with no cell at any size gets no column; a cell not finished (a
+    partial study) is a dash, explained under the table: never a NaN."""
+    import csv
+
+    with open(summary_csv, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["composition"] in ("real", "subset_real", "artificial", "mixed")]
+    value: dict[tuple[str, int], str] = {}
+    for r in rows:
+        column = r["composition"] + (f" ({r['generator']})" if r["generator"] else "")
+        if r["accuracy_mean"] not in ("", "nan", "NaN"):
+            value[(column, int(r["size"]))] = f"{float(r['accuracy_mean']):.3f}"
+    generators = sorted({r["generator"] for r in rows if r["generator"]})
+    columns = [c for c in ["real", "subset_real", *(f"{comp} ({g})" for comp in ("artificial", "mixed")
+                                                    for g in generators)]
+               if any(col == c for col, _ in value)]
+    sizes = sorted({size for _, size in value})
+    n_seeds = sorted({r["n_seeds"] for r in rows if r.get("n_seeds")})
+    seeds = f"{n_seeds[0]} seeds" if len(n_seeds) == 1 else "seeds"
+    table = [["size", *columns]] + [[str(n), *(value.get((c, n), DASH) for c in columns)] for n in sizes]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in table]
+    title = (f"accuracy on the real test images, mean of {seeds} (subset_real = the real half of mixed; "
+             "rows: training-set size):")
+    note = [f"{DASH} = not finished at this size (a partial study)"] if any(DASH in r for r in table) else []
+    return "\n".join([title, *lines, *note])

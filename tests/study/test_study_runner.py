@@ -251,7 +251,7 @@ def test_other_bad_specs(write_spec, tmp_path, digits16):
         run_study(write_spec(per_class=[4]), progress=False)
     with pytest.raises(ConfigError, match="unknown classifier model 'resnet35'"):
         run_study(write_spec(classifier={"model": {"name": "resnet35"}}), progress=False)
-    with pytest.raises(ConfigError, match="key 'model.widht'"):
+    with pytest.raises(ConfigError, match="key 'classifier.model.widht'.*did you mean 'classifier.model.width'"):
         run_study(write_spec(classifier={"model": {"widht": 3}}), progress=False)
     assert _no_cells_ran(tmp_path)
 

@@ -77,7 +77,7 @@ def finalize(out: str | os.PathLike, *, progress: bool = True) -> Dataset:
     del images
     kept = sum(bool(r.get("blank")) for r in records)
     if kept and progress:
-        print(f"warning: {kept} image(s) stayed blank after every retry (\"blank\": true in "
+        print(f"synthbench: warning: {kept} image(s) stayed blank after every retry (\"blank\": true in "
               f"{out / 'metadata.jsonl'}); drop them or raise --max-retries", file=sys.stderr)
     return Dataset.open(out)
 

@@ -26,6 +26,7 @@ would be one training counted twice in every mean, interval and test, so a repea
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,7 +78,8 @@ class StudySpec(StrictModel):
     augment_factors: list[float] = Field([1.0], min_length=1, description="augmented: all real images of the size plus k x as many synthetic ones, for each k.")
     seeds: list[int] = Field([0, 1, 2], min_length=1, description="Seeds of the data draws and of the classifier.")
     classifier_preset: str = Field("thesis", description="Classifier preset (thesis: the source study's ResNet-34; small; tiny).")
-    classifier: dict[str, Any] = Field({}, description="ClassifierConfig keys over the preset, e.g. {train: {epochs: 10}}.")
+    classifier: dict[str, Any] = Field({}, description="ClassifierConfig keys over the preset, e.g. {train: {epochs: 10}}.",
+                                       json_schema_extra={"config_model": "synthbench.classifiers.task:ClassifierConfig"})
     comparisons: list[tuple[Composition, Composition]] = Field(
         [("real", "artificial"), ("real", "mixed"), ("mixed", "subset_real")],
         description="Pairs of compositions compared on the same seeds (difference, 95% CI, p-value).")
@@ -155,13 +157,24 @@ def load_spec(spec: str | os.PathLike | StudySpec, overrides: tuple[str, ...] | 
                                                            overrides=overrides)
     else:
         path = Path(spec)
-        read_yaml(path)  # a missing file or bad YAML is a ConfigError naming it
+        _refuse_saved_copy(path, read_yaml(path))  # a missing file or bad YAML is a ConfigError naming it
         check_unique_keys(path)
         base = path.resolve().parent
         loaded = resolve_config(StudySpec, config_file=path, overrides=overrides)
         if loaded.out is None:
             loaded = loaded.model_copy(update={"out": str(base / f"{path.stem}-results")})
     return _absolute(loaded, base), base
+
+
+def _refuse_saved_copy(path: Path, data: dict[str, Any]) -> None:
+    """The ``study.yaml`` a results folder keeps (keys ``spec`` and ``classifier``, see
+    study/cache.py) is a record of the last run, not a spec: say so and what to run instead."""
+    if {"spec", "classifier"} <= set(data) and "real" not in data:
+        folder = path.resolve().parent
+        raise ConfigError(f"{path} is the copy of the spec that the study's results folder {folder} keeps (the "
+                          "resolved spec and classifier of its last run), not a spec to run: to continue or "
+                          "rerun the study, run its original spec file again (this file's 'spec:' section is "
+                          f"that spec, resolved); to see these results: synthbench report {shlex.quote(str(folder))}")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -211,8 +224,5 @@ def classifier_config(spec: StudySpec):
     """The resolved ClassifierConfig of every cell (before each cell sets its seed)."""
     from synthbench.classifiers.task import ClassifierConfig
 
-    try:
-        return resolve_config(ClassifierConfig, preset=("classifier", spec.classifier_preset),
-                              base=(spec.classifier, "the spec's classifier section"))
-    except ConfigError as exc:
-        raise ConfigError(f"classifier: {exc}") from None
+    return resolve_config(ClassifierConfig, preset=("classifier", spec.classifier_preset),
+                          base=(spec.classifier, "the spec's classifier section"), key_prefix="classifier.")
