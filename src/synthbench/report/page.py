@@ -43,7 +43,7 @@ h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;margin:.8em 0;font-size:.88em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
 th{background:#f3f3f3}td.l,th.l{text-align:left}.note{color:#555;font-size:.9em}figure{margin:1em 0}
 figcaption{font-size:.85em;color:#555}img{max-width:100%;border:1px solid #eee}.grids{display:flex;gap:1em;flex-wrap:wrap}
-.grids figure{flex:1 1 300px}pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.8em}
+.grids figure{flex:1 1 420px}pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.8em}
 .warning{border:2px solid #b00020;background:#fff4f4;padding:.6em 1em;margin:1em 0}
 .complete{border:1px solid #2e7d32;background:#f3faf3;padding:.4em 1em;margin:1em 0}
 .scope{color:#b00020;font-weight:bold}
@@ -51,7 +51,7 @@ details{margin:.6em 0}summary{cursor:pointer;color:#333}.wide{overflow-x:auto;ma
 .lgrid{display:flex;align-items:stretch;max-width:100%}.lgrid img{min-width:0;flex:0 1 auto;align-self:flex-start}
 .rows{display:flex;flex-direction:column;font-size:.75em;padding-right:.35em;text-align:right;color:#333}
 .rows span{flex:1;display:flex;align-items:center;justify-content:flex-end;min-height:0;line-height:1}
-.strip{display:flex;gap:.6em;flex-wrap:wrap}.strip figure{margin:.3em 0;flex:0 1 330px}
+.ci{white-space:nowrap}.strip{display:flex;gap:.6em;flex-wrap:wrap}.strip figure{margin:.3em 0;flex:0 1 330px}
 """
 MAX_TEXT = 200_000  # bytes of a run's config shown at most
 
@@ -106,6 +106,7 @@ def _write_page(page: Path, parts: Report) -> Path:
     body = parts.render()
     title = esc(f"synthbench report: {parts.name}")
     text = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>{output.head_html()}"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{title}</title><style>{CSS}</style></head><body>\n{body}\n</body></html>\n")
     return output.write_page(page, text)
 
@@ -289,7 +290,8 @@ class Report(Sections):
     @staticmethod
     def _cell(row) -> str:
         ci = interval(row["accuracy_ci_low"], row["accuracy_ci_high"])
-        return (f"{num(row['accuracy_mean'])} <span class='note'>{ci} ({num(row['n_seeds'], 'count')})</span>")
+        return (f"{num(row['accuracy_mean'])} <span class='note'><span class='ci'>{ci}</span> "
+                f"({num(row['n_seeds'], 'count')})</span>")
 
     def source_figures(self) -> str:
         s, size = self.t["summary"], self.headline
