@@ -174,3 +174,14 @@ def test_dataset_grids_have_one_labelled_row_per_class(tmp_path, class_tree, run
     page = build_report(res, tmp_path / "r.html", datasets={"real": ds.path})
     assert "<div class='rows'><span>cat</span><span>dog</span></div>" in page_text(page)
     assert grid_rows(page.parent / "r-figures" / "dataset-real.png", 8, 6) == 2  # rows stay on their class
+
+
+def test_the_page_names_the_interval_the_summary_holds(tmp_path):
+    res = write_results(tmp_path / "res")
+    assert "a logit-scale Student-t interval" in page_text(build_report(res, tmp_path / "r.html"))
+    old = pd.read_csv(res / "summary.csv")  # as an older synthbench wrote it: mean ± t half-width
+    half = (old["accuracy_ci_high"] - old["accuracy_ci_low"]) / 2
+    old["accuracy_ci_low"], old["accuracy_ci_high"] = old["accuracy_mean"] - half, old["accuracy_mean"] + half
+    old.to_csv(res / "summary.csv", index=False)
+    assert "a plain Student-t interval over the seeds, as an older synthbench" in page_text(
+        build_report(res, tmp_path / "r.html"))

@@ -231,8 +231,23 @@ class Report(Sections):
                 f"{esc(real.get('shape', ''))}, classes: {esc(', '.join(self.class_names))}). "
                 f"{num(trained, 'count')} classifiers trained{shared}, seeds {esc(', '.join(map(str, seeds)))}. "
                 "Every accuracy is a mean over seeds with a 95 % confidence interval, so differences can be told "
-                "from noise: for accuracies a logit-scale Student-t interval over the seeds (it stays inside "
-                "[0, 1]), for paired differences a Student-t interval.</p>" + self.headline_text())
+                f"from noise: for accuracies {self.interval_method()}, for paired differences a Student-t interval."
+                "</p>" + self.headline_text())
+
+    def interval_method(self) -> str:
+        """Which interval summary.csv holds: this synthbench writes logit-scale t intervals
+        (asymmetric around the mean); a summary whose every interval is symmetric was written by an
+        older synthbench with plain t intervals, which can run past 0 or 1."""
+        s = self.t["summary"]
+        if s.empty:
+            return "a logit-scale Student-t interval over the seeds (it stays inside [0, 1])"
+        mean, low, high = s["accuracy_mean"], s["accuracy_ci_low"], s["accuracy_ci_high"]
+        spread = (high - low) > 1e-9
+        symmetric = ((high - mean) - (mean - low)).abs() < 1e-9
+        if spread.any() and symmetric[spread].all():
+            return ("a plain Student-t interval over the seeds, as an older synthbench wrote summary.csv (it can "
+                    "run past 0 or 1; this version writes logit-scale intervals, which stay inside [0, 1])")
+        return "a logit-scale Student-t interval over the seeds (it stays inside [0, 1])"
 
     def headline_text(self) -> str:
         """One sentence with the headline size's accuracies, and how that size was chosen."""
