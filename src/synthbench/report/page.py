@@ -14,7 +14,6 @@ no JavaScript, fonts or anything else from the network.
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import platform
@@ -25,12 +24,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
 from synthbench.report import completeness, figures, output
 from synthbench.report.load import Results, ResultsError, inside, load
+from synthbench.report.numbers import esc, fmt, num  # noqa: F401 (esc, num: used by callers too)
+from synthbench.report.sections import Sections
 from synthbench.safety import safe_names
 
 SOURCE_ROWS = ["real", "artificial", "mixed", "subset_real"]
@@ -43,10 +43,15 @@ h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;margin:.8em 0;font-size:.88em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
 th{background:#f3f3f3}td.l,th.l{text-align:left}.note{color:#555;font-size:.9em}figure{margin:1em 0}
 figcaption{font-size:.85em;color:#555}img{max-width:100%;border:1px solid #eee}.grids{display:flex;gap:1em;flex-wrap:wrap}
-.grids figure{flex:1 1 300px}pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.8em}
+.grids figure{flex:1 1 420px}pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.8em}
 .warning{border:2px solid #b00020;background:#fff4f4;padding:.6em 1em;margin:1em 0}
 .complete{border:1px solid #2e7d32;background:#f3faf3;padding:.4em 1em;margin:1em 0}
 .scope{color:#b00020;font-weight:bold}
+details{margin:.6em 0}summary{cursor:pointer;color:#333}.wide{overflow-x:auto;max-width:100%}
+.lgrid{display:flex;align-items:stretch;max-width:100%}.lgrid img{min-width:0;flex:0 1 auto;align-self:flex-start}
+.rows{display:flex;flex-direction:column;font-size:.75em;padding-right:.35em;text-align:right;color:#333}
+.rows span{flex:1;display:flex;align-items:center;justify-content:flex-end;min-height:0;line-height:1}
+.ci{white-space:nowrap}.strip{display:flex;gap:.6em;flex-wrap:wrap}.strip figure{margin:.3em 0;flex:0 1 330px}
 """
 MAX_TEXT = 200_000  # bytes of a run's config shown at most
 
@@ -101,30 +106,29 @@ def _write_page(page: Path, parts: Report) -> Path:
     body = parts.render()
     title = esc(f"synthbench report: {parts.name}")
     text = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>{output.head_html()}"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{title}</title><style>{CSS}</style></head><body>\n{body}\n</body></html>\n")
     return output.write_page(page, text)
 
 
-def esc(value: Any) -> str:
-    """Every value printed goes through here: names, paths and numbers read back from CSV alike."""
-    return html.escape(str(value), quote=True)
+def interval(low: Any, high: Any, kind: str = "value") -> str:
+    """``[low, high]`` of a 95 % interval, or "no interval" when either end is missing."""
+    if fmt(low) == "—" or fmt(high) == "—":
+        return "no interval"
+    return f"[{num(low, kind)}, {num(high, kind)}]"
 
 
-def plain(value: Any, fmt: str = ".3f") -> str:
-    """A number formatted (not escaped); "—" when missing, the value as text when not a number."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return str(value) if value is not None else "—"
-    return format(value, fmt) if np.isfinite(value) else "—"
+def classifiers_trained(results: pd.DataFrame) -> int:
+    """Distinct classifiers behind results.csv: a cell shared by two rows of the grid (subset_real
+    at size 2N is real at size N, trained once) has one ``key`` and counts once."""
+    if "key" in results.columns and results["key"].notna().all():
+        return int(results["key"].nunique())
+    cols = [c for c in ("composition", "generator", "size", "per_class", "ratio", "augment_factor", "seed")
+            if c in results.columns]
+    return int(len(results.drop_duplicates(cols)))
 
 
-def num(value: Any, fmt: str = ".3f") -> str:
-    """A number formatted and escaped, for the page."""
-    return esc(plain(value, fmt))
-
-
-class Report:
+class Report(Sections):
     """Assembles the sections; each returns HTML (an empty string when it has nothing to show)."""
 
     def __init__(self, data: Results, page: Path, figdir: Path, grid: completeness.Completeness | None,
@@ -179,12 +183,25 @@ class Report:
         return output.claim(self.figdir, name)
 
     def _headline_size(self) -> int | None:
+        """The training-set size of the headline: the first of the spec's ``sizes`` (the order
+        the spec lists them in; the demo lists its headline size first) at which every
+        composition of the study exists for every generator; without one in that order, the
+        smallest such size; where no size has them all, the smallest of the most populated."""
         s = self.t["summary"]
         if s.empty:
             return None
         simple = s[s["composition"].isin(SOURCE_ROWS)]
         if simple.empty:
             return int(s["size"].min())
+        groups = {(c, g) for c, g in zip(simple["composition"], simple["generator"])}
+        full = [int(size) for size, part in simple.groupby("size")
+                if {(c, g) for c, g in zip(part["composition"], part["generator"])} == groups]
+        listed = self.spec.get("sizes") if isinstance(self.spec.get("sizes"), list) else []
+        for size in listed:
+            if isinstance(size, int) and size in full:
+                return size
+        if full:
+            return min(full)
         counts = simple.groupby("size").size()
         return int(counts[counts == counts.max()].index.min())
 
@@ -204,12 +221,51 @@ class Report:
         test = real.get("test", {})
         test_images = test.get("images", "?") if isinstance(test, dict) else "?"
         banner = completeness.banner(self.grid, esc) if self.grid is not None else ""
+        trained = classifiers_trained(r)
+        shared = (f" ({num(len(r), 'count')} cells of the grid: {num(len(r) - trained, 'count')} of them share a "
+                  "classifier with another cell, e.g. subset_real at size 2N is real at size N)"
+                  if trained < len(r) else "")
         return (f"<h1>{esc(self.name)}: can generated images stand in for real ones?</h1>{banner}"
                 f"<p>Classifiers trained on real, artificial (generated), mixed and subset-of-real images and "
-                f"tested on <b>real</b> test images ({esc(test_images)} of them, "
+                f"tested on <b>real</b> test images ({num(test_images, 'count')} of them, "
                 f"{esc(real.get('shape', ''))}, classes: {esc(', '.join(self.class_names))}). "
-                f"{esc(len(r))} trained classifiers, seeds {esc(', '.join(map(str, seeds)))}. Every figure is a "
-                f"mean over seeds with a 95 % confidence interval (Student t), so differences can be told from noise.</p>")
+                f"{num(trained, 'count')} classifiers trained{shared}, seeds {esc(', '.join(map(str, seeds)))}. "
+                "Every accuracy is a mean over seeds with a 95 % confidence interval, so differences can be told "
+                f"from noise: for accuracies {self.interval_method()}, for paired differences a Student-t interval."
+                "</p>" + self.headline_text())
+
+    def interval_method(self) -> str:
+        """Which interval summary.csv holds: this synthbench writes logit-scale t intervals
+        (asymmetric around the mean); a summary whose every interval is symmetric was written by an
+        older synthbench with plain t intervals, which can run past 0 or 1."""
+        s = self.t["summary"]
+        if s.empty:
+            return "a logit-scale Student-t interval over the seeds (it stays inside [0, 1])"
+        mean, low, high = s["accuracy_mean"], s["accuracy_ci_low"], s["accuracy_ci_high"]
+        spread = (high - low) > 1e-9
+        symmetric = ((high - mean) - (mean - low)).abs() < 1e-9
+        if spread.any() and symmetric[spread].all():
+            return ("a plain Student-t interval over the seeds, as an older synthbench wrote summary.csv (it can "
+                    "run past 0 or 1; this version writes logit-scale intervals, which stay inside [0, 1])")
+        return "a logit-scale Student-t interval over the seeds (it stays inside [0, 1])"
+
+    def headline_text(self) -> str:
+        """One sentence with the headline size's accuracies, and how that size was chosen."""
+        s, size = self.t["summary"], self.headline
+        if s.empty or size is None:
+            return ""
+        part = s[(s["size"] == size) & s["composition"].isin(SOURCE_ROWS)]
+        part = part.assign(order=part["composition"].map(SOURCE_ROWS.index)).sort_values(["order", "generator"])
+        items = [f"{esc(r.composition)}{' (' + esc(r.generator) + ')' if r.generator else ''} "
+                 f"<b>{num(r.accuracy_mean)}</b> {interval(r.accuracy_ci_low, r.accuracy_ci_high)}"
+                 for r in part.itertuples()]
+        if not items:
+            return ""
+        return (f"<p><b>Headline, at {num(size, 'count')} training images</b> (real: {num(size, 'count')} real "
+                f"images; mixed: half real, half generated): accuracy on the real test images, "
+                f"{'; '.join(items)}.</p><p class='note'>The headline size is the first size the study's spec lists "
+                "at which every composition exists for every generator (the smallest such size when the spec "
+                "lists none).</p>")
 
     def table_scope(self) -> str:
         return f" <span class='scope'>[{esc(self.scope)}]</span>" if self.scope else ""
@@ -222,7 +278,8 @@ class Report:
         gens = sorted(g for g in simple["generator"].unique() if g)
         out = ["<h2>The source study's table</h2>",
                "<p class='note'>Rows: training-set composition; columns: the generator of the synthetic images. "
-               "Cells: accuracy on real test images, mean ± half-width of the 95 % CI (number of seeds). "
+               "Cells: accuracy on real test images, mean [95 % CI, logit-scale t over the seeds] (number of "
+               "seeds). "
                "<i>real</i> and <i>subset_real</i> use no generated image and are the same in every column. "
                "<i>subset_real</i> is the real half of <i>mixed</i>.</p>"]
         for size in self.sizes:
@@ -239,18 +296,17 @@ class Report:
                     cells.append(f"<td>{self._cell(hit.iloc[0]) if len(hit) else '—'}</td>")
                 if any(c != "<td>—</td>" for c in cells):
                     rows.append(f"<tr><th class='l'>{esc(comp)}</th>{''.join(cells)}</tr>")
-            sub = "" if len(self.sizes) == 1 else f" — training size {size}"
+            sub = "" if len(self.sizes) == 1 else f" — training size {fmt(size, 'count')}"
             mark = " (headline)" if size == self.headline and len(self.sizes) > 1 else ""
-            out.append(f"<h3>{esc(self.name)}{esc(sub)}{esc(mark)}{self.table_scope()}</h3><table><tr>"
-                       f"<th class='l'>composition</th>{head}</tr>" + "".join(rows) + "</table>")
+            out.append(f"<h3>{esc(self.name)}{esc(sub)}{esc(mark)}{self.table_scope()}</h3><div class='wide'>"
+                       f"<table><tr><th class='l'>composition</th>{head}</tr>" + "".join(rows) + "</table></div>")
         return "\n".join(out)
 
     @staticmethod
     def _cell(row) -> str:
-        low, high = row["accuracy_ci_low"], row["accuracy_ci_high"]
-        half = (high - low) / 2 if pd.notna(high) and pd.notna(low) else float("nan")
-        pm = f" ± {num(half)}" if np.isfinite(half) else ""
-        return f"{num(row['accuracy_mean'])}{pm} <span class='note'>({num(row['n_seeds'], '.0f')})</span>"
+        ci = interval(row["accuracy_ci_low"], row["accuracy_ci_high"])
+        return (f"{num(row['accuracy_mean'])} <span class='note'><span class='ci'>{ci}</span> "
+                f"({num(row['n_seeds'], 'count')})</span>")
 
     def source_figures(self) -> str:
         s, size = self.t["summary"], self.headline
@@ -263,7 +319,9 @@ class Report:
         html_parts = ["<h2>The source study's figures</h2><div class='grids'>"]
         for comps, title, name in pairs:
             path = figures.bars(s, comps, size, self.target(name), title=title, scope=self.scope)
-            html_parts.append(self.figure(path, f"{title}: accuracy on real test images at training size {size}."))
+            html_parts.append(self.figure(path, f"{title}: accuracy on real test images at training size "
+                                                f"{fmt(size, 'count')} (points: mean over seeds; whiskers: 95 % CI; "
+                                                "the axis spans the data and does not start at 0)."))
         return "\n".join(html_parts) + "</div>"
 
     def beyond(self) -> str:
@@ -273,19 +331,22 @@ class Report:
         scope = self.scope
         parts = ["<h2>Beyond the source study</h2>"]
         parts.append(self.figure(figures.size_curves(s, self.target("size_sweep.png"), scope=scope),
-                                 "Accuracy against the training-set size: where the lines meet, synthetic data no longer helps."))
+                                 "Accuracy against the training-set size: where the lines meet, synthetic data no "
+                                 "longer helps. The series are shifted slightly sideways so that each whisker (95 % CI) "
+                                 "shows; the accuracy axis does not start at 0."))
         parts.append(self.figure(figures.ratio_curves(s, self.target("ratio_sweep.png"), scope=scope),
                                  "Accuracy against the synthetic share of a fixed-size training set."))
         if len(c):
             parts.append(self.figure(figures.paired_differences(c, self.target("paired_differences.png"), scope=scope),
                                      "Paired differences between compositions on the same seeds (95 % CI)."))
-            parts.append(f"<h3>Paired comparisons{self.table_scope()}</h3>" + self._comparison_table(c))
+            parts.append(f"<h3>Paired comparisons{self.table_scope()}</h3><div class='wide'>"
+                         + self._comparison_table(c) + "</div>")
         if self.headline is not None and len(r):
             path = figures.per_class(r, self.class_names, self.headline, self.target("per_class.png"), scope=scope)
             if path is None and self.class_names and "per_class_accuracy" in r.columns:
                 self.notes.append("the per-class figure: results.csv's per_class_accuracy lists do not match the "
                                   f"{len(self.class_names)} classes of inputs.json")
-            parts.append(self.figure(path, f"Per-class accuracy at training size {self.headline}."))
+            parts.append(self.figure(path, f"Per-class accuracy at training size {fmt(self.headline, 'count')}."))
         return "\n".join(p for p in parts if p)
 
     @staticmethod
@@ -296,70 +357,11 @@ class Report:
         for r in c.itertuples():
             a = r.composition_a + (f" ({r.generator_a})" if r.generator_a else "")
             b = r.composition_b + (f" ({r.generator_b})" if r.generator_b else "")
-            ci = f"[{num(r.ci_low, '+.3f')}, {num(r.ci_high, '+.3f')}]" if pd.notna(r.ci_low) else "—"
-            rows.append(f"<tr><td class='l'>{esc(a)}</td><td class='l'>{esc(b)}</td><td>{num(r.size, '.0f')}</td>"
-                        f"<td>{num(r.n, '.0f')}</td><td>{num(r.mean_a)}</td><td>{num(r.mean_b)}</td>"
-                        f"<td>{num(r.diff, '+.3f')}</td><td>{ci}</td><td>{num(r.p_value, '.3g')}</td></tr>")
+            ci = interval(r.ci_low, r.ci_high, "signed")
+            rows.append(f"<tr><td class='l'>{esc(a)}</td><td class='l'>{esc(b)}</td><td>{num(r.size, 'count')}</td>"
+                        f"<td>{num(r.n, 'count')}</td><td>{num(r.mean_a)}</td><td>{num(r.mean_b)}</td>"
+                        f"<td>{num(r.diff, 'signed')}</td><td>{ci}</td><td>{num(r.p_value)}</td></tr>")
         return "<table>" + head + "".join(rows) + "</table>"
-
-    def quality(self) -> str:
-        m = self.t["metrics"]
-        missing = self.grid.metrics_missing if self.grid is not None else []
-        if m.empty and not missing:
-            return ""
-        names = [n for n in ("fid", "kid", "precision", "recall", "density", "coverage") if n in m.columns]
-        head = "".join(f"<th>{n}</th><th>{n} real floor</th>" for n in names)
-        rows = []
-        for r in m.to_dict("records"):
-            cells = "".join(f"<td>{num(r.get(n), '.4g')}</td><td>{num(r.get(n + '_real_floor'), '.4g')}</td>"
-                            for n in names)
-            cas = f"{num(r.get('cas'), '.4g')} @ {num(r.get('cas_size'), '.0f')}" if pd.notna(r.get("cas")) else "—"
-            rows.append(f"<tr><th class='l'>{esc(r['generator'])}</th>{cells}<td>{cas}</td></tr>")
-        label = esc(m.iloc[0].get("features_label", m.iloc[0].get("features", ""))) if len(m) else "—"
-        gap = (f"<p class='warning'>Image-quality metrics missing for: {esc(', '.join(missing))} (the study did not "
-               "finish them).</p>" if missing else "")
-        return ("<h2>Image quality per generator</h2>" + gap +
-                f"<p class='note'>Features: {label}. The real floor is the same metric between two disjoint halves "
-                "of the real images: a generated set cannot be expected to beat it. CAS = classification accuracy "
-                "score (train on generated, test on real) = the <i>artificial</i> composition above.</p>"
-                f"<table><tr><th class='l'>generator</th>{head}<th>CAS</th></tr>{''.join(rows)}</table>")
-
-    def generators(self) -> str:
-        if not self.runs:
-            return ""
-        parts = ["<h2>Trained generators: samples per epoch and loss curves</h2>",
-                 "<p class='note'>As in the source project: the same fixed noise after chosen epochs, and the "
-                 "training losses per iteration and per epoch.</p>"]
-        per_epoch: dict[str, dict[int, Path]] = {}
-        for name, (run, _) in self.runs.items():
-            grids = sorted((run / "samples").glob("grid-epoch-*.png")) or sorted((run / "samples").glob("epoch-*.png"))
-            per_epoch[name] = {int(p.stem.split("-")[-1]): p for p in grids if p.stem.split("-")[-1].isdigit()}
-        epochs = sorted({e for d in per_epoch.values() for e in d})
-        if epochs:
-            head = "".join(f"<th>{esc(n)}</th>" for n in per_epoch)
-            rows = []
-            for e in epochs:
-                cells = []
-                for name, d in per_epoch.items():
-                    target = self._copy(name, d[e], f"run-{self.run_files[name]}-epoch-{e:03d}.png") if e in d else None
-                    cells.append(f"<td>{self.img(target, f'{name} epoch {e}', 'max-width:320px')}</td>"
-                                 if target else "<td>—</td>")
-                rows.append(f"<tr><th>epoch {e}</th>{''.join(cells)}</tr>")
-            parts.append(f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>")
-        for name, (run, _) in self.runs.items():
-            imgs = []
-            for plot in sorted((run / "plots").glob("*.png")):
-                target = self._copy(name, plot, f"run-{self.run_files[name]}-{plot.name}")
-                if target:
-                    imgs.append(f"<figure>{self.img(target, f'{name} {plot.stem}')}"
-                                f"<figcaption>{esc(name)}: {esc(plot.stem.replace('_', ' '))}</figcaption></figure>")
-            seconds = self._run_seconds(name)
-            note = f"<p class='note'>{esc(name)}: run folder {esc(run)}"
-            note += f", {num(seconds, '.0f')} s of training" if seconds else ""
-            note += "</p>"
-            if imgs or (run / "log.txt").is_file():
-                parts.append(f"<h3>{esc(name)}</h3>{note}<div class='grids'>{''.join(imgs)}</div>")
-        return "\n".join(parts)
 
     def _run_file(self, name: str, path: Path) -> Path | None:
         """``path`` inside run ``name`` when it resolves inside the folder the run may be read from."""
@@ -392,52 +394,6 @@ class Report:
                 last = float(row["elapsed_s"])
         return last
 
-    def datasets_section(self) -> str:
-        """Sample grids of the study's Datasets: those named with --dataset, and those inputs.json
-        names that lie inside the results folder; any other is named in a note, never opened."""
-        synthetic = self.inputs.get("synthetic", {})
-        real = self.inputs.get("real", {})
-        known = {"real": real, **synthetic} if real or synthetic else {}
-        chosen: dict[str, tuple[Path, str | None]] = {}
-        for name, info in known.items():
-            stored = info.get("path")
-            if name in self.datasets:
-                continue
-            found = inside(stored, self.results) if stored else None
-            if found is None or not found.is_dir():
-                if stored:
-                    self.notes.append(f"Dataset {name}: {stored} (named in inputs.json) is not read, as it lies "
-                                      f"outside the results folder or is missing; pass --dataset {name}=PATH to show it")
-                continue
-            chosen[name] = (found, info.get("fingerprint"))
-        for name, path in self.datasets.items():
-            info = known.get(name, {})
-            chosen[name] = (path, info.get("fingerprint"))
-        if not chosen:
-            return ""
-        from synthbench.data.dataset import Dataset
-        from synthbench.engine.plots import save_grid
-
-        parts = ["<h2>Sample grids of the Datasets</h2><p class='note'>One row per class, the first images of each.</p>",
-                 "<div class='grids'>"]
-        for (name, (path, fingerprint)), file_name in zip(chosen.items(), safe_names(chosen, fallback="dataset")):
-            try:
-                ds = Dataset.open(path)
-                picks = _per_class_rows(ds, per_class=10)
-                if not len(picks):
-                    continue
-                target = save_grid(ds.take(picks), self.target(f"dataset-{file_name}.png"), nrow=min(10, len(picks)),
-                                   scale=max(1, 48 // ds.resolution))
-            except Exception as exc:  # a moved, damaged or foreign Dataset only loses its picture
-                self.notes.append(f"Dataset {name}: {path} could not be shown ({' '.join(str(exc).split())[:160]})")
-                continue
-            differs = (f" — not the Dataset the study used (fingerprint {ds.fingerprint}, the study's {fingerprint})"
-                       if fingerprint and ds.fingerprint != fingerprint else "")
-            parts.append(f"<figure>{self.img(target, f'{name} samples')}"
-                         f"<figcaption>{esc(name)}: {esc(path)} ({esc(len(ds))} images){esc(differs)}</figcaption></figure>")
-        parts.append("</div>")
-        return "\n".join(parts)
-
     def left_out(self) -> str:
         if not self.notes:
             return ""
@@ -459,15 +415,15 @@ class Report:
             for col, label in (("train_seconds", "classifier training (sum over cells)"),
                                ("eval_seconds", "evaluation (sum over cells)")):
                 if col in r.columns:
-                    durations[label] = f"{plain(r[col].sum(), '.1f')} s"
+                    durations[label] = f"{fmt(r[col].sum())} s"
             if "device" in r.columns:
                 durations["devices"] = ", ".join(sorted(map(str, r["device"].unique())))
         for name in self.runs:
             seconds = self._run_seconds(name)
             if seconds:
-                durations[f"training {name}"] = f"{plain(seconds, '.1f')} s"
+                durations[f"training {name}"] = f"{fmt(seconds)} s"
         for stage, seconds in self.stage_seconds.items():
-            durations[f"demo stage: {stage}"] = f"{plain(seconds, '.1f')} s"
+            durations[f"demo stage: {stage}"] = f"{fmt(seconds)} s"
         rows = lambda d: "".join(f"<tr><th class='l'>{esc(k)}</th><td class='l'>{esc(v)}</td></tr>" for k, v in d.items())
         spec_text = yaml.safe_dump({"spec": self.spec, "classifier": self.classifier}, sort_keys=False)
         run_configs = ""
@@ -475,22 +431,22 @@ class Report:
             cfg = self._run_file(name, run / "config.yaml")
             if cfg is not None:
                 text = cfg.read_bytes()[:MAX_TEXT].decode("utf-8", errors="replace")
-                run_configs += f"<h3>{esc(name)} config</h3><pre>{esc(text)}</pre>"
+                run_configs += fold(f"{name}: training config (config.yaml)", f"<pre>{esc(text)}</pre>")
         source = ("Every number above comes from results.csv / summary.csv / comparisons.csv / metrics.csv in "
                   "that folder." if len(r) else "")
-        inputs = f"<h3>Inputs</h3><pre>{esc(json.dumps(self.inputs, indent=1))}</pre>" if self.inputs else ""
-        spec = (f"<h3>Study spec and classifier</h3><pre>{esc(spec_text)}</pre>" if self.classifier else "")
+        inputs = (fold("Inputs (inputs.json: the Datasets, their fingerprints and classes)",
+                       f"<pre>{esc(json.dumps(self.inputs, indent=1))}</pre>") if self.inputs else "")
+        spec = (fold("Study spec and classifier (study.yaml)", f"<pre>{esc(spec_text)}</pre>")
+                if self.classifier else "")
         return ("<h2>What produced this</h2>"
                 f"<p class='note'>Report written {esc(time.strftime('%Y-%m-%d %H:%M:%S'))} from {esc(self.results)}. "
                 f"{esc(source)}</p>"
                 f"<h3>Durations</h3><table>{rows(durations)}</table>"
-                f"<h3>Versions</h3><table>{rows(versions)}</table>"
-                f"<h3>Machine</h3><table>{rows(machine)}</table>"
-                f"{inputs}{spec}{run_configs}")
+                "<p class='note'>The raw inputs, spec and configs are folded away below: click to open.</p>"
+                + fold("Versions and machine", f"<table>{rows(versions)}</table><table>{rows(machine)}</table>")
+                + f"{inputs}{spec}{run_configs}")
 
 
-def _per_class_rows(ds, per_class: int) -> np.ndarray:
-    if not ds.labelled:
-        return np.arange(min(len(ds), per_class * 4))
-    picks = [np.flatnonzero(ds.labels == c)[:per_class] for c in range(ds.num_classes)]
-    return np.concatenate(picks) if picks else np.array([], dtype=np.int64)
+def fold(summary: str, body: str) -> str:
+    """A raw block (a spec, a config) folded away behind its one-line summary."""
+    return f"<details><summary>{esc(summary)}</summary>{body}</details>"

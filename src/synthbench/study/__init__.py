@@ -4,7 +4,7 @@ from synthbench.study.grid import Cell, build_grid
 from synthbench.study.inputs import StudyWarning
 from synthbench.study.runner import StudyFailed, StudyRun, StudyStatus, plan_study, run_study, study_status
 from synthbench.study.spec import COMPOSITIONS, StudySpec, load_spec
-from synthbench.study.stats import compare, paired, summarise, t_interval
+from synthbench.study.stats import compare, paired, proportion_interval, summarise, t_interval
 
 __all__ = ["StudySpec", "load_spec", "run_study", "study_status", "plan_study", "StudyRun", "StudyStatus", "StudyFailed",
-           "StudyWarning", "Cell", "build_grid", "COMPOSITIONS", "summarise", "compare", "paired", "t_interval"]
+           "StudyWarning", "Cell", "build_grid", "COMPOSITIONS", "summarise", "compare", "paired", "proportion_interval", "t_interval"]

@@ -6,6 +6,15 @@ Student-t interval ``m +- t_{0.975, n-1} s / sqrt(n)``. A paired comparison of A
 the per-seed differences d_i = A_i - B_i (same seed: the same real draw and classifier seed),
 and gives their mean, its t-interval and the two-sided p-value of the paired t-test
 (``scipy.stats.ttest_rel``), so a reader can tell an effect from seed-to-seed noise.
+
+Accuracies (and macro-F1) are shares in [0, 1], and a t-interval around a mean of 0.99 runs past
+1.0. :func:`summarise` therefore gives their ``ci_low``/``ci_high`` as a *logit-scale t
+interval* (:func:`proportion_interval`): the Student-t interval of the seeds' logits
+``log(x / (1 - x))``, mapped back with the logistic function, so it always lies inside (0, 1);
+a value of exactly 0 or 1 is moved half a test image inwards first (``0.5 / n`` with ``n`` the
+number of test images; ``n`` unknown: 0.001). ``_mean`` and ``_sd`` stay the plain mean and
+standard deviation of the seeds. Differences (:func:`paired`) keep the plain t-interval: they
+may be negative.
 """
 
 from __future__ import annotations
@@ -18,6 +27,8 @@ import pandas as pd
 
 GROUP_COLUMNS = ["composition", "generator", "size", "per_class", "ratio", "augment_factor"]
 METRICS = ["accuracy", "macro_f1", "synthetic_accuracy"]
+# results.csv's count of test images behind each metric (moves a share of 0 or 1 inwards)
+TRIALS = {"accuracy": "n_test", "macro_f1": "n_test", "synthetic_accuracy": "n_synthetic_test"}
 CONFIDENCE = 0.95
 
 
@@ -34,6 +45,36 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple
     sd = float(x.std(ddof=1))
     half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1)) * sd / math.sqrt(len(x))
     return mean, sd, mean - half, mean + half
+
+
+def proportion_interval(values: Sequence[float], n: float | None = None,
+                        confidence: float = CONFIDENCE) -> tuple[float, float, float, float]:
+    """(mean, sd, low, high) of shares in [0, 1] (accuracies): mean and sd of the values, and the
+    logit-scale t-interval (see the module's docstring), which lies inside [0, 1]. ``n`` is the
+    number of trials behind each share (test images), used to move a 0 or 1 half a trial
+    inwards. Seeds that all agree give the interval [value, value]."""
+    from scipy import stats
+
+    x = np.asarray([v for v in values if v is not None and not _isnan(v)], dtype=np.float64)
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan, math.nan
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, math.nan, math.nan, math.nan
+    sd = float(x.std(ddof=1))
+    if sd == 0:  # every seed gave the same share: no spread to widen the interval by
+        return mean, sd, mean, mean
+    eps = 0.5 / n if n and np.isfinite(n) and n >= 1 else 1e-3
+    p = np.clip(x, eps, 1 - eps)
+    z = np.log(p / (1 - p))
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(z) - 1)) * float(z.std(ddof=1)) / math.sqrt(len(z))
+    centre = float(z.mean())
+    low, high = _logistic(centre - half), _logistic(centre + half)
+    return mean, sd, min(max(low, 0.0), 1.0), min(max(high, 0.0), 1.0)
+
+
+def _logistic(z: float) -> float:
+    return float(1.0 / (1.0 + math.exp(-z))) if z > -700 else 0.0
 
 
 def paired(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> dict[str, float]:
@@ -65,7 +106,8 @@ def _isnan(v) -> bool:
 
 def summarise(results: pd.DataFrame, metrics: Iterable[str] = METRICS) -> pd.DataFrame:
     """One row per cell group (every column of GROUP_COLUMNS) with n_seeds and, per metric,
-    ``<metric>_mean``, ``_sd``, ``_ci_low``, ``_ci_high``."""
+    ``<metric>_mean``, ``_sd``, ``_ci_low``, ``_ci_high``; the interval is the logit-scale t
+    interval of :func:`proportion_interval` (every metric here is a share in [0, 1])."""
     metrics = [m for m in metrics if m in results.columns]
     columns = GROUP_COLUMNS + ["n_seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "sd", "ci_low", "ci_high")]
     if results.empty:
@@ -77,10 +119,18 @@ def summarise(results: pd.DataFrame, metrics: Iterable[str] = METRICS) -> pd.Dat
         row = dict(zip(GROUP_COLUMNS, group))
         row["n_seeds"] = int(part["seed"].nunique())
         for m in metrics:
-            mean, sd, low, high = t_interval(part[m].tolist())
+            mean, sd, low, high = proportion_interval(part[m].tolist(), _trials(part, m))
             row.update({f"{m}_mean": mean, f"{m}_sd": sd, f"{m}_ci_low": low, f"{m}_ci_high": high})
         rows.append(row)
     return pd.DataFrame(rows, columns=columns)
+
+
+def _trials(part: pd.DataFrame, metric: str) -> float | None:
+    col = TRIALS.get(metric)
+    if col not in part.columns:
+        return None
+    n = pd.to_numeric(part[col], errors="coerce").dropna()
+    return float(n.min()) if len(n) else None
 
 
 def compare(results: pd.DataFrame, pairs: Iterable[tuple[str, str]], metric: str = "accuracy") -> pd.DataFrame:

@@ -33,7 +33,7 @@ import pandas as pd
 
 from synthbench import safety
 from synthbench.study.cache import CellStore, read_json, tables_lock, write_json_atomic
-from synthbench.study.stats import compare, summarise, t_interval
+from synthbench.study.stats import _trials, compare, proportion_interval, summarise
 
 if TYPE_CHECKING:
     from synthbench.study.runner import StudyPlan
@@ -147,7 +147,8 @@ def metrics_rows(plan: StudyPlan, results: pd.DataFrame, generators: list[str]) 
             art = results[(results["composition"] == "artificial") & (results["generator"] == gen)]
         if len(art):
             size = int(art["size"].max())
-            mean, _, low, high = t_interval(art[art["size"] == size]["accuracy"].tolist())
+            at = art[art["size"] == size]  # an accuracy: the interval stays inside [0, 1] (stats.py)
+            mean, _, low, high = proportion_interval(at["accuracy"].tolist(), _trials(at, "accuracy"))
             row.update({"cas": mean, "cas_ci_low": low, "cas_ci_high": high, "cas_size": size,
                         "cas_n_seeds": int((art["size"] == size).sum()),
                         "cas_source": "results.csv rows with composition == 'artificial'"})
