@@ -180,6 +180,12 @@ def test_the_study_tables_show_the_filter_and_its_paired_test(tmp_path, digits16
     b = table[table["filter"] == "none"].sort_values("seed")["accuracy"].to_numpy()
     assert row["diff"] == pytest.approx((a - b).mean())
     assert "p_holm" in comparisons.columns
+    # The report: a filtering block with the paired test, and the Holm note with the count of tests.
+    from synthbench.report import build_report
+
+    page = build_report(out, tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    assert "<h2>Filtering synthetic data</h2>" in page and "artificial (gen) filtered: confidence" in page
+    assert f"Holm-adjusted over all {comparisons['p_value'].notna().sum()} paired comparisons" in page
 
 
 def test_choose_keeps_the_top_share_of_each_class():
