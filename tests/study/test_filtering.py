@@ -193,3 +193,19 @@ def test_choose_keeps_the_top_share_of_each_class():
     confidence = np.array([0.1, 0.9, 0.5, 0.7, 0.2, 0.2, 0.8])
     assert choose(labels, confidence, 0.5).tolist() == [1, 3, 4, 6]  # class 1: 1.5 -> 2, tie -> earlier
     assert choose(labels, confidence, 0.01).tolist() == [1, 6]        # at least one per class
+
+
+def test_a_pool_too_small_after_filtering_is_refused_before_the_filter_trains(tmp_path, digits16, synthetic):
+    from synthbench.errors import DataError
+
+    spec, _ = load_spec(spec_file(tmp_path, digits16, synthetic.path, sizes=[100]))
+    # 120 pool images: enough unfiltered, but half of each class is 60
+    with pytest.raises(DataError, match=r"after filtering: artificial \[gen\] filter confidence size 100 seed 0 "
+                                        r"needs 100 synthetic \(gen\) training images but the confidence filter "
+                                        r"keeps only 60 \(filter_keep 0.5\); lower the sizes, raise filter_keep"):
+        plan_study(spec)
+    assert not (tmp_path / "spec-results").exists()
+    plan = plan_study(spec.model_copy(update={"filter_keep": 0.9}))
+    pool = plan.inputs.synthetic["gen"].pool
+    per_class = np.bincount(pool.labels, minlength=10)
+    assert len(plan.inputs.synthetic["gen"].filtered["confidence"]) == sum(int(np.floor(0.9 * n + 0.5)) for n in per_class)
