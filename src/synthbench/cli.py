@@ -124,6 +124,10 @@ def data_info(dataset, as_json):
         per = ", ".join(f"{k} {v}" for k, v in counts.items())
         click.echo(f"{split:12s} {sum(counts.values())} ({per})")
     click.echo(f"fingerprint  {ds.fingerprint}")
+    if m.get("kind") != "prepared":  # what a synthetic Dataset's generator saw
+        from synthbench.data import provenance
+
+        click.echo(f"provenance   {provenance.describe(provenance.read(m))}")
     skipped = m.get("skipped", [])
     click.echo(f"skipped      {len(skipped)} file(s)")
     for s in skipped[:10]:

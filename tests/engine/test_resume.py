@@ -61,7 +61,7 @@ def test_resume_on_another_dataset_is_refused_naming_both_fingerprints(digits_sm
     train_dcgan(digits_small.path, run, preset="tiny", overrides=SHORT + ["train.max_steps=2"])
     recorded = json.loads((run / "run.json").read_text())["data"]
     assert recorded == {"path": str(digits_small.path.resolve()), "fingerprint": digits_small.fingerprint,
-                        "split": "train"}
+                        "split": "train", "images": int((digits_small.splits == "train").sum())}
     with pytest.raises(SynthbenchError) as err:
         train_dcgan(digits16.path, run, resume=True, overrides=["train.max_steps=4"])
     message = str(err.value)

@@ -81,8 +81,8 @@ def test_a_failing_cell_is_recorded_the_others_run_and_the_tables_say_partial(wr
     assert sorted(info.value.report.trained) == sorted(p.key for p in plan.cells if p.cell.seed != 1)
     state = grid(out)
     assert (state["planned_cells"], state["finished_cells"], state["complete"]) == (3, 2, False)
-    assert state["missing"] == [{"composition": "real", "generator": None, "size": 20, "ratio": None, "seed": 1,
-                                 "state": "failed"}]
+    assert state["missing"] == [{"composition": "real", "generator": None, "filter": None, "size": 20, "ratio": None,
+                                 "seed": 1, "state": "failed"}]
     table = pd.read_csv(out / "results.csv")
     assert sorted(table["seed"]) == [0, 2]
     assert set(table["planned_cells"]) == {3} and set(table["finished_cells"]) == {2}

@@ -48,6 +48,22 @@ def predict(model: torch.nn.Module, dataset: Dataset, batch_size: int = 256) -> 
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
+@torch.no_grad()
+def probabilities(model: torch.nn.Module, dataset: Dataset, batch_size: int = 256) -> np.ndarray:
+    """Softmax class probabilities (n, classes) of every image of ``dataset``, in order."""
+    was_training = model.training
+    model.eval()
+    device = _device(model)
+    out = []
+    try:
+        for images, _ in dataset.batches(batch_size, shuffle=False):
+            x = torch.from_numpy(images).permute(0, 3, 1, 2).to(device)
+            out.append(torch.softmax(model(x).float(), dim=1).cpu().numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
 def evaluate(model: torch.nn.Module, dataset: Dataset, batch_size: int = 256) -> Evaluation:
     """Score ``model`` on every image of ``dataset`` (labels must use the model's class indices)."""
     from sklearn.metrics import confusion_matrix, f1_score

@@ -76,10 +76,12 @@ def check_changes(changes: list[tuple[str, Any, Any]], allowed: tuple[str, ...],
 
 
 def data_record(dataset: Any, split: str) -> dict[str, Any]:
-    """What a run records about its Dataset: where it was and what it held."""
+    """What a run records about its Dataset: where it was, what it held, and how many images of
+    the split it trained on (a generated Dataset's provenance quotes it)."""
     path = getattr(dataset, "path", None)
+    images = int((dataset.splits == split).sum()) if hasattr(dataset, "splits") else None
     return {"path": str(Path(path).resolve()) if path is not None else None,
-            "fingerprint": dataset.fingerprint, "split": split}
+            "fingerprint": dataset.fingerprint, "split": split, "images": images}
 
 
 def check_same_data(recorded: dict[str, Any] | None, now: dict[str, Any], run: RunFolder) -> None:

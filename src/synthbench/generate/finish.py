@@ -18,7 +18,8 @@ from synthbench.data.dataset import MANIFEST, Dataset, new_image_array, write_pa
 from synthbench.errors import DataError
 from synthbench.generate.folder import (OWNED, OWNED_NATIVE, TIMING_FILE, _claim, _entries, _mark_native,
                                         _write_text, alone, read_timings, row_key, totals)
-from synthbench.generate.plan import PLAN_FILE, PNG_KEY, _differences, _Layout, _read_plan, native_folder
+from synthbench.generate.plan import (PLAN_FILE, PNG_KEY, _differences, _Layout, _read_plan, native_folder,
+                                     same_plan)
 from synthbench.safety import (OwnershipError, check_apart, check_replaceable, mark_owned, owned_kind,
                                read_marker, suggest_new)
 
@@ -66,6 +67,7 @@ def finalize(out: str | os.PathLike, *, progress: bool = True) -> Dataset:
         "kind": "synthetic",
         "source": {"kind": plan["generator"]["source"], "generator": plan["name"], "path": str(out.resolve())},
         "plan": plan,
+        **({"provenance": plan["provenance"]} if isinstance(plan.get("provenance"), dict) else {}),
         "generation": {
             **totals(read_timings(out), len(layout.blocks(plan["batch_size"]))),
             "blank_retries": sum(r.get("blank_retries", 0) for r in records),
@@ -124,7 +126,7 @@ def merge(out: str | os.PathLike, shards: list[str | os.PathLike] = (), *, progr
         if theirs is None:
             raise DataError(f"{folder} is not a generation folder (no {PLAN_FILE}); name the folders "
                             "'synthbench generate --shard' wrote")
-        if plan is not None and theirs != plan:
+        if plan is not None and not same_plan(theirs, plan):
             raise DataError(f"{folder} was generated with other options than {out} "
                             f"({_differences(plan, theirs)}); only shards of one plan can be merged")
         plan = theirs

@@ -32,7 +32,8 @@ from typing import Any
 from synthbench.data.dataset import MANIFEST
 from synthbench.errors import DataError, SynthbenchError
 from synthbench.generate.config import GenerateConfig
-from synthbench.generate.plan import PLAN_FILE, DamagedPlan, _differences, _Layout, _read_plan, native_folder
+from synthbench.generate.plan import (PLAN_FILE, DamagedPlan, _differences, _Layout, _read_plan, native_folder,
+                                     same_plan)
 from synthbench.safety import (LOCK, MARKER, OwnershipError, check_apart, check_replaceable, mark_owned,
                                output_lock, owned_kind, read_marker, suggest_new)
 
@@ -232,7 +233,7 @@ def _check_output(out: Path, plan: dict[str, Any], inputs: list[Path], overwrite
         if not overwrite:
             raise
         saved = None  # --overwrite: the folder is synthbench's, and is about to be emptied
-    if saved is not None and saved != plan and not overwrite:
+    if saved is not None and not same_plan(saved, plan) and not overwrite:
         raise DataError(f"{out} was started with other options ({_differences(saved, plan)}); run the same "
                         "command as before to finish it, or choose another --out (or pass --overwrite)")
     native = native_folder(out)
@@ -290,7 +291,7 @@ def _claim(out: Path, plan: dict[str, Any]) -> None:
         finally:
             tmp.unlink(missing_ok=True)
     saved = _read_plan(out)
-    if saved != plan:
+    if not same_plan(saved, plan):
         raise DataError(f"{out} was started with other options ({_differences(saved, plan)}); run the same "
                         "command as before to finish it, or choose another --out (or pass --overwrite)")
 

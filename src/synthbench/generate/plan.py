@@ -72,7 +72,10 @@ def _plan(config: GenerateConfig, source) -> dict[str, Any]:
             "classes": order, "class_names": sorted(order), "count": count, "seed": config.seed,
             "batch_size": config.batch_size, "size": size, "channels": source.channels,
             "resample": config.resample, "keep_native": config.keep_native,
-            "test_fraction": config.test_fraction}
+            "test_fraction": config.test_fraction,
+            # What the generator saw (recorded in the manifest); it follows from the weights, so it is
+            # not compared on resume or merge (see same_plan): folders begun before it existed still finish.
+            "provenance": source.provenance()}
     plan = json.loads(json.dumps(plan))  # as it reads back from generate.json
     _check_test_split(plan)
     return plan
@@ -156,6 +159,13 @@ def _plan_problem(plan: Any) -> str | None:
             and plan.get("resample") in ("lanczos", "bicubic", "bilinear", "box")):
         return "test_fraction, keep_native, name, generator or resample malformed"
     return None
+
+
+def same_plan(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Whether two plans make the same images (``provenance`` is a record, not a setting)."""
+    if a is None or b is None:
+        return a is b
+    return {k: v for k, v in a.items() if k != "provenance"} == {k: v for k, v in b.items() if k != "provenance"}
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:

@@ -62,6 +62,15 @@ class _Trained:
     def details(self, subject: str | None, seed: int) -> dict[str, Any]:
         return {}
 
+    def provenance(self) -> dict[str, Any]:
+        """What the generator saw: the real Dataset its run recorded (run.json beside model/)."""
+        from synthbench.data import provenance
+        from synthbench.engine.run import RunFolder
+
+        run = self.folder.parent if self.folder.name == "model" else self.folder
+        info = RunFolder(run).info() if (run / "run.json").is_file() else None
+        return provenance.trained(info, where=str(self.folder))
+
     def render(self, subjects: list[str | None], seeds: list[int]) -> list[tuple[np.ndarray, dict]]:
         gen = self.generator
         labels = [gen.class_names.index(s) for s in subjects] if gen.conditional else None
@@ -108,6 +117,11 @@ class _Pipeline:
                 "sampling": {"scheduler": self.sampler, "steps": c.steps, "guidance": c.guidance,
                              "negative_prompt": c.negative_prompt, "max_retries": c.max_retries},
                 "native_size": c.native_size, "dtype": self.dtype, "variant": c.variant}
+
+    def provenance(self) -> dict[str, Any]:
+        from synthbench.data import provenance
+
+        return provenance.pretrained(self.source.hub_id or self.source.spec)
 
     def load(self, device) -> None:
         from synthbench.generators.text2image import TextToImage

@@ -134,7 +134,11 @@ class Report(Sections):
     def __init__(self, data: Results, page: Path, figdir: Path, grid: completeness.Completeness | None,
                  runs: dict[str, Path], datasets: dict[str, Path]):
         self.results, self.page, self.figdir, self.grid = data.path, page, figdir, grid
-        self.t = data.tables
+        # Filtered cells (``filters`` of the spec) get their own block; every other section shows
+        # the unfiltered cells only, as before filters existed.
+        self.all_comparisons = data.tables.get("comparisons", pd.DataFrame())
+        self.t = _unfiltered(data.tables)
+        self.filtered_summary = _only_filtered(data.tables.get("summary", pd.DataFrame()))
         self.spec = data.study.get("spec", {})
         self.classifier = data.study.get("classifier", {})
         self.inputs = data.inputs
@@ -207,7 +211,7 @@ class Report(Sections):
 
     # ---------------------------------------------------------------- sections
     def render(self) -> str:
-        sections = [self.header(), self.source_tables(), self.source_figures(), self.beyond(),
+        sections = [self.header(), self.source_tables(), self.source_figures(), self.beyond(), self.filtering(),
                     self.quality(), self.generators(), self.datasets_section(), self.left_out(), self.provenance()]
         return "\n".join(s for s in sections if s)
 
@@ -340,7 +344,7 @@ class Report(Sections):
             parts.append(self.figure(figures.paired_differences(c, self.target("paired_differences.png"), scope=scope),
                                      "Paired differences between compositions on the same seeds (95 % CI)."))
             parts.append(f"<h3>Paired comparisons{self.table_scope()}</h3><div class='wide'>"
-                         + self._comparison_table(c) + "</div>")
+                         + self._comparison_table(c) + "</div>" + self.holm_note())
         if self.headline is not None and len(r):
             path = figures.per_class(r, self.class_names, self.headline, self.target("per_class.png"), scope=scope)
             if path is None and self.class_names and "per_class_accuracy" in r.columns:
@@ -351,17 +355,51 @@ class Report(Sections):
 
     @staticmethod
     def _comparison_table(c: pd.DataFrame) -> str:
+        holm = "p_holm" in c.columns
         head = ("<tr><th class='l'>A</th><th class='l'>B</th><th>size</th><th>seeds</th><th>mean A</th>"
-                "<th>mean B</th><th>A − B</th><th>95 % CI</th><th>p</th></tr>")
+                "<th>mean B</th><th>A − B</th><th>95 % CI</th><th>p</th>"
+                + ("<th>p (Holm)</th>" if holm else "") + "</tr>")
         rows = []
         for r in c.itertuples():
             a = r.composition_a + (f" ({r.generator_a})" if r.generator_a else "")
             b = r.composition_b + (f" ({r.generator_b})" if r.generator_b else "")
+            if getattr(r, "kind", "") == "filter":
+                a, b = f"{a} filtered: {r.filter_a}", f"{b} unfiltered"
             ci = interval(r.ci_low, r.ci_high, "signed")
             rows.append(f"<tr><td class='l'>{esc(a)}</td><td class='l'>{esc(b)}</td><td>{num(r.size, 'count')}</td>"
                         f"<td>{num(r.n, 'count')}</td><td>{num(r.mean_a)}</td><td>{num(r.mean_b)}</td>"
-                        f"<td>{num(r.diff, 'signed')}</td><td>{ci}</td><td>{num(r.p_value)}</td></tr>")
+                        f"<td>{num(r.diff, 'signed')}</td><td>{ci}</td><td>{num(r.p_value)}</td>"
+                        + (f"<td>{num(r.p_holm)}</td>" if holm else "") + "</tr>")
         return "<table>" + head + "".join(rows) + "</table>"
+
+    def holm_note(self) -> str:
+        """Says how many tests the Holm adjustment covers (every comparison of comparisons.csv)."""
+        c = self.all_comparisons
+        if "p_holm" not in c.columns or "p_value" not in c.columns:
+            return ("<p>p-values are not adjusted for the number of comparisons (comparisons.csv has no p_holm "
+                    "column: run the study again with this synthbench to get them).</p>")
+        tests = int(pd.to_numeric(c["p_value"], errors="coerce").notna().sum())
+        return (f"<p>p: the paired t-test's p-value; p (Holm): the same, Holm-adjusted over all {tests} "
+                "paired comparisons of this study (comparisons.csv), so that a small adjusted p is unlikely "
+                "to be one lucky test among many.</p>")
+
+    def filtering(self) -> str:
+        """The effect of the spec's filters: filtered against unfiltered cells on the same seeds."""
+        c = self.all_comparisons
+        if self.filtered_summary.empty and (c.empty or "kind" not in c.columns):
+            return ""
+        pairs = c[c["kind"] == "filter"] if "kind" in c.columns else c.iloc[0:0]
+        if self.filtered_summary.empty and pairs.empty:
+            return ""
+        keep = self.spec.get("filter_keep")
+        said = (f"The confidence filter kept {esc(keep)} of each class of each synthetic Dataset: the images a "
+                "classifier trained only on the generator's own real data labels as their intended class with the "
+                "highest confidence. ")
+        parts = [f"<h2>Filtering synthetic data</h2><p>{said}Filtered and unfiltered cells of the same composition, "
+                 "size and seed are compared pairwise (filtered − unfiltered accuracy).</p>"]
+        if len(pairs):
+            parts.append(self._comparison_table(pairs) + self.holm_note())
+        return "\n".join(parts)
 
     def _run_file(self, name: str, path: Path) -> Path | None:
         """``path`` inside run ``name`` when it resolves inside the folder the run may be read from."""
@@ -450,3 +488,23 @@ class Report(Sections):
 def fold(summary: str, body: str) -> str:
     """A raw block (a spec, a config) folded away behind its one-line summary."""
     return f"<details><summary>{esc(summary)}</summary>{body}</details>"
+
+
+def _unfiltered(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The tables with filtered cells and filter comparisons left out (tables from before filters
+    have no filter column: kept whole)."""
+    out = dict(tables)
+    for name in ("results", "summary"):
+        t = tables.get(name)
+        if t is not None and "filter" in t.columns:
+            out[name] = t[t["filter"].fillna("none").isin(["none", ""])].reset_index(drop=True)
+    c = tables.get("comparisons")
+    if c is not None and "kind" in c.columns:
+        out["comparisons"] = c[c["kind"] != "filter"].reset_index(drop=True)
+    return out
+
+
+def _only_filtered(summary: pd.DataFrame) -> pd.DataFrame:
+    if "filter" not in summary.columns:
+        return summary.iloc[0:0]
+    return summary[~summary["filter"].fillna("none").isin(["none", ""])]

@@ -11,6 +11,9 @@ Compositions at size N and seed s (real pool R, a generator's synthetic pool S, 
 - ``ratio_sweep``: ``mix`` at every ratio of the spec at size N
 
 ``real`` and ``subset_real`` hold no synthetic image: one cell each, not one per generator.
+Every other composition runs once per filter of the spec (``none``: the synthetic pool as it is;
+``confidence``: its filtered Dataset, see :mod:`synthbench.study.filtering`); a filtered cell
+draws from the filtered pool, so only its key differs from the unfiltered cell's.
 A cell's cache key hashes what decides its result: the classifier config (with the cell's
 seed), the training set's fingerprint (derived from its inputs' fingerprints and the draw's
 parameters), the real test set's fingerprint and the package version. Cells of different
@@ -54,13 +57,14 @@ class Cell:
     ratio: float             # synthetic share of the training set
     augment_factor: float | None = None
     per_class: int | None = None
+    filter: str = "none"     # the synthetic pool's filter ("none" for unfiltered and real-only cells)
 
     def label(self) -> str:
-        extra = ""
+        extra = "" if self.filter == "none" else f" filter {self.filter}"
         if self.composition == "ratio_sweep":
-            extra = f" ratio {self.ratio:g}"
+            extra += f" ratio {self.ratio:g}"
         elif self.composition == "augmented":
-            extra = f" k {self.augment_factor:g}"
+            extra += f" k {self.augment_factor:g}"
         gen = f" [{self.generator}]" if self.generator else ""
         return f"{self.composition}{gen}{extra} size {self.size} seed {self.seed}"
 
@@ -82,17 +86,18 @@ def build_grid(spec: StudySpec, num_classes: int) -> list[Cell]:
                 common = {"composition": comp, "size": size, "seed": seed, "per_class": per_class}
                 if comp in REAL_ONLY:
                     cells.append(Cell(generator="", ratio=0.0, **common))
-                for gen in generators if comp not in REAL_ONLY else []:
+                for gen, filt in [(g, f) for g in generators for f in spec.filters] if comp not in REAL_ONLY else []:
+                    both = {**common, "generator": gen, "filter": filt}
                     if comp == "artificial":
-                        cells.append(Cell(generator=gen, ratio=1.0, **common))
+                        cells.append(Cell(ratio=1.0, **both))
                     elif comp == "mixed":
-                        cells.append(Cell(generator=gen, ratio=spec.ratio, **common))
+                        cells.append(Cell(ratio=spec.ratio, **both))
                     elif comp == "ratio_sweep":
-                        cells += [Cell(generator=gen, ratio=float(r), **common) for r in spec.ratios]
+                        cells += [Cell(ratio=float(r), **both) for r in spec.ratios]
                     elif comp == "augmented":
                         for k in spec.augment_factors:
                             share = round_half_up(k * size) / (size + round_half_up(k * size))
-                            cells.append(Cell(generator=gen, ratio=share, augment_factor=float(k), **common))
+                            cells.append(Cell(ratio=share, augment_factor=float(k), **both))
     return cells
 
 
@@ -133,7 +138,7 @@ def check_sizes(cells: list[Cell], inputs: StudyInputs, mixed_ratio: float) -> N
         n_real, n_synth = counts(cell, mixed_ratio)
         need("real", inputs.pool, n_real, cell)
         if n_synth:
-            need(f"synthetic ({cell.generator})", inputs.synthetic[cell.generator].pool, n_synth, cell)
+            need(f"synthetic ({cell.generator})", inputs.synthetic_pool(cell.generator, cell.filter), n_synth, cell)
     if problems:
         raise DataError("too few images for the asked sizes: " + "; ".join(problems.values()))
 
@@ -144,7 +149,7 @@ def training_set(cell: Cell, inputs: StudyInputs, mixed_ratio: float) -> Dataset
     n_real, n_synth = counts(cell, mixed_ratio)
     if cell.composition in ("real", "subset_real"):
         return subset(real, count=n_real, seed=s)
-    synthetic = inputs.synthetic[cell.generator].pool
+    synthetic = inputs.synthetic_pool(cell.generator, cell.filter)
     if cell.composition == "artificial":
         return subset(synthetic, count=n_synth, seed=s)
     if cell.composition in ("mixed", "ratio_sweep"):

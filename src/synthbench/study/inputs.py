@@ -39,6 +39,8 @@ class SyntheticInput:
     test: Dataset               # held-out images for testing
     resized_from: str | None    # "HxWxC" of the Dataset when it was resized to the real shape
     held_out: str = ""          # where the test images come from (for messages)
+    provenance: dict | None = None                          # what its generator saw (None: not recorded)
+    filtered: dict[str, Dataset] = field(default_factory=dict)  # filter name -> the filtered pool
 
 
 @dataclass
@@ -52,6 +54,15 @@ class StudyInputs:
     @property
     def num_classes(self) -> int:
         return self.real.num_classes
+
+    def synthetic_pool(self, generator: str, filter: str = "none") -> Dataset:
+        """The images a cell of ``generator`` draws from: its pool, or that pool filtered."""
+        synthetic = self.synthetic[generator]
+        if filter == "none":
+            return synthetic.pool
+        if filter not in synthetic.filtered:
+            raise SynthbenchError(f"the {filter} filter of generator {generator!r} has not been applied yet")
+        return synthetic.filtered[filter]
 
 
 def as_train(view: Dataset) -> Dataset:
@@ -89,7 +100,13 @@ def _split(ds: Dataset, name: str, what: str, path: str) -> Dataset:
 
 
 def _synthetic(name: str, spec: SyntheticSpec, real: Dataset, holdout: float, notes: list[str]) -> SyntheticInput:
+    from synthbench.data import provenance
+
     ds = _open(spec.path, f"synthetic Dataset {name!r}")
+    try:
+        prov = provenance.read(ds.manifest)
+    except DataError as exc:
+        raise DataError(f"synthetic Dataset {name!r} ({spec.path}): {exc}") from None
     if not ds.labelled or (ds.labels < 0).any():
         raise DataError(f"synthetic Dataset {name!r} ({spec.path}) is not fully labelled; the study needs "
                         "class-conditional samples (generate with labels)")
@@ -120,7 +137,7 @@ def _synthetic(name: str, spec: SyntheticSpec, real: Dataset, holdout: float, no
     held_out = (f"its {spec.test_split!r} split" if spec.test_split in aligned.split_names
                 else f"a {holdout:g} share of its images")
     return SyntheticInput(name=name, path=spec.path, fingerprint=ds.fingerprint, pool=pool, test=test,
-                          resized_from=resized_from, held_out=held_out)
+                          resized_from=resized_from, held_out=held_out, provenance=prov)
 
 
 def _row_ids(view: Dataset) -> np.ndarray:

@@ -21,7 +21,9 @@ Results folder::
 
     RESULTS/.synthbench       the marker: a study's results folder, and the entries it wrote
     RESULTS/study.yaml        the resolved spec and classifier config of the last run
-    RESULTS/inputs.json       every input Dataset: path, fingerprint, shape, pool and test sizes, resizes
+    RESULTS/inputs.json       every input Dataset: path, fingerprint, shape, pool and test sizes, resizes,
+                              each generator's provenance (what it saw) and filtered pools
+    RESULTS/filtered/<key>/   the synthetic pools filtered by the spec's filters (synthbench.study.filtering)
     RESULTS/log.txt           one line per cell started, finished, failed or skipped
     RESULTS/cells/<key>/      one folder per cell (see synthbench.study.cache)
     RESULTS/grid.json         planned and finished cells, and every missing one (see synthbench.study.tables)
@@ -134,8 +136,12 @@ class StudyRun:
 
 
 # ------------------------------------------------------------------------------ planning
-def plan_study(spec: StudySpec, out: str | os.PathLike | None = None) -> StudyPlan:
-    """Open the inputs and build every cell with its key; any bad input raises here."""
+def plan_study(spec: StudySpec, out: str | os.PathLike | None = None, *, build_filters: bool = True) -> StudyPlan:
+    """Open the inputs and build every cell with its key; any bad input raises here. The spec's
+    filters are applied here (their Datasets made in the results folder unless cached; with
+    ``build_filters=False`` a missing one is an error instead)."""
+    from synthbench.study.filtering import apply_filters, check_filtered_sizes
+
     from synthbench.classifiers.models import build_classifier
 
     out = Path(out or spec.out or "")
@@ -156,6 +162,9 @@ def plan_study(spec: StudySpec, out: str | os.PathLike | None = None) -> StudyPl
         inputs.notes.append(message)
         warnings.warn(message, StudyWarning, stacklevel=2)
     grid = build_grid(spec, inputs.num_classes)
+    check_sizes([c for c in grid if c.filter == "none"], inputs, spec.ratio)
+    check_filtered_sizes(grid, inputs, spec)
+    apply_filters(spec, inputs, classifier, out, build=build_filters)
     check_sizes(grid, inputs, spec.ratio)
     cells = []
     for cell in grid:
@@ -310,7 +319,7 @@ def study_status(spec: str | os.PathLike | StudySpec, *, out: str | os.PathLike 
                  overrides: tuple[str, ...] | list[str] = ()) -> StudyStatus:
     """How far the study in its results folder is (reads the inputs to know the keys; writes nothing)."""
     spec, _ = load_spec(spec, overrides)
-    plan = plan_study(spec, out)
+    plan = plan_study(spec, out, build_filters=False)
     store = CellStore(plan.out)
     states = {k: store.state(k) for k in plan.keys}
     per: dict[str, tuple[int, int]] = {}
@@ -451,6 +460,8 @@ def _run_metrics(plan: StudyPlan, generator: str, progress: bool) -> None:
 
 # ------------------------------------------------------------------------------ bookkeeping
 def _write_description(plan: StudyPlan) -> None:
+    from synthbench.data import provenance
+
     spec = plan.spec
     text = yaml.safe_dump({"spec": dump_config(spec), "classifier": dump_config(plan.classifier)}, sort_keys=False)
     tmp = plan.out / f".study.yaml.{os.getpid()}.part"  # shards may write it at the same time
@@ -464,7 +475,10 @@ def _write_description(plan: StudyPlan) -> None:
     data = {"real": {"path": spec.real, "fingerprint": inputs.real.fingerprint, "shape": shape_text(inputs.real.shape),
                      "classes": inputs.real.class_names, "pool": describe(inputs.pool), "test": describe(inputs.test)},
             "synthetic": {name: {"path": s.path, "fingerprint": s.fingerprint, "resized_from": s.resized_from,
-                                 "pool": describe(s.pool), "test": describe(s.test)}
+                                 "pool": describe(s.pool), "test": describe(s.test),
+                                 # what the generator saw (None: not recorded), and the filtered pools
+                                 "provenance": s.provenance, "provenance_text": provenance.describe(s.provenance),
+                                 "filtered": {f: {**describe(ds), "path": str(ds.path)} for f, ds in s.filtered.items()}}
                           for name, s in inputs.synthetic.items()},
             "classifier_resized_from": plan.resized_from, "notes": inputs.notes,
             "cells": len(plan.cells), "distinct_trainings": len(plan.keys), "synthbench_version": __version__}

@@ -13,6 +13,15 @@ Example (the bundled digits, scarce real data, two generators)::
     classifier_preset: small
     classifier: {train: {epochs: 20}} # any ClassifierConfig key over the preset
     metrics: {enabled: true}
+    filters: [none, confidence]        # also train on each synthetic Dataset filtered (see below)
+    filter_keep: 0.5                   # the confidence filter keeps this share of each class
+
+Filters: ``confidence`` keeps, per class, the ``filter_keep`` share of a synthetic Dataset's
+images that a classifier labels as their intended class with the highest probability. That
+classifier (the study's classifier config) is trained only on the real data the generator itself
+was trained on (its ``provenance``), so filtering adds no real information the generator did not
+have; a generator whose real data is unknown or unavailable (a pretrained pipeline) is refused.
+Every composition that draws synthetic images then runs once per filter (``none``: unfiltered).
 
 Relative paths are relative to the spec file's folder.
 
@@ -41,6 +50,8 @@ COMPOSITIONS = ("real", "artificial", "mixed", "subset_real", "augmented", "rati
 # Compositions whose training set holds no synthetic image: trained once, not once per generator.
 REAL_ONLY = ("real", "subset_real")
 Composition = Literal["real", "artificial", "mixed", "subset_real", "augmented", "ratio_sweep"]
+FILTERS = ("none", "confidence")
+Filter = Literal["none", "confidence"]
 # Seeds reach numpy's legacy seeding (< 2**32) and a cell's second draw uses seed + 1: keep
 # them in a range every library takes.
 MAX_SEED = 2**31 - 1
@@ -83,6 +94,8 @@ class StudySpec(StrictModel):
     comparisons: list[tuple[Composition, Composition]] = Field(
         [("real", "artificial"), ("real", "mixed"), ("mixed", "subset_real")],
         description="Pairs of compositions compared on the same seeds (difference, 95% CI, p-value).")
+    filters: list[Filter] = Field(["none"], min_length=1, description="Filters applied to each synthetic Dataset before cells draw from it: none (unfiltered), confidence (keep the images a classifier trained on the generator's own real data finds most clearly of their class).")
+    filter_keep: float = Field(0.5, gt=0, le=1, description="Share of each class the confidence filter keeps (0 < keep <= 1).")
     threads: int | None = Field(None, ge=1, description="Torch CPU threads while cells run (null: torch's default; 1 is often fastest for small networks).")
     metrics: StudyMetricsSpec = Field(default_factory=StudyMetricsSpec, description="Image-quality metrics per generator.")
 
@@ -96,7 +109,8 @@ class StudySpec(StrictModel):
                                           for k, v in data["synthetic"].items()}}
         return data
 
-    @field_validator("sizes", "per_class", "compositions", "seeds", "ratios", "augment_factors", "comparisons")
+    @field_validator("sizes", "per_class", "compositions", "seeds", "ratios", "augment_factors", "comparisons",
+                     "filters")
     @classmethod
     def _no_repeats(cls, values: list | None) -> list | None:
         seen: list = []
@@ -142,6 +156,10 @@ class StudySpec(StrictModel):
         needs_synthetic = [c for c in self.compositions if c not in REAL_ONLY]
         if needs_synthetic and not self.synthetic:
             raise ValueError(f"compositions {needs_synthetic} need at least one synthetic Dataset (key 'synthetic')")
+        filters = [f for f in self.filters if f != "none"]
+        if filters and not needs_synthetic:
+            raise ValueError(f"filters {filters} apply to synthetic images, but the compositions {self.compositions} "
+                             "draw none; use filters: [none], or add a composition such as artificial or mixed")
         bad = [name for name in self.synthetic if not name or "/" in name or name.startswith(".")]
         if bad:
             raise ValueError(f"generator names must be plain names, got {bad}")

@@ -15,6 +15,10 @@ a value of exactly 0 or 1 is moved half a test image inwards first (``0.5 / n`` 
 number of test images; ``n`` unknown: 0.001). ``_mean`` and ``_sd`` stay the plain mean and
 standard deviation of the seeds. Differences (:func:`paired`) keep the plain t-interval: they
 may be negative.
+
+A study makes dozens of such comparisons, so ``p_holm`` adjusts each p-value for all the
+comparisons of the study (Holm's step-down method, which controls the chance of any false
+"significant" among them without assuming they are independent).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-GROUP_COLUMNS = ["composition", "generator", "size", "per_class", "ratio", "augment_factor"]
+GROUP_COLUMNS = ["composition", "generator", "filter", "size", "per_class", "ratio", "augment_factor"]
+NO_FILTER = "none"
 METRICS = ["accuracy", "macro_f1", "synthetic_accuracy"]
 # results.csv's count of test images behind each metric (moves a share of 0 or 1 inwards)
 TRIALS = {"accuracy": "n_test", "macro_f1": "n_test", "synthetic_accuracy": "n_synthetic_test"}
@@ -97,6 +102,26 @@ def paired(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENC
             "ci_low": low, "ci_high": high, "p_value": p}
 
 
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values, in the order given; NaN stays NaN and does not count as a test.
+
+    Written out because scipy has no Holm (``scipy.stats.false_discovery_control`` is
+    Benjamini-Hochberg, a different error rate) and statsmodels is not a dependency: with the m
+    p-values sorted ascending, p_(i) becomes max over j <= i of min(1, (m - j + 1) p_(j)). Tied
+    p-values get equal adjusted values (the running maximum carries the first one's).
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(len(p), math.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    m = len(valid)
+    order = valid[np.argsort(p[valid], kind="stable")]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
+
+
 def _isnan(v) -> bool:
     try:
         return math.isnan(v)
@@ -109,6 +134,7 @@ def summarise(results: pd.DataFrame, metrics: Iterable[str] = METRICS) -> pd.Dat
     ``<metric>_mean``, ``_sd``, ``_ci_low``, ``_ci_high``; the interval is the logit-scale t
     interval of :func:`proportion_interval` (every metric here is a share in [0, 1])."""
     metrics = [m for m in metrics if m in results.columns]
+    results = _with_filter(results)
     columns = GROUP_COLUMNS + ["n_seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "sd", "ci_low", "ci_high")]
     if results.empty:
         return pd.DataFrame(columns=columns)
@@ -133,6 +159,13 @@ def _trials(part: pd.DataFrame, metric: str) -> float | None:
     return float(n.min()) if len(n) else None
 
 
+def _with_filter(results: pd.DataFrame) -> pd.DataFrame:
+    """Tables from before filters existed have no ``filter`` column: every cell was unfiltered."""
+    if "filter" in results.columns:
+        return results.assign(filter=results["filter"].fillna(NO_FILTER))
+    return results.assign(filter=pd.Series(NO_FILTER, index=results.index, dtype=object))
+
+
 def compare(results: pd.DataFrame, pairs: Iterable[tuple[str, str]], metric: str = "accuracy") -> pd.DataFrame:
     """Paired comparisons on the same seeds.
 
@@ -141,22 +174,31 @@ def compare(results: pd.DataFrame, pairs: Iterable[tuple[str, str]], metric: str
       every generator's cells of the other.
     - ``kind="generator"``: for each composition with synthetic data and size, every pair of
       generators (the source study's "generators compared").
+    - ``kind="filter"``: for each composition with synthetic data, generator, size and filter,
+      the filtered cells against the unfiltered ones (same draw seeds and classifier seeds).
+
+    The composition and generator comparisons are between unfiltered cells. ``p_holm`` is the
+    p-value adjusted (Holm) over every row of the table.
     """
-    columns = ["kind", "composition_a", "generator_a", "composition_b", "generator_b", "size", "metric",
-               "n", "mean_a", "mean_b", "diff", "diff_sd", "ci_low", "ci_high", "p_value"]
+    columns = ["kind", "composition_a", "generator_a", "filter_a", "composition_b", "generator_b", "filter_b",
+               "size", "metric", "n", "mean_a", "mean_b", "diff", "diff_sd", "ci_low", "ci_high", "p_value",
+               "p_holm"]
     rows: list[dict] = []
     if results.empty:
         return pd.DataFrame(columns=columns)
     # ratio_sweep and augmented have several cells per (composition, generator, size); they
     # are compared through the summary, not here.
+    results = _with_filter(results)
     simple = results[~results["composition"].isin(["ratio_sweep", "augmented"])]
 
-    def series(comp: str, gen: str, size: int) -> pd.Series:
-        part = simple[(simple["composition"] == comp) & (simple["generator"] == gen) & (simple["size"] == size)]
+    def series(comp: str, gen: str, size: int, filt: str = NO_FILTER) -> pd.Series:
+        part = simple[(simple["composition"] == comp) & (simple["generator"] == gen) & (simple["size"] == size)
+                      & (simple["filter"] == filt)]
         return part.drop_duplicates("seed").set_index("seed")[metric]
 
     generators = sorted(g for g in simple["generator"].unique() if g)
     sizes = sorted(simple["size"].unique())
+    filters = sorted(f for f in simple["filter"].unique() if f != NO_FILTER)
     for comp_a, comp_b in pairs:
         for size in sizes:
             for gen in generators or [""]:
@@ -165,19 +207,28 @@ def compare(results: pd.DataFrame, pairs: Iterable[tuple[str, str]], metric: str
                 rows += _pair_row("composition", comp_a, gen_a, comp_b, gen_b, size, metric, series)
                 if not gen_a and not gen_b:
                     break  # neither side depends on the generator: one comparison, not one per generator
-    for comp in [c for c in simple["composition"].unique() if c not in ("real", "subset_real")]:
+    synthetic = [c for c in simple["composition"].unique() if c not in ("real", "subset_real")]
+    for comp in synthetic:
         for size in sizes:
             for i, gen_a in enumerate(generators):
                 for gen_b in generators[i + 1:]:
                     rows += _pair_row("generator", comp, gen_a, comp, gen_b, size, metric, series)
-    return pd.DataFrame(rows, columns=columns)
+    for comp in synthetic:
+        for size in sizes:
+            for gen in generators:
+                for filt in filters:
+                    rows += _pair_row("filter", comp, gen, comp, gen, size, metric, series, filters=(filt, NO_FILTER))
+    table = pd.DataFrame(rows, columns=columns)
+    table["p_holm"] = holm(table["p_value"].to_numpy(dtype=np.float64))
+    return table
 
 
-def _pair_row(kind, comp_a, gen_a, comp_b, gen_b, size, metric, series) -> list[dict]:
-    a, b = series(comp_a, gen_a, size), series(comp_b, gen_b, size)
+def _pair_row(kind, comp_a, gen_a, comp_b, gen_b, size, metric, series, filters=(NO_FILTER, NO_FILTER)) -> list[dict]:
+    a, b = series(comp_a, gen_a, size, filters[0]), series(comp_b, gen_b, size, filters[1])
     seeds = sorted(set(a.index) & set(b.index))
     if not seeds:
         return []
     stats = paired(a.loc[seeds].to_numpy(), b.loc[seeds].to_numpy())
-    return [{"kind": kind, "composition_a": comp_a, "generator_a": gen_a, "composition_b": comp_b,
-             "generator_b": gen_b, "size": int(size), "metric": metric, **stats}]
+    return [{"kind": kind, "composition_a": comp_a, "generator_a": gen_a, "filter_a": filters[0],
+             "composition_b": comp_b, "generator_b": gen_b, "filter_b": filters[1], "size": int(size),
+             "metric": metric, **stats}]

@@ -8,14 +8,14 @@ that is partial (interrupted, one shard of several, failed cells) says so everyw
 - ``grid.json`` is the contract a reader (the report) relies on::
 
     {"planned_cells": M, "finished_cells": N, "planned_trainings": m, "finished_trainings": n,
-     "complete": bool, "missing": [{"composition", "generator", "size", "ratio", "seed", "state"}],
+     "complete": bool, "missing": [{"composition", "generator", "filter", "size", "ratio", "seed", "state"}],
      "metrics_missing": [generator names], "written_at": "YYYY-mm-ddTHH:MM:SS"}
 
   A cell is a row of the grid; a training is a distinct training set + classifier (cells that
   draw the same images share one). ``state`` is ``not started``, ``interrupted`` (begun and not
   finished: killed, or being trained by another process now) or ``failed`` (its training raised;
   see log.txt). ``complete`` is true only when every cell is finished and no metrics asked for are
-  missing. ``generator`` and ``ratio`` are null for cells without synthetic data.
+  missing. ``generator``, ``filter`` and ``ratio`` are null for cells without synthetic data.
 
 Tables and grid.json are written under one lock (:func:`cache.tables_lock`), each file
 atomically, so two runs sharing a folder never interleave half a set.
@@ -54,6 +54,7 @@ def grid_state(plan: StudyPlan, store: CellStore, metrics_done: list[str]) -> di
             continue
         synthetic = bool(p.cell.generator)
         missing.append({"composition": p.cell.composition, "generator": p.cell.generator or None,
+                        "filter": p.cell.filter if synthetic else None,
                         "size": int(p.cell.size), "ratio": float(p.cell.ratio) if synthetic else None,
                         "seed": int(p.cell.seed), "state": states[p.key]})
     wanted = list(plan.spec.synthetic) if plan.spec.metrics.enabled else []
@@ -85,7 +86,7 @@ def result_rows(plan: StudyPlan, store: CellStore) -> tuple[list[dict], list[dic
         real_test, synth_test = res["real_test"], res.get("synthetic_test") or {}
         row: dict[str, Any] = {
             "study": spec.name, "composition": cell.composition, "generator": cell.generator,
-            "size": cell.size, "per_class": cell.per_class, "ratio": cell.ratio,
+            "filter": cell.filter, "size": cell.size, "per_class": cell.per_class, "ratio": cell.ratio,
             "augment_factor": cell.augment_factor, "seed": cell.seed,
             "n_train": res["n_train"], "n_real": res["n_real"], "n_synthetic": res["n_synthetic"],
             "accuracy": real_test["accuracy"], "macro_f1": real_test["macro_f1"],
@@ -100,6 +101,8 @@ def result_rows(plan: StudyPlan, store: CellStore) -> tuple[list[dict], list[dic
             "synthetic_path": synthetic.path if synthetic else None,
             "synthetic_fingerprint": synthetic.fingerprint if synthetic else None,
             "synthetic_resized_from": synthetic.resized_from if synthetic else None,
+            "synthetic_pool_fingerprint": (inputs.synthetic_pool(cell.generator, cell.filter).fingerprint
+                                           if synthetic else None),
             "classifier_preset": spec.classifier_preset,
             "classifier_resized_from": plan.resized_from,
             "device": res["device"], "host": res.get("host"), "synthbench_version": res["synthbench_version"],
@@ -107,7 +110,7 @@ def result_rows(plan: StudyPlan, store: CellStore) -> tuple[list[dict], list[dic
         }
         _flatten("classifier", res["classifier"], row)
         rows.append(row)
-        base = {k: row[k] for k in ("study", "composition", "generator", "size", "per_class", "ratio",
+        base = {k: row[k] for k in ("study", "composition", "generator", "filter", "size", "per_class", "ratio",
                                     "augment_factor", "seed", "key")}
         evals.append({**base, "test_set": "real_test", "test_generator": "", **_scores(real_test)})
         if synth_test:
