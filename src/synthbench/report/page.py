@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from synthbench.report import completeness, figures, output
+from synthbench.report import answer, completeness, figures, output
 from synthbench.report.load import Results, ResultsError, inside, load
 from synthbench.safety import safe_names
 
@@ -190,7 +190,7 @@ class Report:
 
     # ---------------------------------------------------------------- sections
     def render(self) -> str:
-        sections = [self.header(), self.source_tables(), self.source_figures(), self.beyond(),
+        sections = [self.header(), answer.section(self), self.source_tables(), self.source_figures(), self.beyond(),
                     self.quality(), self.generators(), self.datasets_section(), self.left_out(), self.provenance()]
         return "\n".join(s for s in sections if s)
 

@@ -258,6 +258,14 @@ def rate_row(curve: Curve, g: Group, draws: np.ndarray | None) -> dict[str, Any]
     else:
         status, bound = OK, ""
     row["bound"] = bound
+    if status != OK:
+        # The point lies outside; an interval end inside the measured range is given (and said).
+        if status == "above range" and ci[0] <= hi_n:
+            row["n_eff_ci_low"] = ci[0] if ci[0] >= lo_n and not (mixture and ci[0] <= n_real) else math.nan
+            status += "; the interval reaches into the measured range"
+        elif status != "above range" and ci[1] >= max(lo_n, n_real if mixture else 0):
+            row["n_eff_ci_high"] = ci[1] if ci[1] <= hi_n else math.nan
+            status += "; the interval reaches into the measured range"
     if status == OK:
         ends = []
         if ci[1] > hi_n:
@@ -296,12 +304,20 @@ def _statement(g: Group, row: dict[str, Any], lo_n: int, hi_n: int) -> str:
         lead = f"At {g.size} training images{k}, adding {m} {gen} images to {n_real} real ones"
     else:
         lead = f"At {g.size} training images, {m} {gen} images alone"
-    if row["status"] == "worth nothing measurable" or row["bound"] == "worth nothing measurable":
+    reach = ""
+    if math.isfinite(row["n_eff_ci_low"]) and row["bound"]:
+        reach = f"; its 95 % CI reaches down to {_fmt(row['n_eff_ci_low'] - (n_real if mixture else 0))}"
+    elif math.isfinite(row["n_eff_ci_high"]) and row["bound"]:
+        reach = f"; its 95 % CI reaches up to {_fmt(row['n_eff_ci_high'] - (n_real if mixture else 0))}"
+    elif "reaches into" in row["status"]:
+        reach = "; its 95 % CI spans the whole measured range"
+    if row["bound"] == "worth nothing measurable":
         return (f"{lead} {'is' if mixture else 'are'} worth nothing measurable: the accuracy "
-                f"({row['accuracy_mean']:.3f}) is no higher than the real learning curve gives its {n_real} real images.")
+                f"({row['accuracy_mean']:.3f}) is no higher than the real learning curve gives its {n_real} real "
+                f"images{reach}.")
     if row["bound"]:
         return (f"{lead} {'is' if mixture else 'are'} {row['bound']} (accuracy {row['accuracy_mean']:.3f}, outside the "
-                f"real sizes measured, {lo_n}–{hi_n}); no rate is given beyond them.")
+                f"real sizes measured, {lo_n}–{hi_n}{reach}); no rate is given beyond them.")
     worth = row["n_eff"] - n_real if mixture else row["n_eff"]
     lo_w = row["n_eff_ci_low"] - n_real if mixture else row["n_eff_ci_low"]
     hi_w = row["n_eff_ci_high"] - n_real if mixture else row["n_eff_ci_high"]
@@ -351,6 +367,35 @@ def provenance_text(prov: Any) -> str:
     return f"{kind or 'unknown kind'}" + (f" ({note})" if note else "")
 
 
+def study_frame(results: pd.DataFrame, evaluations: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The rows :func:`exchange_rates` reads: results.csv's (test set ``real_test``) and, from
+    evaluations.csv, each generator's synthetic test set (``synthetic_test:NAME``) scored by the
+    real cells and that generator's cells."""
+    parts = [results.assign(test_set="real_test")]
+    if evaluations is not None and len(evaluations) and "test_generator" in evaluations.columns:
+        ev = evaluations[evaluations["test_set"] == "synthetic_test"]
+        for name, part in ev.groupby("test_generator", sort=True):
+            gen = part["generator"].fillna("").astype(str)
+            keep = part[(gen == "") | (gen == name)]
+            if (keep["composition"] == "real").any() and (gen == name).any():
+                parts.append(keep.assign(test_set=f"synthetic_test:{name}"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def provenance_of(inputs: Any) -> dict[str, Any]:
+    """{generator: recorded provenance or None} from a study's inputs.json content."""
+    synthetic = inputs.get("synthetic") if isinstance(inputs, dict) else None
+    if not isinstance(synthetic, dict):
+        return {}
+    return {str(k): v.get("provenance") if isinstance(v, dict) else None for k, v in synthetic.items()}
+
+
+def has_sweep(results: pd.DataFrame) -> bool:
+    """Whether the results hold real cells at three or more sizes (the learning curve)."""
+    real = results[results["composition"] == "real"]
+    return real["size"].nunique() >= 3
+
+
 def exchange_rates(results: pd.DataFrame, *, provenance: dict[str, Any] | None = None, grid: str = "",
                    resamples: int = RESAMPLES) -> tuple[pd.DataFrame, list[Curve]]:
     """(the exchange-rate table, the curves) of a tidy results table.
@@ -398,3 +443,81 @@ def exchange_rates(results: pd.DataFrame, *, provenance: dict[str, Any] | None =
     if not has_filter:
         table = table.drop(columns="filter")
     return table, curves
+
+
+# ------------------------------------------------------------------------------ a results folder
+def from_folder(folder) -> tuple[pd.DataFrame, str]:
+    """(the exchange-rate table of a results folder, where it came from): ``exchange_rates.csv``
+    when the study wrote one, else computed from ``results.csv`` (checked as the report checks it)."""
+    from pathlib import Path
+
+    from synthbench.report import completeness
+    from synthbench.report.load import ResultsError, load
+
+    folder = Path(folder)
+    data = load(folder)   # one-line errors for a folder that is not a results folder, bad numbers
+    results = data.tables["results"]
+    if not has_sweep(results):
+        sizes = sorted(int(s) for s in results.loc[results["composition"] == "real", "size"].unique())
+        raise ResultsError(f"{folder}: exchange rates need real cells at 3 or more sizes; this study has "
+                           f"sizes {sizes} (add sizes to the spec's 'sizes' and run it again)")
+    path = folder / "exchange_rates.csv"
+    if path.is_file():
+        try:
+            table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        except (OSError, UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
+            raise ResultsError(f"{path} is not a readable CSV table ({exc}); delete it to compute the "
+                               "rates from results.csv") from None
+        missing = [c for c in ("generator", "composition", "size", "status", "statement") if c not in table.columns]
+        if missing:
+            raise ResultsError(f"{path} lacks the column(s) {', '.join(missing)}; delete it to compute the "
+                               "rates from results.csv")
+        return table, f"read from {path}"
+    grid = completeness.read(folder, results)
+    evaluations = folder / "evaluations.csv"
+    evals = None
+    if evaluations.is_file():
+        try:
+            evals = pd.read_csv(evaluations, keep_default_na=False, na_values=[""])
+            evals["accuracy"] = pd.to_numeric(evals["accuracy"], errors="coerce")
+        except (OSError, UnicodeDecodeError, pd.errors.ParserError, ValueError, KeyError):
+            evals = None
+    table, _ = exchange_rates(study_frame(results, evals), provenance=provenance_of(data.inputs),
+                              grid=grid.scope or "complete")
+    return table, f"computed from {folder / 'results.csv'} (no exchange_rates.csv)"
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The table for a terminal: one line per cell group, then its sentence."""
+    def num(v, fmt="{:.0f}"):
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            return "-"
+        return fmt.format(v) if math.isfinite(v) else "-"
+
+    def interval(point, low, high, fmt):
+        ends = (num(low, fmt), num(high, fmt))
+        if ends == ("-", "-"):
+            return num(point, fmt)
+        return f"{num(point, fmt)} ({ends[0].replace('-', '?')} to {ends[1].replace('-', '?')})"
+
+    lines = []
+    head = f"{'test set':<20} {'generator':<12} {'composition':<11} {'size':>5} {'real':>5} {'synth':>5} " \
+           f"{'acc':>6} {'n_eff (95% CI)':>20} {'rate (95% CI)':>20}  status"
+    lines.append(head)
+    for _, r in table.iterrows():
+        gen = " ".join(str(r["generator"]).split())[:12]
+        filt = f" [{r['filter']}]" if "filter" in table.columns and str(r.get("filter") or "") else ""
+        n_eff = interval(r.get("n_eff"), r.get("n_eff_ci_low"), r.get("n_eff_ci_high"), "{:.0f}")
+        rate = interval(r.get("rate"), r.get("rate_ci_low"), r.get("rate_ci_high"), "{:.2f}")
+        lines.append(f"{str(r.get('test_set', 'real_test'))[:20]:<20} {gen:<12} {str(r['composition'])[:11]:<11} "
+                     f"{num(r['size']):>5} {num(r.get('n_real')):>5} {num(r.get('n_synthetic')):>5} "
+                     f"{num(r.get('accuracy_mean'), '{:.3f}'):>6} {n_eff:>20} {rate:>20}  {r['status']}{filt}")
+    lines.append("")
+    for _, r in table.iterrows():
+        prov = f" Generator: {r['provenance']}." if str(r.get("provenance") or "") else ""
+        grid = str(r.get("grid") or "")
+        scope = f" [{grid}]" if grid and grid != "complete" else ""
+        lines.append(f"- [{r.get('test_set', 'real_test')}]{scope} {r['statement']}{prov}")
+    return "\n".join(lines)
