@@ -53,7 +53,8 @@ def section(report: Report) -> str:
              f"{esc(', '.join(str(s) for s in curve.sizes))} real images, on the real test images): it is worth the "
              "number of real images that reach its accuracy. Rate = synthetic images per real image. 95 % "
              f"intervals: bootstrap over seeds ({curve.resamples} resamples, refitting the curve each time). "
-             "Outside the real sizes measured the page gives a bound, not a number. The same numbers are in "
+             "Outside the real sizes measured the page gives a bound, not a number. With few seeds the bootstrap "
+             "sees only the values measured and its intervals are narrow: quote rates from 5 or more seeds. The same numbers are in "
              "<code>exchange_rates.csv</code> and <code>synthbench study exchange RESULTS</code>.</p>"]
     if curve.status != OK:
         parts.append(f"<p class='warning'>{esc(curve.status)}.</p>")
@@ -70,8 +71,8 @@ def section(report: Report) -> str:
         path = plot(curve, table, report.target("exchange_curve.png"), scope=report.scope)
         parts.append(report.figure(path, "The real learning curve (line: power-law fit; band: 95 % bootstrap band; "
                                          "dots: measured real means with 95 % t-intervals) and each synthetic or "
-                                         "mixed result placed at the real-image count it is worth (triangles at "
-                                         "the edge: outside the measured range)."))
+                                         "mixed result placed at the real-image count it is worth, with its 95 % "
+                                         "interval (triangles at the edge: outside the measured range)."))
     return "\n".join(parts)
 
 
@@ -98,8 +99,10 @@ def plot(curve: Curve, table: pd.DataFrame, path: Path, scope: str = "") -> Path
             else:
                 continue
         label = f"{figures.literal(r['composition'], 20)} ({figures.literal(r['generator'], 30)})"
-        ax.plot([x], [r["accuracy_mean"]], marker=marker, ls="none", ms=7, color=colours[r["generator"]],
-                markeredgecolor="black", label=None if label in seen else label)
+        low, high = r["n_eff_ci_low"], r["n_eff_ci_high"]
+        xerr = [[x - low if math.isfinite(low) else 0.0], [high - x if math.isfinite(high) else 0.0]]
+        ax.errorbar([x], [r["accuracy_mean"]], xerr=xerr, marker=marker, ls="none", ms=7, capsize=2, lw=0.8,
+                    color=colours[r["generator"]], markeredgecolor="black", label=None if label in seen else label)
         seen.add(label)
     ax.set_xscale("log")
     ax.set_xticks(curve.sizes, [str(s) for s in curve.sizes])
