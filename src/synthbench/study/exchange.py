@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from synthbench.errors import SynthbenchError
 from synthbench.study.grid import Cell, counts
 
 BOOTSTRAP_SEED = 20240611
@@ -62,14 +63,14 @@ def power_law(n, a, b, c):
     return a * np.power(n, -b) + c
 
 
-B_GRID = np.geomspace(1e-3, 10.0, 300)   # exponents b tried first; then refined between neighbours
+B_GRID = np.geomspace(1e-3, 10.0, 150)   # exponents b tried first; then refined between neighbours
 C_MAX = 0.999
 
 
 def _profile(x: np.ndarray, y: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sse, a, c) of the best a > 0, 0 <= c <= C_MAX for each exponent: ``y`` (R, K) errors at
     sizes ``x`` (K,), ``b`` (R, G) exponents. For a fixed b the model is linear in a and c."""
-    z = np.power(x[None, None, :], -b[..., None])                     # (R, G, K)
+    z = np.exp(-b[..., None] * np.log(x)[None, None, :])              # (R, G, K)
     yb = np.broadcast_to(y[:, None, :], z.shape)
     zc = z - z.mean(-1, keepdims=True)
     a = (zc * (yb - yb.mean(-1, keepdims=True))).sum(-1) / np.maximum((zc * zc).sum(-1), 1e-300)
@@ -100,7 +101,7 @@ def fit_many(sizes, errors) -> np.ndarray:
     i = np.argmin(sse, axis=1)
     lo = B_GRID[np.maximum(i - 1, 0)]
     hi = B_GRID[np.minimum(i + 1, len(B_GRID) - 1)]
-    b = lo[:, None] + (hi - lo)[:, None] * np.linspace(0, 1, 41)[None, :]
+    b = lo[:, None] + (hi - lo)[:, None] * np.linspace(0, 1, 31)[None, :]
     sse, a, c = _profile(x, y, b)
     j = np.argmin(sse, axis=1)
     r = np.arange(len(y))
@@ -331,18 +332,20 @@ def _statement(g: Group, row: dict[str, Any], lo_n: int, hi_n: int) -> str:
 
 
 def with_counts(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with ``n_real`` / ``n_synthetic`` columns (from :func:`grid.counts` where missing)."""
-    if {"n_real", "n_synthetic"} <= set(df.columns) and df[["n_real", "n_synthetic"]].notna().all().all():
-        return df
+    """``df`` with ``n_real`` / ``n_synthetic`` per row as the study defines them
+    (:func:`grid.counts` of the cell: composition, size, ratio, augment factor); a table's own
+    columns are used only for rows the definition cannot place (``subset_real``, unknown kinds)."""
     nr, ns = [], []
     for _, r in df.iterrows():
-        if r["composition"] == "subset_real":
-            nr.append(math.nan), ns.append(0)   # needs the study's mixed ratio; not used for curves
-            continue
         af = r.get("augment_factor")
-        cell = Cell(r["composition"], str(r.get("generator") or ""), int(r["size"]), int(r["seed"]),
-                    float(r.get("ratio") or 0.0), None if af is None or pd.isna(af) else float(af))
-        a, b = counts(cell, 0.0)
+        try:
+            cell = Cell(str(r["composition"]), str(r.get("generator") or ""), int(r["size"]), int(r["seed"]),
+                        float(r.get("ratio") or 0.0), None if af is None or pd.isna(af) else float(af))
+            if cell.composition == "subset_real":   # needs the study's mixed ratio; not used here
+                raise ValueError
+            a, b = counts(cell, 0.0)
+        except (ValueError, TypeError, SynthbenchError):  # a row the definition cannot place
+            a, b = r.get("n_real", math.nan), r.get("n_synthetic", math.nan)
         nr.append(a), ns.append(b)
     return df.assign(n_real=nr, n_synthetic=ns)
 
@@ -504,15 +507,15 @@ def format_table(table: pd.DataFrame) -> str:
 
     lines = []
     head = f"{'test set':<20} {'generator':<12} {'composition':<11} {'size':>5} {'real':>5} {'synth':>5} " \
-           f"{'acc':>6} {'n_eff (95% CI)':>20} {'rate (95% CI)':>20}  status"
+           f"{'seeds':>5} {'acc':>6} {'n_eff (95% CI)':>20} {'rate (95% CI)':>20}  status"
     lines.append(head)
     for _, r in table.iterrows():
-        gen = " ".join(str(r["generator"]).split())[:12]
+        gen = "_".join("".join(c if c.isprintable() else " " for c in str(r["generator"])).split())[:12]
         filt = f" [{r['filter']}]" if "filter" in table.columns and str(r.get("filter") or "") else ""
         n_eff = interval(r.get("n_eff"), r.get("n_eff_ci_low"), r.get("n_eff_ci_high"), "{:.0f}")
         rate = interval(r.get("rate"), r.get("rate_ci_low"), r.get("rate_ci_high"), "{:.2f}")
         lines.append(f"{str(r.get('test_set', 'real_test'))[:20]:<20} {gen:<12} {str(r['composition'])[:11]:<11} "
-                     f"{num(r['size']):>5} {num(r.get('n_real')):>5} {num(r.get('n_synthetic')):>5} "
+                     f"{num(r['size']):>5} {num(r.get('n_real')):>5} {num(r.get('n_synthetic')):>5} {num(r.get('n_seeds')):>5} "
                      f"{num(r.get('accuracy_mean'), '{:.3f}'):>6} {n_eff:>20} {rate:>20}  {r['status']}{filt}")
     lines.append("")
     for _, r in table.iterrows():
