@@ -364,3 +364,21 @@ def test_the_report_leads_with_the_answer(held_out_study, tmp_path):
         assert statement.replace("'", "&#x27;") in text
     assert "provenance not recorded" in text and "exchange_curve.png" in text
     assert (tmp_path / "report" / "index-figures" / "exchange_curve.png").stat().st_size > 1000
+
+
+def test_bootstrap_refits_failing_often_give_the_too_noisy_status(monkeypatch):
+    from synthbench.study import exchange
+
+    real_fit = exchange.fit_many
+
+    def failing(sizes, errors):   # every 5th refit of the bootstrap fails (20 % > the 10 % allowed)
+        p = real_fit(sizes, errors)
+        if len(p) > 1:
+            p[::5] = np.nan
+        return p
+
+    monkeypatch.setattr(exchange, "fit_many", failing)
+    rows = real_rows() + group_rows("artificial", "g", 200, acc(np.full(5, 80.0)))
+    row = one(rates(rows, resamples=100)[0], generator="g")
+    assert row["status"] == "no rate: the real learning curve is too noisy (20 of 100 bootstrap refits failed)"
+    assert math.isnan(row["n_eff"]) and row["failed_fits"] == 20

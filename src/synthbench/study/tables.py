@@ -3,7 +3,7 @@
 Every table is rebuilt from the complete cells in the results folder (of any shard). A study
 that is partial (interrupted, one shard of several, failed cells) says so everywhere:
 
-- ``exchange_rates.csv`` (when the study has real and synthetic cells): how many real images
+- ``exchange_rates.csv``: how many real images
   each synthetic cell group is worth, from the real learning curve (:mod:`synthbench.study.exchange`);
 - ``results.csv``, ``summary.csv`` and ``exchange_rates.csv`` carry ``planned_cells`` and ``finished_cells`` (the
   whole grid's cell counts; the same on every row);
@@ -188,8 +188,7 @@ def write_tables(plan: StudyPlan, store: CellStore, metrics_done: list[str]) -> 
         paths.update(_write_table(pd.DataFrame(evals), plan.out, "evaluations"))
         paths.update(_write_table(_with_counts(summarise(results), state), plan.out, "summary"))
         paths.update(_write_table(compare(results, plan.spec.comparisons), plan.out, "comparisons"))
-        synthetic = results["composition"].isin(["artificial", "mixed", "augmented", "ratio_sweep"]) if len(results) else []
-        if len(results) and (results["composition"] == "real").any() and synthetic.any():
+        if len(results):   # always rewritten (empty without synthetic cells), so it never outlives its results
             scope = "complete" if state["complete"] else f"partial: {state['finished_cells']} of {state['planned_cells']} cells"
             prov = provenance_of(read_json(plan.out / "inputs.json"))
             for name, syn in plan.inputs.synthetic.items():  # Datasets that record it, where inputs.json does not
