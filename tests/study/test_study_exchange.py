@@ -20,6 +20,7 @@ from synthbench.study.exchange import (BOOTSTRAP_SEED, OK, exchange_rates, fit_c
 
 A, B, C = 2.0, 0.6, 0.05
 SIZES = (25, 50, 100, 200, 400, 800)
+SIZES_E2E = [30, 60, 120]
 
 
 def acc(n, a=A, b=B, c=C):
@@ -288,7 +289,7 @@ def test_a_filter_column_is_carried_through():
 @pytest.fixture(scope="module")
 def held_out_study(digits16, tmp_path_factory):
     """A study of the digits whose "generator" is 700 real training digits the real pool lacks:
-    real and artificial cells at 30, 90 and 270 images, 3 seeds (the learning curve), trained for
+    real and artificial cells at SIZES_E2E images, 3 seeds (the learning curve), trained for
     real by the study runner."""
     import torch
 
@@ -309,7 +310,7 @@ def held_out_study(digits16, tmp_path_factory):
     write(root / "real", order[:700], True)
     write(root / "held", order[700:], False)
     spec = {"name": "held-out", "real": str(root / "real"), "synthetic": {"held": str(root / "held")},
-            "sizes": [30, 90, 270], "seeds": [0, 1, 2], "compositions": ["real", "artificial"],
+            "sizes": SIZES_E2E, "seeds": [0, 1, 2], "compositions": ["real", "artificial"],
             "classifier_preset": "tiny", "classifier": {"model": {"width": 8}, "train": {"epochs": 10, "batch_size": 16}}}
     (root / "spec.yaml").write_text(yaml.safe_dump(spec))
     threads = torch.get_num_threads()
@@ -321,26 +322,34 @@ def held_out_study(digits16, tmp_path_factory):
     return root / "out"
 
 
-def test_end_to_end_held_out_real_images_come_out_at_one(held_out_study):
+def test_end_to_end_through_the_study_the_cli_and_the_report(held_out_study, tmp_path, capsys):
+    """One test (the study is trained once, even with pytest -n): held-out real images come out
+    at a rate whose interval holds 1; the CLI prints the table from the CSV and, without it, the
+    same from results.csv; the report opens with the same sentences and the figure.
+
+    Only rows inside the curve's range are checked against 1: with 3 seeds the percentile
+    bootstrap sees only the 3 values run and its intervals are narrow (about 85 % coverage at
+    5 seeds, see the coverage test), so the smallest size here lands below the range on seed
+    noise. The report says to quote rates from 5 or more seeds."""
+    from synthbench.report.page import build_report
+
     table = pd.read_csv(held_out_study / "exchange_rates.csv", keep_default_na=False, na_values=[""])
     assert (held_out_study / "exchange_rates.parquet").is_file()
     real = table[table["test_set"] == "real_test"]
-    assert sorted(real["size"]) == [30, 90, 270] and set(real["generator"]) == {"held"}
+    assert sorted(real["size"]) == SIZES_E2E and set(real["generator"]) == {"held"}
     assert set(table["test_set"]) == {"real_test", "synthetic_test:held"}
     assert set(real["grid"]) == {"complete"} and set(real["planned_cells"]) == {18}
-    assert set(real["n_synthetic"]) == {30, 90, 270} and set(real["n_real"]) == {0}
+    assert sorted(real["n_synthetic"]) == SIZES_E2E and set(real["n_real"]) == {0}
     inside = real[real["status"].str.startswith(OK)]
     assert len(inside) >= 1
     for _, row in inside.iterrows():
         assert contains(row["rate_ci_low"], row["rate_ci_high"], 1.0), row["statement"]
     assert set(real["provenance"]) == {"provenance not recorded"}
 
-
-def test_the_cli_prints_the_table_from_the_csv_or_from_results(held_out_study, tmp_path, capsys):
+    # the command: from the CSV, then computed from results.csv with the same sentences
     assert main(["study", "exchange", str(held_out_study)]) == 0
     out = capsys.readouterr().out
     assert "read from" in out and "exchange_rates.csv" in out
-    table = pd.read_csv(held_out_study / "exchange_rates.csv")
     for statement in table["statement"]:
         assert statement in out
     copy = tmp_path / "copy"
@@ -348,19 +357,15 @@ def test_the_cli_prints_the_table_from_the_csv_or_from_results(held_out_study, t
     assert main(["study", "exchange", str(copy)]) == 0
     again = capsys.readouterr().out
     assert "computed from" in again and "(no exchange_rates.csv)" in again
-    for statement in table["statement"]:   # the same numbers, recomputed
+    for statement in table["statement"]:
         assert statement in again
 
-
-def test_the_report_leads_with_the_answer(held_out_study, tmp_path):
-    from synthbench.report.page import build_report
-
-    page = build_report(held_out_study, tmp_path / "report" / "index.html")
+    # the report leads with the answer
+    page = build_report(copy, tmp_path / "report" / "index.html")
     text = page.read_text()
     answer = text.index("<h2>The answer: what a synthetic image is worth</h2>")
-    assert answer < text.index("<h2>", text.index("<h1>")) + 1   # the first section after the title
-    table = pd.read_csv(held_out_study / "exchange_rates.csv")
-    for statement in table[table["test_set"] == "real_test"]["statement"]:
+    assert answer == text.index("<h2>")   # the first section after the title
+    for statement in real["statement"]:
         assert statement.replace("'", "&#x27;") in text
     assert "provenance not recorded" in text and "exchange_curve.png" in text
     assert (tmp_path / "report" / "index-figures" / "exchange_curve.png").stat().st_size > 1000
