@@ -355,6 +355,20 @@ def study_status_cmd(spec, out, overrides):
         click.echo(study_status(spec, out=out, overrides=overrides).format())
 
 
+@study.command("exchange")
+@click.argument("results", type=click.Path())
+def study_exchange_cmd(results):
+    """How many synthetic images one real image is worth, per generator and size (needs real cells at 3+ sizes).
+
+    Prints exchange_rates.csv of the RESULTS folder (or computes it from results.csv)."""
+    from synthbench.study.exchange import format_table, from_folder
+
+    table, source = from_folder(results)
+    click.echo(f"Exchange rates ({source}); n_eff: real images worth the same accuracy, rate: synthetic images "
+               "per real image; '-': outside the measured range or not estimable.")
+    click.echo(format_table(table))
+
+
 # ------------------------------------------------------------------------------------ metrics
 @cli.command("metrics")
 @click.option("--real", required=True, type=click.Path(), help="The real Dataset.")

@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from synthbench.report import completeness, figures, output
+from synthbench.report import answer, completeness, figures, output
 from synthbench.report.load import Results, ResultsError, inside, load
 from synthbench.report.numbers import esc, fmt, num  # noqa: F401 (esc, num: used by callers too)
 from synthbench.report.sections import Sections
@@ -211,7 +211,8 @@ class Report(Sections):
 
     # ---------------------------------------------------------------- sections
     def render(self) -> str:
-        sections = [self.header(), self.source_tables(), self.source_figures(), self.beyond(), self.filtering(),
+        sections = [self.header(), answer.section(self), self.source_tables(), self.source_figures(), self.beyond(),
+                    self.filtering(),
                     self.quality(), self.generators(), self.datasets_section(), self.left_out(), self.provenance()]
         return "\n".join(s for s in sections if s)
 

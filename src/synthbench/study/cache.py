@@ -40,7 +40,7 @@ COMPLETE = "COMPLETE"
 RESULT = "result.json"
 FAILED = "failed.json"
 KIND = "study"
-TABLES = ("results", "evaluations", "summary", "comparisons", "metrics")
+TABLES = ("results", "evaluations", "summary", "comparisons", "metrics", "exchange_rates")
 TABLES_LOCK = "tables.lock"
 # Every top-level entry a study writes into its results folder.
 ENTRIES = ("study.yaml", "inputs.json", "log.txt", "cells", "metrics", "grid.json", TABLES_LOCK, "filtered",

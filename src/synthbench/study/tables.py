@@ -3,7 +3,9 @@
 Every table is rebuilt from the complete cells in the results folder (of any shard). A study
 that is partial (interrupted, one shard of several, failed cells) says so everywhere:
 
-- ``results.csv`` and ``summary.csv`` carry ``planned_cells`` and ``finished_cells`` (the
+- ``exchange_rates.csv``: how many real images
+  each synthetic cell group is worth, from the real learning curve (:mod:`synthbench.study.exchange`);
+- ``results.csv``, ``summary.csv`` and ``exchange_rates.csv`` carry ``planned_cells`` and ``finished_cells`` (the
   whole grid's cell counts; the same on every row);
 - ``grid.json`` is the contract a reader (the report) relies on::
 
@@ -33,6 +35,7 @@ import pandas as pd
 
 from synthbench import safety
 from synthbench.study.cache import CellStore, read_json, tables_lock, write_json_atomic
+from synthbench.study.exchange import exchange_rates, provenance_of, study_frame
 from synthbench.study.stats import _trials, compare, proportion_interval, summarise
 
 if TYPE_CHECKING:
@@ -189,6 +192,14 @@ def write_tables(plan: StudyPlan, store: CellStore, metrics_done: list[str]) -> 
         paths.update(_write_table(pd.DataFrame(evals), plan.out, "evaluations"))
         paths.update(_write_table(_with_counts(summarise(results), state), plan.out, "summary"))
         paths.update(_write_table(compare(results, plan.spec.comparisons), plan.out, "comparisons"))
+        if len(results):   # always rewritten (empty without synthetic cells), so it never outlives its results
+            scope = "complete" if state["complete"] else f"partial: {state['finished_cells']} of {state['planned_cells']} cells"
+            prov = provenance_of(read_json(plan.out / "inputs.json"))
+            for name, syn in plan.inputs.synthetic.items():  # Datasets that record it, where inputs.json does not
+                if prov.get(name) is None:
+                    prov[name] = (getattr(syn.pool, "manifest", None) or {}).get("provenance")
+            rates, _ = exchange_rates(study_frame(results, pd.DataFrame(evals)), grid=scope, provenance=prov)
+            paths.update(_write_table(_with_counts(rates, state), plan.out, "exchange_rates"))
         metric_rows = metrics_rows(plan, results, metrics_done)
         if metric_rows:
             paths.update(_write_table(pd.DataFrame(metric_rows), plan.out, "metrics"))

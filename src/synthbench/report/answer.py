@@ -1,0 +1,116 @@
+"""The report's first section: the answer in sentences a reader can quote, and its figure.
+
+How many synthetic images one real image is worth, per generator and training-set size, read
+off the real learning curve (:mod:`synthbench.study.exchange`; the numbers are those of
+``exchange_rates.csv``: the same deterministic computation on the same results). Beside each
+generator, what its Dataset records about the data its generator saw (a generator trained on
+all the real images helping a classifier that sees 50 is not free data). Every sentence and
+name is escaped; every name drawn in the figure goes through :func:`figures.literal`.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from synthbench.report import figures
+from synthbench.study.exchange import OK, SYNTHETIC_COMPOSITIONS, Curve, exchange_rates, has_sweep, provenance_of
+
+if TYPE_CHECKING:
+    from synthbench.report.page import Report
+
+MARKERS = {"artificial": "s", "mixed": "D", "augmented": "^", "ratio_sweep": "v"}
+GEN_COLOURS = ["#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
+
+
+def esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def section(report: Report) -> str:
+    """The section's HTML ("" when the study has no synthetic cells); a study without a size
+    sweep gets a short note saying what would give the answer."""
+    results = report.t["results"]
+    if results.empty or not results["composition"].isin(SYNTHETIC_COMPOSITIONS).any():
+        return ""
+    if not has_sweep(results):
+        sizes = sorted(int(s) for s in results.loc[results["composition"] == "real", "size"].unique())
+        return ("<h2>The answer: what a synthetic image is worth</h2><p class='note'>No exchange rate: it needs "
+                f"real cells at 3 or more sizes to fit the real learning curve; this study has sizes {esc(sizes)}. "
+                "Add sizes to the spec's <code>sizes</code> and run it again.</p>")
+    table, curves = exchange_rates(results.assign(test_set="real_test"), provenance=provenance_of(report.inputs),
+                                   grid=report.scope or "complete")
+    curve = curves[0]
+    scope = f"<span class='scope'>[{esc(report.scope)}]</span> " if report.scope else ""
+    parts = ["<h2>The answer: what a synthetic image is worth</h2>",
+             f"<p class='note'>{scope}Each synthetic or mixed result is placed on the real learning curve (error = "
+             "a·n<sup>−b</sup> + c fitted to the mean accuracy of the <code>real</code> cells at "
+             f"{esc(', '.join(str(s) for s in curve.sizes))} real images, on the real test images): it is worth the "
+             "number of real images that reach its accuracy. Rate = synthetic images per real image. 95 % "
+             f"intervals: bootstrap over seeds ({curve.resamples} resamples, refitting the curve each time). "
+             "Outside the real sizes measured the page gives a bound, not a number. With few seeds the bootstrap "
+             "sees only the values measured and its intervals are narrow: quote rates from 5 or more seeds. The same numbers are in "
+             "<code>exchange_rates.csv</code> and <code>synthbench study exchange RESULTS</code>.</p>"]
+    if curve.status != OK:
+        parts.append(f"<p class='warning'>{esc(curve.status)}.</p>")
+    if "filter" not in table.columns:
+        table = table.assign(filter="")
+    for gen, rows in table.groupby("generator", sort=True):
+        parts.append(f"<h3>{esc(gen)}</h3><p class='note'>What this generator saw: "
+                     f"{esc(rows['provenance'].iloc[0])}.</p><ul>")
+        for _, r in rows.sort_values(["size", "composition", "ratio"]).iterrows():
+            filt = f" [filter: {esc(r['filter'])}]" if str(r["filter"] or "") else ""
+            parts.append(f"<li>{esc(r['statement'])}{filt}</li>")
+        parts.append("</ul>")
+    if curve.status == OK:
+        path = plot(curve, table, report.target("exchange_curve.png"), scope=report.scope)
+        parts.append(report.figure(path, "The real learning curve (line: power-law fit; band: 95 % bootstrap band; "
+                                         "dots: measured real means with 95 % t-intervals) and each synthetic or "
+                                         "mixed result placed at the real-image count it is worth, with its 95 % "
+                                         "interval (triangles at the edge: outside the measured range)."))
+    return "\n".join(parts)
+
+
+def plot(curve: Curve, table: pd.DataFrame, path: Path, scope: str = "") -> Path:
+    plt = figures._plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    lo, hi = curve.sizes[0], curve.sizes[-1]
+    n = np.geomspace(lo, hi, 200)
+    band_lo, band_hi = curve.band(n)
+    ax.fill_between(n, band_lo, band_hi, color=figures.COLOURS["real"], alpha=0.18, lw=0, label="95 % band")
+    ax.plot(n, curve.accuracy(n), color=figures.COLOURS["real"], lw=1.8, label="real: fitted curve")
+    ax.errorbar(curve.sizes, curve.means, yerr=np.nan_to_num(curve.halfwidths), fmt="o", color="black", capsize=3,
+                label="real: measured (mean, 95 % CI)")
+    generators = sorted(table["generator"].unique())
+    colours = {g: GEN_COLOURS[i % len(GEN_COLOURS)] for i, g in enumerate(generators)}
+    seen = set()
+    for _, r in table.iterrows():
+        x, marker = r["n_eff"], MARKERS.get(r["composition"], "o")
+        if not math.isfinite(x):
+            if r["status"] == "above range":
+                x, marker = hi, ">"
+            elif r["status"] in ("below range", "worth nothing measurable"):
+                x, marker = lo, "<"
+            else:
+                continue
+        label = f"{figures.literal(r['composition'], 20)} ({figures.literal(r['generator'], 30)})"
+        low, high = r["n_eff_ci_low"], r["n_eff_ci_high"]
+        xerr = [[x - low if math.isfinite(low) else 0.0], [high - x if math.isfinite(high) else 0.0]]
+        ax.errorbar([x], [r["accuracy_mean"]], xerr=xerr, marker=marker, ls="none", ms=7, capsize=2, lw=0.8,
+                    color=colours[r["generator"]], markeredgecolor="black", label=None if label in seen else label)
+        seen.add(label)
+    ax.set_xscale("log")
+    ax.set_xticks(curve.sizes, [str(s) for s in curve.sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("real training images (a synthetic result: the real images it is worth)")
+    ax.set_ylabel("accuracy on real test images")
+    figures._title(ax, "What a synthetic image is worth: results placed on the real learning curve", scope)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return figures._save(fig, path)

@@ -1,0 +1,98 @@
+"""``synthbench study exchange`` (and the report's answer) on bad results folders.
+
+Each case is one bad input through the real CLI: a refusal is one line, exit code 2, and leaves
+every file as it was; an accepted input prints what it can and escapes what it shows.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).parent
+
+
+def _load(name: str, path: Path):
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+resultsdir = _load("report_resultsdir", HERE.parent / "report" / "resultsdir.py")
+snapshot = _load("adversarial_conftest", HERE / "conftest.py").snapshot
+SWEEP = (25, 50, 100, 200)   # real accuracy rises with size in the hand-made rows: a learning curve
+
+
+def sweep_folder(root: Path, generators=("gan",), sizes=SWEEP) -> Path:
+    rows = resultsdir.results_rows(generators=generators, sizes=sizes, seeds=(0, 1, 2),
+                                   compositions=("real", "artificial"))
+    return resultsdir.write_results(root, rows=rows, generators=generators)
+
+
+def test_nan_and_inf_accuracies(tmp_path, cli, refused):
+    res = sweep_folder(tmp_path / "res")
+    table = pd.read_csv(res / "results.csv", dtype=str, keep_default_na=False)
+    art = table.index[(table["composition"] == "artificial") & (table["size"] == "100")]
+    table.loc[art[0], "accuracy"] = "nan"       # a cell whose score was lost: left out, not averaged as 0
+    table.to_csv(res / "results.csv", index=False)
+    code, out, err = cli("study", "exchange", res)
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if x.startswith("real_test") and " artificial " in x and " 100 " in x)
+    assert line.split()[3:7] == ["100", "0", "100", "2"]   # size, real, synthetic, 2 seeds (not 3)
+    assert not re.search(r"\bnan\b", "\n".join(x for x in out.splitlines() if x.startswith(("real_test", "- ["))), re.I)
+    table.loc[art[0], "accuracy"] = "inf"
+    table.to_csv(res / "results.csv", index=False)
+    before = snapshot(tmp_path)
+    refused("study", "exchange", res, match=("accuracy", "a number between 0 and 1", "'inf'"))
+    assert snapshot(tmp_path) == before
+
+
+def test_a_single_size_is_refused_naming_the_sizes(tmp_path, refused):
+    res = sweep_folder(tmp_path / "res", sizes=(40,))
+    before = snapshot(tmp_path)
+    refused("study", "exchange", res, match="need real cells at 3 or more sizes; this study has sizes [40]")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_foreign_folder_is_refused_and_left_alone(tmp_path, refused):
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_bytes(b"not really a jpeg")
+    (foreign / "exchange_rates.csv").write_text("who,what\nme,this\n")
+    before = snapshot(tmp_path)
+    refused("study", "exchange", foreign, match="is not a study results folder")
+    refused("study", "exchange", tmp_path / "missing", match="does not exist")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_broken_exchange_table_is_refused_and_the_advice_works(tmp_path, cli, refused):
+    res = sweep_folder(tmp_path / "res")
+    (res / "exchange_rates.csv").write_text("a,b\n1,2\n")
+    before = snapshot(tmp_path)
+    refused("study", "exchange", res, match=("exchange_rates.csv lacks the column(s)", "delete it"))
+    assert snapshot(tmp_path) == before
+    (res / "exchange_rates.csv").unlink()       # the advice, followed
+    code, out, err = cli("study", "exchange", res)
+    assert code == 0 and "computed from" in out, err
+
+
+def test_a_generator_named_with_html(tmp_path, cli):
+    name = "<script>alert('x')</script>"
+    res = sweep_folder(tmp_path / "res", generators=(name,))
+    code, out, err = cli("study", "exchange", res)
+    assert code == 0, err
+    assert f"{name} images alone" in out        # a terminal shows the name as it is
+    code, out, err = cli("report", res)
+    assert code == 0, err
+    page = (res / "report" / "index.html").read_text()
+    section = page[page.index("<h2>The answer"):page.index("<h2>", page.index("<h2>The answer") + 5)]
+    assert "<script" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; images alone" in section
+    assert "provenance not recorded" in section
