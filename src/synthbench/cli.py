@@ -284,9 +284,14 @@ def study() -> None:
 @click.argument("spec", type=click.Path())
 @click.option("--shard", help="i/n: run only every n-th distinct cell from the i-th (0 <= i < n), e.g. in a SLURM array.")
 @click.option("--out", type=click.Path(), help="Results folder (default: the spec's 'out', or SPEC-results beside it).")
+@click.option("--workers", type=int, envvar="SYNTHBENCH_WORKERS",
+              help="Cells trained at once in local processes (default: one per GPU, else one per CPU core; 1: serial).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: every cell a Ray task (pip install \"synthbench[ray]\"), with the spec's 'resources'.")
+@click.option("--address", help="Ray cluster to join (HOST:PORT or auto; default: RAY_ADDRESS, else a local one).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
-def study_run(spec, shard, out, quiet, overrides):
+def study_run(spec, shard, out, workers, executor, address, quiet, overrides):
     """Train and score every cell of SPEC not done yet; rewrite the results tables.
 
     \b
@@ -294,11 +299,13 @@ def study_run(spec, shard, out, quiet, overrides):
       synthbench study run digits.yaml
       synthbench study run digits.yaml seeds=[0,1,2,3,4] classifier.train.epochs=20
       synthbench study run animals.yaml --shard $SLURM_ARRAY_TASK_ID/8   (then once more without --shard)
+      synthbench study run animals.yaml --executor ray --address auto
     """
     from synthbench.study import run_study
 
     with _study_warnings():
-        report = run_study(spec, shard=shard, out=out, overrides=overrides, progress=not quiet)
+        report = run_study(spec, shard=shard, out=out, overrides=overrides, progress=not quiet,
+                           workers=workers, executor=executor, address=address)
     click.echo(f"{len(report.trained)} cell(s) trained, {len(report.skipped)} already complete"
                + (f", metrics for {', '.join(report.metrics)}" if report.metrics else "")
                + f" in {report.seconds:.1f}s")
