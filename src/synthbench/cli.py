@@ -396,8 +396,10 @@ def report_cmd(results, out, runs, datasets):
               help="Folder for everything the demo makes (data, runs, synthetic sets, study, report).")
 @click.option("--quick", is_flag=True, help="The same path at toy size (under a minute; for tests).")
 @click.option("--faces", is_flag=True, help="The faces comparison instead: DCGAN vs diffusion on the bundled LFW faces.")
+@click.option("--workers", type=int, envvar="SYNTHBENCH_WORKERS",
+              help="Processes of one thread each (default: one per core; 1: every stage one after another).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def demo_cmd(out, quick, faces, quiet):
+def demo_cmd(out, quick, faces, workers, quiet):
     """Run the whole mission offline on the bundled digits and write the HTML report.
 
     Prepares the digits, trains a class-conditional DCGAN and a class-conditional diffusion model,
@@ -406,7 +408,7 @@ def demo_cmd(out, quick, faces, quiet):
     """
     from synthbench.demo import run_demo
 
-    click.echo(str(run_demo(out, quick=quick, faces=faces, progress=not quiet)))
+    click.echo(str(run_demo(out, quick=quick, faces=faces, progress=not quiet, workers=workers)))
 
 
 # ------------------------------------------------------------------------------------ entry
