@@ -213,6 +213,10 @@ def train_presets() -> None:
 @click.option("--allow-pickle", is_flag=True, default=None, help="Allow pickled .bin weights (only from sources you trust).")
 @click.option("--name", help="Generator name in the metadata (default: pipeline or run folder name).")
 @click.option("--shard", help="i/n: make only this share (then 'synthbench data merge').")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: blocks spread over Ray actors, one per GPU (pip install \"synthbench[ray]\").")
+@click.option("--workers", type=int, help="--executor ray without GPUs: one-CPU actors (default: the cluster's CPUs).")
+@click.option("--address", help="Ray cluster to join (HOST:PORT or auto; default: RAY_ADDRESS, else a local one).")
 @click.option("--config", "config_file", type=click.Path(), help="A YAML file of options.")
 @click.option("--overwrite", is_flag=True,
               help="Start --out (and OUT-native) again; only a generation synthbench wrote is replaced.")
@@ -220,8 +224,8 @@ def train_presets() -> None:
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 def generate_cmd(from_run, pipeline, prior, theme, subjects_from, count, per_class, classes, out, seed,
                  batch_size, size, native_size, keep_native, test_fraction, sampler, steps, guidance, negative_prompt,
-                 max_retries, dtype, variant, cpu, allow_pickle, name, shard, config_file, overwrite, quiet,
-                 overrides):
+                 max_retries, dtype, variant, cpu, allow_pickle, name, shard, executor, workers, address, config_file,
+                 overwrite, quiet, overrides):
     """Generate a labelled synthetic Dataset: PNG class folders, metadata.jsonl and the packed form.
 
     \b
@@ -242,8 +246,11 @@ def generate_cmd(from_run, pipeline, prior, theme, subjects_from, count, per_cla
              "variant": variant, "cpu": cpu, "allow_pickle": allow_pickle, "name": name,
              "classes": [c.strip() for c in classes.split(",") if c.strip()] if classes else None}
     config = resolve_config(GenerateConfig, config_file=config_file, flags=flags, overrides=overrides)
+    from synthbench.study.executors import check_workers
+
+    check_workers(workers)
     report = generate(config, out, shard=Shard.parse(shard) if shard else Shard(), overwrite=overwrite,
-                      progress=not quiet)
+                      progress=not quiet, executor=executor, workers=workers, address=address)
     if report.dataset is not None:
         click.echo(str(report.out))
 
