@@ -30,11 +30,16 @@ def import_ray():
     return ray
 
 
-def _reachable(address: str) -> None:
-    """Refuse at once (not after Ray's long retries) a HOST:PORT nobody answers on."""
+def check_address(address: str | None) -> None:
+    """Refuse at once (before anything is written, not after Ray's long retries) an address that
+    is not HOST:PORT / auto / ray://HOST:PORT, or a HOST:PORT nobody answers on."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is None or address == "auto":
+        return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        raise ConfigError(f"--address {address!r} is not HOST:PORT, 'auto' or ray://HOST:PORT")
+        raise ConfigError(f"--address {address!r} is not HOST:PORT (as 'ray start --head' prints it), 'auto' or "
+                          "ray://HOST:PORT; or leave out --address to start a local cluster")
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as exc:
@@ -53,8 +58,7 @@ def ray_session(address: str | None, workers: int | None) -> Iterator:
     address = address or os.environ.get("RAY_ADDRESS") or None
     options = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     if address:
-        if address != "auto":
-            _reachable(address)
+        check_address(address)
         try:
             ray.init(address=address, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:

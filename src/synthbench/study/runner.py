@@ -186,9 +186,10 @@ def run_study(spec: str | os.PathLike | StudySpec, *, shard: str | tuple[int, in
     if executor not in EXECUTORS:
         raise SynthbenchError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     if executor == "ray":
-        from synthbench.cluster import import_ray
+        from synthbench.cluster import check_address, import_ray
 
         import_ray()  # not installed: one line saying how, before anything is read or written
+        check_address(address)
     spec_file = None if isinstance(spec, StudySpec) else Path(spec)
     spec, _ = load_spec(spec, overrides)
     shard = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
