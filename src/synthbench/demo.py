@@ -151,17 +151,22 @@ def _side_by_side(out: Path, real: Path, plan: DemoPlan, stages: dict[str, float
     """Two single-threaded processes: the DDPM (train, generate) beside the DCGAN (train,
     generate, then the study cells that need only the real images and the DCGAN's; their keys
     are the full study's, so the study below finds them done)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from synthbench.study.executors import WorkerProcess
 
     say(f"\n[{time.perf_counter() - say.started:6.0f} s] side by side, one thread each: train + generate the DDPM "
         "| train + generate the DCGAN, then the study cells on real and DCGAN images ...")
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        lanes = [pool.submit(_lane, "dcgan", out, real, plan), pool.submit(_lane, "ddpm", out, real, plan)]
+    workers = [WorkerProcess(), WorkerProcess()]
+    finished = False
+    try:
+        lanes = [w.submit(_lane, kind, out, real, plan) for w, kind in zip(workers, ("dcgan", "ddpm"))]
         times = {}
         for lane in lanes:
             times.update(lane.result())
+        finished = True
+    finally:  # Ctrl-C or a failed lane: stop the other one (every stage resumes on the next run)
+        for worker in workers:
+            worker.stop(kill=not finished)
     for key in ("train dcgan", "train ddpm", "generate dcgan", "generate ddpm", "study dcgan cells"):
         stages[key] = times[key]
     say(f"  done in {time.perf_counter() - t0:.1f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + ")")

@@ -33,6 +33,8 @@ import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from synthbench.errors import ConfigError
@@ -194,17 +196,47 @@ def _serial(plan: StudyPlan, keys: list[str], store: CellStore, bar: GridProgres
     return outcomes
 
 
-class _Slot:
-    """One worker process (a one-process pool: a death breaks only this slot, and names its cell)."""
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while a worker process starts: a Ctrl-C then reaches only this process (which
+    stops the workers), not a worker half-way through importing torch (a traceback, no cleanup)."""
+    import threading
 
-    def __init__(self, context, gpu: int | None):
-        self.pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_init_worker,
-                                        initargs=(gpu,))
-        self.pid: int | None = None
-        self.gpu = gpu
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+class WorkerProcess:
+    """One spawned worker process (a one-process pool: a death breaks only this one, and names its
+    job). It ignores SIGINT from its start; :meth:`stop` with ``kill`` ends it at once."""
+
+    def __init__(self, gpu: int | None = None, threads: int | None = None):
+        import multiprocessing
+
+        # spawn, never fork: a forked torch process can deadlock (OpenMP / CUDA state is not fork-safe).
+        self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_init_worker, initargs=(gpu,))
+        with _sigint_ignored():  # inherited by the new process from its very start
+            first = self.pool.submit(os.getpid)
+        try:
+            self.pid: int = first.result()
+        except BaseException:  # Ctrl-C while it starts: end it now (its pid is not known yet)
+            for process in list(getattr(self.pool, "_processes", {}).values()):
+                process.terminate()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+    def submit(self, fn, *args) -> Future:
+        return self.pool.submit(fn, *args)
 
     def stop(self, kill: bool) -> None:
-        if kill and self.pid is not None:
+        if kill:
             try:
                 os.kill(self.pid, signal.SIGTERM)
             except OSError:
@@ -213,17 +245,13 @@ class _Slot:
 
 
 def _pool(plan: StudyPlan, keys: list[str], store: CellStore, bar: GridProgress, workers: int) -> dict[str, str]:
-    import multiprocessing
-
     import torch
 
-    # spawn, never fork: a forked torch process can deadlock (OpenMP / CUDA state is not fork-safe).
-    context = multiprocessing.get_context("spawn")
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    spec_json = plan.spec.model_dump_json()
-    args = (str(plan.out), cell_threads(plan), os.environ.get(CRASH_HOOK))
+    job = (plan.spec.model_dump_json(), str(plan.out))
+    options = (cell_threads(plan), os.environ.get(CRASH_HOOK))
     queue = list(keys)
-    slots: list[_Slot | None] = [None] * workers
+    slots: list[WorkerProcess | None] = [None] * workers
     running: dict[Future, tuple[str, int]] = {}
     outcomes: dict[str, str] = {}
     interrupted = True
@@ -233,10 +261,9 @@ def _pool(plan: StudyPlan, keys: list[str], store: CellStore, bar: GridProgress,
             for i in range(workers):
                 if queue and i not in busy:
                     if slots[i] is None:
-                        slots[i] = _Slot(context, i % gpus if gpus else None)
-                        slots[i].pid = slots[i].pool.submit(os.getpid).result()
+                        slots[i] = WorkerProcess(i % gpus if gpus else None)
                     key = queue.pop(0)
-                    running[slots[i].pool.submit(train_job, spec_json, args[0], key, args[1], args[2])] = (key, i)
+                    running[slots[i].submit(train_job, *job, key, *options)] = (key, i)
             bar.show(len(running))
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
