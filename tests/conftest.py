@@ -18,6 +18,11 @@ from PIL import Image
 from synthbench.data.dataset import Dataset
 from synthbench.data.prepare import PrepareConfig, prepare
 
+# 'study run' and the demo default to one worker process per core; the suite's studies are tiny
+# and some tests patch functions in this process, so they run serially unless a test asks for
+# workers (tests/study/test_study_executors.py does, and checks the default without this).
+os.environ.setdefault("SYNTHBENCH_WORKERS", "1")
+
 # Solid colours far apart in RGB, so JPEG noise and resizing never make one look like another.
 PALETTE = [
     (220, 30, 30), (30, 200, 40), (30, 40, 220), (230, 220, 30),

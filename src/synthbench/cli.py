@@ -236,6 +236,10 @@ def train_presets() -> None:
 @click.option("--allow-pickle", is_flag=True, default=None, help="Allow pickled .bin weights (only from sources you trust).")
 @click.option("--name", help="Generator name in the metadata (default: pipeline or run folder name).")
 @click.option("--shard", help="i/n: make only this share (then 'synthbench data merge').")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: blocks spread over Ray actors, one per GPU (pip install \"synthbench[ray]\").")
+@click.option("--workers", type=int, help="--executor ray without GPUs: one-CPU actors (default: the cluster's CPUs).")
+@click.option("--address", help="Ray cluster to join (HOST:PORT or auto; default: RAY_ADDRESS, else a local one).")
 @click.option("--config", "config_file", type=click.Path(), help="A YAML file of options.")
 @click.option("--overwrite", is_flag=True,
               help="Start --out (and OUT-native) again; only a generation synthbench wrote is replaced.")
@@ -243,8 +247,8 @@ def train_presets() -> None:
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 def generate_cmd(from_run, pipeline, prior, theme, subjects_from, count, per_class, classes, out, seed,
                  batch_size, size, native_size, keep_native, test_fraction, sampler, steps, guidance, negative_prompt,
-                 max_retries, dtype, variant, cpu, allow_pickle, name, shard, config_file, overwrite, quiet,
-                 overrides):
+                 max_retries, dtype, variant, cpu, allow_pickle, name, shard, executor, workers, address, config_file,
+                 overwrite, quiet, overrides):
     """Generate a labelled synthetic Dataset: PNG class folders, metadata.jsonl and the packed form.
 
     \b
@@ -265,8 +269,11 @@ def generate_cmd(from_run, pipeline, prior, theme, subjects_from, count, per_cla
              "variant": variant, "cpu": cpu, "allow_pickle": allow_pickle, "name": name,
              "classes": [c.strip() for c in classes.split(",") if c.strip()] if classes else None}
     config = resolve_config(GenerateConfig, config_file=config_file, flags=flags, overrides=overrides)
+    from synthbench.study.executors import check_workers
+
+    check_workers(workers)
     report = generate(config, out, shard=Shard.parse(shard) if shard else Shard(), overwrite=overwrite,
-                      progress=not quiet)
+                      progress=not quiet, executor=executor, workers=workers, address=address)
     if report.dataset is not None:
         click.echo(str(report.out))
 
@@ -322,9 +329,14 @@ def study() -> None:
 @click.argument("spec", type=click.Path())
 @click.option("--shard", help="i/n: run only every n-th distinct cell from the i-th (0 <= i < n), e.g. in a SLURM array.")
 @click.option("--out", type=click.Path(), help="Results folder (default: the spec's 'out', or SPEC-results beside it).")
+@click.option("--workers", type=int, envvar="SYNTHBENCH_WORKERS",
+              help="Cells trained at once in local processes (default: one per GPU, else one per CPU core; 1: serial).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: every cell a Ray task (pip install \"synthbench[ray]\"), with the spec's 'resources'.")
+@click.option("--address", help="Ray cluster to join (HOST:PORT or auto; default: RAY_ADDRESS, else a local one).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
-def study_run(spec, shard, out, quiet, overrides):
+def study_run(spec, shard, out, workers, executor, address, quiet, overrides):
     """Train and score every cell of SPEC not done yet; rewrite the results tables.
 
     \b
@@ -332,11 +344,13 @@ def study_run(spec, shard, out, quiet, overrides):
       synthbench study run digits.yaml
       synthbench study run digits.yaml seeds=[0,1,2,3,4] classifier.train.epochs=20
       synthbench study run animals.yaml --shard $SLURM_ARRAY_TASK_ID/8   (then once more without --shard)
+      synthbench study run animals.yaml --executor ray --address auto
     """
     from synthbench.study import run_study
 
     with _study_warnings():
-        report = run_study(spec, shard=shard, out=out, overrides=overrides, progress=not quiet)
+        report = run_study(spec, shard=shard, out=out, overrides=overrides, progress=not quiet,
+                           workers=workers, executor=executor, address=address)
     click.echo(f"{len(report.trained)} cell(s) trained, {len(report.skipped)} already complete"
                + (f", metrics for {', '.join(report.metrics)}" if report.metrics else "")
                + f" in {report.seconds:.1f}s")
@@ -474,8 +488,10 @@ def report_cmd(results, out, runs, datasets):
               help="Folder for everything the demo makes (data, runs, synthetic sets, study, report).")
 @click.option("--quick", is_flag=True, help="The same path at toy size (under a minute; for tests).")
 @click.option("--faces", is_flag=True, help="The faces comparison instead: DCGAN vs diffusion on the bundled LFW faces.")
+@click.option("--workers", type=int, envvar="SYNTHBENCH_WORKERS",
+              help="Processes of one thread each (default: one per core; 1: every stage one after another).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def demo_cmd(out, quick, faces, quiet):
+def demo_cmd(out, quick, faces, workers, quiet):
     """Run the whole mission offline on the bundled digits and write the HTML report.
 
     Prepares the digits, trains a class-conditional DCGAN and a class-conditional diffusion model,
@@ -484,7 +500,7 @@ def demo_cmd(out, quick, faces, quiet):
     """
     from synthbench.demo import run_demo
 
-    click.echo(str(run_demo(out, quick=quick, faces=faces, progress=not quiet)))
+    click.echo(str(run_demo(out, quick=quick, faces=faces, progress=not quiet, workers=workers)))
 
 
 # ------------------------------------------------------------------------------------ entry

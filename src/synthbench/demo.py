@@ -55,16 +55,25 @@ QUICK = DemoPlan(
 
 
 def run_demo(out: str | os.PathLike = "synthbench-demo", *, quick: bool = False, faces: bool = False,
-             progress: bool = True) -> Path:
-    """Run the demo into ``out``; returns the path of the HTML report."""
+             progress: bool = True, workers: int | None = 1) -> Path:
+    """Run the demo into ``out``; returns the path of the HTML report.
+
+    ``workers`` > 1 (None: one per core) runs independent stages side by side in processes of
+    one thread each: the DDPM trains and generates while the DCGAN trains, generates and its
+    study cells train; then the study's remaining cells run on ``workers`` processes. Every
+    stage is seeded and single-threaded either way, so the table is the serial run's."""
     import torch
+
+    from synthbench.study.executors import check_workers, machine_workers
+
+    workers = check_workers(workers) or machine_workers()
 
     threads = torch.get_num_threads()
     # The demo's networks are small: one thread per process is about as fast on an idle machine
     # and many times faster on a busy one, where spinning OpenMP threads fight for the cores.
     torch.set_num_threads(1)
     try:
-        return _run(Path(out), quick, faces, progress)
+        return _run(Path(out), quick, faces, progress, workers)
     finally:
         torch.set_num_threads(threads)
 
@@ -72,7 +81,7 @@ def run_demo(out: str | os.PathLike = "synthbench-demo", *, quick: bool = False,
 DEMO_ENTRIES = ("data", "runs", "synthetic", "study", "report")
 
 
-def _run(out: Path, quick: bool, faces: bool, progress: bool) -> Path:
+def _run(out: Path, quick: bool, faces: bool, progress: bool, workers: int) -> Path:
     from synthbench.safety import check_replaceable, mark_owned
 
     # The demo writes only into a folder of its own: absent, empty, or an earlier demo's (which
@@ -91,38 +100,108 @@ def _run(out: Path, quick: bool, faces: bool, progress: bool) -> Path:
         real = prepare(PrepareConfig(source="digits", size=16, fit="stretch", test_fraction=0.2, seed=0),
                        out / "data" / "digits16", progress=False)
         say(f"  {len(real.split('train'))} train / {len(real.split('test'))} test images, {real.num_classes} classes")
-    runs = {}
-    with say.stage("train a class-conditional DCGAN on the real training split", stages, "train dcgan"):
-        runs["dcgan"] = _train("dcgan", real.path, out / "runs" / "dcgan", plan.dcgan_preset,
-                               plan.dcgan_overrides, progress)
-    with say.stage("train a class-conditional diffusion model (DDPM) on the same images", stages, "train ddpm"):
-        runs["ddpm"] = _train("ddpm", real.path, out / "runs" / "ddpm", plan.ddpm_preset,
-                              plan.ddpm_overrides, progress)
-    synthetic = {}
-    for name, run in runs.items():
-        with say.stage(f"generate {plan.per_class} images per class with the {name}", stages, f"generate {name}"):
-            synthetic[name] = _generate(run, out / "synthetic" / name, plan.per_class, name, progress)
+    started = time.perf_counter()
+    if workers > 1:
+        runs, synthetic = _side_by_side(out, real.path, plan, stages, say)
+    else:
+        runs, synthetic = _one_after_another(out, real.path, plan, stages, say, progress)
     spec = _study_spec(out, real.path, synthetic, plan)
     with say.stage(f"study: {len(plan.sizes)} sizes x {len(plan.seeds)} seeds x real / artificial / mixed / "
                    "subset_real" + (" + image-quality metrics" if plan.metrics else ""), stages, "study"):
         from synthbench.study.runner import run_study
 
-        result = run_study(spec, progress=progress)
+        result = run_study(spec, progress=progress, workers=workers)
+    if "study dcgan cells" in stages:  # trained beside the DDPM: part of the study's work
+        stages["study"] += stages.pop("study dcgan cells")
     (result.out / "runs.json").write_text(json.dumps({k: str(v) for k, v in runs.items()}, indent=1))
-    _write_stages(result.out, stages, quick)
+    wall = lambda: time.perf_counter() - started + stages["prepare"]  # noqa: E731
+    _write_stages(result.out, stages, quick, wall(), workers)
     with say.stage("write the report", stages, "report"):
         from synthbench.report import build_report
 
-        _write_stages(result.out, stages, quick)
+        _write_stages(result.out, stages, quick, wall(), workers)
         # The demo made these folders itself: it names them, as the report follows no path stored in the results.
         shown = {"runs": runs, "datasets": {"real": real.path, **synthetic}}
         page = build_report(result.out, out / "report" / "index.html", **shown)
-    _write_stages(result.out, stages, quick)
+    _write_stages(result.out, stages, quick, wall(), workers)
     build_report(result.out, page, **shown)  # once more, so the page shows the report stage's time too
     say.table(result.out)
     # The page's path is printed once, by the command, on stdout (the last line).
-    say(f"\ntotal {sum(stages.values()):.0f} s; the report, one offline HTML page to open in a browser:")
+    side = f" (stages side by side on {workers} workers)" if workers > 1 else ""
+    say(f"\ntotal {wall():.0f} s{side}; the report, one offline HTML page to open in a browser:")
     return page
+
+
+def _one_after_another(out: Path, real: Path, plan: DemoPlan, stages: dict[str, float], say: _Narrator,
+                       progress: bool) -> tuple[dict[str, Path], dict[str, Path]]:
+    runs = {}
+    with say.stage("train a class-conditional DCGAN on the real training split", stages, "train dcgan"):
+        runs["dcgan"] = _train("dcgan", real, out / "runs" / "dcgan", plan.dcgan_preset,
+                               plan.dcgan_overrides, progress)
+    with say.stage("train a class-conditional diffusion model (DDPM) on the same images", stages, "train ddpm"):
+        runs["ddpm"] = _train("ddpm", real, out / "runs" / "ddpm", plan.ddpm_preset,
+                              plan.ddpm_overrides, progress)
+    synthetic = {}
+    for name, run in runs.items():
+        with say.stage(f"generate {plan.per_class} images per class with the {name}", stages, f"generate {name}"):
+            synthetic[name] = _generate(run, out / "synthetic" / name, plan.per_class, name, progress)
+    return runs, synthetic
+
+
+def _side_by_side(out: Path, real: Path, plan: DemoPlan, stages: dict[str, float],
+                  say: _Narrator) -> tuple[dict[str, Path], dict[str, Path]]:
+    """Two single-threaded processes: the DDPM (train, generate) beside the DCGAN (train,
+    generate, then the study cells that need only the real images and the DCGAN's; their keys
+    are the full study's, so the study below finds them done)."""
+    from synthbench.study.executors import WorkerProcess
+
+    say(f"\n[{time.perf_counter() - say.started:6.0f} s] side by side, one thread each: train + generate the DDPM "
+        "| train + generate the DCGAN, then the study cells on real and DCGAN images ...")
+    t0 = time.perf_counter()
+    workers = [WorkerProcess(), WorkerProcess()]
+    finished = False
+    try:
+        lanes = [w.submit(_lane, kind, out, real, plan) for w, kind in zip(workers, ("dcgan", "ddpm"))]
+        times = {}
+        for lane in lanes:
+            times.update(lane.result())
+        finished = True
+    finally:  # Ctrl-C or a failed lane: stop the other one (every stage resumes on the next run)
+        for worker in workers:
+            worker.stop(kill=not finished)
+    for key in ("train dcgan", "train ddpm", "generate dcgan", "generate ddpm", "study dcgan cells"):
+        stages[key] = times[key]
+    say(f"  done in {time.perf_counter() - t0:.1f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + ")")
+    runs = {name: out / "runs" / name for name in ("dcgan", "ddpm")}
+    return runs, {name: out / "synthetic" / name for name in ("dcgan", "ddpm")}
+
+
+def _lane(kind: str, out: Path, real: Path, plan: DemoPlan) -> dict[str, float]:
+    """One process's share of :func:`_side_by_side`; returns its stages' seconds."""
+    import torch
+
+    torch.set_num_threads(1)
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    preset, overrides = (plan.dcgan_preset, plan.dcgan_overrides) if kind == "dcgan" else (plan.ddpm_preset,
+                                                                                           plan.ddpm_overrides)
+    run = _train(kind, real, out / "runs" / kind, preset, overrides, False)
+    times[f"train {kind}"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    synthetic = _generate(run, out / "synthetic" / kind, plan.per_class, kind, False)
+    times[f"generate {kind}"] = time.perf_counter() - t0
+    if kind == "dcgan":
+        import warnings
+
+        from synthbench.study.inputs import StudyWarning
+        from synthbench.study.runner import run_study
+
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StudyWarning)  # the whole study below shows them
+            run_study(_study_spec(out, real, {"dcgan": synthetic}, plan), progress=False, workers=1)
+        times["study dcgan cells"] = time.perf_counter() - t0
+    return times
 
 
 def _train(kind: str, data: Path, run: Path, preset: str, overrides: tuple[str, ...], progress: bool) -> Path:
@@ -159,9 +238,10 @@ def _study_spec(out: Path, real: Path, synthetic: dict[str, Path], plan: DemoPla
         threads=1, metrics={"enabled": plan.metrics})
 
 
-def _write_stages(results: Path, stages: dict[str, float], quick: bool) -> None:
+def _write_stages(results: Path, stages: dict[str, float], quick: bool, wall: float, workers: int) -> None:
+    # With workers > 1 some stages ran side by side: their seconds overlap, the total is wall time.
     data = {"flavour": "quick" if quick else "full", "stage_seconds": {k: round(v, 1) for k, v in stages.items()},
-            "total_seconds": round(sum(stages.values()), 1)}
+            "total_seconds": round(wall, 1), "workers": workers}
     (results / "demo.json").write_text(json.dumps(data, indent=1))
 
 

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from synthbench.data.dataset import MANIFEST, Dataset
 from synthbench.data.imageio import ImageSpec, _fit
-from synthbench.errors import DataError
+from synthbench.errors import DataError, SynthbenchError
 from synthbench.generate.config import GenerateConfig
 from synthbench.generate.finish import finalize
 from synthbench.generate.folder import (Session, Shard, _check_output, _claim, _clear, _entries, _inputs,
@@ -45,13 +45,25 @@ def _process_state():
 
 
 def generate(config: GenerateConfig, out: str | os.PathLike, *, shard: Shard = Shard(),
-             overwrite: bool = False, progress: bool = True) -> GenerateReport:
+             overwrite: bool = False, progress: bool = True, executor: str = "local",
+             workers: int | None = None, address: str | None = None) -> GenerateReport:
     """Generate ``config``'s images into ``out`` (this shard's and this process's share).
 
     Every check of the input and of ``out`` happens before anything is generated. When the whole
     plan is there (no shards, or the last images were made here) the metadata and the packed form
     are written and the finished Dataset is in the report; a finished folder is reused as it is.
+
+    ``executor="ray"``: the blocks go to long-lived Ray actors (one per GPU of the cluster at
+    ``address``, or up to ``workers`` one-CPU actors where it has none), each loading the generator
+    once and taking blocks from a queue; the same seeds, blocks and files as in one process.
     """
+    if executor not in ("local", "ray"):
+        raise SynthbenchError(f"unknown executor {executor!r}; choose local or ray")
+    if executor == "ray":
+        from synthbench.cluster import check_address, import_ray
+
+        import_ray()  # not installed: one line saying how, before anything is loaded
+        check_address(address)
     out = Path(out)
     state = _process_state()
     device = torch.device("cpu") if config.cpu else state.device
@@ -59,13 +71,14 @@ def generate(config: GenerateConfig, out: str | os.PathLike, *, shard: Shard = S
     plan = _plan(config, source)
     _check_output(out, plan, _inputs(config, source), overwrite)
     try:
-        return _generate(config, out, plan, source, device, state, shard, overwrite, progress)
+        return _generate(config, out, plan, source, device, state, shard, overwrite, progress,
+                         (executor, workers, address))
     except OSError as exc:  # a read-only or full disk, a folder that vanished: one line, not a traceback
         raise DataError(f"cannot write {exc.filename or out}: {exc.strerror or exc}") from exc
 
 
 def _generate(config: GenerateConfig, out: Path, plan: dict[str, Any], source, device, state, shard: Shard,
-              overwrite: bool, progress: bool) -> GenerateReport:
+              overwrite: bool, progress: bool, executor: tuple = ("local", None, None)) -> GenerateReport:
     if overwrite and state.is_main_process:
         _clear(out, plan)
     state.wait_for_everyone()
@@ -81,7 +94,14 @@ def _generate(config: GenerateConfig, out: Path, plan: dict[str, Any], source, d
         present = {i for _, block in mine for i in block if (out / layout.files[i]).is_file()}
         todo = [(b, block) for b, block in mine if any(i not in present for i in block)]
         generated = 0
-        if todo:
+        if todo and executor[0] == "ray":
+            from synthbench.generate.ray_blocks import make_on_ray
+
+            session = Session(out, plan["name"], source, shard, state.process_index)
+            generated = make_on_ray(config, out, plan, todo, session, progress and state.is_local_main_process,
+                                    workers=executor[1], address=executor[2])
+            session.report(len(present), progress)
+        elif todo:
             source.load(device)
             session = Session(out, plan["name"], source, shard, state.process_index)
             generated = _make(out, plan, layout, source, todo, session,
@@ -104,44 +124,51 @@ def _generate(config: GenerateConfig, out: Path, plan: dict[str, Any], source, d
 
 def _make(out: Path, plan: dict[str, Any], layout: _Layout, source, todo: list[tuple[int, range]],
           session: Session, progress: bool) -> int:
-    size, channels = plan["size"], plan["channels"]
-    spec = ImageSpec(size=size, channels=channels, fit="crop", resample=plan["resample"])
-    native = native_folder(out)
     made = 0
     bar = tqdm(total=sum(len(b) for _, b in todo), desc=f"generating {plan['name']!r}", unit="img",
                disable=not progress, file=sys.stderr, mininterval=0.5)
     for number, block in todo:
         started = time.perf_counter()
-        subjects = [layout.subjects[i] for i in block]
-        seeds = [int(layout.seeds[i]) for i in block]
-        written = 0
-        for i, (image, extra) in zip(block, source.render(subjects, seeds)):
-            target = out / layout.files[i]
-            if target.is_file():  # made by an earlier run, from the same batch: identical
-                continue
-            record = {"file_name": layout.files[i],
-                      "label": int(layout.labels[i]) if layout.labels[i] >= 0 else None,
-                      "class_name": layout.subjects[i], "generator": plan["name"],
-                      "seed": int(layout.seeds[i]), **source.details(layout.subjects[i], int(layout.seeds[i])),
-                      **extra}
-            pixels = np.asarray(image, dtype=np.uint8)
-            if pixels.ndim == 2:
-                pixels = pixels[:, :, None]
-            if pixels.shape[:2] != (size, size):
-                if plan["keep_native"]:
-                    if not session.native_marked:
-                        _mark_native(out, plan)
-                        session.native_marked = True
-                    _write_png(native / layout.files[i], pixels, record)
-                pixels = _resize(pixels, spec)
-            # The training-size file is written last: its presence marks the image as done.
-            _write_png(target, pixels, record)
-            written += 1
+        written = write_block(out, plan, layout, source, block, session)
         session.log(number, len(block), written, time.perf_counter() - started)
         made += written
         bar.update(len(block))
     bar.close()
     return made
+
+
+def write_block(out: Path, plan: dict[str, Any], layout: _Layout, source, block: range, session) -> int:
+    """Render one block (its seeds, in one sampling call) and write its missing PNGs; returns how
+    many were written. ``session.native_marked`` remembers that OUT-native was marked."""
+    size, channels = plan["size"], plan["channels"]
+    spec = ImageSpec(size=size, channels=channels, fit="crop", resample=plan["resample"])
+    native = native_folder(out)
+    subjects = [layout.subjects[i] for i in block]
+    seeds = [int(layout.seeds[i]) for i in block]
+    written = 0
+    for i, (image, extra) in zip(block, source.render(subjects, seeds)):
+        target = out / layout.files[i]
+        if target.is_file():  # made by an earlier run, from the same batch: identical
+            continue
+        record = {"file_name": layout.files[i],
+                  "label": int(layout.labels[i]) if layout.labels[i] >= 0 else None,
+                  "class_name": layout.subjects[i], "generator": plan["name"],
+                  "seed": int(layout.seeds[i]), **source.details(layout.subjects[i], int(layout.seeds[i])),
+                  **extra}
+        pixels = np.asarray(image, dtype=np.uint8)
+        if pixels.ndim == 2:
+            pixels = pixels[:, :, None]
+        if pixels.shape[:2] != (size, size):
+            if plan["keep_native"]:
+                if not session.native_marked:
+                    _mark_native(out, plan)
+                    session.native_marked = True
+                _write_png(native / layout.files[i], pixels, record)
+            pixels = _resize(pixels, spec)
+        # The training-size file is written last: its presence marks the image as done.
+        _write_png(target, pixels, record)
+        written += 1
+    return written
 
 
 def _resize(pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:

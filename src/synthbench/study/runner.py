@@ -179,11 +179,26 @@ def plan_study(spec: StudySpec, out: str | os.PathLike | None = None, *, build_f
 # ------------------------------------------------------------------------------ entry points
 def run_study(spec: str | os.PathLike | StudySpec, *, shard: str | tuple[int, int] | None = None,
               out: str | os.PathLike | None = None, overrides: tuple[str, ...] | list[str] = (),
-              progress: bool = True) -> StudyRun:
+              progress: bool = True, workers: int | None = 1, executor: str = "local",
+              address: str | None = None) -> StudyRun:
     """Run the cells of ``spec`` (or of one shard ``"i/n"``) that are not complete, then rewrite
     the tables. Safe to run again: finished cells are skipped, a killed or failed cell is redone.
-    Raises :class:`StudyFailed` at the end when a cell failed (the tables are written first)."""
+    Raises :class:`StudyFailed` at the end when a cell failed (the tables are written first).
+
+    ``workers``: cells trained at once in local worker processes (1: one after another in this
+    process; None: one per GPU, else one per CPU core); ``executor="ray"``: every cell a Ray task
+    on the cluster at ``address`` (or a local one). See :mod:`synthbench.study.executors`."""
+    from synthbench.study.executors import EXECUTORS, cell_threads, check_workers, machine_workers, run_cells
+
     started = time.perf_counter()
+    check_workers(workers)
+    if executor not in EXECUTORS:
+        raise SynthbenchError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if executor == "ray":
+        from synthbench.cluster import check_address, import_ray
+
+        import_ray()  # not installed: one line saying how, before anything is read or written
+        check_address(address)
     spec_file = None if isinstance(spec, StudySpec) else Path(spec)
     spec, _ = load_spec(spec, overrides)
     shard = parse_shard(shard) if isinstance(shard, str) or shard is None else shard
@@ -203,19 +218,14 @@ def run_study(spec: str | os.PathLike | StudySpec, *, shard: str | tuple[int, in
     report.skipped = [k for k in todo if k not in pending]
     for key in report.skipped:
         _log(plan, f"skip {key} {by_key[key].cell.label()} (complete)")
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(pending), desc="study cells", unit="cell", disable=not progress, leave=True)
     threads = torch.get_num_threads()
-    if spec.threads:
-        torch.set_num_threads(spec.threads)
+    torch.set_num_threads(cell_threads(plan))  # scoring and metrics too: the same numbers in every executor
     try:
-        for key in pending:
-            bar.set_postfix_str(by_key[key].cell.label(), refresh=True)
-            outcome = _attempt(plan, by_key[key], store)
+        outcomes = run_cells(plan, pending, store, workers=workers or machine_workers(), executor=executor,
+                             address=address, progress=progress)
+        for key in pending:  # in grid order, whatever order they finished in
             {"trained": report.trained, "skipped": report.skipped, "failed": report.failed,
-             "elsewhere": report.elsewhere}[outcome].append(key)
-            bar.update()
+             "elsewhere": report.elsewhere}[outcomes[key]].append(key)
         for key in todo:
             if not by_key[key].cell.generator and key not in report.failed:
                 try:
@@ -232,7 +242,6 @@ def run_study(spec: str | os.PathLike | StudySpec, *, shard: str | tuple[int, in
                 report.failed.append(job)
     finally:
         torch.set_num_threads(threads)
-        bar.close()
         report.tables, report.grid = write_tables(plan, store, _metrics_done(plan))
     report.seconds = time.perf_counter() - started
     _finish(plan, report, by_key)

@@ -71,6 +71,15 @@ class StudyMetricsSpec(MetricsConfig):
     enabled: bool = Field(False, description="Compute FID / KID / precision / recall / density / coverage per generator.")
 
 
+class ResourcesSpec(StrictModel):
+    """What one cell asks of a Ray cluster (--executor ray): e.g. {gpus: 0.25, cpus: 2} lets four
+    small classifiers share a GPU."""
+
+    cpus: float = Field(1.0, gt=0, description="CPU cores one cell reserves.")
+    gpus: float = Field(0.0, ge=0, description="GPUs (or a share of one) one cell reserves; 0: CPU only.")
+    max_retries: int = Field(3, ge=0, description="Times Ray reruns a cell whose worker or node died.")
+
+
 class StudySpec(StrictModel):
     """A grid of classifier trainings: composition x generator x size x seed."""
 
@@ -96,7 +105,8 @@ class StudySpec(StrictModel):
         description="Pairs of compositions compared on the same seeds (difference, 95% CI, p-value).")
     filters: list[Filter] = Field(["none"], min_length=1, description="Filters applied to each synthetic Dataset before cells draw from it: none (unfiltered), confidence (keep the images a classifier trained on the generator's own real data finds most clearly of their class).")
     filter_keep: float = Field(0.5, gt=0, le=1, description="Share of each class the confidence filter keeps (0 < keep <= 1).")
-    threads: int | None = Field(None, ge=1, description="Torch CPU threads while cells run (null: torch's default; 1 is often fastest for small networks).")
+    threads: int | None = Field(None, ge=1, description="Torch CPU threads of each cell (null: 1). Fixed, whatever the workers: a cell's numbers depend on it.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="What each cell reserves on a Ray cluster (--executor ray).")
     metrics: StudyMetricsSpec = Field(default_factory=StudyMetricsSpec, description="Image-quality metrics per generator.")
 
     @model_validator(mode="before")
