@@ -10,6 +10,7 @@ the neighbourhood).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,20 @@ from synthbench.cli import main
 # tests/ has no packages, so ``import conftest`` could find another folder's: the test modules
 # here import these helpers under a name of their own, ``from adversarial_helpers import snapshot``.
 sys.modules.setdefault("adversarial_helpers", sys.modules[__name__])
+
+
+def _load(name: str, path: Path):
+    """A test helper module by file (tests/ has no packages), loaded once."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+# The hand-built results folder of the report's own tests.
+resultsdir = _load("report_resultsdir", Path(__file__).parent.parent / "report" / "resultsdir.py")
 
 
 def snapshot(root: str | os.PathLike, *, skip: tuple[str, ...] = ()) -> dict[str, str]:

@@ -6,27 +6,14 @@ every file as it was; an accepted input prints what it can and escapes what it s
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-HERE = Path(__file__).parent
 
 
-def _load(name: str, path: Path):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-resultsdir = _load("report_resultsdir", HERE.parent / "report" / "resultsdir.py")
-snapshot = _load("adversarial_conftest", HERE / "conftest.py").snapshot
+from adversarial_helpers import resultsdir, snapshot  # noqa: E402  (see conftest.py)
 SWEEP = (25, 50, 100, 200)   # real accuracy rises with size in the hand-made rows: a learning curve
 
 

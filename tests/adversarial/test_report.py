@@ -7,9 +7,7 @@ accepted one escapes what it prints and says how much of the grid it shows.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -18,21 +16,9 @@ import pytest
 from synthbench import safety
 from synthbench.report.output import figures_dir
 
-HERE = Path(__file__).parent
 
 
-def _load(name: str, path: Path):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-# The hand-built results folder of the report's own tests, and the suite's snapshot().
-resultsdir = _load("report_resultsdir", HERE.parent / "report" / "resultsdir.py")
-snapshot = _load("adversarial_conftest", HERE / "conftest.py").snapshot
+from adversarial_helpers import resultsdir, snapshot  # noqa: E402  (see conftest.py)
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ written, escapes what it prints and never labels a grid it cannot vouch for."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,20 +14,9 @@ import pandas as pd
 from synthbench.engine.plots import save_grid
 from synthbench.report.output import figures_dir
 
-HERE = Path(__file__).parent
 
 
-def _load(name: str, path: Path):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-resultsdir = _load("report_resultsdir", HERE.parent / "report" / "resultsdir.py")
-snapshot = _load("adversarial_conftest", HERE / "conftest.py").snapshot
+from adversarial_helpers import resultsdir, snapshot  # noqa: E402  (see conftest.py)
 HOSTILE = ["<script>alert(1)</script>", "a&b\"'", "<img src=x onerror=alert(1)>"]
 
 

@@ -154,16 +154,3 @@ def dcgan_run(tmp_path_factory) -> Path:
     return root / "run"
 
 
-@pytest.fixture
-def offline_hub(tmp_path, monkeypatch):
-    """HF_HUB_OFFLINE=1 and an empty Hugging Face cache under tmp_path (never the user's)."""
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    # The library reads these once, at import: set its copies for this test too.
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    return cache

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-import pytest
 
 from synthbench.cli import main
 from synthbench.data.dataset import Dataset
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 def digest(folder) -> dict[str, str]:

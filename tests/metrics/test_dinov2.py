@@ -45,21 +45,6 @@ def extractor(tiny):
     return Dinov2Features(tiny)
 
 
-@pytest.fixture
-def offline_hub(tmp_path, monkeypatch):
-    """HF_HUB_OFFLINE=1 and an empty Hugging Face cache under tmp_path (never the user's)."""
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.delenv("SYNTHBENCH_DINOV2_WEIGHTS", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    return cache
-
-
 def darker(ds: Dataset, factor: float) -> Dataset:
     images = (ds.take(np.arange(len(ds))).astype(np.float32) * factor).astype(np.uint8)
     return Dataset.from_arrays(images, ds.labels, ds.class_names)

@@ -15,7 +15,7 @@ import yaml
 from synthbench.cli import main
 from synthbench.data.dataset import atomic_folder, write_packed
 from synthbench.study import run_study
-from synthbench.study.exchange import (BOOTSTRAP_SEED, OK, exchange_rates, fit_curve, fit_many, invert,
+from synthbench.study.exchange import (BOOTSTRAP_SEED, OK, exchange_rates, fit_many, invert,
                                        power_law, provenance_text)
 
 A, B, C = 2.0, 0.6, 0.05
@@ -110,9 +110,9 @@ def test_a_known_exchange_rate_is_recovered():
 
 
 def test_the_intervals_cover_the_true_rate_most_of_the_time():
-    """Over 20 simulated studies (5 seeds each) the 95 % intervals hold the true rates in most.
-    A percentile bootstrap over 5 seeds is narrower than nominal (it sees only the seeds run):
-    about 85 % here, so the bar is 70 %; a wrong or far too narrow interval falls well below."""
+    """Over 20 simulated studies (5 seeds each) the 95 % intervals hold the true rates in nearly
+    all (the plain percentile bootstrap this replaced managed about 85 %); a wrong or far too
+    narrow interval falls well below the bar."""
     hits = []
     for k in range(20):
         rng = np.random.default_rng(100 + k)
@@ -124,7 +124,7 @@ def test_the_intervals_cover_the_true_rate_most_of_the_time():
         hits.append((contains(art["rate_ci_low"], art["rate_ci_high"], 2.5),
                      contains(mix["rate_ci_low"], mix["rate_ci_high"], 2.0)))
     art_cover, mix_cover = np.mean(hits, axis=0)
-    assert art_cover >= 0.7 and mix_cover >= 0.7, (art_cover, mix_cover)
+    assert art_cover >= 0.85 and mix_cover >= 0.85, (art_cover, mix_cover)
 
 
 def test_pure_noise_is_worth_nothing_measurable():
@@ -185,12 +185,13 @@ def test_a_point_outside_whose_interval_reaches_in_gives_the_inside_end():
 
 # ------------------------------------------------------------------------------ the bootstrap
 @pytest.mark.filterwarnings("ignore:Covariance of the parameters")
-def test_the_bootstrap_interval_matches_a_plain_loop_and_the_enumerated_distribution():
-    """2 seeds x 3 sizes: each size's resampled mean is x1, x2 (1/4 each) or their mean (1/2)."""
+def test_the_bootstrap_interval_matches_a_plain_loop():
+    """3 seeds x 3 sizes: the same Student-t draws of each mean, refitted in a plain loop with
+    scipy's curve_fit, give the same interval."""
     from scipy.optimize import curve_fit
 
-    real = {30: [0.50, 0.56], 90: [0.70, 0.74], 270: [0.84, 0.86]}
-    group = [0.66, 0.74]
+    real = {30: [0.50, 0.56, 0.53], 90: [0.70, 0.74, 0.71], 270: [0.84, 0.86, 0.85]}
+    group = [0.66, 0.74, 0.70]
     rows = [{"composition": "real", "generator": "", "size": n, "ratio": 0.0, "seed": s, "accuracy": v}
             for n, vals in real.items() for s, v in enumerate(vals)]
     rows += group_rows("artificial", "g", 90, group)
@@ -198,35 +199,42 @@ def test_the_bootstrap_interval_matches_a_plain_loop_and_the_enumerated_distribu
     row = one(exchange_rates(pd.DataFrame(rows), resamples=R)[0], generator="g")
     assert row["status"] == OK, row["statement"]
 
-    # the same draws, a plain loop, and scipy's curve_fit in place of the profiled fit
+    def t_draws(v, rng):   # mean + sd/sqrt(k) * Student-t(k - 1), clipped to [0, 1]
+        v = np.array(v)
+        return np.clip(v.mean() + v.std(ddof=1) / np.sqrt(len(v)) * rng.standard_t(len(v) - 1, R), 0, 1)
+
     rng = np.random.default_rng(BOOTSTRAP_SEED)
-    draws = {n: np.array(v)[rng.integers(0, 2, (R, 2))].mean(axis=1) for n, v in real.items()}
-    g = np.array(group)[np.random.default_rng(BOOTSTRAP_SEED + 1).integers(0, 2, (R, 2))].mean(axis=1)
+    draws = {n: t_draws(v, rng) for n, v in real.items()}
+    g = t_draws(group, np.random.default_rng(BOOTSTRAP_SEED + 1))
     sizes = np.array(sorted(real), float)
     n_eff = []
     for r in range(R):
         err = 1 - np.array([draws[n][r] for n in sorted(real)])
-        p, _ = curve_fit(power_law, sizes, err, p0=(5.0, 0.5, 0.1), bounds=([1e-9, 1e-6, 0], [np.inf, 10, 0.999]),
-                         maxfev=20000)
+        try:
+            p, _ = curve_fit(power_law, sizes, err, p0=(5.0, 0.5, 0.1),
+                             bounds=([1e-9, 1e-6, 0], [np.inf, 10, 0.999]), maxfev=20000)
+        except RuntimeError:
+            continue
         n_eff.append(invert(p, g[r]))
-    low, high = np.percentile(n_eff, [2.5, 97.5])
-    assert row["n_eff_ci_low"] == pytest.approx(low, rel=0.01)
-    assert row["n_eff_ci_high"] == pytest.approx(high, rel=0.01)
+    low, high = np.nanpercentile(n_eff, [2.5, 97.5])
+    assert row["n_eff_ci_low"] == pytest.approx(low, rel=0.05)
+    assert row["n_eff_ci_high"] == pytest.approx(high, rel=0.05)
 
-    # every outcome enumerated with its probability: the interval's ends sit near its quantiles
-    values = {n: [(v[0], .25), (v[1], .25), (sum(v) / 2, .5)] for n, v in real.items()}
-    outcomes = []
-    for (x1, p1) in values[30]:
-        for (x2, p2) in values[90]:
-            for (x3, p3) in values[270]:
-                params = fit_curve(sizes, 1 - np.array([x1, x2, x3]))
-                for (y, q) in [(group[0], .25), (group[1], .25), (sum(group) / 2, .5)]:
-                    outcomes.append((invert(params, y), p1 * p2 * p3 * q))
-    outcomes.sort()
-    cdf = np.cumsum([p for _, p in outcomes])
-    quantile = lambda q: outcomes[int(np.searchsorted(cdf, q))][0]  # noqa: E731
-    assert quantile(0.005) <= row["n_eff_ci_low"] <= quantile(0.06)
-    assert quantile(0.94) <= row["n_eff_ci_high"] <= quantile(0.995)
+
+def test_the_draws_of_one_mean_give_the_student_t_interval():
+    """For a single mean the bootstrap's percentile interval is the t-interval a reader expects
+    from k seeds (a plain percentile bootstrap of 3 values cannot pass their range)."""
+    from scipy import stats
+
+    from synthbench.study.exchange import mean_draws
+
+    v = np.array([0.80, 0.86, 0.83])
+    draws = mean_draws(v, 200_000, np.random.default_rng(0))
+    half = stats.t.ppf(0.975, 2) * v.std(ddof=1) / np.sqrt(3)
+    low, high = np.percentile(draws, [2.5, 97.5])
+    assert low == pytest.approx(v.mean() - half, abs=0.003) and high == pytest.approx(v.mean() + half, abs=0.003)
+    assert low < v.min() and high > v.max()
+    assert np.all(mean_draws(np.array([0.99, 1.0, 1.0]), 1000, np.random.default_rng(0)) <= 1.0)
 
 
 def test_the_table_is_the_same_on_every_run():
@@ -327,10 +335,8 @@ def test_end_to_end_through_the_study_the_cli_and_the_report(held_out_study, tmp
     at a rate whose interval holds 1; the CLI prints the table from the CSV and, without it, the
     same from results.csv; the report opens with the same sentences and the figure.
 
-    Only rows inside the curve's range are checked against 1: with 3 seeds the percentile
-    bootstrap sees only the 3 values run and its intervals are narrow (about 85 % coverage at
-    5 seeds, see the coverage test), so the smallest size here lands below the range on seed
-    noise. The report says to quote rates from 5 or more seeds."""
+    Only rows inside the curve's range are checked against 1: at the smallest size measured a
+    result can land just below the range on seed noise, and then it gets a bound, not a number."""
     from synthbench.report.page import build_report
 
     table = pd.read_csv(held_out_study / "exchange_rates.csv", keep_default_na=False, na_values=[""])

@@ -42,14 +42,6 @@ def cli(capsys):
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def serial(digits16, fake_generators, tmp_path_factory):
     """The study's results run serially (once per module)."""
     from synthbench.cli import main

@@ -33,8 +33,8 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, dataset: Dataset, batch_size: int = 256) -> np.ndarray:
-    """Predicted class index of every image of ``dataset``, in order (model in eval mode)."""
+def _per_batch(model: torch.nn.Module, dataset: Dataset, batch_size: int, head) -> list[np.ndarray]:
+    """``head(logits)`` of every batch of ``dataset`` in order, with the model in eval mode."""
     was_training = model.training
     model.eval()
     device = _device(model)
@@ -42,25 +42,21 @@ def predict(model: torch.nn.Module, dataset: Dataset, batch_size: int = 256) -> 
     try:
         for images, _ in dataset.batches(batch_size, shuffle=False):
             x = torch.from_numpy(images).permute(0, 3, 1, 2).to(device)
-            out.append(model(x).argmax(1).cpu().numpy())
+            out.append(head(model(x)).cpu().numpy())
     finally:
         model.train(was_training)
+    return out
+
+
+def predict(model: torch.nn.Module, dataset: Dataset, batch_size: int = 256) -> np.ndarray:
+    """Predicted class index of every image of ``dataset``, in order (model in eval mode)."""
+    out = _per_batch(model, dataset, batch_size, lambda logits: logits.argmax(1))
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
-@torch.no_grad()
 def probabilities(model: torch.nn.Module, dataset: Dataset, batch_size: int = 256) -> np.ndarray:
     """Softmax class probabilities (n, classes) of every image of ``dataset``, in order."""
-    was_training = model.training
-    model.eval()
-    device = _device(model)
-    out = []
-    try:
-        for images, _ in dataset.batches(batch_size, shuffle=False):
-            x = torch.from_numpy(images).permute(0, 3, 1, 2).to(device)
-            out.append(torch.softmax(model(x).float(), dim=1).cpu().numpy())
-    finally:
-        model.train(was_training)
+    out = _per_batch(model, dataset, batch_size, lambda logits: torch.softmax(logits.float(), dim=1))
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 

@@ -52,9 +52,10 @@ def section(report: Report) -> str:
              "a·n<sup>−b</sup> + c fitted to the mean accuracy of the <code>real</code> cells at "
              f"{esc(', '.join(str(s) for s in curve.sizes))} real images, on the real test images): it is worth the "
              "number of real images that reach its accuracy. Rate = synthetic images per real image. 95 % "
-             f"intervals: bootstrap over seeds ({curve.resamples} resamples, refitting the curve each time). "
-             "Outside the real sizes measured the page gives a bound, not a number. With few seeds the bootstrap "
-             "sees only the values measured and its intervals are narrow: quote rates from 5 or more seeds. The same numbers are in "
+             f"intervals: a parametric bootstrap over seeds ({curve.resamples} resamples, each mean drawn from its "
+             "Student-t distribution over the seeds, refitting the curve each time), so that few seeds give the "
+             "wide intervals they deserve. Outside the real sizes measured the page gives a bound, not a number. "
+             "The same numbers are in "
              "<code>exchange_rates.csv</code> and <code>synthbench study exchange RESULTS</code>.</p>"]
     if curve.status != OK:
         parts.append(f"<p class='warning'>{esc(curve.status)}.</p>")

@@ -37,17 +37,19 @@ TRIALS = {"accuracy": "n_test", "macro_f1": "n_test", "synthetic_accuracy": "n_s
 CONFIDENCE = 0.95
 
 
+def _present(values: Sequence[float]) -> np.ndarray:
+    """The values that are there (no None, no NaN), as floats."""
+    return np.asarray([v for v in values if v is not None and not _isnan(v)], dtype=np.float64)
+
+
 def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float, float]:
     """(mean, sd, low, high) of ``values``; sd and the interval are NaN for fewer than 2 values."""
     from scipy import stats
 
-    x = np.asarray([v for v in values if v is not None and not _isnan(v)], dtype=np.float64)
-    if len(x) == 0:
-        return math.nan, math.nan, math.nan, math.nan
-    mean = float(x.mean())
+    x = _present(values)
     if len(x) < 2:
-        return mean, math.nan, math.nan, math.nan
-    sd = float(x.std(ddof=1))
+        return (float(x.mean()) if len(x) else math.nan), math.nan, math.nan, math.nan
+    mean, sd = float(x.mean()), float(x.std(ddof=1))
     half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1)) * sd / math.sqrt(len(x))
     return mean, sd, mean - half, mean + half
 
@@ -60,13 +62,10 @@ def proportion_interval(values: Sequence[float], n: float | None = None,
     inwards. Seeds that all agree give the interval [value, value]."""
     from scipy import stats
 
-    x = np.asarray([v for v in values if v is not None and not _isnan(v)], dtype=np.float64)
-    if len(x) == 0:
-        return math.nan, math.nan, math.nan, math.nan
-    mean = float(x.mean())
+    x = _present(values)
     if len(x) < 2:
-        return mean, math.nan, math.nan, math.nan
-    sd = float(x.std(ddof=1))
+        return (float(x.mean()) if len(x) else math.nan), math.nan, math.nan, math.nan
+    mean, sd = float(x.mean()), float(x.std(ddof=1))
     if sd == 0:  # every seed gave the same share: no spread to widen the interval by
         return mean, sd, mean, mean
     eps = 0.5 / n if n and np.isfinite(n) and n >= 1 else 1e-3
