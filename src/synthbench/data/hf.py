@@ -96,9 +96,8 @@ def hf_split(split: str) -> str:
     if name not in HF_ORDER:
         # Only these three are found by `load_dataset("imagefolder", data_dir=...)`, which
         # would silently drop any other split folder.
-        raise DataError(f"split {split!r} has no Hugging Face name (synthbench writes train, valid and "
-                        f"test as train, validation and test); export the other splits one at a time "
-                        f"with --split")
+        raise DataError(f"split {split!r} has no Hugging Face name: only train, valid and test can be "
+                        f"written (as train, validation and test); export one of them with --split")
     return name
 
 
