@@ -85,15 +85,18 @@ def test_export_read_by_hf_datasets(prepared, tmp_path, hf_datasets):
     # the class names (not a plain integer): see tests/data/test_hf.py for every way of loading.
     assert list(loaded) == ["train", "test"]
     expected = _by_pixels(prepared)
+    sources = {img.tobytes(): item["source_file"]
+               for img, item in zip(prepared.take(np.arange(len(prepared))), prepared.items())}
     seen = []
     for split, part in loaded.items():
-        assert set(part.features) == {"image", "label"}
+        assert set(part.features) == {"image", "label", "source_file"}  # the item's facts too
         assert part.features["label"].names == prepared.class_names
         for row in part:
             pixels = np.asarray(row["image"])
             assert pixels.shape == (8, 8, 3)
             key = pixels.tobytes()
             assert expected[key] == (row["label"], split)
+            assert row["source_file"] == sources[key]
             seen.append(key)
     assert sorted(seen) == sorted(expected)
 

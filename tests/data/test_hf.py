@@ -154,8 +154,11 @@ def test_the_card_describes_features_splits_and_provenance(prepared, generated, 
     header, body = card_header(folder)
     datasets = hf.datasets
     features = datasets.Features._from_yaml_list(header["dataset_info"]["features"])
-    assert features == datasets.Features({"image": datasets.Image(),
-                                          "label": datasets.ClassLabel(names=ds.class_names)})
+    assert list(features)[:2] == ["image", "label"] and features["image"] == datasets.Image()
+    assert features["label"] == datasets.ClassLabel(names=ds.class_names)
+    # Each image's plain facts are columns too: its source file, or its generator and seed.
+    facts = {"generator", "seed"} if which == "generated" else {"source_file"}
+    assert set(features) - {"image", "label"} >= facts and "class_name" not in features
     counts = {name: len(t) for name, t in expected(ds).items()}
     assert {s["name"]: s["num_examples"] for s in header["dataset_info"]["splits"]} == counts
     assert header["configs"][0]["data_files"] == [{"split": s, "path": f"{s}/**"} for s in counts]
@@ -182,6 +185,9 @@ def test_to_hf_equals_the_loaded_folder(prepared, generated, tmp_path, hf, which
         assert [r["label"] for r in direct[split]] == [r["label"] for r in loaded[split]]
         assert [np.asarray(r["image"]).tobytes() for r in direct[split]] == \
                [np.asarray(r["image"]).tobytes() for r in loaded[split]]
+        others = [k for k in loaded[split].features if k != "image"]
+        assert others and direct[split].select_columns(others).to_list() == \
+               loaded[split].select_columns(others).to_list()
 
 
 def test_to_hf_without_datasets_names_the_install(prepared, monkeypatch):

@@ -219,9 +219,10 @@ class Dataset:
 
     def to_hf(self):
         """This Dataset as a Hugging Face ``datasets.DatasetDict``: one split per split (``valid`` is
-        named ``validation``), an ``image`` column and, when labelled, ``label`` as a ``ClassLabel``
-        of the class names in this Dataset's order; the same as loading its export or generation
-        folder with ``datasets.load_dataset``. Each split's images are encoded as PNG in memory."""
+        named ``validation``), an ``image`` column, when labelled ``label`` as a ``ClassLabel`` of
+        the class names in this Dataset's order, and each image's plain facts (seed, prompt, source
+        file, ...: :func:`synthbench.data.hf.extra_columns`); the same as loading its export or
+        generation folder with ``datasets.load_dataset``. Each split's images are encoded as PNG in memory."""
         try:
             import datasets
         except ImportError:
@@ -229,14 +230,17 @@ class Dataset:
                             "pip install datasets") from None
         from PIL import Image
 
-        from synthbench.data.hf import hf_split
+        from synthbench.data.hf import extra_columns, hf_split
 
+        records = self.items()
+        extras = extra_columns(records)
         features = {"image": datasets.Image()}
         if self.labelled:
             if (self.labels < 0).any():
                 raise DataError("this Dataset mixes labelled and unlabelled images; a ClassLabel "
                                 "cannot hold both: convert the labelled part only")
             features["label"] = datasets.ClassLabel(names=list(self.class_names))
+        features.update({k: datasets.Value(dtype) for k, dtype in extras.items()})
         parts = {}
         for split in self.split_names:
             view = self.split(split)
@@ -249,6 +253,10 @@ class Dataset:
             columns: dict[str, list] = {"image": images}
             if self.labelled:
                 columns["label"] = view.labels.tolist()
+            rows = np.flatnonzero(self.splits == split)
+            for key, dtype in extras.items():
+                values = [records[i].get(key) for i in rows]
+                columns[key] = [float(v) if v is not None and dtype == "float64" else v for v in values]
             parts[hf_split(split)] = datasets.Dataset.from_dict(columns, features=datasets.Features(features))
         order = ["train", "validation", "test"]
         return datasets.DatasetDict({k: parts[k] for k in sorted(parts, key=order.index)})

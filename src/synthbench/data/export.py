@@ -3,7 +3,8 @@ repository that torchvision's ``ImageFolder`` also reads::
 
     FOLDER/README.md                       dataset card (features with the class names, splits, provenance)
     FOLDER/<split>/<class>/<index>.png     split = train, validation (synthbench's "valid"), test
-    FOLDER/<split>/metadata.parquet        file_name, label (a ClassLabel): what `datasets` reads
+    FOLDER/<split>/metadata.parquet        file_name, label (a ClassLabel), each image's plain facts
+                                           (source_file, seed, prompt, ...): what `datasets` reads
     FOLDER/metadata.jsonl                  every image: {"file_name": "<split>/<class>/<index>.png",
                                            "label": <int>, "class_name": ..., "split": ..., + its record}
 
@@ -30,8 +31,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from synthbench.data.dataset import Dataset, atomic_folder, clean_stale_temps
-from synthbench.data.hf import (UNLABELLED_FOLDER, class_folders, hf_split, hf_splits, write_card,
-                                write_split_metadata)
+from synthbench.data.hf import (UNLABELLED_FOLDER, class_folders, extra_columns, hf_split, hf_splits,
+                                write_card, write_split_metadata)
 from synthbench.data.prepare import check_output_folder
 from synthbench.errors import DataError
 from synthbench.safety import check_apart, check_replaceable, owned_kind
@@ -56,6 +57,7 @@ def export_imagefolder(dataset: Dataset, out: str | os.PathLike, *, split: str |
                         "cannot hold both: export the labelled part only")
     names = hf_splits(view.split_names)  # before anything is written: every split must have a name
     items = view.items()
+    extras = extra_columns(items)  # per-image facts (source file, seed, prompt) as columns
     clean_stale_temps(out)
     with atomic_folder(out, kind="export", replace=True) as tmp:
         folders = class_folders(view.class_names) if view.class_names else [UNLABELLED_FOLDER]
@@ -63,7 +65,7 @@ def export_imagefolder(dataset: Dataset, out: str | os.PathLike, *, split: str |
             for folder in folders:  # every class, even one without images here: indices stay labels
                 (tmp / name / folder).mkdir(parents=True)
         rows = []
-        per_split: dict[str, tuple[list[str], list[int]]] = {name: ([], []) for name in names}
+        per_split: dict[str, tuple[list[str], list[int], list[dict]]] = {name: ([], [], []) for name in names}
         bar = tqdm(total=len(view), desc="exporting", unit="img", disable=not progress,
                    file=sys.stderr, mininterval=0.5)
         for start in range(0, len(view), 512):
@@ -76,6 +78,7 @@ def export_imagefolder(dataset: Dataset, out: str | os.PathLike, *, split: str |
                 Image.fromarray(pixels).save(tmp / name / file_name)
                 per_split[name][0].append(file_name)
                 per_split[name][1].append(label)
+                per_split[name][2].append(items[i])
                 row = {"file_name": f"{name}/{file_name}", "label": label if label >= 0 else None,
                        "class_name": view.class_names[label] if label >= 0 else None,
                        "split": str(view.splits[i])}
@@ -84,12 +87,13 @@ def export_imagefolder(dataset: Dataset, out: str | os.PathLike, *, split: str |
             bar.update(len(idx))
         bar.close()
         class_names = view.class_names or None
-        for name, (files, labels) in per_split.items():
-            write_split_metadata(tmp / name, files, labels, class_names)
+        for name, (files, labels, records) in per_split.items():
+            write_split_metadata(tmp / name, files, labels, class_names, extras, records)
         with open(tmp / "metadata.jsonl", "w", encoding="utf-8") as fh:
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        write_card(tmp, class_names=class_names, counts={n: len(f) for n, (f, _) in per_split.items()},
+        write_card(tmp, class_names=class_names, extras=extras,
+                   counts={n: len(f) for n, (f, _, _) in per_split.items()},
                    manifest={**view.manifest, "fingerprint": view.fingerprint},
                    note="`metadata.jsonl` lists every image with its class name, synthbench split and "
                         "where it came from.")

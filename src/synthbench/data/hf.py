@@ -7,7 +7,8 @@ all there)::
     FOLDER/README.md                          dataset card: YAML header (configs, features, splits)
                                               and a short provenance section
     FOLDER/<split>/<class folder>/<name>.png  split = train, validation (synthbench's "valid"), test
-    FOLDER/<split>/metadata.parquet           file_name (relative to the split folder), label
+    FOLDER/<split>/metadata.parquet           file_name (relative to the split folder), label, and each
+                                              image's plain facts (seed, prompt, source file, ...)
 
 Why this layout (``datasets`` >= 3.5; both load styles were read in its source and are tested):
 
@@ -107,34 +108,78 @@ def hf_splits(splits: Sequence[str]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ features
-def _features_json(class_names: Sequence[str] | None) -> dict[str, Any]:
+_RESERVED = {"file_name", "label", "class_name", "split", "image"}  # given by the layout itself
+_COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _kind(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int64" if -2**63 <= value < 2**63 else "other"
+    return {float: "float64", str: "string"}.get(type(value), "other")
+
+
+def extra_columns(records: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """The per-image facts worth a column (seed, prompt, source file, ...): ``{name: dtype}`` of
+    every key whose values are all of one plain type (ints among floats count as floats; a missing
+    value is null). Nested or mixed values stay in ``metadata.jsonl`` only: every split's
+    metadata must have the same columns and types, or `datasets` refuses the folder."""
+    kinds: dict[str, set] = {}
+    for record in records:
+        for key, value in record.items():
+            if key not in _RESERVED and _COLUMN.fullmatch(key):
+                kinds.setdefault(key, set()).add(_kind(value))
+    out = {}
+    for key, found in kinds.items():
+        found.discard(None)
+        if found == {"int64", "float64"}:
+            found = {"float64"}
+        if len(found) == 1 and "other" not in found:
+            out[key] = found.pop()
+    return out
+
+
+def _features_json(class_names: Sequence[str] | None, extras: dict[str, str]) -> dict[str, Any]:
     """The columns of the metadata file as ``datasets`` describes features (its JSON form)."""
     features: dict[str, Any] = {"file_name": {"dtype": "string", "_type": "Value"}}
     if class_names is not None:
         features["label"] = {"names": list(class_names), "_type": "ClassLabel"}
+    features.update({k: {"dtype": dtype, "_type": "Value"} for k, dtype in extras.items()})
     return features
 
 
-def features_yaml(class_names: Sequence[str] | None) -> list[dict[str, Any]]:
-    """``dataset_info.features`` of the card: ``image`` and (labelled) ``label`` as a ClassLabel."""
+def features_yaml(class_names: Sequence[str] | None, extras: dict[str, str]) -> list[dict[str, Any]]:
+    """``dataset_info.features`` of the card: ``image``, (labelled) ``label`` as a ClassLabel, extras."""
     features: list[dict[str, Any]] = [{"name": "image", "dtype": "image"}]
     if class_names is not None:
         names = {str(i): name for i, name in enumerate(class_names)}
         features.append({"name": "label", "dtype": {"class_label": {"names": names}}})
+    features += [{"name": k, "dtype": dtype} for k, dtype in extras.items()]
     return features
 
 
 def write_split_metadata(split_dir: Path, files: Sequence[str], labels: Sequence[int] | None,
-                         class_names: Sequence[str] | None) -> None:
+                         class_names: Sequence[str] | None, extras: dict[str, str],
+                         records: Sequence[dict[str, Any]]) -> None:
     """``split_dir/metadata.parquet``: one row per image (``file_name`` relative to ``split_dir``,
-    ``label``), with the ClassLabel named in the schema the way ``datasets`` writes it."""
+    ``label``, the ``extras`` from ``records``), with the ClassLabel named in the schema the way
+    ``datasets`` writes it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     columns = {"file_name": pa.array(list(files), pa.string())}
     if class_names is not None:
         columns["label"] = pa.array([int(x) for x in labels], pa.int64())
-    meta = {"huggingface": json.dumps({"info": {"features": _features_json(class_names)}})}
+    arrow = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}
+    for key, dtype in extras.items():
+        values = [r.get(key) for r in records]
+        if dtype == "float64":
+            values = [None if v is None else float(v) for v in values]
+        columns[key] = pa.array(values, arrow[dtype])
+    meta = {"huggingface": json.dumps({"info": {"features": _features_json(class_names, extras)}})}
     table = pa.table(columns).replace_schema_metadata(meta)
     pq.write_table(table, split_dir / SPLIT_METADATA)
 
@@ -153,8 +198,8 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 _CardDumper.add_representer(str, _represent_str)
 
 
-def card_header(class_names: Sequence[str] | None, counts: dict[str, int], sizes: dict[str, int], *,
-                synthetic: bool) -> str:
+def card_header(class_names: Sequence[str] | None, extras: dict[str, str], counts: dict[str, int],
+                sizes: dict[str, int], *, synthetic: bool) -> str:
     """The YAML header ``datasets`` and the Hub read: features, splits and each split's files.
     ``sizes`` are each split's bytes of image files (``num_bytes``, which `datasets` requires there;
     it only informs, the number of examples is what it checks)."""
@@ -163,7 +208,7 @@ def card_header(class_names: Sequence[str] | None, counts: dict[str, int], sizes
         "tags": ["synthbench", "synthetic" if synthetic else "real"],
         "configs": [{"config_name": "default",
                      "data_files": [{"split": s, "path": f"{s}/**"} for s in counts]}],
-        "dataset_info": {"features": features_yaml(class_names),
+        "dataset_info": {"features": features_yaml(class_names, extras),
                          "splits": [{"name": s, "num_bytes": int(sizes[s]), "num_examples": int(n)}
                                     for s, n in counts.items()]},
     }
@@ -224,15 +269,15 @@ def provenance_facts(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
     return [(k, v) for k, v in facts if v is not None]
 
 
-def write_card(folder: Path, *, class_names: Sequence[str] | None, counts: dict[str, int],
-               manifest: dict[str, Any], note: str = "") -> None:
+def write_card(folder: Path, *, class_names: Sequence[str] | None, extras: dict[str, str],
+               counts: dict[str, int], manifest: dict[str, Any], note: str = "") -> None:
     """``folder/README.md``: the YAML header and a short provenance section."""
     synthetic = isinstance(manifest.get("plan"), dict) or manifest.get("kind") == "synthetic"
     sizes = {s: sum(f.stat().st_size for f in (folder / s).rglob("*.png") if f.is_file()) for s in counts}
     what = "Synthetic images" if synthetic else "Images"
     classes = f" of {len(class_names)} classes" if class_names is not None else ""
     lines = [
-        "---", card_header(class_names, counts, sizes, synthetic=synthetic).rstrip("\n"), "---", "",
+        "---", card_header(class_names, extras, counts, sizes, synthetic=synthetic).rstrip("\n"), "---", "",
         f"# {what}{classes}, written by synthbench", "",
         "Load it with `datasets.load_dataset(\"path/to/this/folder\")` (or, after uploading the folder "
         "as a dataset repository, by its Hub id); `load_dataset(\"imagefolder\", data_dir=...)` gives "
@@ -270,12 +315,13 @@ def write_generated(out: Path, rows: Sequence[dict[str, Any]], manifest: dict[st
         if (out / split).is_dir() and not (out / split).is_symlink():
             shutil.rmtree(out / split)  # an earlier finish of this folder: made again from the images
     folders = class_folders(class_names) if class_names else [UNLABELLED_FOLDER]
+    extras = extra_columns(rows)
     counts = {}
     for name in names:
         split_dir = out / name
         for folder in folders:
             (split_dir / folder).mkdir(parents=True, exist_ok=True)
-        files, labels = [], []
+        files, labels, records = [], [], []
         for row in rows:
             if hf_split(str(row["split"])) != name:
                 continue
@@ -284,9 +330,10 @@ def write_generated(out: Path, rows: Sequence[dict[str, Any]], manifest: dict[st
             _link(out / row["file_name"], split_dir / file)
             files.append(file)
             labels.append(label)
-        write_split_metadata(split_dir, files, labels, class_names)
+            records.append(row)
+        write_split_metadata(split_dir, files, labels, class_names, extras, records)
         counts[name] = len(files)
-    write_card(out, class_names=class_names, counts=counts, manifest=manifest,
+    write_card(out, class_names=class_names, extras=extras, counts=counts, manifest=manifest,
                note="The class folders at the top of this folder, `metadata.jsonl` (every image's seed, "
                     "prompt and settings) and the packed arrays (`images.npy`, ...) are synthbench's own "
                     "form of the same images; the split folders hold the same files.")
