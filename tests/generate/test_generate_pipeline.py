@@ -167,8 +167,11 @@ def test_hf_datasets_and_torchvision_read_the_output(finished, tmp_path, monkeyp
     assert list(loaded) == ["train"]  # the packed files, generate.json and generation.jsonl are not rows
     train = loaded["train"]
     assert len(train) == 10 and train.features["label"].names == FRUITS
+    assert set(train.features) >= {"image", "label", "prompt", "seed", "generator", "negative_prompt",
+                                   "scheduler", "steps", "guidance"}
     for row in train:
-        assert pixels[np.asarray(row["image"]).tobytes()]["label"] == row["label"]
+        expected = pixels[np.asarray(row["image"]).tobytes()]
+        assert (row["label"], row["prompt"], row["seed"]) == (expected["label"], expected["prompt"], expected["seed"])
 
     folder = ImageFolder(str(finished / "train"))  # a split folder: class folders and metadata.parquet
     assert folder.classes == FRUITS and len(folder) == 10
