@@ -185,3 +185,25 @@ def test_a_generation_started_before_the_card_existed_is_finished_and_stays_repl
     assert_loads_right(out, Dataset.open(out), load)
     code, _, err = cli(*args, "--overwrite")  # still recognised as synthbench's own
     assert code == 0, err
+
+
+def test_a_link_planted_as_a_split_folder_is_not_written_through(tmp_path, cli, load, snapshot):
+    from synthbench.generators.dcgan import DCGAN, DCGANModelConfig
+
+    DCGAN(DCGANModelConfig(latent_dim=8, base_channels=4, conditional=True, embed_dim=4), 8, 1,
+          ["a", "b"]).save(tmp_path / "gan")
+    out = tmp_path / "gen"
+    args = ("generate", "--from", tmp_path / "gan", "--per-class", "2", "--out", out, "-q")
+    code, _, err = cli(*args)
+    assert code == 0, err
+    (out / "manifest.json").unlink()  # unfinished again, as after a kill
+    shutil.rmtree(out / "train")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "keep.txt").write_text("mine")
+    (out / "train").symlink_to(tmp_path / "elsewhere")
+    before = snapshot(tmp_path / "elsewhere")
+    code, _, err = cli(*args)
+    assert code == 0, err
+    assert snapshot(tmp_path / "elsewhere") == before  # nothing written through the link
+    assert (out / "train").is_dir() and not (out / "train").is_symlink()
+    assert_loads_right(out, Dataset.open(out), load)

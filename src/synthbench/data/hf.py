@@ -93,8 +93,8 @@ def class_folders(class_names: Sequence[str], *, ordered: bool = True) -> list[s
 
 def hf_split(split: str) -> str:
     """The Hugging Face name of a synthbench split (``valid`` -> ``validation``)."""
-    name = HF_SPLITS.get(split, split)
-    if name not in HF_ORDER:
+    name = HF_SPLITS.get(split)
+    if name is None:
         # Only these three are found by `load_dataset("imagefolder", data_dir=...)`, which
         # would silently drop any other split folder.
         raise DataError(f"split {split!r} has no Hugging Face name: only train, valid and test can be "
@@ -311,9 +311,12 @@ def write_generated(out: Path, rows: Sequence[dict[str, Any]], manifest: dict[st
     splits = [str(r["split"]) for r in rows]
     names = hf_splits(splits)
     mark_owned(out, OWNED, generated_entries())  # before they appear: --overwrite knows them
-    for split in ("train", "test"):
-        if (out / split).is_dir() and not (out / split).is_symlink():
-            shutil.rmtree(out / split)  # an earlier finish of this folder: made again from the images
+    for split in ("train", "test"):  # an earlier finish of this folder's: made again from the images
+        path = out / split
+        if path.is_symlink() or path.is_file():
+            path.unlink()  # never written through: a link is removed, not followed
+        elif path.is_dir():
+            shutil.rmtree(path)
     folders = class_folders(class_names) if class_names else [UNLABELLED_FOLDER]
     extras = extra_columns(rows)
     counts = {}
@@ -336,7 +339,9 @@ def write_generated(out: Path, rows: Sequence[dict[str, Any]], manifest: dict[st
     write_card(out, class_names=class_names, extras=extras, counts=counts, manifest=manifest,
                note="The class folders at the top of this folder, `metadata.jsonl` (every image's seed, "
                     "prompt and settings) and the packed arrays (`images.npy`, ...) are synthbench's own "
-                    "form of the same images; the split folders hold the same files.")
+                    "form of the same images; the split folders hold the same files. To publish, "
+                    "`hf upload USER/NAME FOLDER --repo-type dataset --exclude \"*.npy\"` leaves the "
+                    "packed arrays out.")
 
 
 def _link(src: Path, dst: Path) -> None:
