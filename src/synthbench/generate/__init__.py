@@ -18,8 +18,9 @@ The output folder OUT is the same currency as a prepared real Dataset::
     OUT-native/<class>/...png       the same images at the generator's native size, where it differs
 
 Class folders are file-name-safe forms of the class names (:func:`synthbench.data.hf.class_folders`:
-no split word `datasets` would read as a split); the real names are in the metadata and the card. ``--overwrite`` replaces only a generation folder synthbench
-wrote (its ``.synthbench`` marker lists everything in it), never an input or a foreign folder.
+no split word `datasets` would read as a split); the real names are in the metadata and the card.
+``--overwrite`` replaces only a generation folder synthbench wrote (its ``.synthbench`` marker
+lists everything in it), never an input or a foreign folder.
 
 Reproducible and resumable:
 
