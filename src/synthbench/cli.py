@@ -138,13 +138,14 @@ def data_info(dataset, as_json):
 
 @data.command("export")
 @click.argument("dataset", type=click.Path())
-@click.option("--out", required=True, type=click.Path(), help="Folder to write the PNG class folders to.")
-@click.option("--split", help="Export only this split (default: all, with a split column).")
+@click.option("--out", required=True, type=click.Path(), help="Folder to write the PNG split and class folders to.")
+@click.option("--split", help="Export only this split (default: all, one folder each).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing folder at --out.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def data_export(dataset, out, split, overwrite, quiet):
-    """Write a Dataset as class folders of PNG files with a metadata.jsonl
-    (readable by datasets.load_dataset("imagefolder") and torchvision's ImageFolder)."""
+    """Write a Dataset as a Hugging Face dataset folder: PNG files in split and class folders,
+    metadata and a dataset card (read by datasets.load_dataset(OUT), load_dataset("imagefolder",
+    data_dir=OUT) and, per split folder, torchvision's ImageFolder)."""
     from synthbench.data.dataset import Dataset
     from synthbench.data.export import export_imagefolder
 

@@ -245,10 +245,12 @@ def test_celeba_attribute_labels_agree_with_imagefolder_on_the_export(tmp_path, 
     positive = attr.lower()
     for item, label in zip(ds.items(), ds.labels):
         assert (ds.class_names[label] == positive) == (values[item["source_file"]] > 0)
-    folder = ImageFolder(str(tmp_path / "png"))
     rows = [json.loads(line) for line in open(tmp_path / "png" / "metadata.jsonl")]
-    assert folder.classes == ds.class_names
-    by_file = {Path(p).relative_to(tmp_path / "png").as_posix(): t for p, t in folder.samples}
+    by_file = {}
+    for split in {row["file_name"].split("/")[0] for row in rows}:  # each split folder on its own
+        folder = ImageFolder(str(tmp_path / "png" / split), allow_empty=True)
+        assert folder.classes == ds.class_names
+        by_file.update({Path(p).relative_to(tmp_path / "png").as_posix(): t for p, t in folder.samples})
     for row in rows:
         assert by_file[row["file_name"]] == row["label"]
         assert ds.class_names[row["label"]] == row["class_name"]
@@ -390,13 +392,13 @@ def test_hostile_class_names_stay_inside_the_export_and_labels_match_imagefolder
     assert code == 0, err
     assert snapshot(tmp_path, skip=("work/png",)) == before  # nothing written outside --out
     assert not (tmp_path / "work" / "x").exists() and not (tmp_path / "abs").exists()
-    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    folders = sorted(p.name for p in (out / "train").iterdir() if p.is_dir())
     assert len(folders) == n
     assert len({f.casefold() for f in folders}) == n  # distinct on a case-insensitive disk too
     for p in out.rglob("*"):
         assert p.resolve().is_relative_to(out.resolve())
     rows = [json.loads(line) for line in open(out / "metadata.jsonl")]
-    folder = ImageFolder(str(out))
+    folder = ImageFolder(str(out / "train"))
     by_file = {Path(p).relative_to(out).as_posix(): t for p, t in folder.samples}
     assert sorted(r["class_name"] for r in rows) == sorted(names)  # the real names are kept
     for row in rows:

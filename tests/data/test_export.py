@@ -57,7 +57,9 @@ def test_export_layout_and_metadata(prepared, tmp_path, capsys):
     out = tmp_path / "export"
     _export(prepared, out, capsys=capsys)
 
-    assert sorted(p.name for p in out.iterdir()) == [".synthbench", "bird", "cat", "dog", "metadata.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [".synthbench", "README.md", "metadata.jsonl", "test", "train"]
+    for split in ("train", "test"):
+        assert sorted(p.name for p in (out / split).iterdir()) == ["bird", "cat", "dog", "metadata.parquet"]
     rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
     assert len(rows) == len(prepared)
     items = prepared.items()
@@ -66,7 +68,7 @@ def test_export_layout_and_metadata(prepared, tmp_path, capsys):
         assert row["label"] == label
         assert row["class_name"] == prepared.class_names[label]
         assert row["split"] == prepared.splits[i]
-        assert row["file_name"].startswith(prepared.class_names[label] + "/")
+        assert row["file_name"].startswith(f"{prepared.splits[i]}/{prepared.class_names[label]}/")
         assert row["file_name"].endswith(".png")
         assert row["source_file"] == items[i]["source_file"]
         with Image.open(out / row["file_name"]) as img:
@@ -79,26 +81,23 @@ def test_export_read_by_hf_datasets(prepared, tmp_path, hf_datasets):
     _export(prepared, out)
     loaded = hf_datasets.load_dataset("imagefolder", data_dir=str(out),
                                       cache_dir=str(tmp_path / "hf-cache"))
-    train = loaded["train"]  # one split named train; the Dataset's own split is a column
-
-    assert len(train) == len(prepared)
-    features = train.features
-    assert set(features) >= {"image", "label", "class_name", "split"}
-    # With a metadata.jsonl, `datasets` takes the label from it: a plain integer column equal to
-    # synthbench's labels (not a ClassLabel inferred from the folder names).
-    assert features["label"].dtype == "int64"
+    # The real splits (not one "train" split holding the test images too) and a ClassLabel of
+    # the class names (not a plain integer): see tests/data/test_hf.py for every way of loading.
+    assert list(loaded) == ["train", "test"]
     expected = _by_pixels(prepared)
+    sources = {img.tobytes(): item["source_file"]
+               for img, item in zip(prepared.take(np.arange(len(prepared))), prepared.items())}
     seen = []
-    for row in train:
-        pixels = np.asarray(row["image"])
-        assert pixels.shape == (8, 8, 3)
-        key = pixels.tobytes()
-        assert key in expected
-        label, split = expected[key]
-        assert row["label"] == label
-        assert row["class_name"] == prepared.class_names[label]
-        assert row["split"] == split
-        seen.append(key)
+    for split, part in loaded.items():
+        assert set(part.features) == {"image", "label", "source_file"}  # the item's facts too
+        assert part.features["label"].names == prepared.class_names
+        for row in part:
+            pixels = np.asarray(row["image"])
+            assert pixels.shape == (8, 8, 3)
+            key = pixels.tobytes()
+            assert expected[key] == (row["label"], split)
+            assert row["source_file"] == sources[key]
+            seen.append(key)
     assert sorted(seen) == sorted(expected)
 
 
@@ -107,18 +106,18 @@ def test_export_read_by_torchvision_image_folder(prepared, tmp_path):
 
     out = tmp_path / "export"
     _export(prepared, out)
-    folder = ImageFolder(str(out))
-
-    assert folder.classes == prepared.class_names
-    assert folder.class_to_idx == {name: i for i, name in enumerate(prepared.class_names)}
-    assert len(folder) == len(prepared)
     expected = _by_pixels(prepared)
     seen = set()
-    for i in range(len(folder)):
-        image, target = folder[i]
-        key = np.asarray(image).tobytes()
-        assert expected[key][0] == target
-        seen.add(key)
+    for split in ("train", "test"):
+        folder = ImageFolder(str(out / split))
+        assert folder.classes == prepared.class_names
+        assert folder.class_to_idx == {name: i for i, name in enumerate(prepared.class_names)}
+        assert len(folder) == (prepared.splits == split).sum()
+        for i in range(len(folder)):
+            image, target = folder[i]
+            key = np.asarray(image).tobytes()
+            assert expected[key] == (target, split)
+            seen.add(key)
     assert seen == set(expected)
 
 
@@ -132,7 +131,7 @@ def test_export_of_one_split_and_grayscale(tmp_path, class_tree, run_prepare, hf
     assert len(rows) == 4 and {r["split"] for r in rows} == {"test"}
 
     loaded = hf_datasets.load_dataset("imagefolder", data_dir=str(out),
-                                      cache_dir=str(tmp_path / "hf-cache"))["train"]
+                                      cache_dir=str(tmp_path / "hf-cache"))["test"]
     test = ds.split("test")
     expected = {img[:, :, 0].tobytes(): int(l) for img, l in zip(test.take(np.arange(len(test))), test.labels)}
     got = {}
@@ -151,8 +150,8 @@ def test_export_of_an_unlabelled_dataset(tmp_path, make_image, run_prepare):
     out = export_imagefolder(ds, tmp_path / "export", progress=False)
     rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
     assert [r["label"] for r in rows] == [None] * 4
-    assert all(r["file_name"].startswith("unlabelled/") for r in rows)
-    assert len(ImageFolder(str(out))) == 4
+    assert all(r["file_name"].startswith("train/unlabelled/") for r in rows)
+    assert len(ImageFolder(str(out / "train"))) == 4
 
 
 def test_export_replaces_only_its_own_export(prepared, tmp_path, capsys):
@@ -187,8 +186,8 @@ def test_export_keeps_every_class_folder_so_indices_match(tmp_path):
     images = np.arange(3 * 4 * 4 * 3, dtype=np.uint8).reshape(3, 4, 4, 3)
     ds = Dataset.from_arrays(images, [0, 2, 2], ["a", "b", "c"])
     out = export_imagefolder(ds, tmp_path / "export", progress=False)
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["a", "b", "c"]
-    folder = ImageFolder(str(out), allow_empty=True)
+    assert sorted(p.name for p in (out / "train").iterdir() if p.is_dir()) == ["a", "b", "c"]
+    folder = ImageFolder(str(out / "train"), allow_empty=True)
     assert folder.class_to_idx == {"a": 0, "b": 1, "c": 2}
     assert sorted(t for _, t in folder.samples) == [0, 2, 2]
 

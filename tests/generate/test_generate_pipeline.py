@@ -57,7 +57,8 @@ def test_layout_metadata_and_prompts(finished, tiny_pipeline, capsys):
     out = finished
     assert sorted(p.name for p in out.iterdir()) == sorted(
         FRUITS + ["metadata.jsonl", "images.npy", "labels.npy", "splits.npy", "items.jsonl",
-                  "manifest.json", "generate.json", "generation.jsonl", ".synthbench", ".synthbench.lock"])
+                  "manifest.json", "generate.json", "generation.jsonl", ".synthbench", ".synthbench.lock",
+                  "README.md", "train"])  # the card and the split folder of data.hf
     assert owned_kind(out) == "generation" and owned_kind(Path(f"{out}-native")) == "generation-native"
     theme = load_theme("fruits")
     table = rows(out)
@@ -163,18 +164,19 @@ def test_hf_datasets_and_torchvision_read_the_output(finished, tmp_path, monkeyp
     pixels = {packed.take([i])[0].tobytes(): r for i, r in enumerate(rows(finished))}
 
     loaded = datasets.load_dataset("imagefolder", data_dir=str(finished), cache_dir=str(tmp_path / "c"))
-    train = loaded["train"]  # the packed files, generate.json and generation.jsonl are not rows
-    assert len(train) == 10
-    assert set(train.features) >= {"image", "label", "class_name", "prompt", "seed", "generator",
-                                   "negative_prompt", "scheduler", "steps", "guidance", "split"}
+    assert list(loaded) == ["train"]  # the packed files, generate.json and generation.jsonl are not rows
+    train = loaded["train"]
+    assert len(train) == 10 and train.features["label"].names == FRUITS
+    assert set(train.features) >= {"image", "label", "prompt", "seed", "generator", "negative_prompt",
+                                   "scheduler", "steps", "guidance"}
     for row in train:
         expected = pixels[np.asarray(row["image"]).tobytes()]
         assert (row["label"], row["prompt"], row["seed"]) == (expected["label"], expected["prompt"], expected["seed"])
 
-    folder = ImageFolder(str(finished))  # class folders only; the files beside them are ignored
+    folder = ImageFolder(str(finished / "train"))  # a split folder: class folders and metadata.parquet
     assert folder.classes == FRUITS and len(folder) == 10
     for path, target in folder.samples:
-        assert table[str(Path(path).relative_to(finished))]["label"] == target
+        assert table[str(Path(path).relative_to(finished / "train"))]["label"] == target
 
 
 def test_options_reach_the_pipeline_and_the_metadata(tiny_pipeline, tmp_path):

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,6 +217,50 @@ class Dataset:
             idx = order[start:start + batch_size]
             yield self.take(idx), self.labels[idx]
 
+    def to_hf(self):
+        """This Dataset as a Hugging Face ``datasets.DatasetDict``: one split per split (``valid`` is
+        named ``validation``), an ``image`` column, when labelled ``label`` as a ``ClassLabel`` of
+        the class names in this Dataset's order, and each image's plain facts (seed, prompt, source
+        file, ...: :func:`synthbench.data.hf.extra_columns`); the same as loading its export or
+        generation folder with ``datasets.load_dataset``. Each split's images are encoded as PNG in memory."""
+        try:
+            import datasets
+        except ImportError:
+            raise DataError("Dataset.to_hf() needs the Hugging Face datasets library: "
+                            "pip install datasets") from None
+        from PIL import Image
+
+        from synthbench.data.hf import extra_columns, hf_split
+
+        records = self.items()
+        extras = extra_columns(records)
+        features = {"image": datasets.Image()}
+        if self.labelled:
+            if (self.labels < 0).any():
+                raise DataError("this Dataset mixes labelled and unlabelled images; a ClassLabel "
+                                "cannot hold both: convert the labelled part only")
+            features["label"] = datasets.ClassLabel(names=list(self.class_names))
+        features.update({k: datasets.Value(dtype) for k, dtype in extras.items()})
+        parts = {}
+        for split in self.split_names:
+            view = self.split(split)
+            images = []
+            for start in range(0, len(view), 512):
+                for image in view.take(np.arange(start, min(start + 512, len(view)))):
+                    buffer = io.BytesIO()
+                    Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(buffer, format="PNG")
+                    images.append({"bytes": buffer.getvalue(), "path": None})
+            columns: dict[str, list] = {"image": images}
+            if self.labelled:
+                columns["label"] = view.labels.tolist()
+            rows = np.flatnonzero(self.splits == split)
+            for key, dtype in extras.items():
+                values = [records[i].get(key) for i in rows]
+                columns[key] = [float(v) if v is not None and dtype == "float64" else v for v in values]
+            parts[hf_split(split)] = datasets.Dataset.from_dict(columns, features=datasets.Features(features))
+        order = ["train", "validation", "test"]
+        return datasets.DatasetDict({k: parts[k] for k in sorted(parts, key=order.index)})
+
     def items(self) -> list[dict[str, Any]]:
         """Per-image records of a packed Dataset (``items.jsonl``), in view order."""
         if self.path is None or len(self.arrays) != 1:
@@ -382,11 +427,14 @@ def new_image_array(path: Path, shape: tuple[int, ...]) -> np.ndarray:
 
 def write_packed(folder: Path, images: np.ndarray, labels: np.ndarray, splits: np.ndarray,
                  class_names: Sequence[str], items: Sequence[dict[str, Any]],
-                 manifest: dict[str, Any]) -> dict[str, Any]:
+                 manifest: dict[str, Any],
+                 before_manifest: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Write labels, splits, items and (last) the manifest of a packed Dataset into ``folder``.
 
     ``images`` must already be ``folder/images.npy`` (written by the caller, usually through
-    ``np.lib.format.open_memmap``) or an array, which is then saved. Returns the manifest.
+    ``np.lib.format.open_memmap``) or an array, which is then saved. ``before_manifest`` is called
+    with the full manifest just before it is written (for files that must exist once the Dataset
+    is complete, made from the manifest). Returns the manifest.
     """
     folder = Path(folder)
     if not (folder / "images.npy").exists():
@@ -414,6 +462,8 @@ def write_packed(folder: Path, images: np.ndarray, labels: np.ndarray, splits: n
         "fingerprint": fingerprint_arrays(images, labels, splits, class_names),
         **manifest,
     }
+    if before_manifest is not None:
+        before_manifest(full)
     tmp = folder / (MANIFEST + ".part")
     tmp.write_text(json.dumps(full, indent=2, ensure_ascii=False), encoding="utf-8")
     tmp.rename(folder / MANIFEST)

@@ -6,15 +6,21 @@ The output folder OUT is the same currency as a prepared real Dataset::
     OUT/<class>/seed-000042.png     one image per seed, at the training size (--size)
     OUT/metadata.jsonl              Hugging Face imagefolder rows: file_name, label, class_name, split,
                                     generator, seed (+ prompt, negative_prompt, scheduler, steps, guidance)
+    OUT/train/, OUT/test/, OUT/README.md   the Hugging Face layout (synthbench.data.hf): split folders of
+                                    hard links to the images, each with a metadata.parquet, and a
+                                    dataset card; load_dataset(OUT) and load_dataset("imagefolder",
+                                    data_dir=OUT) give the splits with a ClassLabel, ImageFolder(OUT/train)
+                                    the same indices
     OUT/images.npy, labels.npy, splits.npy, items.jsonl, manifest.json (last): the packed form
     OUT/generate.json               the plan: everything that decides the images (checked on resume)
     OUT/generation.jsonl            one line per finished block of images: session, shard, images, seconds
     OUT/.synthbench, .synthbench*.lock   the ownership marker and the writers' locks (synthbench.safety)
     OUT-native/<class>/...png       the same images at the generator's native size, where it differs
 
-Class folders are file-name-safe forms of the class names (:func:`synthbench.safety.safe_names`);
-the real names are in the metadata. ``--overwrite`` replaces only a generation folder synthbench
-wrote (its ``.synthbench`` marker lists everything in it), never an input or a foreign folder.
+Class folders are file-name-safe forms of the class names (:func:`synthbench.data.hf.class_folders`:
+no split word `datasets` would read as a split); the real names are in the metadata and the card.
+``--overwrite`` replaces only a generation folder synthbench wrote (its ``.synthbench`` marker
+lists everything in it), never an input or a foreign folder.
 
 Reproducible and resumable:
 

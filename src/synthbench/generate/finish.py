@@ -15,6 +15,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from synthbench.data.dataset import MANIFEST, Dataset, new_image_array, write_packed
+from synthbench.data.hf import write_generated
 from synthbench.errors import DataError
 from synthbench.generate.folder import (OWNED, OWNED_NATIVE, TIMING_FILE, _claim, _entries, _mark_native,
                                         _write_text, alone, read_timings, row_key, totals)
@@ -75,7 +76,7 @@ def finalize(out: str | os.PathLike, *, progress: bool = True) -> Dataset:
             "native_folder": str(native.resolve()) if ours else None,
         },
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
+    }, before_manifest=lambda full: write_generated(out, rows, full))  # split folders + card, before the manifest
     del images
     kept = sum(bool(r.get("blank")) for r in records)
     if kept and progress:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from synthbench.data.dataset import MANIFEST
+from synthbench.data.hf import generated_entries
 from synthbench.errors import DataError, SynthbenchError
 from synthbench.generate.config import GenerateConfig
 from synthbench.generate.plan import (PLAN_FILE, DamagedPlan, _differences, _Layout, _read_plan, native_folder,
@@ -214,7 +215,7 @@ PACKED = ("metadata.jsonl", "images.npy", "labels.npy", "splits.npy", "items.jso
 
 def _entries(plan: dict[str, Any]) -> list[str]:
     """Every top-level name synthbench may write into a generation folder of this plan."""
-    return [PLAN_FILE, TIMING_FILE, LOCK, *PACKED, *_Layout.of(plan).folders()]
+    return [PLAN_FILE, TIMING_FILE, LOCK, *PACKED, *generated_entries(), *_Layout.of(plan).folders()]
 
 
 def _inputs(config: GenerateConfig, source) -> list[Path]:

@@ -12,11 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from synthbench.data.export import UNLABELLED_FOLDER
+from synthbench.data.hf import UNLABELLED_FOLDER, class_folders
 from synthbench.errors import ConfigError, DataError
 from synthbench.generate.config import GenerateConfig
 from synthbench.generate.sources import _Pipeline
-from synthbench.safety import safe_names
 
 PLAN_FILE = "generate.json"
 PNG_KEY = "synthbench"          # PNG text chunk holding the image's metadata row
@@ -43,8 +42,9 @@ class _Layout:
         index = {name: i for i, name in enumerate(names)}
         labels = np.array([index[s] if s is not None else -1 for s in subjects], dtype=np.int64)
         seeds = first + np.arange(n, dtype=np.int64)
-        # Class names may come from someone else's files: folders get safe names, the metadata the real ones.
-        folder = dict(zip(names, safe_names(names)))
+        # Class names may come from someone else's files: folders get safe names, the metadata the real ones;
+        # a split word in a name is shielded (`datasets` would take the folder for a split, see data.hf).
+        folder = dict(zip(names, class_folders(names, ordered=False)))
         files = [f"{folder[s] if s is not None else UNLABELLED_FOLDER}/seed-{int(seed):06d}.png"
                  for s, seed in zip(subjects, seeds)]
         return cls(subjects, labels, seeds, files)
