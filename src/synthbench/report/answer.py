@@ -61,11 +61,13 @@ def section(report: Report) -> str:
         parts.append(f"<p class='warning'>{esc(curve.status)}.</p>")
     if "filter" not in table.columns:
         table = table.assign(filter="")
+    # Name the filter only where the study filtered something: "[filter: none]" on every line is noise.
+    filtered = bool(set(table["filter"].fillna("").astype(str)) - {"", "none"})
     for gen, rows in table.groupby("generator", sort=True):
         parts.append(f"<h3>{esc(gen)}</h3><p class='note'>What this generator saw: "
                      f"{esc(rows['provenance'].iloc[0])}.</p><ul>")
         for _, r in rows.sort_values(["size", "composition", "ratio"]).iterrows():
-            filt = f" [filter: {esc(r['filter'])}]" if str(r["filter"] or "") else ""
+            filt = f" [filter: {esc(r['filter'])}]" if filtered and str(r["filter"] or "") else ""
             parts.append(f"<li>{esc(r['statement'])}{filt}</li>")
         parts.append("</ul>")
     if curve.status == OK:
