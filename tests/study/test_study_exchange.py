@@ -393,3 +393,29 @@ def test_bootstrap_refits_failing_often_give_the_too_noisy_status(monkeypatch):
     row = one(rates(rows, resamples=100)[0], generator="g")
     assert row["status"] == "no rate: the real learning curve is too noisy (20 of 100 bootstrap refits failed)"
     assert math.isnan(row["n_eff"]) and row["failed_fits"] == 20
+
+
+def test_figure_places_every_result_even_when_its_interval_reaches_into_the_range(tmp_path, monkeypatch):
+    """A bound whose interval reaches into the measured range (status "below range; the interval
+    reaches ...") is still a result to place on the curve, at the edge, like a plain bound."""
+    import matplotlib.axes
+
+    from synthbench.report import answer
+
+    rng = np.random.default_rng(5)
+    rows = real_rows(sizes=(50, 100, 200, 400), seeds=3, sd=0.01, rng=rng)
+    rows += group_rows("artificial", "gen", 100, acc(np.full(3, 40.0)) + rng.normal(0, 0.03, 3))
+    table, curves = exchange_rates(pd.DataFrame(rows))
+    row = one(table, composition="artificial")
+    assert row["status"].startswith("below range; "), row["status"]   # the case under test
+    placed = []
+    real_errorbar = matplotlib.axes.Axes.errorbar
+
+    def counting(self, x, y, *a, **kw):
+        placed.append(list(x))
+        return real_errorbar(self, x, y, *a, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", counting)
+    answer.plot(curves[0], table, tmp_path / "curve.png")
+    assert len(placed) == 2, placed          # the real means, then the one synthetic result
+    assert placed[1] == [50]
