@@ -281,6 +281,10 @@ def test_provenance_is_shown_beside_each_rate_and_its_absence_said():
         "pretrained on external data (LAION)"
     filtered = provenance_text({"kind": "filtered", "filter": {"kind": "confidence"}, "parent": prov["ddpm"]})
     assert filtered.startswith("filtered (confidence) from a generator trained on 1437")
+    # the record filtering.py writes names the filter under "method" (with keep, key, ...)
+    written = provenance_text({"kind": "filtered", "filter": {"method": "confidence", "keep": 0.5, "key": "ab12"},
+                               "parent": prov["ddpm"], "trained_on": prov["ddpm"]["trained_on"]})
+    assert written.startswith("filtered (confidence) from a generator trained on 1437"), written
 
 
 def test_a_filter_column_is_carried_through():

@@ -374,7 +374,8 @@ def provenance_text(prov: Any) -> str:
     note = str(prov.get("note") or "")
     if kind == "filtered":
         filt = prov.get("filter")
-        name = filt.get("name", filt.get("kind", "")) if isinstance(filt, dict) else filt
+        # filtering.py records the filter's name as "method"
+        name = filt.get("method") or filt.get("name") or filt.get("kind", "") if isinstance(filt, dict) else filt
         return f"filtered ({name or 'filter'}) from a generator {provenance_text(prov.get('parent'))}"
     seen = prov.get("trained_on")
     if kind == "trained" and isinstance(seen, dict):
