@@ -423,3 +423,14 @@ def test_figure_places_every_result_even_when_its_interval_reaches_into_the_rang
     answer.plot(curves[0], table, tmp_path / "curve.png")
     assert len(placed) == 2, placed          # the real means, then the one synthetic result
     assert placed[1] == [50]
+
+
+def test_an_augmented_sentence_counts_the_training_images_it_really_had():
+    """An augmented cell of size n trains on n real + k·n synthetic images: "At n training images"
+    would misstate its training set (mixed cells of size n do have n)."""
+    rows = real_rows() + group_rows("augmented", "g", 200, acc(np.full(5, 300.0)), ratio=0.0, augment_factor=1.0)
+    table, _ = rates(rows)
+    row = one(table, composition="augmented")
+    assert row["n_real"] == 200 and row["n_synthetic"] == 200
+    assert row["statement"].startswith("At 400 training images (k = 1), adding 200 g images to 200 real ones"), \
+        row["statement"]

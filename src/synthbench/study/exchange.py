@@ -318,7 +318,8 @@ def _statement(g: Group, row: dict[str, Any], lo_n: int, hi_n: int) -> str:
     mixture = g.composition != "artificial"
     k = f" (k = {g.augment_factor:g})" if g.composition == "augmented" else ""
     if mixture:
-        lead = f"At {g.size} training images{k}, adding {m} {gen} images to {n_real} real ones"
+        # n_real + m: an augmented cell of size n trains on n real + k·n synthetic images
+        lead = f"At {n_real + m} training images{k}, adding {m} {gen} images to {n_real} real ones"
     else:
         lead = f"At {g.size} training images, {m} {gen} images alone"
     reach = ""
