@@ -434,3 +434,14 @@ def test_an_augmented_sentence_counts_the_training_images_it_really_had():
     assert row["n_real"] == 200 and row["n_synthetic"] == 200
     assert row["statement"].startswith("At 400 training images (k = 1), adding 200 g images to 200 real ones"), \
         row["statement"]
+
+
+def test_a_ratio_sweep_cell_without_synthetic_images_gets_no_rate():
+    """ratio_sweep at ratio 0 trains on real images only: whatever it lands on is seed noise
+    around the curve, not "one real image is worth 0 g images"."""
+    rows = real_rows() + group_rows("ratio_sweep", "g", 200, acc(np.full(5, 230.0)), ratio=0.0)
+    table, _ = rates(rows)
+    row = one(table, composition="ratio_sweep")
+    assert row["n_synthetic"] == 0
+    assert math.isnan(row["rate"]) and math.isnan(row["n_eff"]), row["statement"]
+    assert "no synthetic images" in row["status"] and "worth 0" not in row["statement"]

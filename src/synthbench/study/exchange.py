@@ -250,6 +250,10 @@ def rate_row(curve: Curve, g: Group, draws: np.ndarray | None) -> dict[str, Any]
     mixture = g.composition != "artificial"
     what = (f"{m} {gen} images alone" if not mixture
             else f"adding {m} {gen} images to {n_real} real ones")
+    if m == 0:   # a ratio_sweep cell at ratio 0: real images only, nothing to exchange
+        row.update(status="no rate: no synthetic images", statement=f"No exchange rate for {what}: the cell "
+                   "trains on real images only.")
+        return row
     if curve.status != OK:
         row.update(status=curve.status, statement=f"No exchange rate for {what}: {curve.status.removeprefix('no rate: ')}.")
         return row
