@@ -86,3 +86,15 @@ def test_describe_quotes_what_the_generator_saw():
                                               "path": "/x/digits16", "split": "train", "images": 1437}}
     assert provenance.describe(prov) == "trained on 1437 real images (digits16, train split; fingerprint abcdef012345)"
     assert provenance.describe(provenance.pretrained("sd21")) == "trained on external data (sd21)"
+
+
+@pytest.mark.parametrize("images", [True, -3, 2.5])
+def test_a_run_json_with_an_odd_image_count_still_gives_provenance_its_reader_accepts(images):
+    """What generate records must be what read() accepts: else every study refuses the Dataset
+    with "generate the Dataset again", which would write the same record again."""
+    from synthbench.data import provenance
+
+    prov = provenance.trained({"data": {"fingerprint": "f" * 16, "path": None, "split": "train", "images": images}},
+                              where="gen")
+    assert provenance.problem(prov) is None, prov
+    assert prov["trained_on"]["images"] is None

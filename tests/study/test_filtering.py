@@ -209,3 +209,17 @@ def test_a_pool_too_small_after_filtering_is_refused_before_the_filter_trains(tm
     pool = plan.inputs.synthetic["gen"].pool
     per_class = np.bincount(pool.labels, minlength=10)
     assert len(plan.inputs.synthetic["gen"].filtered["confidence"]) == sum(int(np.floor(0.9 * n + 0.5)) for n in per_class)
+
+
+def test_filters_without_none_are_refused_since_every_comparison_needs_unfiltered_cells():
+    """With filters: [confidence] alone there are no unfiltered cells, and every composition,
+    generator and filter comparison is made against unfiltered cells: comparisons.csv would be
+    silently empty. The spec says so instead, and its advice gives a valid spec."""
+    import pydantic
+
+    from synthbench.study.spec import StudySpec
+
+    with pytest.raises(pydantic.ValidationError, match=r"filters: \[none, confidence\]"):
+        StudySpec(real="r", synthetic={"g": "g"}, compositions=["real", "artificial"], filters=["confidence"])
+    spec = StudySpec(real="r", synthetic={"g": "g"}, compositions=["real", "artificial"], filters=["none", "confidence"])
+    assert spec.filters == ["none", "confidence"]

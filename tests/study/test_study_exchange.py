@@ -281,6 +281,10 @@ def test_provenance_is_shown_beside_each_rate_and_its_absence_said():
         "pretrained on external data (LAION)"
     filtered = provenance_text({"kind": "filtered", "filter": {"kind": "confidence"}, "parent": prov["ddpm"]})
     assert filtered.startswith("filtered (confidence) from a generator trained on 1437")
+    # the record filtering.py writes names the filter under "method" (with keep, key, ...)
+    written = provenance_text({"kind": "filtered", "filter": {"method": "confidence", "keep": 0.5, "key": "ab12"},
+                               "parent": prov["ddpm"], "trained_on": prov["ddpm"]["trained_on"]})
+    assert written.startswith("filtered (confidence) from a generator trained on 1437"), written
 
 
 def test_a_filter_column_is_carried_through():
@@ -393,3 +397,51 @@ def test_bootstrap_refits_failing_often_give_the_too_noisy_status(monkeypatch):
     row = one(rates(rows, resamples=100)[0], generator="g")
     assert row["status"] == "no rate: the real learning curve is too noisy (20 of 100 bootstrap refits failed)"
     assert math.isnan(row["n_eff"]) and row["failed_fits"] == 20
+
+
+def test_figure_places_every_result_even_when_its_interval_reaches_into_the_range(tmp_path, monkeypatch):
+    """A bound whose interval reaches into the measured range (status "below range; the interval
+    reaches ...") is still a result to place on the curve, at the edge, like a plain bound."""
+    import matplotlib.axes
+
+    from synthbench.report import answer
+
+    rng = np.random.default_rng(5)
+    rows = real_rows(sizes=(50, 100, 200, 400), seeds=3, sd=0.01, rng=rng)
+    rows += group_rows("artificial", "gen", 100, acc(np.full(3, 40.0)) + rng.normal(0, 0.03, 3))
+    table, curves = exchange_rates(pd.DataFrame(rows))
+    row = one(table, composition="artificial")
+    assert row["status"].startswith("below range; "), row["status"]   # the case under test
+    placed = []
+    real_errorbar = matplotlib.axes.Axes.errorbar
+
+    def counting(self, x, y, *a, **kw):
+        placed.append(list(x))
+        return real_errorbar(self, x, y, *a, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", counting)
+    answer.plot(curves[0], table, tmp_path / "curve.png")
+    assert len(placed) == 2, placed          # the real means, then the one synthetic result
+    assert placed[1] == [50]
+
+
+def test_an_augmented_sentence_counts_the_training_images_it_really_had():
+    """An augmented cell of size n trains on n real + k·n synthetic images: "At n training images"
+    would misstate its training set (mixed cells of size n do have n)."""
+    rows = real_rows() + group_rows("augmented", "g", 200, acc(np.full(5, 300.0)), ratio=0.0, augment_factor=1.0)
+    table, _ = rates(rows)
+    row = one(table, composition="augmented")
+    assert row["n_real"] == 200 and row["n_synthetic"] == 200
+    assert row["statement"].startswith("At 400 training images (k = 1), adding 200 g images to 200 real ones"), \
+        row["statement"]
+
+
+def test_a_ratio_sweep_cell_without_synthetic_images_gets_no_rate():
+    """ratio_sweep at ratio 0 trains on real images only: whatever it lands on is seed noise
+    around the curve, not "one real image is worth 0 g images"."""
+    rows = real_rows() + group_rows("ratio_sweep", "g", 200, acc(np.full(5, 230.0)), ratio=0.0)
+    table, _ = rates(rows)
+    row = one(table, composition="ratio_sweep")
+    assert row["n_synthetic"] == 0
+    assert math.isnan(row["rate"]) and math.isnan(row["n_eff"]), row["statement"]
+    assert "no synthetic images" in row["status"] and "worth 0" not in row["statement"]

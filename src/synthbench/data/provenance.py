@@ -71,7 +71,8 @@ def trained(run_info: dict[str, Any] | None, *, where: str) -> dict[str, Any]:
         return {"kind": "trained", "trained_on": None,
                 "note": f"trained by synthbench on data it did not record (no run.json with a Dataset for {where})"}
     split = data.get("split") if isinstance(data.get("split"), str) else None
-    images = data.get("images") if isinstance(data.get("images"), int) else None
+    images = data.get("images")   # only what problem() accepts: a count (bool is an int in Python)
+    images = images if isinstance(images, int) and not isinstance(images, bool) and images >= 0 else None
     path = data.get("path") if isinstance(data.get("path"), str) else None
     name = Path(path).name if path else None
     manifest = _manifest(path)

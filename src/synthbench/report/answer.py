@@ -95,9 +95,10 @@ def plot(curve: Curve, table: pd.DataFrame, path: Path, scope: str = "") -> Path
     for _, r in table.iterrows():
         x, marker = r["n_eff"], MARKERS.get(r["composition"], "o")
         if not math.isfinite(x):
-            if r["status"] == "above range":
+            status = str(r["status"])   # may go on: "above range; the interval reaches into ..."
+            if status.startswith("above range"):
                 x, marker = hi, ">"
-            elif r["status"] in ("below range", "worth nothing measurable"):
+            elif status.startswith(("below range", "worth nothing measurable")):
                 x, marker = lo, "<"
             else:
                 continue

@@ -250,6 +250,10 @@ def rate_row(curve: Curve, g: Group, draws: np.ndarray | None) -> dict[str, Any]
     mixture = g.composition != "artificial"
     what = (f"{m} {gen} images alone" if not mixture
             else f"adding {m} {gen} images to {n_real} real ones")
+    if m == 0:   # a ratio_sweep cell at ratio 0: real images only, nothing to exchange
+        row.update(status="no rate: no synthetic images", statement=f"No exchange rate for {what}: the cell "
+                   "trains on real images only.")
+        return row
     if curve.status != OK:
         row.update(status=curve.status, statement=f"No exchange rate for {what}: {curve.status.removeprefix('no rate: ')}.")
         return row
@@ -318,7 +322,8 @@ def _statement(g: Group, row: dict[str, Any], lo_n: int, hi_n: int) -> str:
     mixture = g.composition != "artificial"
     k = f" (k = {g.augment_factor:g})" if g.composition == "augmented" else ""
     if mixture:
-        lead = f"At {g.size} training images{k}, adding {m} {gen} images to {n_real} real ones"
+        # n_real + m: an augmented cell of size n trains on n real + k·n synthetic images
+        lead = f"At {n_real + m} training images{k}, adding {m} {gen} images to {n_real} real ones"
     else:
         lead = f"At {g.size} training images, {m} {gen} images alone"
     reach = ""
@@ -374,7 +379,8 @@ def provenance_text(prov: Any) -> str:
     note = str(prov.get("note") or "")
     if kind == "filtered":
         filt = prov.get("filter")
-        name = filt.get("name", filt.get("kind", "")) if isinstance(filt, dict) else filt
+        # filtering.py records the filter's name as "method"
+        name = filt.get("method") or filt.get("name") or filt.get("kind", "") if isinstance(filt, dict) else filt
         return f"filtered ({name or 'filter'}) from a generator {provenance_text(prov.get('parent'))}"
     seen = prov.get("trained_on")
     if kind == "trained" and isinstance(seen, dict):

@@ -170,6 +170,11 @@ class StudySpec(StrictModel):
         if filters and not needs_synthetic:
             raise ValueError(f"filters {filters} apply to synthetic images, but the compositions {self.compositions} "
                              "draw none; use filters: [none], or add a composition such as artificial or mixed")
+        if filters and "none" not in self.filters:
+            # every comparison (composition, generator, filter) is made against unfiltered cells
+            raise ValueError(f"filters {self.filters} leave no unfiltered cells, so the study could compare nothing "
+                             "(each filter's effect is measured against the unfiltered cells); use "
+                             f"filters: [none, {', '.join(filters)}]")
         bad = [name for name in self.synthetic if not name or "/" in name or name.startswith(".")]
         if bad:
             raise ValueError(f"generator names must be plain names, got {bad}")
