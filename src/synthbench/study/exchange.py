@@ -531,9 +531,11 @@ def format_table(table: pd.DataFrame) -> str:
     head = f"{'test set':<20} {'generator':<12} {'composition':<11} {'size':>5} {'real':>5} {'synth':>5} " \
            f"{'seeds':>5} {'acc':>6} {'n_eff (95% CI)':>20} {'rate (95% CI)':>20}  status"
     lines.append(head)
+    # Name the filter only where the study filtered something, as the report does.
+    filtered = "filter" in table.columns and bool(set(table["filter"].fillna("").astype(str)) - {"", "none"})
     for _, r in table.iterrows():
         gen = "_".join("".join(c if c.isprintable() else " " for c in str(r["generator"])).split())[:12]
-        filt = f" [{r['filter']}]" if "filter" in table.columns and str(r.get("filter") or "") else ""
+        filt = f" [filter: {r['filter']}]" if filtered and str(r.get("filter") or "") else ""
         n_eff = interval(r.get("n_eff"), r.get("n_eff_ci_low"), r.get("n_eff_ci_high"), "{:.0f}")
         rate = interval(r.get("rate"), r.get("rate_ci_low"), r.get("rate_ci_high"), "{:.2f}")
         lines.append(f"{str(r.get('test_set', 'real_test'))[:20]:<20} {gen:<12} {str(r['composition'])[:11]:<11} "
