@@ -445,3 +445,15 @@ def test_a_ratio_sweep_cell_without_synthetic_images_gets_no_rate():
     assert row["n_synthetic"] == 0
     assert math.isnan(row["rate"]) and math.isnan(row["n_eff"]), row["statement"]
     assert "no synthetic images" in row["status"] and "worth 0" not in row["statement"]
+
+
+def test_a_step_shaped_real_curve_gives_a_status_not_a_number():
+    """All the real gain before the second size, then flat: the fit's exponent runs to its limit,
+    and an inversion would put every result just above the smallest size."""
+    rows = [{"composition": "real", "generator": "", "size": n, "ratio": 0.0, "seed": s, "accuracy": m + d}
+            for n, m in ((50, 0.20), (100, 0.95), (200, 0.95), (500, 0.95)) for s, d in enumerate((-0.001, 0, 0.001))]
+    rows += group_rows("artificial", "g", 200, [0.90, 0.91, 0.92])
+    table, _ = exchange_rates(pd.DataFrame(rows), resamples=200)
+    row = one(table, generator="g")
+    assert row["status"].startswith("no rate: the real learning curve is a step"), row["status"]
+    assert not np.isfinite(row["n_eff"]) and not np.isfinite(row["rate"])

@@ -193,6 +193,13 @@ def real_curve(real: pd.DataFrame, test_set: str, *, resamples: int = RESAMPLES,
     if curve.params is None:
         curve.status = "no rate: the power-law fit of the real learning curve failed"
         return curve
+    if curve.params[1] >= B_GRID.max():
+        # b at its limit: the fit is a step (all the gain before the second size, flat after), and
+        # every accuracy below the plateau would map to just above the smallest size.
+        curve.status = (f"no rate: the real learning curve is a step, not a curve (the power law's exponent "
+                        f"reached its limit, {B_GRID.max():g}): more real sizes between {sizes[0]} and {sizes[1]} "
+                        "would be needed")
+        return curve
     # Draws in a fixed order (size by size, all resamples at once) so a plain loop can repeat them.
     draws = [mean_draws(v, resamples, rng) for v in values]
     boot = fit_many(sizes, 1.0 - np.stack(draws, axis=1))
