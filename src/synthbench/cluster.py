@@ -41,10 +41,23 @@ def check_address(address: str | None) -> None:
         raise ConfigError(f"--address {address!r} is not HOST:PORT (as 'ray start --head' prints it), 'auto' or "
                           "ray://HOST:PORT; or leave out --address to start a local cluster")
     try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S) as conn:
+            # Ray's GCS and Ray Client are gRPC (HTTP/2) servers, which answer the HTTP/2 preface
+            # with a SETTINGS frame; any other listener (a web server, a wrong port) would leave
+            # ray.init retrying for minutes, printing C++ warnings.
+            conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+            head = b""
+            while len(head) < 9:
+                chunk = conn.recv(9 - len(head))
+                if not chunk:
+                    break
+                head += chunk
     except OSError as exc:
         raise ConfigError(f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}); start one there with "
                           "'ray start --head', or leave out --address to start a local one") from None
+    if len(head) < 9 or head[3] != 4:  # frame type 4: SETTINGS
+        raise ConfigError(f"{address} answers, but not as a Ray cluster (is it the port 'ray start --head' printed?); "
+                          "start one there with 'ray start --head', or leave out --address to start a local one")
 
 
 @contextmanager

@@ -66,3 +66,24 @@ def test_bad_resources_are_refused_naming_the_key(spec, tmp_path, refused, resou
     before = snapshot(tmp_path)
     refused("study", "run", path, "-q", match=match)
     assert snapshot(tmp_path) == before
+
+
+def test_an_address_that_answers_but_is_not_ray_is_one_line_at_once(spec, tmp_path, refused):
+    """A wrong port that does listen (here a web server) used to leave ray.init retrying for
+    minutes, printing C++ warnings; it is refused before anything is written."""
+    pytest.importorskip("ray")
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        path = spec()
+        before = snapshot(tmp_path)
+        started = time.perf_counter()
+        refused("study", "run", path, "-q", "--executor", "ray", "--address", f"127.0.0.1:{server.server_port}",
+                match=("not as a Ray cluster", "ray start --head"))
+        assert time.perf_counter() - started < 30
+        assert snapshot(tmp_path) == before
+    finally:
+        server.shutdown()
