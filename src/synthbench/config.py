@@ -99,12 +99,18 @@ def _leaf_paths(data: dict[str, Any], prefix: tuple[str, ...]) -> list[tuple[str
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a missing file, bad YAML or a non-mapping is a ConfigError."""
     path = Path(path)
+    if path.is_dir():
+        hint = (f"; it is a study's results folder: to see them: synthbench report {path}"
+                if (path / "results.csv").is_file() else "")
+        raise ConfigError(f"config file {path} is a folder, not a YAML file{hint}")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not a text file (not UTF-8); give a YAML file") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
