@@ -324,7 +324,13 @@ def validate(model: type[M], data: dict[str, Any], origin_of=lambda path: None, 
             if err["type"] == "extra_forbidden":
                 parent = _submodel(model, loc[:-1])
                 known = list(parent.model_fields) if parent is not None else []
-                hint = did_you_mean(loc[-1], known, prefix=key_prefix + "".join(p + "." for p in loc[:-1]))
+                prefix = key_prefix + "".join(p + "." for p in loc[:-1])
+                # `seed` where only `train.seed` exists: that key, not a look-alike (`grid_seed`).
+                nested = [f"{name}.{loc[-1]}" for name in known
+                          if loc[-1] in getattr(_optional_of(parent.model_fields[name].annotation), "model_fields", {})]
+                near = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.8)  # `seed` -> `seeds` first
+                hint = (f"; did you mean {prefix + nested[0]!r}?" if nested and not near
+                        else did_you_mean(loc[-1], known, prefix=prefix))
                 msg = f"unknown key{hint} (known keys: {', '.join(known)})" if known else "unknown key"
             elif "input" in err and err["type"] != "missing" and loc:
                 msg = f"{msg} (got {err['input']!r})"
