@@ -222,3 +222,13 @@ def test_a_spec_that_is_a_folder_or_not_text_is_one_line_that_says_so(cli, refus
     binary = tmp_path / "spec.yaml"
     binary.write_bytes(b"\x93NUMPY\x01\x00" + bytes(range(256)))
     refused("study", "run", binary, match="not a text file")
+
+
+@pytest.mark.parametrize("command", [("data", "info"), ("data", "export", "--out", "{tmp}/out"),
+                                     ("metrics", "--real", "{file}", "--fake")])
+def test_a_file_given_as_a_dataset_is_named_a_file_not_an_interrupted_run(refused, command, tmp_path):
+    file = tmp_path / "images.png"
+    file.write_bytes(b"not a dataset")
+    args = [a.format(tmp=tmp_path, file=file) for a in command] + [str(file)]
+    line = refused(*args, match="is a file, not a Dataset folder")
+    assert "interrupted" not in line and not (tmp_path / "out").exists()
