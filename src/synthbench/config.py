@@ -96,7 +96,7 @@ def _leaf_paths(data: dict[str, Any], prefix: tuple[str, ...]) -> list[tuple[str
     return paths
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def read_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
     """Read a YAML mapping; a missing file, bad YAML or a non-mapping is a ConfigError."""
     path = Path(path)
     if path.is_dir():
@@ -110,7 +110,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from exc
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path} is not a text file (not UTF-8); give a YAML file") from exc
+        raise ConfigError(f"{what} {path} is not a text file (not UTF-8); give a YAML file") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
