@@ -158,6 +158,7 @@ BAD_INPUT = {
     ("generate",): (["--out", "{tmp}/o", "--dtype", "float8"], "Invalid value for '--dtype'"),
     ("study", "run"): (["{tmp}/missing.yaml"], "does not exist"),
     ("study", "status"): (["{tmp}/missing.yaml", "seed=1"], "does not exist"),
+    ("study", "exchange"): (["{tmp}/missing"], "does not exist"),
     ("metrics",): (["--real", "{tmp}/missing", "--fake", "{tmp}/missing"], "does not exist"),
     ("report",): (["{tmp}/missing"], "does not exist"),
     ("demo",): (["--out", "{tmp}/a_file"], "is a file"),
