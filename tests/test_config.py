@@ -327,6 +327,8 @@ SUGGESTIONS = [
     ("synthbench.data.prepare:PrepareConfig", ["source=digit"], "digit", "digits"),
     ("synthbench.data.prepare:PrepareConfig", ["source=digits", "fit=Crop"], "Crop", "crop"),
     ("synthbench.generators.dcgan:DCGANConfig", ["train.epoch=2"], "train.epoch", "train.epochs"),
+    # a section's key given at the top: that key (not the look-alike `grid_seed`, which is the sample grid's)
+    ("synthbench.generators.dcgan:DCGANConfig", ["seed=3"], "seed", "train.seed"),
     ("synthbench.generators.diffusion:DiffusionConfig", ["sampling.sampler=ddm"], "ddm", "ddpm"),
 ]
 

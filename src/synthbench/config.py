@@ -96,15 +96,21 @@ def _leaf_paths(data: dict[str, Any], prefix: tuple[str, ...]) -> list[tuple[str
     return paths
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def read_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
     """Read a YAML mapping; a missing file, bad YAML or a non-mapping is a ConfigError."""
     path = Path(path)
+    if path.is_dir():
+        hint = (f"; it is a study's results folder: to see them: synthbench report {path}"
+                if (path / "results.csv").is_file() else "")
+        raise ConfigError(f"config file {path} is a folder, not a YAML file{hint}")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not a text file (not UTF-8); give a YAML file") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -318,7 +324,13 @@ def validate(model: type[M], data: dict[str, Any], origin_of=lambda path: None, 
             if err["type"] == "extra_forbidden":
                 parent = _submodel(model, loc[:-1])
                 known = list(parent.model_fields) if parent is not None else []
-                hint = did_you_mean(loc[-1], known, prefix=key_prefix + "".join(p + "." for p in loc[:-1]))
+                prefix = key_prefix + "".join(p + "." for p in loc[:-1])
+                # `seed` where only `train.seed` exists: that key, not a look-alike (`grid_seed`).
+                nested = [f"{name}.{loc[-1]}" for name in known
+                          if loc[-1] in getattr(_optional_of(parent.model_fields[name].annotation), "model_fields", {})]
+                near = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.8)  # `seed` -> `seeds` first
+                hint = (f"; did you mean {prefix + nested[0]!r}?" if nested and not near
+                        else did_you_mean(loc[-1], known, prefix=prefix))
                 msg = f"unknown key{hint} (known keys: {', '.join(known)})" if known else "unknown key"
             elif "input" in err and err["type"] != "missing" and loc:
                 msg = f"{msg} (got {err['input']!r})"

@@ -146,7 +146,7 @@ def load_theme(spec: str | os.PathLike, subjects_from: str | os.PathLike | None 
                           "or give a YAML file (see synthbench.themes)")
     where = f"theme file {path}"
     try:
-        raw = read_yaml(path)
+        raw = read_yaml(path, "theme file")
     except (OSError, UnicodeDecodeError) as exc:  # a binary file or an unreadable one: still one line
         raise ConfigError(f"{where} cannot be read as YAML text ({exc})") from None
     theme = validate(Theme, raw, lambda loc: where)

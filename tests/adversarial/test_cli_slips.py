@@ -207,3 +207,29 @@ def test_an_interrupt_and_an_unexpected_file_system_error_are_one_line_too(cli, 
     monkeypatch.setattr(prepare_module, "prepare", too_long)
     code, _, err = cli("data", "prepare", "--source", "digits", "--out", tmp_path / "o")
     assert code == 2 and err == [f"{ERROR}File name too long ({tmp_path / 'x'})"], err
+
+
+def test_a_spec_that_is_a_folder_or_not_text_is_one_line_that_says_so(cli, refused, study, tmp_path):
+    """``study run RESULTS`` used to say the folder does not exist; a binary file given as a spec
+    (a ``.npy`` by mistake) used to end in a UnicodeDecodeError traceback."""
+    _, results = study
+    before = snapshot(results)
+    for command in ("run", "status"):
+        line = refused("study", command, results, match="is a folder")
+        assert "does not exist" not in line
+    assert snapshot(results) == before
+    code, _, err = cli(*shlex.split(line.split("to see them: ")[1])[1:])  # the advice works
+    assert code == 0, err
+    binary = tmp_path / "spec.yaml"
+    binary.write_bytes(b"\x93NUMPY\x01\x00" + bytes(range(256)))
+    refused("study", "run", binary, match="not a text file")
+
+
+@pytest.mark.parametrize("command", [("data", "info"), ("data", "export", "--out", "{tmp}/out"),
+                                     ("metrics", "--real", "{file}", "--fake")])
+def test_a_file_given_as_a_dataset_is_named_a_file_not_an_interrupted_run(refused, command, tmp_path):
+    file = tmp_path / "images.png"
+    file.write_bytes(b"not a dataset")
+    args = [a.format(tmp=tmp_path, file=file) for a in command] + [str(file)]
+    line = refused(*args, match="is a file, not a Dataset folder")
+    assert "interrupted" not in line and not (tmp_path / "out").exists()

@@ -187,6 +187,26 @@ def test_a_generation_started_before_the_card_existed_is_finished_and_stays_repl
     assert code == 0, err
 
 
+def test_a_generation_finished_before_the_card_existed_gets_it_when_resumed(tmp_path, cli, load):
+    # A folder an older synthbench finished (manifest.json there, no card or split folders), as the
+    # demo's synthetic/* of a run made before the HF layout: resuming it used to reuse it as it
+    # was, and `load_dataset` then gave one "train" split holding the test images.
+    from synthbench.generators.dcgan import DCGAN, DCGANModelConfig
+
+    DCGAN(DCGANModelConfig(latent_dim=8, base_channels=4, conditional=True, embed_dim=4), 8, 1,
+          ["a", "b"]).save(tmp_path / "gan")
+    out = tmp_path / "gen"
+    args = ("generate", "--from", tmp_path / "gan", "--per-class", "2", "--test-fraction", "0.5", "--out", out, "-q")
+    code, _, err = cli(*args)
+    assert code == 0, err
+    (out / "README.md").unlink()
+    for split in ("train", "test"):
+        shutil.rmtree(out / split)
+    code, _, err = cli(*args)
+    assert code == 0, err
+    assert (out / "README.md").is_file() and (out / "test").is_dir()
+    assert_loads_right(out, Dataset.open(out), load)
+
 def test_a_link_planted_as_a_split_folder_is_not_written_through(tmp_path, cli, load, snapshot):
     from synthbench.generators.dcgan import DCGAN, DCGANModelConfig
 

@@ -83,6 +83,8 @@ class Dataset:
         path = Path(path)
         if not path.exists():
             raise DataError(f"Dataset folder {path} does not exist")
+        if not path.is_dir():  # "an interrupted run" below would send the user to redo work for nothing
+            raise DataError(f"{path} is a file, not a Dataset folder (a folder holding {MANIFEST} and the packed arrays)")
         manifest_file = path / MANIFEST
         if not manifest_file.is_file():
             raise DataError(

@@ -16,6 +16,7 @@ from PIL import Image, PngImagePlugin
 from tqdm.auto import tqdm
 
 from synthbench.data.dataset import MANIFEST, Dataset
+from synthbench.data.hf import CARD
 from synthbench.data.imageio import ImageSpec, _fit
 from synthbench.errors import DataError, SynthbenchError
 from synthbench.generate.config import GenerateConfig
@@ -90,7 +91,9 @@ def _generate(config: GenerateConfig, out: Path, plan: dict[str, Any], source, d
         _claim(out, plan)
         mine = [(b, blocks[b]) for b in part.blocks(len(blocks))]
         # A finished folder (all images and the manifest there before this run) is reused as it is.
-        finished = (out / MANIFEST).is_file() and all((out / f).is_file() for f in layout.files)
+        # One finished by a synthbench without the HF layout (no card) is finished again to get it.
+        finished = ((out / MANIFEST).is_file() and (out / CARD).is_file()
+                    and all((out / f).is_file() for f in layout.files))
         present = {i for _, block in mine for i in block if (out / layout.files[i]).is_file()}
         todo = [(b, block) for b, block in mine if any(i not in present for i in block)]
         generated = 0
