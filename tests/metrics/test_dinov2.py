@@ -155,6 +155,7 @@ def test_online_a_hub_id_is_downloaded_with_only_the_files_it_needs(offline_hub,
     from synthbench.generators import text2image
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)   # CI sets it too
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(text2image, "_hub_unreachable", lambda: None)
     asked = []

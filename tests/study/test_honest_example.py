@@ -5,6 +5,7 @@ paths pointed at them. The scarce generator saw exactly the classifiers' real po
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -28,8 +29,11 @@ def test_the_honest_example_runs_at_a_tiny_scale(digits16, tmp_path):
     sb("data", "export", digits16.path, "--split", "train", "--out", png / "train-all", "-q")
     sb("data", "prepare", "--path", png / "train-all", "--size", 16, "--channels", 1, "--max-per-class", 4,
        "--test-fraction", 0, "--workers", 0, "--out", data / "few", "-q")
-    sb("data", "export", data / "few", "--out", png / "scarce" / "train", "-q")
-    sb("data", "export", digits16.path, "--split", "test", "--out", png / "scarce" / "test", "-q")
+    sb("data", "export", data / "few", "--out", png / "scarce-train", "-q")
+    sb("data", "export", digits16.path, "--split", "test", "--out", png / "real-test", "-q")
+    (png / "scarce").mkdir()
+    for split in (png / "scarce-train" / "train", png / "real-test" / "test"):   # the README's mv
+        shutil.move(split, png / "scarce" / split.name)
     sb("data", "prepare", "--path", png / "scarce", "--size", 16, "--channels", 1, "--workers", 0,
        "--out", data / "scarce", "-q")
     scarce = Dataset.open(data / "scarce")
