@@ -253,3 +253,32 @@ def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def hf_datasets(tmp_path, monkeypatch):
+    """`datasets`, offline, with its caches under tmp_path (never the home cache)."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-home" / "datasets"))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import datasets
+
+    # The variables are read when `datasets` is first imported; set the flag for this test too.
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
+    datasets.disable_progress_bars()
+    return datasets
+
+
+@pytest.fixture
+def hf(hf_datasets, tmp_path):
+    """``hf(folder, style)``: a folder loaded as the Hub would ("repository": the folder as a
+    dataset repository, with its card) or as ``imagefolder`` (``data_dir=``); ``hf.datasets``."""
+    def load(folder, style: str):
+        cache = str(tmp_path / "hf-cache" / style)
+        if style == "repository":
+            return hf_datasets.load_dataset(str(folder), cache_dir=cache)
+        return hf_datasets.load_dataset("imagefolder", data_dir=str(folder), cache_dir=cache)
+
+    load.datasets = hf_datasets
+    return load

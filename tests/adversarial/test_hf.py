@@ -27,26 +27,6 @@ HOSTILE = ["train", "b: 'x'", 'say "hi"', "line\nbreak", "---", "../x", "ünïc�
 STYLES = ("repository", "imagefolder")
 
 
-@pytest.fixture
-def load(tmp_path, monkeypatch):
-    """``load(folder, style)``: `datasets`, offline, caches under tmp_path."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    import datasets
-
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
-    datasets.disable_progress_bars()
-
-    def run(folder: Path, style: str):
-        cache = str(tmp_path / "hf-cache" / style)
-        if style == "repository":
-            return datasets.load_dataset(str(folder), cache_dir=cache)
-        return datasets.load_dataset("imagefolder", data_dir=str(folder), cache_dir=cache)
-
-    return run
-
-
 def packed(folder: Path, names: list[str], splits: list[str], manifest: dict | None = None,
            labels: list[int] | None = None) -> Path:
     """A Dataset of one distinct solid image per row; row i has label i % len(names) by default."""
@@ -67,6 +47,12 @@ def by_pixels(ds: Dataset) -> dict[str, dict[bytes, int]]:
         pixels = image[:, :, 0] if image.shape[2] == 1 else image
         out.setdefault(names.get(str(split), str(split)), {})[pixels.tobytes()] = int(label)
     return out
+
+
+@pytest.fixture
+def load(hf):
+    """The suite's ``hf`` loader (both load styles, offline, caches under tmp_path)."""
+    return hf
 
 
 def assert_loads_right(folder: Path, ds: Dataset, load) -> None:

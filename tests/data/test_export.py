@@ -23,21 +23,6 @@ def prepared(tmp_path, class_tree, run_prepare) -> Dataset:
                        test_fraction=0.2)
 
 
-@pytest.fixture
-def hf_datasets(tmp_path, monkeypatch):
-    """`datasets`, offline, with its caches under tmp_path (never the home cache)."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-home" / "datasets"))
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    import datasets
-
-    # The variables are read when `datasets` is first imported; set the flag for this test too.
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
-    datasets.disable_progress_bars()
-    return datasets
-
-
 def _by_pixels(ds: Dataset) -> dict[bytes, tuple[int, str]]:
     """{pixel bytes: (label, split)} of a Dataset whose images are all distinct."""
     images = ds.take(np.arange(len(ds)))

@@ -28,28 +28,6 @@ STYLES = ["repository", "imagefolder"]
 
 
 @pytest.fixture
-def hf(tmp_path, monkeypatch):
-    """`datasets`, offline, with its caches under tmp_path (never the home cache)."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-home" / "datasets"))
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    import datasets
-
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
-    datasets.disable_progress_bars()
-
-    def load(folder: Path, style: str):
-        cache = str(tmp_path / "hf-cache" / style)
-        if style == "repository":
-            return datasets.load_dataset(str(folder), cache_dir=cache)
-        return datasets.load_dataset("imagefolder", data_dir=str(folder), cache_dir=cache)
-
-    load.datasets = datasets
-    return load
-
-
-@pytest.fixture
 def prepared(tmp_path, class_tree, run_prepare) -> Dataset:
     """Three classes of distinct noise images with train, valid and test splits."""
     for seed, (split, n) in enumerate([("train", 4), ("val", 2), ("test", 2)]):
