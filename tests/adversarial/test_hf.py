@@ -213,3 +213,19 @@ def test_a_link_planted_as_a_split_folder_is_not_written_through(tmp_path, cli, 
     assert snapshot(tmp_path / "elsewhere") == before  # nothing written through the link
     assert (out / "train").is_dir() and not (out / "train").is_symlink()
     assert_loads_right(out, Dataset.open(out), load)
+
+
+def test_an_old_generation_with_a_class_folder_named_train_is_refused_not_emptied(tmp_path):
+    """A folder an older synthbench made keeps class 'train' in OUT/train/: making the HF split
+    folder there would remove the generated images. Refused in one line, every image kept."""
+    from synthbench.data.hf import write_generated
+    from synthbench.errors import DataError
+
+    out = tmp_path / "gen"
+    (out / "train").mkdir(parents=True)
+    image = out / "train" / "seed-000000.png"
+    image.write_bytes(b"png")
+    rows = [{"file_name": "train/seed-000000.png", "label": 0, "split": "train"}]
+    with pytest.raises(DataError, match="--overwrite"):
+        write_generated(out, rows, {"class_names": ["train"]})
+    assert image.read_bytes() == b"png"

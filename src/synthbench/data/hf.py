@@ -313,6 +313,12 @@ def write_generated(out: Path, rows: Sequence[dict[str, Any]], manifest: dict[st
     mark_owned(out, OWNED, generated_entries())  # before they appear: --overwrite knows them
     for split in ("train", "test"):  # an earlier finish of this folder's: made again from the images
         path = out / split
+        if any(str(r.get("file_name", "")).split("/")[0] == split for r in rows):
+            # A folder an older synthbench started keeps a class literally named like a split there:
+            # removing it would remove the generated images themselves.
+            raise DataError(f"{out} keeps the images of a class in {path} (made by an older synthbench), where the "
+                            "Hugging Face layout puts its split folder; run the same generate command with "
+                            "--overwrite to make it again with the class folder renamed")
         if path.is_symlink() or path.is_file():
             path.unlink()  # never written through: a link is removed, not followed
         elif path.is_dir():
