@@ -111,7 +111,8 @@ class Task:
     # learning rate (applied to the loaded optimizer state), gradient clipping (read at each
     # step) and what previews and exports show. A key a task's config lacks never differs.
     resumable_changes: tuple[str, ...] = (resuming.LR_KEY, "optim.grad_clip", "sampling", "preview_count",
-                                          "grid_size", "grid_seed", "eval_batch_size")
+                                          "grid_size", "grid_seed", "eval_batch_size",
+                                          "eval")
 
     def __init__(self) -> None:
         self.modules: dict[str, nn.Module] = {}
@@ -157,6 +158,20 @@ class Task:
     def export(self, folder: Path, accelerator: Any) -> None:
         """Write the finished model in a form that loads without the engine."""
 
+    def quality_tracker(self, dataset: Dataset, config: TrainConfig):
+        """A :class:`synthbench.metrics.tracking.QualityTracker` when this task's config asks for
+        evaluation during training (generators' ``eval.every``), else None."""
+        evaluation = getattr(getattr(self, "config", None), "eval", None)
+        if evaluation is None or not evaluation.every:
+            return None
+        from synthbench.metrics.tracking import QualityTracker
+
+        return QualityTracker(evaluation, dataset, config.split)
+
+    def evaluation_generator(self, accelerator: Any, action):
+        """``action(generator)`` on a generator over the weights the task would export now."""
+        raise SynthbenchError(f"{self.kind} models cannot be evaluated during training")
+
     def config_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -196,16 +211,19 @@ def fit(task: Task, dataset: Dataset, run_dir: str | Path, config: TrainConfig, 
         run.check_resumable(inputs)
     else:
         run.check_new(inputs)
+    tracker = task.quality_tracker(dataset, config)  # its settings are checked before anything is written
     main = PartialState().is_main_process  # the other processes of a multi-GPU run share its lock
     try:
         with safety.output_lock(run.path, what="this run") if main else nullcontext():
-            return _fit(task, dataset, train_set, run, config, resume=resume, main=main)
+            if tracker is not None and main:
+                tracker.prepare()  # before this run's Accelerator: a domain extractor may need training
+            return _fit(task, dataset, train_set, run, config, resume=resume, main=main, tracker=tracker)
     except OSError as exc:
         raise SynthbenchError(_os_error_message(exc, run)) from exc
 
 
 def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, config: TrainConfig, *,
-         resume: bool, main: bool) -> RunFolder:
+         resume: bool, main: bool, tracker=None) -> RunFolder:
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
 
@@ -263,9 +281,13 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
                 table[name] = obj
 
     epoch, position, global_step, sums = 0, 0, 0, _EpochSums()
+    # Seconds spent training (data, forward, backward, optimizer) over every session of the run:
+    # never evaluation, grids, plots or checkpoint saving.
+    clock = _TrainClock()
     if start_from is not None:
         state = _load(accelerator, task, start_from, run)
         epoch, position, global_step = state["epoch"], state["position"], state["global_step"]
+        clock.seconds = float(state.get("train_seconds", 0.0))
         sums = _EpochSums(dict(state["epoch_sums"]), state["epoch_count"])
         old_lr, new_lr = resuming.lookup(state["config"], resuming.LR_KEY), resuming.lookup(resolved, resuming.LR_KEY)
         if old_lr and new_lr and old_lr != new_lr:
@@ -290,6 +312,7 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
         sampler.set_position(epoch, position)
         ctx.epoch = epoch
         bar = _progress(config, accelerator, len(loader), epoch)
+        clock.start()
         for batch in loader:
             ctx.global_step = global_step
             with accelerator.accumulate(*models):
@@ -313,13 +336,17 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
                 bar.set_postfix({k: f"{v:.3f}" for k, v in list(logs.items())[:4]}, refresh=False)
             if config.max_steps and global_step >= config.max_steps:
                 stop = True
+            clock.stop()
             if global_step % config.checkpoint_every == 0 and position < sampler.batches_per_epoch() and not stop:
                 if main:
                     run.append_metrics(pending)
                 pending = []
-                _save(accelerator, task, run, config, epoch, position, global_step, sums, resolved, data)
+                _save(accelerator, task, run, config, epoch, position, global_step, sums, resolved, data,
+                      clock.seconds)
+            clock.start()
             if stop:
                 break
+        clock.stop()
         bar.close()
         epoch_done = not stop or position >= sampler.batches_per_epoch()
         if epoch_done:
@@ -327,15 +354,18 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
             if main:
                 pending.append({"step": global_step, "epoch": epoch + 1, "kind": "epoch",
                                 **{f"{k}_mean": v for k, v in means.items()},
-                                "elapsed_s": round(time.perf_counter() - started, 3)})
+                                "elapsed_s": round(time.perf_counter() - started, 3),
+                                "train_s": round(clock.seconds, 3)})
                 run.append_metrics(pending)
                 run.log(f"epoch {epoch + 1}/{config.epochs}: " +
                         ", ".join(f"{k} {v:.4f}" for k, v in means.items()))
             pending = []
             ctx.global_step = global_step
             task.on_epoch_end(ctx, means)
+            if tracker is not None and main and tracker.due(epoch + 1, config.epochs):
+                _evaluate(tracker, task, accelerator, run, epoch + 1, global_step, clock.seconds)
             epoch, position, sums = epoch + 1, 0, _EpochSums()
-        _save(accelerator, task, run, config, epoch, position, global_step, sums, resolved, data)
+        _save(accelerator, task, run, config, epoch, position, global_step, sums, resolved, data, clock.seconds)
     if main:
         run.append_metrics(pending)
         task.export(run.model, accelerator)
@@ -346,7 +376,8 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
 
 
 def _save(accelerator, task: Task, run: RunFolder, config: TrainConfig, epoch: int, position: int,
-          global_step: int, sums: _EpochSums, resolved: dict[str, Any], data: dict[str, Any]) -> None:
+          global_step: int, sums: _EpochSums, resolved: dict[str, Any], data: dict[str, Any],
+          train_seconds: float) -> None:
     from synthbench import __version__
 
     final = run.checkpoints / f"step-{global_step:08d}"
@@ -366,6 +397,7 @@ def _save(accelerator, task: Task, run: RunFolder, config: TrainConfig, epoch: i
             # Written last, listing every file's size: only a checkpoint whose files all match counts.
             state = {"epoch": epoch, "position": position, "global_step": global_step,
                      "epoch_sums": sums.sums, "epoch_count": sums.count, "config": resolved, "data": data,
+                     "train_seconds": train_seconds,
                      "files": ckpt.file_sizes(tmp), "synthbench_version": __version__,
                      "saved": time.strftime("%Y-%m-%dT%H:%M:%S")}
             (tmp / ckpt.STATE_FILE).write_text(json.dumps(state, indent=1))
@@ -377,6 +409,41 @@ def _save(accelerator, task: Task, run: RunFolder, config: TrainConfig, epoch: i
     if accelerator.is_main_process:
         ckpt.prune(run.checkpoints, config.keep_checkpoints)
     accelerator.wait_for_everyone()
+
+
+class _TrainClock:
+    """Adds up the seconds between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self) -> None:
+        self.seconds, self._since = 0.0, None
+
+    def start(self) -> None:
+        self._since = time.perf_counter()
+
+    def stop(self) -> None:
+        if self._since is not None:
+            self.seconds += time.perf_counter() - self._since
+            self._since = None
+
+
+def _evaluate(tracker, task: Task, accelerator, run: RunFolder, epoch: int, global_step: int,
+              train_seconds: float) -> None:
+    """One quality evaluation, logged to metrics.jsonl (kind "eval") and TensorBoard."""
+    from synthbench.metrics.tracking import run_evaluation
+
+    row = {"step": global_step, "epoch": epoch, "kind": "eval", "train_s": round(train_seconds, 3),
+           **run_evaluation(tracker, task, accelerator)}
+    run.append_metrics([row])
+    if "error" in row:
+        run.log(f"evaluation after epoch {epoch} failed: {row['error']}")
+        return
+    shown = ", ".join(f"{k} {row[k]:.4g}" if isinstance(row.get(k), (int, float)) else f"{k} not finite"
+                      for k in ("fid", "kid", "precision", "recall"))
+    run.log(f"evaluation after epoch {epoch}: {shown} ({row['samples']} samples, {row['features']} features)")
+    shown = {f"eval/{k}": v for k, v in row.items()
+             if k in ("fid", "kid", "precision", "recall", "density", "coverage", "brightness_outside")
+             and isinstance(v, (int, float))}
+    accelerator.log(shown, step=global_step)
 
 
 def _load(accelerator, task: Task, checkpoint: Path, run: RunFolder) -> dict[str, Any]:

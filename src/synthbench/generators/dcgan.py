@@ -34,6 +34,7 @@ from synthbench.engine.config import TrainConfig
 from synthbench.engine.loop import StepContext, Task
 from synthbench.engine.plots import plot_curves, save_grid
 from synthbench.errors import SynthbenchError
+from synthbench.metrics.tracking import EvalConfig
 from synthbench.generators.base import MODEL_CONFIG, Generator, read_model_config, seeded_normal, to_uint8
 
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 128
@@ -72,6 +73,7 @@ class DCGANConfig(StrictModel):
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=25, batch_size=128), description="The training loop.")
     grid_size: int = Field(64, ge=1, le=1024, description="Images in each per-epoch sample grid (same noise every epoch).")
     grid_seed: int = Field(1234, description="Seed of the fixed grid noise.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Image quality measured while training (eval.every epochs).")
 
 
 def check_resolution(size: int, what: str = "resolution") -> None:
@@ -278,6 +280,9 @@ class DCGANTask(Task):
             "d_fake": torch.sigmoid(out_fake).mean().item(),
             "d_fake_after": torch.sigmoid(out_gen).mean().item(),
         }
+
+    def evaluation_generator(self, accelerator, action):
+        return action(self._sampler(accelerator))
 
     def _sampler(self, accelerator) -> DCGAN:
         gen = self.generator

@@ -34,6 +34,7 @@ from synthbench.engine.config import TrainConfig
 from synthbench.engine.loop import StepContext, Task
 from synthbench.engine.plots import plot_curves, save_grid
 from synthbench.errors import SynthbenchError
+from synthbench.metrics.tracking import EvalConfig
 from synthbench.generators.base import MODEL_CONFIG, Generator, read_model_config, seeded_normal, to_uint8
 
 SAMPLERS = ("ddpm", "ddim", "dpmsolver++")
@@ -112,6 +113,7 @@ class DiffusionConfig(StrictModel):
     preview_count: int = Field(4, ge=1, le=64, description="Samples from fixed seeds shown after every epoch.")
     grid_size: int = Field(64, ge=1, le=1024, description="Samples in the larger grid at train.grid_epochs.")
     grid_seed: int = Field(1234, description="Seed of the preview and grid samples.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Image quality measured while training (eval.every epochs).")
 
     @model_validator(mode="after")
     def _check_guidance(self) -> DiffusionConfig:
@@ -469,6 +471,9 @@ class DiffusionTask(Task):
             return action(self.generator(accelerator))
         finally:
             self.ema.restore(unet.parameters())
+
+    def evaluation_generator(self, accelerator, action):
+        return self._with_ema(accelerator, action)
 
     def on_epoch_end(self, ctx: StepContext, epoch_means: dict[str, float]) -> None:
         if not ctx.accelerator.is_main_process:

@@ -97,8 +97,7 @@ def compute_metrics(real: Dataset | str | os.PathLike, fake: Dataset | str | os.
     extractor = extractor or make_extractor(config, real_ds, cache_dir)
     fr = extract_features(extractor, real_view, config.batch_size, progress)
     ff = extract_features(extractor, fake_view, config.batch_size, progress)
-    options = {"kid_subset_size": config.kid_subset_size, "kid_subsets": config.kid_subsets,
-               "pr_k": config.pr_k, "dc_k": config.dc_k, "seed": config.seed}
+    options = metric_options(config)
     out: dict[str, Any] = {"features": extractor.kind, "features_label": extractor.label,
                            "feature_dim": int(fr.shape[1]),
                            **({"features_source": extractor.source} if extractor.source else {}),
@@ -108,6 +107,12 @@ def compute_metrics(real: Dataset | str | os.PathLike, fake: Dataset | str | os.
     if config.floor:
         out.update(real_floor(fr, ff, options))
     return out
+
+
+def metric_options(config: MetricsConfig) -> dict[str, Any]:
+    """The scoring options of :func:`synthbench.metrics.scores.score_features` in ``config``."""
+    return {"kid_subset_size": config.kid_subset_size, "kid_subsets": config.kid_subsets,
+            "pr_k": config.pr_k, "dc_k": config.dc_k, "seed": config.seed}
 
 
 def real_floor(fr: np.ndarray, ff: np.ndarray, options: dict[str, Any]) -> dict[str, Any]:

@@ -185,6 +185,14 @@ def domain_features(real_train: Dataset, config, cache_dir: str | os.PathLike | 
     from synthbench.classifiers.task import load_classifier, train_classifier
     from synthbench.engine import checkpoint as ckpt
 
+    classes = np.unique(real_train.labels[real_train.labels >= 0])
+    if len(classes) < 2:
+        names = ", ".join(repr(real_train.class_names[c]) for c in classes) or "none"
+        raise ConfigError(f"domain features need real images of 2 or more classes to train a classifier on, "
+                          f"but the real training images have {len(classes)} (classes: {names}): give the features "
+                          "as the folder of a synthbench classifier trained on related labelled images (--features "
+                          "PATH, or eval.features=PATH while training), or Inception weights (--features inception "
+                          "--inception-weights FILE)")
     payload = {"data": real_train.fingerprint, "config": config.model_dump(mode="json"), "version": __version__}
     key = hashlib.blake2b(json.dumps(payload, sort_keys=True).encode(), digest_size=10).hexdigest()
     folder = cache_root(cache_dir) / "domain-features" / key
