@@ -193,6 +193,9 @@ _add_train_command("ldm", "Train a latent diffusion model on the latents of a VA
   synthbench train ldm --data data/faces --out runs/faces-ldm --preset small vae=runs/faces-vae""")
 _add_train_command("vae", "Train an AutoencoderKL for latent diffusion.", """\
   synthbench train vae --data data/faces --out runs/faces-vae --preset small""")
+_add_train_command("classifier", "Train an image classifier; its model/ folder can give metric features (--features).", """\
+  synthbench train classifier --data data/lfw --out runs/face-features --preset small
+  synthbench metrics --real data/faces --fake synthetic/faces --features runs/face-features/model""")
 
 
 @train.command("presets")

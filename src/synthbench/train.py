@@ -50,6 +50,9 @@ MODELS: dict[str, TrainableModel] = {
     "vae": TrainableModel(_lazy("synthbench.generators.diffusion", "VAEConfig"),
                           _lazy("synthbench.generators.diffusion", "VAETask"), "small",
                           "An AutoencoderKL for latent diffusion."),
+    "classifier": TrainableModel(_lazy("synthbench.classifiers.task", "ClassifierConfig"),
+                                 _lazy("synthbench.classifiers.task", "ClassifierTask"), "small",
+                                 "An image classifier (its model/ folder also serves as metric features)."),
 }
 
 
@@ -95,6 +98,10 @@ def train(kind: str, data: str | Path, out: str | Path, *, preset: str | None = 
     config = resolve_train_config(kind, out, preset=preset, config_file=config_file,
                                   overrides=overrides, resume=resume)
     dataset = Dataset.open(data)
+    if kind == "classifier":  # as the study trains them: small sets get min_steps batches
+        from synthbench.classifiers.task import stretch_to_min_steps
+
+        config = stretch_to_min_steps(config, len(dataset.split(config.train.split)))
     return fit(MODELS[kind].task()(config), dataset, out, config.train, resume=resume)
 
 

@@ -154,6 +154,7 @@ BAD_INPUT = {
     ("train", "ddpm"): (["--data", "{tmp}/missing", "--out", "{tmp}/o", "train.epoch=1"], "did you mean"),
     ("train", "ldm"): (["--data", "{tmp}/missing", "--out", "{tmp}/o", "--preset", "nope"], "unknown ldm preset"),
     ("train", "vae"): (["--data", "{tmp}/missing"], "Missing option '--out'"),
+    ("train", "classifier"): (["--data", "{tmp}/missing", "--out", "{tmp}/o", "train.epochz=1"], "did you mean"),
     ("train", "presets"): (["--nope"], "No such option"),
     ("generate",): (["--out", "{tmp}/o", "--dtype", "float8"], "Invalid value for '--dtype'"),
     ("study", "run"): (["{tmp}/missing.yaml"], "does not exist"),

@@ -211,12 +211,14 @@ def fit(task: Task, dataset: Dataset, run_dir: str | Path, config: TrainConfig, 
         run.check_resumable(inputs)
     else:
         run.check_new(inputs)
-    tracker = task.quality_tracker(dataset, config)  # its settings are checked before anything is written
     main = PartialState().is_main_process  # the other processes of a multi-GPU run share its lock
+    tracker = task.quality_tracker(dataset, config)
+    if tracker is not None and main:
+        # Before anything is written (bad weights, a one-class Dataset for domain features are
+        # refused here) and before this run's Accelerator (a domain extractor may need training).
+        tracker.prepare()
     try:
         with safety.output_lock(run.path, what="this run") if main else nullcontext():
-            if tracker is not None and main:
-                tracker.prepare()  # before this run's Accelerator: a domain extractor may need training
             return _fit(task, dataset, train_set, run, config, resume=resume, main=main, tracker=tracker)
     except OSError as exc:
         raise SynthbenchError(_os_error_message(exc, run)) from exc

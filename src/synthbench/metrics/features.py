@@ -176,6 +176,18 @@ def cache_root(given: str | os.PathLike | None = None) -> Path:
     return Path(os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "synthbench")
 
 
+def check_domain_classes(real_train: Dataset) -> None:
+    """Domain features come from a classifier of the real classes: one class teaches it nothing."""
+    classes = np.unique(real_train.labels[real_train.labels >= 0])
+    if len(classes) < 2:
+        names = ", ".join(repr(real_train.class_names[c]) for c in classes) or "none"
+        raise ConfigError(f"domain features need real images of 2 or more classes to train a classifier on, "
+                          f"but the real training images have {len(classes)} (classes: {names}): train a classifier on "
+                          "related labelled images (synthbench train classifier --data LABELLED --out RUN) and give "
+                          "RUN/model as the features (--features RUN/model, or eval.features=RUN/model while "
+                          "training), or give Inception weights (--features inception --inception-weights FILE)")
+
+
 def domain_features(real_train: Dataset, config, cache_dir: str | os.PathLike | None = None,
                     device: str | torch.device = "cpu") -> ClassifierFeatures:
     """A classifier trained on ``real_train`` (every image, whatever its split name) with
@@ -185,14 +197,7 @@ def domain_features(real_train: Dataset, config, cache_dir: str | os.PathLike | 
     from synthbench.classifiers.task import load_classifier, train_classifier
     from synthbench.engine import checkpoint as ckpt
 
-    classes = np.unique(real_train.labels[real_train.labels >= 0])
-    if len(classes) < 2:
-        names = ", ".join(repr(real_train.class_names[c]) for c in classes) or "none"
-        raise ConfigError(f"domain features need real images of 2 or more classes to train a classifier on, "
-                          f"but the real training images have {len(classes)} (classes: {names}): give the features "
-                          "as the folder of a synthbench classifier trained on related labelled images (--features "
-                          "PATH, or eval.features=PATH while training), or Inception weights (--features inception "
-                          "--inception-weights FILE)")
+    check_domain_classes(real_train)
     payload = {"data": real_train.fingerprint, "config": config.model_dump(mode="json"), "version": __version__}
     key = hashlib.blake2b(json.dumps(payload, sort_keys=True).encode(), digest_size=10).hexdigest()
     folder = cache_root(cache_dir) / "domain-features" / key

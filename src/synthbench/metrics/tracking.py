@@ -109,6 +109,11 @@ class QualityTracker:
         from synthbench.metrics.compute import make_extractor, metric_options, real_floor
         from synthbench.metrics.features import extract_features
 
+        if self._resolves_to_domain():
+            from synthbench.metrics.features import check_domain_classes
+
+            real_train = self.dataset.split("train") if "train" in self.dataset.split_names else self.dataset
+            check_domain_classes(real_train)
         if self._resolves_to_domain() and self.dataset.path is not None:
             _in_own_process(_warm_domain_cache, self.metrics.model_dump(), str(self.dataset.path))
         self.extractor = make_extractor(self.metrics, self.dataset)

@@ -1,0 +1,70 @@
+"""Quality tracking during training (``eval.*``): every setting that cannot work is refused in
+one line before anything is written, with advice that works."""
+
+from __future__ import annotations
+
+import pytest
+
+from synthbench.cli import main
+from synthbench.data.prepare import PrepareConfig, prepare
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """Faces only (one class), at 16 px: with and without a held-out split."""
+    root = tmp_path_factory.mktemp("faces")
+    split = prepare(PrepareConfig(source="lfw", size=16, classes=["face"], test_fraction=0.3, workers=0),
+                    root / "split", progress=False)
+    whole = prepare(PrepareConfig(source="lfw", size=16, classes=["face"], test_fraction=0.0, workers=0),
+                    root / "whole", progress=False)
+    return split, whole
+
+
+def _train(data, out, *extra):
+    return ["train", "dcgan", "--data", str(data.path), "--out", str(out), "--preset", "tiny", "train.epochs=1",
+            "eval.every=1", *extra]
+
+
+def test_no_held_out_split_is_refused_with_the_command_that_makes_one(faces, tmp_path, refused):
+    _, whole = faces
+    out = tmp_path / "run"
+    refused(*_train(whole, out), match="--test-fraction")
+    assert not out.exists()
+    # the other way the message offers: compare with the training images themselves
+    refused(*_train(whole, out, "eval.real_split=nope"), match="the splits train")
+
+
+def test_one_class_data_with_domain_features_is_refused_and_the_advice_works(faces, tmp_path, refused,
+                                                                           monkeypatch):
+    monkeypatch.setenv("SYNTHBENCH_CACHE", str(tmp_path / "cache"))
+    split, _ = faces
+    out = tmp_path / "run"
+    refused(*_train(split, out, "eval.features=domain"), match="synthbench train classifier")
+    assert not out.exists()
+    # followed: a classifier on labelled images (faces and non-faces), its model/ as the features
+    lfw = prepare(PrepareConfig(source="lfw", size=16, test_fraction=0.0, workers=0), tmp_path / "lfw",
+                  progress=False)
+    assert main(["train", "classifier", "--data", str(lfw.path), "--out", str(tmp_path / "clf"), "--preset",
+                 "tiny"]) == 0
+    assert main(_train(split, out, "eval.samples=16", f"eval.features={tmp_path / 'clf' / 'model'}")) == 0
+    assert '"kind": "eval"' in (out / "metrics.jsonl").read_text()
+
+
+@pytest.mark.parametrize("setting, match", [
+    ("eval.every=-1", "eval.every"),
+    ("eval.samples=2", "eval.samples"),
+    ("eval.features=/no/such/classifier", "--features"),
+])
+def test_bad_eval_settings_are_refused_before_anything_is_written(faces, tmp_path, refused, setting, match):
+    split, _ = faces
+    out = tmp_path / "run"
+    refused(*_train(split, out, setting), match=match)
+    assert not out.exists()
+
+
+def test_a_held_out_split_too_small_for_the_floor_is_refused(tmp_path, refused):
+    small = prepare(PrepareConfig(source="lfw", size=16, classes=["face"], test_fraction=0.1, workers=0),
+                    tmp_path / "small", progress=False)  # 10 held-out faces
+    out = tmp_path / "run"
+    refused(*_train(small, out), match="at least 12")
+    assert not out.exists()
