@@ -162,7 +162,7 @@ def test_the_findings_open_the_page_with_sentences_and_numbers(built):
     assert "FID <b>70.4</b> <span class='ci'>[66.3, 74.5]</span>" in table
     assert "KID <b>0.00730</b>" in table
     assert "real vs real" in table and "FID <b>12.3</b> <span class='ci'>[11.0, 13.6]</span>" in table
-    assert "held-out: <b>2.50 %</b> of 40" in table and "nominal 2.00 %" in table
+    assert "held-out: <b>2.50 %</b> of 40" in table and "nominal 2 %" in table
     assert "<b>18.0 %</b> <span class='ci'>[13.0 %, 23.0 %]</span>" in table  # ldm's exposure share
     # dcgan's exposure interval is null: the share stands without one, beside the sentence that says why
     assert "<b>7.00 %</b> of 256" in table and "no interval, as the draws were too few" in table
@@ -245,11 +245,35 @@ def test_a_metrics_file_linked_from_outside_the_run_is_not_read(tmp_path):
     elsewhere.write_text(json.dumps(eval_row(2, 987.6, 5.0)) + "\n")
     (run / "metrics.jsonl").unlink()
     (run / "metrics.jsonl").symlink_to(elsewhere)
+    outside_grid = tmp_path / "someone.png"
+    grid_png(outside_grid, 99)
+    (run / "samples" / "grid-epoch-003.png").unlink()
+    (run / "samples" / "grid-epoch-003.png").symlink_to(outside_grid)
     page = build_compare_report(None, {"ddpm": run}, tmp_path / "page.html", title="t")
     text = page.read_text(encoding="utf-8")
     assert "987" not in text and not (figures_dir(page) / "quality-curves.csv").exists()
     assert "run ddpm: metrics.jsonl is not read (it points outside the run&#x27;s folder)" in text
-    assert "The findings were not computed" in text and text.count("<img") == 3 + 2  # grids and loss plots
+    assert "ddpm: grid not shown (it points outside the run's folder)" in text
+    assert not list(figures_dir(page).glob("*003*"))
+    assert "The findings were not computed" in text and text.count("<img") == 2 + 2  # grids and loss plots
+
+
+def test_findings_with_missing_or_odd_values_show_the_dash(tmp_path):
+    run = make_run(tmp_path / "runs", "ldm", "ldm", evaluate=False)
+    findings = findings_for({"ldm": "ldm"})
+    findings["models"]["ldm"]["quality"]["fid"]["mean"] = float("nan")  # as json.load reads a NaN
+    findings["models"]["ldm"]["plateau"] = {"status": "too few points", "slope": None, "relative_change": "x",
+                                            "statement": "ldm: too few evaluations to tell (1 point)."}
+    findings["models"]["ldm"]["cost"] = "not a dict"
+    findings["floor"] = None
+    findings["summary"] = "not a list"
+    page = build_compare_report(findings, {"ldm": run}, tmp_path / "page.html", title="t")
+    text = page.read_text(encoding="utf-8")
+    table = text[text.index("<table class='findings'>"):]
+    table = table[:table.index("</table>")]
+    assert "FID <b>—</b>" in table and "slope — FID/epoch" in table and "change — over epochs —" in table
+    assert "ldm: too few evaluations to tell (1 point)." in table and "training <b>— s</b>" in table
+    assert "nan" not in text.lower()
 
 
 def test_a_foreign_page_is_refused(tmp_path):

@@ -164,7 +164,8 @@ class Compare(Report):
                     cells.append(f"<td class='missing'>{esc(name)}: grid not shown (it points outside the run's "
                                  "folder)</td>")
                 else:
-                    cells.append(f"<td><figure>{self.img(target, f'{name} epoch {e}')}</figure></td>")
+                    cells.append(f"<td><figure>{self.img(target, f'{name} epoch {e}', 'image-rendering:pixelated')}"
+                                 "</figure></td>")
             rows.append(f"<tr><th>{num(e, 'count')}</th>{''.join(cells)}</tr>")
         cols = "<col style='width:4.5em'>" + "".join("<col>" for _ in self.runs)
         heads = "<tr><th>epoch</th>" + "".join(f"<th class='l'>{esc(n)}</th>" for n in self.runs) + "</tr>"
@@ -234,8 +235,7 @@ class Compare(Report):
                          "</code> (its metrics.jsonl has no evaluation).</p>")
         if failed:
             items = "".join(f"<li>{esc(f)}</li>" for f in failed)
-            parts.append(f"<p class='warning'>Evaluations that failed, left out of the curves:</p><ul class='note'>"
-                         f"{items}</ul>")
+            parts.append(f"<div class='warning'>Evaluations that failed, left out of the curves:<ul>{items}</ul></div>")
         return "\n".join(parts)
 
     def _write_points(self, points: list[dict]) -> Path:
@@ -290,7 +290,7 @@ class Compare(Report):
                 text = cfg.read_bytes()[:MAX_TEXT].decode("utf-8", errors="replace")
                 configs += fold(f"{name}: training config (config.yaml)", f"<pre>{esc(text)}</pre>")
         found = (fold("The findings as computed (findings.json)",
-                      f"<pre>{esc(json.dumps(self.findings, indent=1, default=str)[:MAX_TEXT])}</pre>")
+                      f"<pre>{esc(json.dumps(_nulls(self.findings), indent=1, default=str)[:MAX_TEXT])}</pre>")
                  if self.findings else "")
         return ("<h2>What produced this</h2>"
                 f"<p class='note'>Page written {esc(time.strftime('%Y-%m-%d %H:%M:%S'))}.</p>"
@@ -302,3 +302,12 @@ class Compare(Report):
 
 def _d(value) -> dict:
     return value if isinstance(value, dict) else {}
+
+
+def _nulls(value):
+    """``value`` with every NaN or infinite number written as null (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _nulls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nulls(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value

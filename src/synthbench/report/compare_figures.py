@@ -59,6 +59,10 @@ def _draw(ax, series: dict[str, pd.DataFrame], metric: str, x: str, style: dict[
         for name, value in floor.items():
             ax.axhline(value, color=style[name][0], ls="--", lw=1.0, label=f"floor ({literal(name, 30)})",
                        gid=f"floor\t{name}")
+    if x == "epoch":  # whole epochs only on the axis
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
 
 

@@ -15,7 +15,7 @@ from synthbench.report.numbers import esc, fmt, num
 
 QUALITY = [("fid", "FID", "lower is better"), ("kid", "KID", "lower is better"),
            ("precision", "precision", "higher is better"), ("recall", "recall", "higher is better")]
-NOMINAL = 0.02  # the share of real faces outside their own 98 % range, by construction
+NOMINAL = "2 %"  # the share of real faces outside their own 98 % range, by construction
 
 
 def _d(value: Any) -> dict:
@@ -69,7 +69,7 @@ def exposure_numbers(e: dict, heldout: dict) -> str:
     return (f"<div class='nums'>outside the real range: <b>{pct(e.get('share'))}</b>{ci(e, pct)} of "
             f"{num(e.get('n'), 'count')} samples<br>dark {pct(e.get('dark'))}, bright {pct(e.get('bright'))}<br>"
             f"held-out real faces: {pct(heldout.get('heldout_share'))} of {num(heldout.get('heldout_n'), 'count')};"
-            f" nominal {pct(NOMINAL)}</div>")
+            f" nominal {NOMINAL}</div>")
 
 
 def cost_numbers(c: dict) -> str:
@@ -82,8 +82,9 @@ def cost_numbers(c: dict) -> str:
              "elapsed_s": "timed by elapsed_s (an older run: includes evaluation and grids)"}.get(source, "timing —")
     ratio = c.get("ratio")
     ratio_text = f"{num(ratio)}× the cheapest" if fmt(ratio) != "—" else "ratio —"
-    return (f"<div class='nums'>training <b>{num(c.get('train_seconds'))} s</b>{extra}<br>total "
-            f"{num(c.get('total_seconds'))} s, <b>{ratio_text}</b><br><span class='note'>{esc(timed)}</span></div>")
+    total = f"total {num(c.get('total_seconds'))} s, " if extra else ""
+    return (f"<div class='nums'>training <b>{num(c.get('train_seconds'))} s</b>{extra}<br>{total}"
+            f"<b>{ratio_text}</b><br><span class='note'>{esc(timed)}</span></div>")
 
 
 def section(findings: dict | None) -> str:
@@ -104,7 +105,7 @@ def section(findings: dict | None) -> str:
              f"measure for {num(floor.get('images'), 'count')} real training images against the same held-out "
              "images: what a generator cannot be expected to beat. Exposure: a sample is outside when its "
              f"brightness (mean pixel value) lies outside [{num(rng.get('low'))}, {num(rng.get('high'))}], the range "
-             f"holding 98 % of the real {esc(rng.get('from') or 'training')} images.</p>")
+             f"holding 98 % of the real images it was drawn from ({esc(rng.get('from') or 'training')}).</p>")
     closest = findings.get("closest")
     lead = (f"<p class='complete'>Closest to the real images: <b>{esc(closest)}</b>.</p>" if closest
             else "<p class='warning'>No model could be named the closest (see the quality column).</p>")
@@ -119,9 +120,9 @@ def section(findings: dict | None) -> str:
             f"<td class='l'><p>{floor_note or 'Real training images scored like a model.'}</p>"
             f"{quality_numbers(floor)}</td><td class='l'>—</td>"
             f"<td class='l'><p>Held-out real faces outside the range drawn from the training faces (on the "
-            f"training faces themselves, {pct(NOMINAL)} by construction).</p><div class='nums'>held-out: "
+            f"training faces themselves, {NOMINAL} by construction).</p><div class='nums'>held-out: "
             f"<b>{pct(rng.get('heldout_share'))}</b> of {num(rng.get('heldout_n'), 'count')}<br>"
-            f"nominal {pct(NOMINAL)}</div></td><td class='l'>—</td></tr>"]
+            f"nominal {NOMINAL}</div></td><td class='l'>—</td></tr>"]
     for name, m in models.items():
         m = _d(m)
         s = _d(m.get("sentences"))
@@ -137,5 +138,7 @@ def section(findings: dict | None) -> str:
                     f"{cell(plateau_text, extra + plateau_numbers(p))}"
                     f"{cell(s.get('exposure'), exposure_numbers(_d(m.get('exposure')), rng))}"
                     f"{cell(s.get('cost'), cost_numbers(_d(m.get('cost'))))}</tr>")
-    table = f"<div class='wide'><table class='findings'>{heads}{''.join(rows)}</table></div>"
+    cols = "<colgroup><col style='width:9%'><col style='width:24%'><col style='width:22%'><col style='width:24%'>" \
+        "<col style='width:21%'></colgroup>"
+    table = f"<div class='wide'><table class='findings'>{cols}{heads}{''.join(rows)}</table></div>"
     return head + lead + summary_html + table + intro
