@@ -209,6 +209,9 @@ def test_quality_curves_carry_the_logged_numbers(built):
     assert [(p["model"], float(p["y"])) for p in floors] == [("all models", 12.3)]  # equal floors: one line
     assert "ddpm, epoch 4: sampling ran out of memory &lt;oom&gt;" in text
     assert "Features: <b>domain features (offline, 128-d)</b>" in text
+    last = text[text.index("The last evaluation of each run"):]
+    last = last[:last.index("</table>")]
+    assert "<th class='l'>ldm</th><td>4</td><td>16.0</td><td>70.2</td><td>0.00702</td>" in last
 
 
 def test_loss_curves_configs_and_durations(built):
@@ -223,8 +226,9 @@ def test_loss_curves_configs_and_durations(built):
 
 def test_names_are_escaped_and_unevaluated_runs_say_why(tmp_path):
     odd = "<b>gan</b> & 'co'"
+    drawn = "$\\alpha$ <i>ddpm</i>"  # drawn literally in the figures: no math text, no error on "$\\"
     runs = {odd: make_run(tmp_path, "odd", "dcgan", evaluate=False, train_s=False),
-            "ddpm": make_run(tmp_path, "ddpm", "ddpm", floor={**FLOOR, "fid": 14.0}),
+            drawn: make_run(tmp_path, "ddpm", "ddpm", floor={**FLOOR, "fid": 14.0}),
             "ldm": make_run(tmp_path, "ldm", "ldm")}
     findings = findings_for({"ddpm": "ddpm", "ldm": "ldm"})
     findings["models"][odd] = findings_for({"x": "dcgan"})["models"]["x"]
@@ -236,7 +240,8 @@ def test_names_are_escaped_and_unevaluated_runs_say_why(tmp_path):
             "<code>eval.every</code>") in text
     assert "(elapsed_s: an older run without train_s" in text
     floors = [p for p in curve_points(page) if p["panel"] == "fid vs epoch" and p["line"] == "floor"]
-    assert [(p["model"], float(p["y"])) for p in floors] == [("ddpm", 14.0), ("ldm", 12.3)]  # one per model
+    assert [(p["model"], float(p["y"])) for p in floors] == [(drawn, 14.0), ("ldm", 12.3)]  # one per model
+    assert "&lt;i&gt;ddpm&lt;/i&gt;" in text and "<i>ddpm</i>" not in text
 
 
 def test_a_metrics_file_linked_from_outside_the_run_is_not_read(tmp_path):

@@ -17,12 +17,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import numbers
 import os
 import platform
 import time
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from synthbench.report import compare_figures, compare_findings, output
@@ -59,7 +61,7 @@ def build_compare_report(findings: dict | None, runs: dict[str, Path], page: Pat
 
 
 def _number(value) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         return None
     return float(value)
 
@@ -225,6 +227,7 @@ class Compare(Report):
             if path is not None:
                 parts.append(f"<figure>{self.img(path, 'KID, precision and recall against epoch')}<figcaption>KID, "
                              "precision and recall against epoch</figcaption></figure>")
+            parts.append(self._last_evaluations(series))
             data = self._write_points(points)
             parts.append(f"<p class='note'>The plotted values: <a href='{esc(self.rel(data))}'>{esc(data.name)}</a> "
                          "(one row per point drawn; floors have no x).</p>")
@@ -237,6 +240,20 @@ class Compare(Report):
             items = "".join(f"<li>{esc(f)}</li>" for f in failed)
             parts.append(f"<div class='warning'>Evaluations that failed, left out of the curves:<ul>{items}</ul></div>")
         return "\n".join(parts)
+
+    @staticmethod
+    def _last_evaluations(series: dict[str, pd.DataFrame]) -> str:
+        """Each model's last evaluation during training, in numbers (the curves' end points)."""
+        cols = [("epoch", "epoch", "count"), ("train_s", "training s", "value"), ("fid", "FID", "value"),
+                ("kid", "KID", "value"), ("precision", "precision", "value"), ("recall", "recall", "value"),
+                ("fid_real_floor", "FID floor", "value"), ("samples", "samples", "count")]
+        head = "<tr><th class='l'>model</th>" + "".join(f"<th>{esc(label)}</th>" for _, label, _ in cols) + "</tr>"
+        rows = []
+        for name, frame in series.items():
+            last = frame.iloc[-1]
+            rows.append(f"<tr><th class='l'>{esc(name)}</th>"
+                        + "".join(f"<td>{num(_number(last.get(c)), kind)}</td>" for c, _, kind in cols) + "</tr>")
+        return f"<p class='note'>The last evaluation of each run during training:</p><table>{head}{''.join(rows)}</table>"
 
     def _write_points(self, points: list[dict]) -> Path:
         target = self.target("quality-curves.csv")
