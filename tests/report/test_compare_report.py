@@ -265,6 +265,8 @@ def test_a_metrics_file_linked_from_outside_the_run_is_not_read(tmp_path):
 
 def test_findings_with_missing_or_odd_values_show_the_dash(tmp_path):
     run = make_run(tmp_path / "runs", "ldm", "ldm", evaluate=False)
+    with open(run / "metrics.jsonl", "a") as fh:  # its one evaluation failed
+        fh.write(json.dumps({"step": 40, "epoch": 4, "kind": "eval", "train_s": 16.0, "error": "no real images"}) + "\n")
     findings = findings_for({"ldm": "ldm"})
     findings["models"]["ldm"]["quality"]["fid"]["mean"] = float("nan")  # as json.load reads a NaN
     findings["models"]["ldm"]["plateau"] = {"status": "too few points", "slope": None, "relative_change": "x",
@@ -279,6 +281,8 @@ def test_findings_with_missing_or_odd_values_show_the_dash(tmp_path):
     assert "FID <b>—</b>" in table and "slope — FID/epoch" in table and "change — over epochs —" in table
     assert "ldm: too few evaluations to tell (1 point)." in table and "training <b>— s</b>" in table
     assert "nan" not in text.lower()
+    assert "ldm: no quality curve: every evaluation during its training failed" in text
+    assert "ldm, epoch 4: no real images" in text
 
 
 def test_a_foreign_page_is_refused(tmp_path):

@@ -187,7 +187,7 @@ class Compare(Report):
                        for r in evals if "error" in r]
             good = [r for r in evals if "error" not in r]
             if not good:
-                without.append(name)
+                without.append((name, bool(evals)))
                 continue
             series[name] = pd.DataFrame(good)
             for r in good:
@@ -200,13 +200,9 @@ class Compare(Report):
                          + esc("; ".join(f"{k} ({', '.join(dict.fromkeys(v))})" for k, v in labels.items()))
                          + ". Their numbers are not comparable across models.</p>")
         if series:
-            sizes = sorted({int(v) for s in series.values() for v in pd.to_numeric(s.get("samples"), errors="coerce")
-                            .dropna()}) if any("samples" in s.columns for s in series.values()) else []
-            reals = sorted({int(v) for s in series.values() for v in pd.to_numeric(s.get("real_images"),
-                            errors="coerce").dropna()}) if any("real_images" in s.columns for s in series.values()) else []
-            parts.append(f"<p>Features: <b>{esc(features)}</b>. Every evaluation draws "
-                         f"{esc(', '.join(fmt(v, 'count') for v in sizes) or '—')} samples from fixed seeds and scores "
-                         f"them against {esc(', '.join(fmt(v, 'count') for v in reals) or '—')} held-out real images; "
+            parts.append(f"<p>Features: <b>{esc(features)}</b>. Every evaluation draws {esc(_counts(series, 'samples'))} "
+                         f"samples from fixed seeds and scores them against {esc(_counts(series, 'real_images'))} "
+                         "held-out real images; "
                          "the dashed line is the real-vs-real floor (two disjoint halves of the held-out images), one "
                          "line when every run has the same floor. Training time counts training alone (evaluation, "
                          "grids and checkpoints excluded), so the models' costs can be read off the x axis.</p>")
@@ -233,9 +229,10 @@ class Compare(Report):
                          "(one row per point drawn; floors have no x).</p>")
         else:
             parts.append("<p class='note'>No run evaluated itself during training.</p>")
-        for name in without:
-            parts.append(f"<p class='note'>{esc(name)}: no quality curve: it was trained without <code>eval.every"
-                         "</code> (its metrics.jsonl has no evaluation).</p>")
+        for name, tried in without:
+            why = ("every evaluation during its training failed (listed below)" if tried else
+                   "it was trained without <code>eval.every</code> (its metrics.jsonl has no evaluation)")
+            parts.append(f"<p class='note'>{esc(name)}: no quality curve: {why}.</p>")
         if failed:
             items = "".join(f"<li>{esc(f)}</li>" for f in failed)
             parts.append(f"<div class='warning'>Evaluations that failed, left out of the curves:<ul>{items}</ul></div>")
@@ -315,6 +312,13 @@ class Compare(Report):
                 "<p class='note'>The configs, the findings and the versions are folded away below: click to open.</p>"
                 + configs + found
                 + fold("Versions and machine", f"<table>{rows(versions)}</table><table>{rows(machine)}</table>"))
+
+
+def _counts(series: dict[str, pd.DataFrame], column: str) -> str:
+    """The distinct whole numbers of ``column`` over every run's eval rows ("64", "64, 128" or "—")."""
+    values = {int(v) for frame in series.values() if column in frame.columns
+              for v in pd.to_numeric(frame[column], errors="coerce").dropna()}
+    return ", ".join(fmt(v, "count") for v in sorted(values)) or "—"
 
 
 def _d(value) -> dict:
