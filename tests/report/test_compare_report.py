@@ -161,6 +161,7 @@ def test_the_findings_open_the_page_with_sentences_and_numbers(built):
     table = text[findings:text.index("</table>", findings)]
     assert "FID <b>70.4</b> <span class='ci'>[66.3, 74.5]</span>" in table
     assert "KID <b>0.00730</b>" in table
+    assert "features: domain features (offline, 128-d)" in table and "brightness outside [61.5, 171]" in table
     assert "real vs real" in table and "FID <b>12.3</b> <span class='ci'>[11.0, 13.6]</span>" in table
     assert "held-out: <b>2.50 %</b> of 40" in table and "nominal 2 %" in table
     assert "<b>18.0 %</b> <span class='ci'>[13.0 %, 23.0 %]</span>" in table  # ldm's exposure share

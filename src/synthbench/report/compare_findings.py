@@ -112,9 +112,10 @@ def section(findings: dict | None) -> str:
     summary = findings.get("summary")
     items = "".join(f"<li>{esc(s)}</li>" for s in summary if isinstance(s, str)) if isinstance(summary, list) else ""
     summary_html = f"<ul>{items}</ul>" if items else ""
-    heads = ("<tr><th class='l'>model</th><th class='l'>1. closeness to the real images</th>"
-             "<th class='l'>2. still improving or plateaued?</th><th class='l'>3. exposure failures</th>"
-             "<th class='l'>4. training cost</th></tr>")
+    heads = ("<tr><th class='l'>model</th><th class='l'>1. closeness to the real images<br><span class='note'>"
+             f"features: {esc(label)}</span></th><th class='l'>2. still improving or plateaued?</th>"
+             "<th class='l'>3. exposure failures<br><span class='note'>brightness outside "
+             f"[{num(rng.get('low'))}, {num(rng.get('high'))}]</span></th><th class='l'>4. training cost</th></tr>")
     floor_note = esc(floor.get("note")) if floor.get("note") else ""
     rows = [f"<tr class='floor'><th class='l'>real vs real<br><span class='note'>(the floor)</span></th>"
             f"<td class='l'><p>{floor_note or 'Real training images scored like a model.'}</p>"
