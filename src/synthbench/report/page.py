@@ -107,7 +107,7 @@ def _write_page(page: Path, parts: Report) -> Path:
     title = esc(f"synthbench report: {parts.name}")
     text = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>{output.head_html()}"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>{title}</title><style>{CSS}</style></head><body>\n{body}\n</body></html>\n")
+            f"<title>{title}</title><style>{CSS}{parts.extra_css}</style></head><body>\n{body}\n</body></html>\n")
     return output.write_page(page, text)
 
 
@@ -130,6 +130,8 @@ def classifiers_trained(results: pd.DataFrame) -> int:
 
 class Report(Sections):
     """Assembles the sections; each returns HTML (an empty string when it has nothing to show)."""
+
+    extra_css = ""  # a page built on this class (report/compare.py) adds its own rules here
 
     def __init__(self, data: Results, page: Path, figdir: Path, grid: completeness.Completeness | None,
                  runs: dict[str, Path], datasets: dict[str, Path]):
