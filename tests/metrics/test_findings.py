@@ -105,7 +105,7 @@ def test_a_noisy_short_curve_is_undecided_with_the_t_interval_of_the_slope():
 def test_two_points_are_too_few_and_non_finite_points_are_dropped():
     result = plateau([(1, 50.0), (2, 40.0)])
     assert result["status"] == "too few points" and result["slope"] is None
-    assert "2 evaluation(s)" in result["statement"]
+    assert "only 2 evaluation(s) of FID" in result["statement"]
     assert plateau([(1, float("nan")), (2, 40.0), (3, float("inf")), (4, 30.0)])["status"] == "too few points"
     assert plateau(line([60, 50, 40]))["points"] == 3  # three points: all of them
 

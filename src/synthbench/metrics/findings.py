@@ -100,8 +100,9 @@ def plateau(points: list[tuple[int, float]], metric: str = "fid", tolerance: flo
                            "tolerance": tolerance}
     name = metric.upper() if metric in LOWER_IS_BETTER else metric
     if len(ordered) < 3:
-        out["statement"] = (f"too few points: {len(ordered)} evaluation(s) of {name} during training, 3 are "
-                            f"needed (train with eval.every set so that quality is logged at 3 or more epochs)")
+        logged = f"only {len(ordered)} evaluation(s) of {name}" if ordered else f"no {name}"
+        out["statement"] = (f"too few points: {logged} logged during training, 3 are needed (train with "
+                            f"eval.every set so that quality is logged at 3 or more epochs)")
         return out
     size = max(math.ceil(len(ordered) / 2), min(len(ordered), 4))
     window = ordered[-size:]
