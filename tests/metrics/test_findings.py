@@ -266,7 +266,11 @@ def test_compare_writes_the_contract_findings_and_a_csv(faces_world, capsys):
         assert set(model["plateau"]) >= {"metric", "status", "first_epoch", "last_epoch", "points", "slope", "low",
                                          "high", "relative_change", "statement"}
         assert model["exposure"]["n"] == 140 and set(model["exposure"]) >= {"share", "low", "high", "dark", "bright"}
-        assert model["cost"]["source"] == "elapsed_s" and model["cost"]["train_seconds"] > 0
+        # train_s where the engine records it, else (an older engine) elapsed_s: the last epoch row's.
+        last = [r for r in map(json.loads, (root / kind / "metrics.jsonl").read_text().splitlines())
+                if r.get("kind") == "epoch"][-1]
+        source = "train_s" if "train_s" in last else "elapsed_s"
+        assert (model["cost"]["source"], model["cost"]["train_seconds"]) == (source, last[source])
         assert set(model["sentences"]) == {"quality", "plateau", "exposure", "cost"}
     assert findings["models"]["gan"]["plateau"]["status"] == "too few points"
     ddpm_plateau = findings["models"]["diffusion"]["plateau"]
