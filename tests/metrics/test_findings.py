@@ -4,6 +4,7 @@ end to end on two tiny real runs."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 
@@ -208,6 +209,37 @@ def test_a_latent_model_counts_its_vae_run_and_says_when_its_vae_is_foreign(tmp_
     cost = training_cost(other)
     assert cost["extra_seconds"] is None and cost["total_seconds"] == 100.0
     assert cost["extra_note"] == "a pretrained autoencoder: its training cost is not counted"
+
+
+# ------------------------------------------------------------------------------ words
+def test_numbers_that_could_not_be_measured_are_said_so_never_printed_as_none():
+    from synthbench.metrics.findings_text import add_sentences, csv_text, format_table
+
+    unknown = {"mean": None, "low": None, "high": None, "values": [None, None]}
+    known = {"mean": 2.0, "low": 1.0, "high": 3.0, "values": [1.5, 2.5]}
+    findings = {
+        "real": {"path": "data/faces", "train_split": "train", "train_images": 9, "reference_split": "test",
+                 "reference_images": 6},
+        "features": "dinov2", "features_label": "dinov2: test", "draws": 2, "samples": 8, "seed": 0,
+        "floor": {**{m: known for m in ("fid", "kid", "precision", "recall")}, "images": 8, "note": None},
+        "exposure_range": {"low": 50.0, "high": 150.0, "coverage": 0.98, "from": "the 9 real 'train' images",
+                           "heldout_share": 0.0, "heldout_n": 6},
+        "closest": None,
+        "models": {"m": {"kind": "ddpm", "run": "runs/m", "epochs": None, "steps": None, "labels": None,
+                         "quality": {m: unknown for m in ("fid", "kid", "precision", "recall")},
+                         "plateau": plateau([]),
+                         "exposure": exposure(np.zeros(0), 50.0, 150.0),
+                         "cost": training_cost("nowhere")}}}
+    findings["models"]["m"]["cost"].pop("epochs"), findings["models"]["m"]["cost"].pop("steps")
+    add_sentences(findings)
+    words = [*findings["models"]["m"]["sentences"].values(), *findings["summary"]]
+    assert not any("None" in w for w in words), words
+    assert "its FD_DINOv2 could not be computed" in findings["models"]["m"]["sentences"]["quality"]
+    assert "no FD_DINOv2" not in words[1] and "no FID logged during training" in words[1]
+    assert "its cost is unknown" in findings["models"]["m"]["sentences"]["cost"]
+    assert "none is named closest" in findings["summary"][0]
+    assert "FD_DINOv2 [95% CI]" in format_table(findings) and "None" not in format_table(findings)
+    assert pd.read_csv(io.StringIO(csv_text(findings)))["fid_mean"].isna().all()
 
 
 # ------------------------------------------------------------------------------ end to end

@@ -15,6 +15,11 @@ QUALITY = ("fid", "kid", "precision", "recall")
 TITLES = {"fid": "FID", "kid": "KID", "precision": "precision", "recall": "recall"}
 
 
+def fid_title(findings: dict[str, Any]) -> str:
+    """On DINOv2 features the Fréchet distance is FD_DINOv2 (Stein et al. 2023); the key stays "fid"."""
+    return "FD_DINOv2" if findings.get("features") == "dinov2" else "FID"
+
+
 def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3g}"
 
@@ -34,15 +39,16 @@ def _share(x: float | None) -> str:
 # ------------------------------------------------------------------------------ sentences
 def quality_sentence(name: str, model: dict[str, Any], findings: dict[str, Any]) -> str:
     q, floor = model["quality"], findings["floor"]
-    parts = ", ".join(f"{TITLES[m]} {_ci(q[m])}" for m in QUALITY)
+    fid = fid_title(findings)
+    parts = ", ".join(f"{fid if m == 'fid' else TITLES[m]} {_ci(q[m])}" for m in QUALITY)
     text = (f"over {findings['draws']} draws of {findings['samples']} samples: {parts}; the real-vs-real floor "
-            f"(real training images against the held-out ones) is FID {_ci(floor['fid'])}")
+            f"(real training images against the held-out ones) is {fid} {_ci(floor['fid'])}")
     if model.get("labels"):
         text += f"; labels drawn {model['labels']}"
     if q["fid"]["mean"] is None:
-        return text + "; its FID could not be computed, so it is not ranked"
+        return text + f"; its {fid} could not be computed, so it is not ranked"
     if findings.get("closest") == name:
-        return text + "; the closest to the real images by FID"
+        return text + f"; the closest to the real images by {fid}"
     return text
 
 
@@ -91,11 +97,11 @@ def add_sentences(findings: dict[str, Any]) -> None:
 def _closest(findings: dict[str, Any]) -> str:
     models, best = findings["models"], findings.get("closest")
     if best is None:
-        return "no model's FID could be computed, so none is named closest to the real images"
+        return f"no model's {fid_title(findings)} could be computed, so none is named closest to the real images"
     fid = models[best]["quality"]["fid"]
     floor = findings["floor"]["fid"]["mean"]
     others = [(n, m["quality"]["fid"]) for n, m in models.items() if n != best and m["quality"]["fid"]["mean"] is not None]
-    text = f"{best} is closest to the real images by FID ({_ci(fid)}"
+    text = f"{best} is closest to the real images by {fid_title(findings)} ({_ci(fid)}"
     text += "".join(f"; {n} {_num(f['mean'])}" for n, f in others) + ")"
     if others and fid["high"] is not None:
         clear = all(f["low"] is not None and fid["high"] < f["low"] for _, f in others)
@@ -135,8 +141,9 @@ def format_table(findings: dict[str, Any]) -> str:
              f"real       {real['path']}: {real['train_images']} {real['train_split']!r} images (brightness range, "
              f"floor), {real['reference_images']} {real['reference_split']!r} images (reference)",
              f"draws      {findings['draws']} of {findings['samples']} samples each (seed {findings['seed']})", ""]
-    head = (f"{'model':12s} {'kind':6s} {'FID [95% CI]':>24s} {'KID':>9s} {'prec.':>6s} {'recall':>6s} "
-            f"{'plateau':>14s} {'outside':>8s} {'train s':>8s} {'ratio':>6s}")
+    fid_head = fid_title(findings) + " [95% CI]"
+    head = (f"{'model':12s} {'kind':6s} {fid_head:>24s} {'KID':>9s} {'prec.':>6s} {'recall':>6s} {'plateau':>14s}"
+            f" {'outside':>8s} {'train s':>8s} {'ratio':>6s}")
     lines += [head, "-" * len(head)]
 
     def fid(stat):
