@@ -507,6 +507,59 @@ def demo_cmd(out, quick, faces, workers, quiet):
     click.echo(str(run_demo(out, quick=quick, faces=faces, progress=not quiet, workers=workers)))
 
 
+# ------------------------------------------------------------------------------------ compare
+@cli.command("compare")
+@click.option("--run", "runs", multiple=True, required=True, metavar="NAME=PATH",
+              help="A trained generator: its run folder (or saved model folder); repeatable.")
+@click.option("--real", required=True, type=click.Path(), help="The real Dataset the generators were trained on.")
+@click.option("--real-split", default="test", show_default=True, help="Held-out split the samples are scored against.")
+@click.option("--train-split", default="train", show_default=True,
+              help="Split the generators trained on (the brightness range and the real-vs-real floor).")
+@click.option("--draws", type=int, default=5, show_default=True, help="Sample draws per model (the intervals).")
+@click.option("--samples", type=int, help="Samples per draw (default: the training images, at most 1000).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of draw 0; draw d starts at seed + d * samples.")
+@click.option("--features", help="auto (default: inception if its weights are found, else domain), inception, "
+                                 "dinov2, domain, or a saved classifier folder.")
+@click.option("--inception-weights", type=click.Path(), help="Local pt_inception-2015-12-05 weights file.")
+@click.option("--dinov2-weights", help="DINOv2 model for --features dinov2: a hub id or a local folder.")
+@click.option("--cache", type=click.Path(), help="Folder for trained domain extractors "
+                                                 "(default $SYNTHBENCH_CACHE or ~/.cache/synthbench).")
+@click.option("--out", required=True, type=click.Path(), help="Folder for findings.json and findings.csv.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+def compare_cmd(runs, real, real_split, train_split, draws, samples, seed, features, inception_weights,
+                dinov2_weights, cache, out, quiet, overrides):
+    """Measure trained generators against the real data: which is closest (FID/KID/precision/recall
+    over sample draws, next to the real-vs-real floor), whether each was still improving when it
+    stopped, its share of over- and under-exposed samples, and its training cost.
+
+    \b
+    Examples:
+      synthbench compare --run dcgan=runs/faces-dcgan --run ldm=runs/faces-ldm --real data/faces --out findings
+      synthbench compare --run gan=runs/gan --run ddpm=runs/ddpm --real data/faces --draws 10 --samples 500 --out cmp
+    """
+    from synthbench.config import resolve_config
+    from synthbench.metrics.compute import MetricsConfig
+    from synthbench.metrics.findings import compare_generators, format_findings
+
+    named: dict[str, Path] = {}
+    for item in runs:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path:
+            raise click.BadParameter(f"{item!r} is not NAME=PATH", param_hint="--run")
+        if name in named:
+            raise click.BadParameter(f"the name {name!r} is given twice; give each run its own name", param_hint="--run")
+        named[name] = Path(path)
+    _refuse_generator("--real", real)
+    flags = {"features": features, "inception_weights": inception_weights, "dinov2_weights": dinov2_weights}
+    config = resolve_config(MetricsConfig, flags=flags, overrides=overrides)
+    findings = compare_generators(named, Path(real), Path(out), reference_split=real_split, train_split=train_split,
+                                  draws=draws, samples=samples, seed=seed, metrics=config, cache_dir=cache,
+                                  progress=not quiet)
+    click.echo(format_findings(findings))
+    click.echo(str(Path(out) / "findings.json"))
+
+
 # ------------------------------------------------------------------------------------ entry
 def os_error_message(exc: OSError) -> str | None:
     """One line for the file-system failures a user can fix (a full disk, a folder they cannot

@@ -163,6 +163,7 @@ BAD_INPUT = {
     ("metrics",): (["--real", "{tmp}/missing", "--fake", "{tmp}/missing"], "does not exist"),
     ("report",): (["{tmp}/missing"], "does not exist"),
     ("demo",): (["--out", "{tmp}/a_file"], "is a file"),
+    ("compare",): (["--run", "gan", "--real", "{tmp}/missing", "--out", "{tmp}/o"], "is not NAME=PATH"),
 }
 
 
