@@ -557,7 +557,15 @@ def compare_cmd(runs, real, real_split, train_split, draws, samples, seed, featu
                                   draws=draws, samples=samples, seed=seed, metrics=config, cache_dir=cache,
                                   progress=not quiet)
     click.echo(format_findings(findings))
-    click.echo(str(Path(out) / "findings.json"))
+    from synthbench.report.compare import build_compare_report
+
+    # The page shows each run's grids and curves: a model folder given as NAME=RUN/model is shown from its run.
+    shown = {name: path.parent if path.name == "model" and (path.parent / "metrics.jsonl").is_file() else path
+             for name, path in named.items()}
+    page = build_compare_report(findings, shown, Path(out) / "report" / "index.html",
+                                title="generators compared: " + ", ".join(named))
+    click.echo(f"findings: {Path(out) / 'findings.json'}; the report, one offline HTML page:")
+    click.echo(str(page))
 
 
 # ------------------------------------------------------------------------------------ entry

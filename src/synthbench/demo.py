@@ -6,8 +6,11 @@ Dataset from each -> the classifier study (real / artificial / mixed / subset_re
 generators, 3 seeds) where real data is scarce, with a size sweep -> image-quality metrics ->
 the HTML report.
 
-Faces (``--faces``): the source project's comparison on scikit-image's bundled LFW faces: an
-unconditional DCGAN and an unconditional DDPM, their sample grids per epoch and loss curves.
+Faces (``--faces``): the second source project measured on scikit-image's bundled LFW faces: an
+unconditional DCGAN, a pixel DDPM and a latent diffusion model (an autoencoder trained here, then
+the UNet on its latents), each evaluated while it trains, then four findings per model: closeness
+to the held-out faces (FID/KID/precision/recall over draws, next to the real-vs-real floor),
+whether its quality still improves, exposure failures, and training cost.
 
 Every stage reuses what a previous run of the demo finished (prepared data, trained models,
 generated images, study cells), so an interrupted demo continues where it stopped.
@@ -78,7 +81,7 @@ def run_demo(out: str | os.PathLike = "synthbench-demo", *, quick: bool = False,
         torch.set_num_threads(threads)
 
 
-DEMO_ENTRIES = ("data", "runs", "synthetic", "study", "report")
+DEMO_ENTRIES = ("data", "runs", "synthetic", "study", "findings", "report")
 
 
 def _run(out: Path, quick: bool, faces: bool, progress: bool, workers: int) -> Path:
@@ -92,7 +95,7 @@ def _run(out: Path, quick: bool, faces: bool, progress: bool, workers: int) -> P
     stages: dict[str, float] = {}
     say = _Narrator(progress)
     if faces:
-        return _faces(out, quick, stages, say)
+        return _faces(out, quick, stages, say, workers)
     plan = QUICK if quick else FULL
     from synthbench.data.prepare import PrepareConfig, prepare
 
@@ -153,22 +156,10 @@ def _side_by_side(out: Path, real: Path, plan: DemoPlan, stages: dict[str, float
     """Two single-threaded processes: the DDPM (train, generate) beside the DCGAN (train,
     generate, then the study cells that need only the real images and the DCGAN's; their keys
     are the full study's, so the study below finds them done)."""
-    from synthbench.study.executors import WorkerProcess
-
     say(f"\n[{time.perf_counter() - say.started:6.0f} s] side by side, one thread each: train + generate the DDPM "
         "| train + generate the DCGAN, then the study cells on real and DCGAN images ...")
     t0 = time.perf_counter()
-    workers = [WorkerProcess(), WorkerProcess()]
-    finished = False
-    try:
-        lanes = [w.submit(_lane, kind, out, real, plan) for w, kind in zip(workers, ("dcgan", "ddpm"))]
-        times = {}
-        for lane in lanes:
-            times.update(lane.result())
-        finished = True
-    finally:  # Ctrl-C or a failed lane: stop the other one (every stage resumes on the next run)
-        for worker in workers:
-            worker.stop(kill=not finished)
+    times = _in_lanes([(_lane, kind, out, real, plan) for kind in ("dcgan", "ddpm")])
     for key in ("train dcgan", "train ddpm", "generate dcgan", "generate ddpm", "study dcgan cells"):
         stages[key] = times[key]
     say(f"  done in {time.perf_counter() - t0:.1f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + ")")
@@ -245,36 +236,163 @@ def _write_stages(results: Path, stages: dict[str, float], quick: bool, wall: fl
     (results / "demo.json").write_text(json.dumps(data, indent=1))
 
 
-def _faces(out: Path, quick: bool, stages: dict[str, float], say: _Narrator) -> Path:
-    from synthbench.data.prepare import PrepareConfig, prepare
-    from synthbench.report.page import build_runs_report
+@dataclass(frozen=True)
+class FacesPlan:
+    """The sizes of one faces demo flavour: every model trains the same epochs on the same
+    faces, is evaluated at the same epochs, and saves grids at the same epochs."""
 
-    with say.stage("prepare scikit-image's bundled LFW faces (32x32 grayscale)", stages, "prepare"):
-        faces = prepare(PrepareConfig(source="lfw", size=32 if not quick else 16, fit="stretch",
-                                      classes=["face"], test_fraction=0.0), out / "data" / "faces", progress=False)
-    if quick:
-        gan = ("train.epochs=2", "train.max_steps=10", "train.batch_size=16")
-        ddpm = ("train.epochs=2", "train.max_steps=10", "train.batch_size=16")
-        gan_preset = ddpm_preset = "tiny"
+    size: int
+    common: tuple[str, ...]                  # overrides every generator gets (epochs, batch, grids, eval)
+    dcgan: tuple[str, tuple[str, ...]]       # (preset, overrides)
+    ddpm: tuple[str, tuple[str, ...]]
+    vae: tuple[str, tuple[str, ...]]
+    ldm: tuple[str, tuple[str, ...]]
+    features_preset: str                     # classifier whose penultimate layer gives the features
+    features_overrides: tuple[str, ...] = ()
+    draws: int = 5
+    samples: int = 70
+
+
+FACES_FULL = FacesPlan(
+    size=32,
+    common=("train.epochs=40", "train.batch_size=10", "train.grid_epochs=[1, 10, 20, 30, 40]", "grid_size=16",
+            "train.checkpoint_every=2000", "eval.every=5", "eval.samples=40"),
+    # The source project's DCGAN design (five layers a network, Adam, betas 0.5 / 0.9999) scaled to
+    # 70 faces at 32x32: 64-d noise, 32 base channels.
+    dcgan=("dcgan", ("model.latent_dim=64", "model.base_channels=32", "optim.lr=2e-4")),
+    ddpm=("celeba-ddpm", ("model.block_out_channels=[32, 64, 64]", "model.attention_levels=[]",
+                          "model.norm_num_groups=8", "model.layers_per_block=1", "train.mixed_precision=no",
+                          "noise.beta_schedule=cosine", "optim.lr=1e-3", "optim.warmup_steps=50",
+                          "ema.decay=0.995", "preview_count=1", "sampling.steps=10")),
+    # The autoencoder maps 32x32 faces to 8x8x4 latents, where the UNet is cheap.
+    vae=("small", ("model.block_out_channels=[16, 32, 64]", "train.epochs=20", "train.batch_size=10",
+                   "train.checkpoint_every=2000")),
+    ldm=("small", ("model.block_out_channels=[32, 64]", "optim.warmup_steps=50", "preview_count=1",
+                   "sampling.steps=10")),
+    features_preset="small", features_overrides=("train.epochs=10", "min_steps=150"), draws=5, samples=40)
+
+FACES_QUICK = FacesPlan(
+    size=16,
+    common=("train.epochs=3", "train.batch_size=16", "train.grid_epochs=[1, 3]", "grid_size=8",
+            "eval.every=1", "eval.samples=16"),
+    dcgan=("tiny", ()),
+    ddpm=("tiny", ("preview_count=1", "sampling.steps=3")),
+    vae=("tiny", ("train.epochs=2",)),
+    ldm=("tiny", ("preview_count=1", "sampling.steps=3")),
+    features_preset="tiny", draws=2, samples=16)
+
+FACES_MODELS = {"dcgan": "DCGAN", "ddpm": "pixel DDPM", "ldm": "latent diffusion"}
+
+
+def _faces(out: Path, quick: bool, stages: dict[str, float], say: _Narrator, workers: int) -> Path:
+    """The faces project measured: DCGAN, pixel DDPM and latent diffusion (VAE + UNet) on the
+    bundled LFW faces, quality tracked while they train, then the four findings."""
+    from synthbench.data.prepare import PrepareConfig, prepare
+    from synthbench.metrics.compute import MetricsConfig
+    from synthbench.metrics.findings import compare_generators, format_findings
+    from synthbench.report.compare import build_compare_report
+
+    plan = FACES_QUICK if quick else FACES_FULL
+    with say.stage(f"prepare scikit-image's bundled LFW faces ({plan.size}x{plan.size} grayscale, 30 % held out)",
+                   stages, "prepare"):
+        faces = prepare(PrepareConfig(source="lfw", size=plan.size, fit="stretch", classes=["face"],
+                                      test_fraction=0.3, seed=0), out / "data" / "faces", progress=False)
+        others = prepare(PrepareConfig(source="lfw", size=plan.size, fit="stretch", classes=["non_face"],
+                                       test_fraction=0.0, seed=0), out / "data" / "non-faces", progress=False)
+        say(f"  {len(faces.split('train'))} training faces, {len(faces.split('test'))} held-out faces")
+    with say.stage("train the feature extractor: a small classifier of the training faces vs the non-faces",
+                   stages, "train features"):
+        features = _face_features(faces, others, out / "runs" / "features", plan)
+    started = time.perf_counter()
+    lanes = [("ddpm",), ("dcgan", "vae", "ldm")]
+    if workers > 1:
+        say(f"\n[{time.perf_counter() - say.started:6.0f} s] side by side, one thread each: the pixel DDPM | "
+            "the DCGAN, then the autoencoder and the latent diffusion UNet, each evaluated every "
+            f"{_option(plan.common, 'eval.every')} epochs ...")
+        times = _in_lanes([(_faces_lane, kinds, out, faces.path, features, plan) for kinds in lanes])
+        say(f"  done in {time.perf_counter() - started:.1f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + ")")
     else:
-        gan = ("model.latent_dim=64", "model.base_channels=32", "train.epochs=100", "train.batch_size=20",
-               "train.grid_epochs=[1, 25, 50, 75, 100]", "grid_size=16", "train.checkpoint_every=2000")
-        ddpm = ("model.block_out_channels=[32, 64, 64]", "train.epochs=100", "train.batch_size=20",
-                "train.grid_epochs=[1, 25, 50, 75, 100]", "grid_size=16", "noise.beta_schedule=cosine",
-                "optim.lr=1e-3", "ema.decay=0.995", "train.checkpoint_every=2000")
-        gan_preset, ddpm_preset = "dcgan", "celeba-ddpm"
-    runs = {}
-    with say.stage("train an unconditional DCGAN on the faces", stages, "train dcgan"):
-        runs["dcgan"] = _train("dcgan", faces.path, out / "runs" / "dcgan", gan_preset, gan, say.progress)
-    with say.stage("train an unconditional DDPM on the faces", stages, "train ddpm"):
-        extra = ("model.attention_levels=[]", "model.norm_num_groups=8", "model.layers_per_block=1",
-                 "train.mixed_precision=no") if not quick else ()
-        runs["ddpm"] = _train("ddpm", faces.path, out / "runs" / "ddpm", ddpm_preset, ddpm + extra, say.progress)
+        times = {}
+        for kinds in lanes:
+            times.update(_faces_lane(kinds, out, faces.path, features, plan, say.progress))
+    stages.update(times)
+    runs = {FACES_MODELS[k]: out / "runs" / k for k in ("dcgan", "ddpm", "ldm")}
+    with say.stage(f"the findings: {plan.draws} draws of {plan.samples} samples per model against the "
+                   "held-out faces, plateau, exposure, cost", stages, "findings"):
+        findings = compare_generators(runs, faces.path, out / "findings", draws=plan.draws, samples=plan.samples,
+                                      metrics=MetricsConfig(features=str(features)), progress=False)
     with say.stage("write the report", stages, "report"):
-        page = build_runs_report(runs, out / "report" / "index.html", title="faces: DCGAN vs diffusion",
-                                 stage_seconds=stages)
-    say(f"\ntotal {sum(stages.values()):.0f} s; the report, one offline HTML page to open in a browser:")
+        page = build_compare_report(findings, runs, out / "report" / "index.html",
+                                    title="faces: DCGAN vs pixel diffusion vs latent diffusion", stage_seconds=stages)
+    say("\n" + format_findings(findings))
+    say(f"\ntotal {time.perf_counter() - say.started:.0f} s; the report, one offline HTML page to open in a browser:")
     return page
+
+
+def _option(overrides: tuple[str, ...], key: str) -> str:
+    return next(o.split("=", 1)[1] for o in overrides if o.startswith(key + "="))
+
+
+def _face_features(faces, others, run: Path, plan: FacesPlan) -> Path:
+    """A classifier of the training faces against the non-faces (never the held-out faces): its
+    penultimate layer is the feature space of every quality number of the faces demo."""
+    import numpy as np
+
+    from synthbench.classifiers.task import ClassifierConfig, train_classifier
+    from synthbench.config import resolve_config
+    from synthbench.data.dataset import Dataset
+    from synthbench.engine.run import RunFolder
+
+    if (run / "model").is_dir():
+        return run / "model"
+    train = faces.split("train")
+    images = np.concatenate([train.take(np.arange(len(train))), others.take(np.arange(len(others)))])
+    labels = np.r_[np.zeros(len(train), np.int64), np.ones(len(others), np.int64)]
+    data = Dataset.from_arrays(images, labels, ["face", "non_face"])
+    config = resolve_config(ClassifierConfig, preset=("classifier", plan.features_preset),
+                            overrides=[*plan.features_overrides, "train.progress=false"])
+    resume = RunFolder(run).usable_checkpoint() is not None
+    train_classifier(data, run, config, resume=resume)
+    return run / "model"
+
+
+def _faces_lane(kinds: tuple[str, ...], out: Path, faces: Path, features: Path, plan: FacesPlan,
+                progress: bool = False) -> dict[str, float]:
+    """Train ``kinds`` one after another (in this process); returns each one's seconds."""
+    import torch
+
+    torch.set_num_threads(1)
+    times = {}
+    for kind in kinds:
+        t0 = time.perf_counter()
+        preset, overrides = getattr(plan, kind)
+        if kind == "vae":
+            extra = ()  # an autoencoder: no grids of samples, no quality to track
+        else:
+            extra = plan.common + (f"eval.features={features}",)
+        if kind == "ldm":
+            extra += (f"vae={out / 'runs' / 'vae'}",)
+        _train(kind, faces, out / "runs" / kind, preset, tuple(overrides) + extra, progress)
+        times[f"train {kind}"] = time.perf_counter() - t0
+    return times
+
+
+def _in_lanes(jobs: list[tuple]) -> dict[str, float]:
+    """Each job ``(fn, *args)`` in its own single-threaded process; their merged results."""
+    from synthbench.study.executors import WorkerProcess
+
+    workers = [WorkerProcess() for _ in jobs]
+    finished = False
+    try:
+        futures = [w.submit(*job) for w, job in zip(workers, jobs)]
+        times: dict[str, float] = {}
+        for future in futures:
+            times.update(future.result())
+        finished = True
+    finally:  # Ctrl-C or a failed lane: stop the others (every stage resumes on the next run)
+        for worker in workers:
+            worker.stop(kill=not finished)
+    return times
 
 
 class _Narrator:

@@ -89,7 +89,7 @@ def test_a_missing_split_names_the_one_to_pass_and_that_advice_works(world, refu
     assert not out.exists()
     code, printed, err = cli(*base_args(root, real, out), "--real-split", "test")  # the advice followed
     assert code == 0, err
-    assert printed.strip().splitlines()[-1] == str(out / "findings.json")
+    assert printed.strip().splitlines()[-1] == str(out / "report" / "index.html")
     models = json.loads((out / "findings.json").read_text())["models"]
     assert set(models) == {"a", "b"} and models["a"]["labels"] is None
     # The conditional generator samples its classes in turn, and the findings say so.
@@ -142,7 +142,7 @@ def test_a_comparison_is_replaced_by_the_next_but_not_once_the_user_adds_a_file(
         assert code == 0, err
     assert json.loads((out / "findings.json").read_text())["seed"] == 1
     assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".lock")) == [
-        ".synthbench", "findings.csv", "findings.json"]
+        ".synthbench", "findings.csv", "findings.json", "report"]
     (out / "notes.txt").write_text("mine")
     before = snapshot(out)
     refused(*base_args(root, real, out), match=("notes.txt", "will not be replaced"))

@@ -147,11 +147,22 @@ def test_quality_draws_are_the_student_t_interval_of_the_draws_from_separate_see
         values = [e[metric] for e in expected]
         assert result[metric]["values"] == pytest.approx(values)
         low, high = stats.t.interval(0.95, 2, loc=np.mean(values), scale=stats.sem(values))
+        if metric != "kid":  # FID and the shares cannot fall below 0, the shares not above 1: cut there
+            low, high = max(low, 0.0), min(high, 1.0) if metric in ("precision", "recall") else high
         assert (result[metric]["mean"], result[metric]["low"], result[metric]["high"]) == pytest.approx(
             (np.mean(values), low, high))
     assert [s.tolist() for s in shades] == [brightness(FakeGenerator().sample(12, seed=s)).tolist() for s in (5, 17, 29)]
     with pytest.raises(SynthbenchError, match="at least 2 draws"):
         quality_draws(gen, PixelFeatures(), reference, draws=1, samples=12, seed=0, options=OPTIONS)
+
+
+def test_a_t_interval_is_cut_at_the_range_the_metric_can_take():
+    from synthbench.metrics.findings import interval
+
+    wide = interval([0.0, 1.0], (0.0, 1.0))
+    assert (wide["low"], wide["high"]) == (0.0, 1.0) and wide["mean"] == 0.5
+    free = interval([0.0, 1.0])
+    assert free["low"] < -1 and free["high"] > 2  # KID has no such bound
 
 
 def test_floor_draws_are_subsets_of_the_training_images_or_all_of_them_said_so():
@@ -277,7 +288,9 @@ def test_compare_writes_the_contract_findings_and_a_csv(faces_world, capsys):
                  "--real", str(faces.path), "--draws", "2", "--features", str(root / "clf" / "model"),
                  "--out", str(out), "-q", "kid_subsets=10"])
     printed = capsys.readouterr().out.strip().splitlines()
-    assert code == 0 and printed[-1] == str(out / "findings.json")
+    assert code == 0 and printed[-1] == str(out / "report" / "index.html")
+    page = (out / "report" / "index.html").read_text()
+    assert "gan" in page and "diffusion" in page and "Findings" in page
     assert any(line.startswith("gan ") and "dcgan" in line for line in printed)
 
     text = (out / "findings.json").read_text()

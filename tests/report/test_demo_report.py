@@ -115,13 +115,41 @@ def test_report_cli_and_bad_input(demo, tmp_path, capsys):
         build_report(tmp_path / "missing")
 
 
-def test_quick_faces_demo_shows_both_generators_side_by_side(tmp_path):
+def test_quick_faces_demo_measures_all_three_models(tmp_path):
+    """DCGAN, pixel DDPM and latent diffusion (its autoencoder trained first) on the bundled
+    faces, evaluated during training, then the four findings leading the report."""
+    import json
+
     out = tmp_path / "faces"
     assert main(["demo", "--faces", "--quick", "--out", str(out), "--quiet"]) == 0
+    # the autoencoder is a run of its own, and the latent model was trained on its latents
+    assert (out / "runs" / "vae" / "model" / "config.json").is_file()
+    assert str(out / "runs" / "vae") in (out / "runs" / "ldm" / "config.yaml").read_text()
+    for kind in ("dcgan", "ddpm", "ldm"):
+        rows = [json.loads(line) for line in (out / "runs" / kind / "metrics.jsonl").read_text().splitlines()]
+        evals = [r for r in rows if r.get("kind") == "eval"]
+        assert [r["epoch"] for r in evals] == [1, 2, 3] and all("fid" in r for r in evals), kind
+        assert evals[0]["features"] == "file" and evals[0]["real_split"] == "test"
+    findings = json.loads((out / "findings" / "findings.json").read_text())
+    assert set(findings["models"]) == {"DCGAN", "pixel DDPM", "latent diffusion"}
+    assert findings["real"]["train_images"] == 70 and findings["real"]["reference_images"] == 30
+    for name, model in findings["models"].items():
+        assert model["plateau"]["points"] == 3 and model["plateau"]["status"] != "too few points", name
+        assert model["exposure"]["n"] == findings["draws"] * findings["samples"]
+        assert model["cost"]["train_seconds"] > 0 and model["cost"]["ratio"] >= 1
+        assert all(model["sentences"][k] for k in ("quality", "plateau", "exposure", "cost"))
+    assert findings["models"]["latent diffusion"]["cost"]["extra_seconds"] > 0  # its autoencoder
     page = out / "report" / "index.html"
     parsed = parse(page)
-    assert parsed.scripts == 0 and all((page.parent / src).is_file() for src in parsed.images)
-    names = {Path(s).name for s in parsed.images}
-    assert {"run-dcgan-epoch-001.png", "run-ddpm-epoch-001.png", "run-dcgan-loss_per_iteration.png",
-            "run-ddpm-loss_per_iteration.png"} <= names
-    assert "Trained generators: samples per epoch and loss curves" in parsed.headings
+    from urllib.parse import unquote
+
+    images = [unquote(src) for src in parsed.images]  # model names with spaces are %20 in the page
+    assert parsed.scripts == 0 and all((page.parent / src).is_file() for src in images)
+    assert parsed.headings[1].startswith("Findings")  # the page opens with them, before any grid
+    text = page.read_text()
+    for name in findings["models"]:
+        assert findings["models"][name]["sentences"]["plateau"].split(":")[0] in text
+    names = {Path(s).name for s in images}
+    assert {"quality-fid-epoch.png", "quality-fid-time.png"} <= names
+    for name in ("DCGAN", "pixel DDPM", "latent diffusion"):
+        assert any(n.startswith("grid-") and name in n and n.endswith("epoch-003.png") for n in names), name

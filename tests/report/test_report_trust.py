@@ -142,22 +142,6 @@ def test_two_pages_in_one_folder_keep_their_own_figures(tmp_path):
     assert (figures_dir(tmp_path / "one.html") / "real_vs_artificial.png").read_bytes() == before
 
 
-def test_the_faces_page_refuses_a_foreign_page(tmp_path):
-    from synthbench.errors import SynthbenchError
-    from synthbench.report.page import build_runs_report
-
-    run = tmp_path / "run"
-    (run / "samples").mkdir(parents=True)
-    page = tmp_path / "report" / "index.html"
-    page.parent.mkdir()
-    page.write_text("someone's page")
-    with pytest.raises(SynthbenchError, match="not a page synthbench wrote"):
-        build_runs_report({"gan": run}, page, title="faces")
-    assert page.read_text() == "someone's page"
-    fresh = build_runs_report({"gan": run}, tmp_path / "report" / "faces.html", title="faces")
-    assert "faces" in page_text(fresh)
-
-
 # ------------------------------------------------------------------------------------ completeness
 def banner_then_tables(page: Path) -> tuple[str, str]:
     text = page_text(page)

@@ -154,8 +154,14 @@ def eval_points(run: str | Path, metric: str = "fid") -> list[tuple[int, float]]
 
 
 # ------------------------------------------------------------------------------ quality
-def interval(values: list[float | None]) -> dict[str, Any]:
-    """Mean and Student-t 95 % interval of ``values`` (the finite ones), values kept."""
+# Where a metric can lie: a t interval over a few draws can reach past it, and is cut there.
+BOUNDS = {"fid": (0.0, None), "precision": (0.0, 1.0), "recall": (0.0, 1.0), "density": (0.0, None),
+          "coverage": (0.0, 1.0)}
+
+
+def interval(values: list[float | None], bounds: tuple[float | None, float | None] = (None, None)) -> dict[str, Any]:
+    """Mean and Student-t 95 % interval of ``values`` (the finite ones), values kept; the
+    interval is cut at ``bounds``, the range the metric can take."""
     from scipy.stats import t
 
     kept = [float(v) if v is not None and math.isfinite(v) else None for v in values]
@@ -164,7 +170,9 @@ def interval(values: list[float | None]) -> dict[str, Any]:
                            "values": kept}
     if len(finite) >= 2:
         half = t.ppf(0.975, len(finite) - 1) * finite.std(ddof=1) / math.sqrt(len(finite))
-        out["low"], out["high"] = float(finite.mean() - half), float(finite.mean() + half)
+        low, high = float(finite.mean() - half), float(finite.mean() + half)
+        out["low"] = low if bounds[0] is None else max(low, bounds[0])
+        out["high"] = high if bounds[1] is None else min(high, bounds[1])
     return out
 
 
@@ -176,7 +184,7 @@ def _check_draws(draws: int, samples: int) -> None:
 
 
 def _summarise(per_draw: list[dict[str, float]]) -> dict[str, dict[str, Any]]:
-    return {name: interval([d.get(name) for d in per_draw]) for name in KEPT}
+    return {name: interval([d.get(name) for d in per_draw], BOUNDS.get(name, (None, None))) for name in KEPT}
 
 
 def quality_draws(generator, extractor, reference_features: np.ndarray, *, draws: int, samples: int, seed: int,
@@ -472,7 +480,7 @@ def write_findings(findings: dict[str, Any], out: Path) -> None:
     from synthbench.metrics.findings_text import csv_text
 
     out.mkdir(parents=True, exist_ok=True)
-    safety.mark_owned(out, "compare", ["findings.json", "findings.csv"])  # first: a kill leaves it ours
+    safety.mark_owned(out, "compare", ["findings.json", "findings.csv", "report"])  # first: a kill leaves it ours
     data = clean(findings)
     for name, text in (("findings.json", json.dumps(data, indent=2, allow_nan=False, ensure_ascii=False)),
                        ("findings.csv", csv_text(data))):

@@ -77,22 +77,6 @@ def build_report(results: str | os.PathLike, out: str | os.PathLike | None = Non
         raise ResultsError(f"the report could not be written at {page}: {exc}") from None
 
 
-def build_runs_report(runs: dict[str, str | os.PathLike], page: str | os.PathLike, *, title: str,
-                      stage_seconds: dict[str, float] | None = None) -> Path:
-    """A report of trained generators alone (no study): sample grids per epoch side by side,
-    loss curves, configs and provenance."""
-    page = Path(page)
-    explicit = _explicit_folders(runs, "run")
-    empty = {name: pd.DataFrame() for name in ("results", "summary", "comparisons", "metrics")}
-    data = Results(page.parent, empty, {"spec": {"name": title}}, stage_seconds=dict(stage_seconds or {}))
-    try:
-        with output.figures_folder(page) as figdir:
-            parts = Report(data, page, figdir, None, explicit, {})
-            return _write_page(page, parts)
-    except OSError as exc:
-        raise ResultsError(f"the report could not be written at {page}: {exc}") from None
-
-
 def _explicit_folders(named: dict[str, str | os.PathLike] | None, flag: str) -> dict[str, Path]:
     out = {}
     for name, path in (named or {}).items():
