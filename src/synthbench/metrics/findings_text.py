@@ -104,9 +104,10 @@ def _closest(findings: dict[str, Any]) -> str:
     text = f"{best} is closest to the real images by {fid_title(findings)} ({_ci(fid)}"
     text += "".join(f"; {n} {_num(f['mean'])}" for n, f in others) + ")"
     if others and fid["high"] is not None:
-        clear = all(f["low"] is not None and fid["high"] < f["low"] for _, f in others)
-        text += (": its interval lies below every other model's" if clear else
-                 ": but the intervals overlap, so the lead is not clear at this sample size")
+        close = [n for n, f in others if f["low"] is None or fid["high"] >= f["low"]]
+        text += (": its interval lies below every other model's" if not close else
+                 f": but its interval overlaps {' and '.join(close)}'s, so the lead over "
+                 f"{'them' if len(close) > 1 else 'it'} is not clear at this sample size")
     if floor is not None and floor > 0:
         text += f"; the real-vs-real floor is {_num(floor)}"
     return text
