@@ -178,22 +178,27 @@ class RunFolder:
         """The logged rows; a line cut short by a killed process or a full disk is skipped."""
         if not self.metrics_file.is_file():
             return []
-        rows = []
-        with open(self.metrics_file, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(row, dict):
-                    rows.append(row)
-        return rows
+        return parse_rows(self.metrics_file.read_text(encoding="utf-8", errors="replace"))
 
     def truncate_metrics(self, last_step: int) -> None:
         """Drop rows logged after ``last_step`` (by a run killed after its last checkpoint)."""
         rows = [r for r in self.read_metrics() if r.get("step", 0) <= last_step]
         text = "".join(json.dumps(row) + "\n" for row in rows)
         _write_atomic(self.metrics_file, text)
+
+
+def parse_rows(text: str) -> list[dict[str, Any]]:
+    """The JSON objects of a metrics.jsonl text, one a line; a line that is not one (cut short by
+    a killed process or a full disk) is skipped."""
+    rows = []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 def _write_atomic(path: Path, text: str) -> None:

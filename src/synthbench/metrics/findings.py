@@ -244,19 +244,12 @@ def run_folder(path: str | Path) -> Path:
 
 def read_rows(run: Path) -> list[dict[str, Any]]:
     """The JSON objects of ``run/metrics.jsonl``; unreadable lines are skipped."""
-    rows = []
+    from synthbench.engine.run import parse_rows
+
     try:
-        with open(run / "metrics.jsonl", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(row, dict):
-                    rows.append(row)
+        return parse_rows((run / "metrics.jsonl").read_text(encoding="utf-8", errors="replace"))
     except OSError:
         return []
-    return rows
 
 
 def _run_kind(run: Path) -> str | None:

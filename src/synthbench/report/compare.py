@@ -18,10 +18,7 @@ import csv
 import json
 import math
 import numbers
-import os
-import platform
 import time
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +27,8 @@ import pandas as pd
 from synthbench.report import compare_figures, compare_findings, output
 from synthbench.report.load import Results, ResultsError
 from synthbench.report.numbers import esc, fmt, num
-from synthbench.report.page import LIBRARIES, MAX_TEXT, Report, _explicit_folders, _write_page, fold
+from synthbench.engine.run import parse_rows
+from synthbench.report.page import MAX_TEXT, Report, _explicit_folders, _write_page, fold, versions_and_machine
 from synthbench.safety import safe_name
 
 COMPARE_CSS = """
@@ -89,15 +87,7 @@ class Compare(Report):
             if not (path.exists() or path.is_symlink()):
                 self.notes.append(f"run {name}: no metrics.jsonl (no quality curve, no training time)")
             return None
-        rows = []
-        for line in found.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
-        return rows
+        return parse_rows(found.read_text(encoding="utf-8", errors="replace"))
 
     def training_seconds(self, name: str) -> tuple[float | None, str]:
         """Seconds of training from the last epoch row: ``train_s`` (training alone), else
@@ -287,14 +277,7 @@ class Compare(Report):
             durations[f"training {name}"] = f"{fmt(seconds)} s ({how})"
         for stage, seconds in self.stage_seconds.items():
             durations[f"stage: {stage}"] = f"{fmt(seconds)} s"
-        versions = {}
-        for lib in ["synthbench"] + LIBRARIES:
-            try:
-                versions[lib] = metadata.version(lib)
-            except metadata.PackageNotFoundError:
-                continue
-        machine = {"python": platform.python_version(), "platform": platform.platform(),
-                   "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
+        versions, machine = versions_and_machine()
         folders = {name: str(run) for name, (run, _) in self.runs.items()}
         rows = lambda d: "".join(f"<tr><th class='l'>{esc(k)}</th><td class='l'>{esc(v)}</td></tr>" for k, v in d.items())
         configs = ""

@@ -427,14 +427,7 @@ class Report(Sections):
 
     def provenance(self) -> str:
         r = self.t["results"]
-        versions = {}
-        for lib in ["synthbench"] + LIBRARIES:
-            try:
-                versions[lib] = metadata.version(lib)
-            except metadata.PackageNotFoundError:
-                continue
-        machine = {"python": platform.python_version(), "platform": platform.platform(),
-                   "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
+        versions, machine = versions_and_machine()
         durations = {}
         if len(r):
             for col, label in (("train_seconds", "classifier training (sum over cells)"),
@@ -470,6 +463,19 @@ class Report(Sections):
                 "<p class='note'>The raw inputs, spec and configs are folded away below: click to open.</p>"
                 + fold("Versions and machine", f"<table>{rows(versions)}</table><table>{rows(machine)}</table>")
                 + f"{inputs}{spec}{run_configs}")
+
+
+def versions_and_machine() -> tuple[dict[str, str], dict[str, object]]:
+    """The installed versions of synthbench and the libraries behind the numbers, and the machine."""
+    versions = {}
+    for lib in ["synthbench"] + LIBRARIES:
+        try:
+            versions[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            continue
+    machine = {"python": platform.python_version(), "platform": platform.platform(),
+               "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
+    return versions, machine
 
 
 def fold(summary: str, body: str) -> str:
