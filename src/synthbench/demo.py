@@ -57,7 +57,12 @@ QUICK = DemoPlan(
     per_class=6, sizes=(20, 40), seeds=(0, 1), classifier_preset="tiny", metrics=True)
 
 
-def run_demo(out: str | os.PathLike = "synthbench-demo", *, quick: bool = False, faces: bool = False,
+def default_out(quick: bool, faces: bool) -> str:
+    """Each flavour its own folder by default: a demo folder holds one flavour's results."""
+    return ("synthbench-faces-demo" if faces else "synthbench-demo") + ("-quick" if quick else "")
+
+
+def run_demo(out: str | os.PathLike | None = None, *, quick: bool = False, faces: bool = False,
              progress: bool = True, workers: int | None = 1) -> Path:
     """Run the demo into ``out``; returns the path of the HTML report.
 
@@ -76,12 +81,35 @@ def run_demo(out: str | os.PathLike = "synthbench-demo", *, quick: bool = False,
     # and many times faster on a busy one, where spinning OpenMP threads fight for the cores.
     torch.set_num_threads(1)
     try:
-        return _run(Path(out), quick, faces, progress, workers)
+        return _run(Path(out or default_out(quick, faces)), quick, faces, progress, workers)
     finally:
         torch.set_num_threads(threads)
 
 
-DEMO_ENTRIES = ("data", "runs", "synthetic", "study", "findings", "report")
+FLAVOUR_FILE = "flavour.json"
+DEMO_ENTRIES = ("data", "runs", "synthetic", "study", "findings", "report", FLAVOUR_FILE)
+
+
+def _check_flavour(out: Path, flavour: str, quick: bool, faces: bool) -> None:
+    """A demo continues only its own flavour: the runs of another (digits vs faces, quick vs full)
+    would otherwise be taken as finished stages of this one."""
+    from synthbench.errors import SynthbenchError
+    from synthbench.safety import LOCK, MARKER
+
+    if not out.is_dir():
+        return
+    try:
+        found = json.loads((out / FLAVOUR_FILE).read_text(encoding="utf-8")).get("flavour")
+    except (OSError, ValueError, AttributeError):
+        found = None
+    if found == flavour or not {p.name for p in out.iterdir()} - {MARKER, LOCK}:
+        return
+    held = f"the {found} demo" if found else "a demo of an earlier synthbench (flavour unknown)"
+    suggestion = default_out(quick, faces)
+    if Path(suggestion).resolve() == out.resolve():
+        suggestion += "-2"
+    raise SynthbenchError(f"--out {out} holds {held}, not the {flavour} demo asked for; choose another folder, "
+                          f"e.g. --out {suggestion}")
 
 
 def _run(out: Path, quick: bool, faces: bool, progress: bool, workers: int) -> Path:
@@ -90,8 +118,12 @@ def _run(out: Path, quick: bool, faces: bool, progress: bool, workers: int) -> P
     # The demo writes only into a folder of its own: absent, empty, or an earlier demo's (which
     # it continues). A folder of the user's is refused before anything is written.
     check_replaceable(out, "demo")
+    flavour = ("faces" if faces else "digits") + ("-quick" if quick else "")
+    _check_flavour(out, flavour, quick, faces)
     out.mkdir(parents=True, exist_ok=True)
     mark_owned(out, "demo", DEMO_ENTRIES)
+    if not (out / FLAVOUR_FILE).is_file():
+        (out / FLAVOUR_FILE).write_text(json.dumps({"flavour": flavour}) + "\n")
     stages: dict[str, float] = {}
     say = _Narrator(progress)
     if faces:

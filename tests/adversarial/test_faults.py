@@ -122,3 +122,22 @@ def test_a_read_only_output_is_one_line(mounted, refused, tmp_path):
     disk = mounted("read-only")
     refused("data", "prepare", "--source", "digits", "--size", "8", "--out", disk / "digits", "-q",
             match="read-only")
+
+
+def test_a_demo_folder_of_another_flavour_is_refused_not_taken_for_finished_stages(tmp_path, refused, snapshot):
+    """A faces demo's finished runs/dcgan must never serve as the digits demo's DCGAN (nor a quick
+    run's as the full one's): the folder records its flavour, and another one is refused."""
+    import json
+
+    from synthbench.safety import mark_owned
+
+    out = tmp_path / "demo"
+    (out / "runs" / "dcgan" / "model").mkdir(parents=True)
+    mark_owned(out, "demo", ["runs", "flavour.json"])
+    (out / "flavour.json").write_text(json.dumps({"flavour": "faces-quick"}))
+    before = snapshot(out)
+    refused("demo", "--quick", "--out", str(out), match=("holds the faces-quick demo", "synthbench-demo-quick"))
+    refused("demo", "--faces", "--out", str(out), match="not the faces demo")
+    assert snapshot(out) == before
+    (out / "flavour.json").unlink()  # a demo folder written before flavours were recorded
+    refused("demo", "--faces", "--quick", "--out", str(out), match="earlier synthbench")
