@@ -93,3 +93,21 @@ def test_max_steps_ending_the_run_at_an_epoch_end_evaluates_that_last_epoch(lfw_
     assert [r["epoch"] for r in rows if r.get("kind") == "epoch"] == [1, 2]
     evals = [r for r in rows if r.get("kind") == "eval"]
     assert [(r["epoch"], r["step"]) for r in evals] == [(2, 16)] and evals[0]["fid"] is not None
+
+
+def test_eval_against_the_training_split_is_said_so_in_training_and_on_the_page(lfw_and_features, tmp_path, cli):
+    """eval.real_split=train is allowed (the advice for a Dataset without a test split), but a
+    memorising model scores best there: the training warns, and the comparison page does not
+    call those images held out."""
+    lfw, features = lfw_and_features
+    run = tmp_path / "run"
+    code, _, err = cli("train", "dcgan", "--data", lfw.path, "--out", run, "--preset", "tiny", "train.epochs=1",
+                       "eval.every=1", "eval.samples=16", "eval.real_split=train", f"eval.features={features}")
+    assert code == 0, err
+    assert any("warning" in line and "training images themselves" in line for line in err), err
+    code, _, err = cli("compare", "--run", f"gan={run}", "--real", lfw.path, "--features", features, "--draws", "2",
+                       "--samples", "16", "--out", tmp_path / "cmp", "-q")
+    assert code == 0, err
+    page = " ".join((tmp_path / "cmp" / "report" / "index.html").read_text().split())
+    assert "'train' not a held-out split" in page.replace("&#x27;", "'")
+    assert "held-out real images;" not in page
