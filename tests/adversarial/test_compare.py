@@ -211,3 +211,17 @@ def test_a_perfectly_flat_quality_curve_is_plateaued_not_nan(world, cli, tmp_pat
     result = json.loads((out / "findings.json").read_text())["models"]["flat"]["plateau"]
     assert result["status"] == "plateaued" and (result["low"], result["high"]) == (0.0, 0.0)
     assert "nan" not in result["statement"].lower() and "nan" not in stdout.lower()
+
+
+def test_a_run_of_a_fraction_of_a_second_is_not_said_to_take_0_s(world, cli, tmp_path):
+    """The quick demo's models train in under a second: '0.24 s', '1.4 s', never '0 s' beside 6×."""
+    root, real, _ = world
+    fast = _fake_run(tmp_path / "fast", [{"step": 8, "epoch": 3, "kind": "epoch", "elapsed_s": 1.0, "train_s": 0.241}])
+    slow = _fake_run(tmp_path / "slow", [{"step": 8, "epoch": 3, "kind": "epoch", "elapsed_s": 2.0, "train_s": 1.446}])
+    out = tmp_path / "out"
+    code, stdout, err = cli(*base_args(root, real, out, f"fast={fast}", f"slow={slow}"))
+    assert code == 0, err
+    models = json.loads((out / "findings.json").read_text())["models"]
+    assert "in 0.24 s; the cheapest model" in models["fast"]["sentences"]["cost"]
+    assert "in 1.4 s; 6.0× the cost of fast" in models["slow"]["sentences"]["cost"]
+    assert "fast is the cheapest (0.24 s)" in stdout and " 0 s" not in stdout

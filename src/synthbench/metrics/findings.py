@@ -359,7 +359,9 @@ def training_cost(run: str | Path) -> dict[str, Any]:
     else:
         extra, _ = _seconds(read_rows(found))
         out["extra_seconds"] = extra
-        out["extra_note"] = (f"its VAE ({found}) trained in {extra:.0f} s" if extra is not None else
+        from synthbench.metrics.findings_text import seconds as said
+
+        out["extra_note"] = (f"its VAE ({found}) trained in {said(extra)}" if extra is not None else
                              f"its VAE ({found}) has no timing rows in metrics.jsonl: its cost is not counted")
         if extra is not None and seconds is not None:
             out["total_seconds"] = seconds + extra
