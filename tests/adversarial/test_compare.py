@@ -225,3 +225,17 @@ def test_a_run_of_a_fraction_of_a_second_is_not_said_to_take_0_s(world, cli, tmp
     assert "in 0.24 s; the cheapest model" in models["fast"]["sentences"]["cost"]
     assert "in 1.4 s; 6.0× the cost of fast" in models["slow"]["sentences"]["cost"]
     assert "fast is the cheapest (0.24 s)" in stdout and " 0 s" not in stdout
+
+
+def test_a_latent_model_whose_vae_run_was_deleted_is_not_called_pretrained(world, cli, tmp_path):
+    """The ldm's config names a synthbench VAE run that was deleted after training: its cost note
+    says the VAE is no longer there (not 'a pretrained autoencoder')."""
+    from synthbench.metrics.findings import training_cost
+
+    run = tmp_path / "ldm"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 8, "epoch": 1, "kind": "epoch", "train_s": 2.0}) + "\n")
+    (run / "config.yaml").write_text(f"kind: ldm\nvae: {tmp_path / 'runs' / 'vae'}\n")
+    cost = training_cost(run)
+    assert "no longer there" in cost["extra_note"] and "pretrained" not in cost["extra_note"]
+    assert cost["total_seconds"] == 2.0

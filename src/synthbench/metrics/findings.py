@@ -354,6 +354,9 @@ def training_cost(run: str | Path) -> dict[str, Any]:
     found = vae_run(vae) if isinstance(vae, str) and vae else None
     if not isinstance(vae, str) or not vae:
         out["extra_note"] = "its config names no VAE: the autoencoder's training cost is not counted"
+    elif found is None and not Path(vae).expanduser().exists():
+        out["extra_note"] = (f"its VAE ({vae}) is no longer there: the autoencoder's training cost is not "
+                             "counted")
     elif found is None:
         out["extra_note"] = "a pretrained autoencoder: its training cost is not counted"
     else:
