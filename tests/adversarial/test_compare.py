@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -147,3 +148,94 @@ def test_a_comparison_is_replaced_by_the_next_but_not_once_the_user_adds_a_file(
     before = snapshot(out)
     refused(*base_args(root, real, out), match=("notes.txt", "will not be replaced"))
     assert snapshot(out) == before
+
+
+def _fake_run(folder, rows):
+    """A run folder: an untrained 16 px DCGAN as model/ and ``rows`` (dicts or raw text lines) as
+    its metrics.jsonl."""
+    DCGAN(DCGANModelConfig(latent_dim=8, base_channels=4), 16, 1, []).save(folder / "model")
+    (folder / "metrics.jsonl").write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+    return folder
+
+
+def _eval(epoch, fid, samples=16):
+    return {"step": epoch * 8, "epoch": epoch, "kind": "eval", "train_s": float(epoch), "samples": samples,
+            "seed": 100000, "features": "domain", "features_label": "domain: x", "real_split": "test",
+            "real_images": 60, "fid": fid}
+
+
+def test_damaged_or_non_finite_timings_are_unknown_never_nan(world, cli, tmp_path):
+    """A metrics.jsonl with garbage lines, a NaN train_s in its last epoch row and an infinite
+    FID: the run's cost is 'unknown' (not 'nan s', not an older smaller total) and the other
+    model's ratio stays a number."""
+    root, real, _ = world
+    bad = _fake_run(tmp_path / "bad", [
+        {"step": 8, "epoch": 1, "kind": "epoch", "elapsed_s": 4.0, "train_s": 3.0}, "{garbage",
+        {"step": 16, "epoch": 2, "kind": "epoch", "elapsed_s": 8.0, "train_s": float("nan")},
+        _eval(2, float("inf")), "\x00\x01 half a li"])
+    good = _fake_run(tmp_path / "good", [{"step": 8, "epoch": 1, "kind": "epoch", "elapsed_s": 4.0, "train_s": 3.0}])
+    out = tmp_path / "out"
+    code, stdout, err = cli(*base_args(root, real, out, f"bad={bad / 'model'}", f"good={good}"))
+    assert code == 0, err
+    findings = json.loads((out / "findings.json").read_text())
+    assert findings["models"]["bad"]["cost"]["train_seconds"] is None
+    assert "unknown" in findings["models"]["bad"]["sentences"]["cost"]
+    assert findings["models"]["good"]["cost"]["ratio"] == 1.0
+    page = (out / "report" / "index.html").read_text()
+    for text in (stdout, (out / "findings.csv").read_text(), page):
+        assert not re.search(r"\bnan\b|\binf\b|None", text, re.I), re.search(r".{60}\b(nan|inf|None)\b.{20}", text, re.I)
+
+
+def test_the_plateau_joins_only_evaluations_logged_with_the_same_settings(world, cli, tmp_path):
+    """A run resumed with other eval.samples: FID at 16 and at 64 samples are not one curve (FID
+    depends on the sample count). The earlier five are left out, and the statement says so."""
+    root, real, _ = world
+    rows = [_eval(e, 100.0 - 10 * e, samples=16) for e in range(1, 6)] + [_eval(e, 40.0, samples=64) for e in (6, 7, 8)]
+    run = _fake_run(tmp_path / "resumed", rows)
+    out = tmp_path / "out"
+    code, _, err = cli(*base_args(root, real, out, f"r={run}"))
+    assert code == 0, err
+    result = json.loads((out / "findings.json").read_text())["models"]["r"]["plateau"]
+    assert (result["status"], result["first_epoch"], result["points"]) == ("plateaued", 6, 3)
+    assert "5 earlier evaluation(s) logged with other eval settings" in result["statement"]
+
+
+def test_a_perfectly_flat_quality_curve_is_plateaued_not_nan(world, cli, tmp_path):
+    """A collapsed generator scores exactly the same FID every epoch: plateaued, no 'nan' in the
+    statement (scipy's stderr of a constant is undefined)."""
+    root, real, _ = world
+    run = _fake_run(tmp_path / "flat", [_eval(e, 40.0) for e in range(1, 7)])
+    out = tmp_path / "out"
+    code, stdout, err = cli(*base_args(root, real, out, f"flat={run}"))
+    assert code == 0, err
+    result = json.loads((out / "findings.json").read_text())["models"]["flat"]["plateau"]
+    assert result["status"] == "plateaued" and (result["low"], result["high"]) == (0.0, 0.0)
+    assert "nan" not in result["statement"].lower() and "nan" not in stdout.lower()
+
+
+def test_a_run_of_a_fraction_of_a_second_is_not_said_to_take_0_s(world, cli, tmp_path):
+    """The quick demo's models train in under a second: '0.24 s', '1.4 s', never '0 s' beside 6×."""
+    root, real, _ = world
+    fast = _fake_run(tmp_path / "fast", [{"step": 8, "epoch": 3, "kind": "epoch", "elapsed_s": 1.0, "train_s": 0.241}])
+    slow = _fake_run(tmp_path / "slow", [{"step": 8, "epoch": 3, "kind": "epoch", "elapsed_s": 2.0, "train_s": 1.446}])
+    out = tmp_path / "out"
+    code, stdout, err = cli(*base_args(root, real, out, f"fast={fast}", f"slow={slow}"))
+    assert code == 0, err
+    models = json.loads((out / "findings.json").read_text())["models"]
+    assert "in 0.24 s; the cheapest model" in models["fast"]["sentences"]["cost"]
+    assert "in 1.4 s; 6.0× the cost of fast" in models["slow"]["sentences"]["cost"]
+    assert "fast is the cheapest (0.24 s)" in stdout and " 0 s" not in stdout
+
+
+def test_a_latent_model_whose_vae_run_was_deleted_is_not_called_pretrained(world, cli, tmp_path):
+    """The ldm's config names a synthbench VAE run that was deleted after training: its cost note
+    says the VAE is no longer there (not 'a pretrained autoencoder')."""
+    from synthbench.metrics.findings import training_cost
+
+    run = tmp_path / "ldm"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 8, "epoch": 1, "kind": "epoch", "train_s": 2.0}) + "\n")
+    (run / "config.yaml").write_text(f"kind: ldm\nvae: {tmp_path / 'runs' / 'vae'}\n")
+    cost = training_cost(run)
+    assert "no longer there" in cost["extra_note"] and "pretrained" not in cost["extra_note"]
+    assert cost["total_seconds"] == 2.0

@@ -364,7 +364,8 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
             pending = []
             ctx.global_step = global_step
             task.on_epoch_end(ctx, means)
-            if tracker is not None and main and tracker.due(epoch + 1, config.epochs):
+            # train.max_steps ending the run at this epoch's end makes it the last epoch too
+            if tracker is not None and main and (stop or tracker.due(epoch + 1, config.epochs)):
                 _evaluate(tracker, task, accelerator, run, epoch + 1, global_step, clock.seconds)
             epoch, position, sums = epoch + 1, 0, _EpochSums()
         _save(accelerator, task, run, config, epoch, position, global_step, sums, resolved, data, clock.seconds)

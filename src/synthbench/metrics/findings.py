@@ -109,7 +109,10 @@ def plateau(points: list[tuple[int, float]], metric: str = "fid", tolerance: flo
     epochs = np.array([e for e, _ in window], dtype=np.float64)
     values = np.array([v for _, v in window])
     fit = linregress(epochs, values)
-    half = t.ppf(0.975, len(window) - 2) * fit.stderr
+    # a perfectly flat curve (a collapsed generator scores the same every epoch): scipy gives no
+    # stderr (r is undefined), but the line fits exactly, so its slope 0 is certain
+    stderr = 0.0 if np.ptp(values) == 0 else fit.stderr
+    half = t.ppf(0.975, len(window) - 2) * stderr
     span, mean = epochs[-1] - epochs[0], values.mean()
     out.update(first_epoch=int(epochs[0]), last_epoch=int(epochs[-1]), points=len(window),
                slope=float(fit.slope), low=float(fit.slope - half), high=float(fit.slope + half))
@@ -146,11 +149,37 @@ def _pct(x: float) -> str:
     return text.replace("-", "−") if not text.startswith("+0 ") and not text.startswith("-0 ") else "0 %"
 
 
+# What makes two logged evaluations comparable: FID and KID depend on the sample count and the
+# features, so a run resumed with other eval settings must not join its curves into one slope.
+EVAL_SETTINGS = ("samples", "seed", "features", "features_label", "real_split", "real_images")
+
+
 def eval_points(run: str | Path, metric: str = "fid") -> list[tuple[int, float]]:
-    """(epoch, value) of ``metric`` from a run's ``kind: eval`` rows (failed evaluations skipped)."""
-    return [(int(r["epoch"]), float(r[metric])) for r in read_rows(run_folder(run))
+    """(epoch, value) of ``metric`` from a run's ``kind: eval`` rows (failed evaluations skipped),
+    only those logged with the same evaluation settings as the last one."""
+    return _eval_points(run, metric)[0]
+
+
+def _eval_points(run: str | Path, metric: str = "fid") -> tuple[list[tuple[int, float]], int]:
+    """:func:`eval_points` and how many evaluations were left out for other settings."""
+    rows = [r for r in read_rows(run_folder(run))
             if r.get("kind") == "eval" and "error" not in r and isinstance(r.get(metric), (int, float))
-            and isinstance(r.get("epoch"), int)]
+            and not isinstance(r.get(metric), bool) and isinstance(r.get("epoch"), int)]
+    if not rows:
+        return [], 0
+    last = [rows[-1].get(k) for k in EVAL_SETTINGS]
+    kept = [r for r in rows if [r.get(k) for k in EVAL_SETTINGS] == last]
+    return [(int(r["epoch"]), float(r[metric])) for r in kept], len(rows) - len(kept)
+
+
+def _plateau_of(run: str | Path, metric: str = "fid") -> dict[str, Any]:
+    points, other = _eval_points(run, metric)
+    result = plateau(points, metric)
+    if other:
+        result["statement"] += (f" ({other} earlier evaluation(s) logged with other eval settings — sample "
+                                "count, seed, features or real images — are left out: their values are not "
+                                "comparable)")
+    return result
 
 
 # ------------------------------------------------------------------------------ quality
@@ -264,14 +293,22 @@ def _seconds(rows: list[dict[str, Any]]) -> tuple[float | None, str | None]:
     """Training seconds from the epoch rows: the last ``train_s`` (cumulative over resumes), else
     ``elapsed_s`` summed over the sessions of a resumed run (it restarts at each start)."""
     epochs = [r for r in rows if r.get("kind") == "epoch"]
-    timed = [r for r in epochs if isinstance(r.get("train_s"), (int, float))]
-    if timed:
-        return float(timed[-1]["train_s"]), "train_s"
-    elapsed = [float(r["elapsed_s"]) for r in epochs if isinstance(r.get("elapsed_s"), (int, float))]
+    timed = [r for r in epochs if "train_s" in r]
+    if timed:  # the last one holds the total; a damaged one (NaN, text) is not replaced by an older, smaller one
+        seconds = _seconds_value(timed[-1]["train_s"])
+        return (seconds, "train_s") if seconds is not None else (None, None)
+    elapsed = [v for v in (_seconds_value(r.get("elapsed_s")) for r in epochs) if v is not None]
     if not elapsed:
         return None, None
     total = sum(a for a, b in zip(elapsed, elapsed[1:]) if b < a) + elapsed[-1]  # a drop: a new session
     return total, "elapsed_s"
+
+
+def _seconds_value(value: Any) -> float | None:
+    """A logged number of seconds, or None for anything else (NaN, infinity, negative, text)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
 
 
 def vae_run(path: str | Path) -> Path | None:
@@ -310,12 +347,17 @@ def training_cost(run: str | Path) -> dict[str, Any]:
     found = vae_run(vae) if isinstance(vae, str) and vae else None
     if not isinstance(vae, str) or not vae:
         out["extra_note"] = "its config names no VAE: the autoencoder's training cost is not counted"
+    elif found is None and not Path(vae).expanduser().exists():
+        out["extra_note"] = (f"its VAE ({vae}) is no longer there: the autoencoder's training cost is not "
+                             "counted")
     elif found is None:
         out["extra_note"] = "a pretrained autoencoder: its training cost is not counted"
     else:
         extra, _ = _seconds(read_rows(found))
         out["extra_seconds"] = extra
-        out["extra_note"] = (f"its VAE ({found}) trained in {extra:.0f} s" if extra is not None else
+        from synthbench.metrics.findings_text import seconds as said
+
+        out["extra_note"] = (f"its VAE ({found}) trained in {said(extra)}" if extra is not None else
                              f"its VAE ({found}) has no timing rows in metrics.jsonl: its cost is not counted")
         if extra is not None and seconds is not None:
             out["total_seconds"] = seconds + extra
@@ -424,7 +466,7 @@ def compare_generators(runs: dict[str, Path], real: Path, out: Path, *, referenc
                 "kind": gen.kind, "run": str(runs[name]), "epochs": cost.pop("epochs"), "steps": cost.pop("steps"),
                 "labels": (f"evenly over its {len(gen.class_names)} classes ({', '.join(gen.class_names)})"
                            if gen.conditional else None),
-                "quality": quality, "plateau": plateau(eval_points(runs[name]), "fid"),
+                "quality": quality, "plateau": _plateau_of(runs[name], "fid"),
                 "exposure": exposure(np.concatenate(shades), low, high), "cost": cost}
         say("real-vs-real floor")
         floor = floor_draws(extractor, train, reference_features, draws=draws, samples=samples, seed=seed,

@@ -62,20 +62,26 @@ def exposure_sentence(model: dict[str, Any], findings: dict[str, Any]) -> str:
             f"images: {_share(r['heldout_share'])} of {r['heldout_n']}")
 
 
+def seconds(value: float) -> str:
+    """Seconds for a sentence: whole ones from 10 s up, else two significant digits (a run of a
+    quarter second is not '0 s' beside a ratio of 6×)."""
+    return f"{value:.0f} s" if value >= 10 else f"{value:.2g} s"
+
+
 def cost_sentence(model: dict[str, Any], cheapest: str | None) -> str:
     c = model["cost"]
     if c["train_seconds"] is None:
         return f"no training time in {model['run']}/metrics.jsonl: its cost is unknown"
     n = model.get("epochs")
     epochs = "its epochs" if n is None else f"{n} epoch" + ("" if n == 1 else "s")
-    text = f"trained {epochs} in {c['train_seconds']:.0f} s"
+    text = f"trained {epochs} in {seconds(c['train_seconds'])}"
     if c["source"] == "elapsed_s":
         text += (" (wall-clock time including evaluation and checkpoints: the run predates the train_s "
                  "record of training time alone)")
     if c["extra_note"]:
         text += f"; {c['extra_note']}"
     if c["extra_seconds"] is not None:
-        text += f", {c['total_seconds']:.0f} s in all"
+        text += f", {seconds(c['total_seconds'])} in all"
     if c["ratio"] is not None and cheapest is not None:
         text += ("; the cheapest model" if c["ratio"] == 1 else f"; {c['ratio']:.1f}× the cost of {cheapest}")
     return text
@@ -131,7 +137,7 @@ def _cost_summary(models: dict[str, Any], cheapest: str | None) -> str | None:
         return None
     ratios = [f"{n} {m['cost']['ratio']:.1f}×" for n, m in models.items()
               if m["cost"]["ratio"] is not None and n != cheapest]
-    base = f"cost: {cheapest} is the cheapest ({models[cheapest]['cost']['total_seconds']:.0f} s)"
+    base = f"cost: {cheapest} is the cheapest ({seconds(models[cheapest]['cost']['total_seconds'])})"
     return base + (f"; relative to it: {', '.join(ratios)}" if ratios else "")
 
 

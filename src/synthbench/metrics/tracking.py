@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from contextlib import contextmanager
 from typing import Any
@@ -99,6 +100,10 @@ class QualityTracker:
                               f"floor needs at least {MIN_REFERENCE} (prepare the Dataset with a larger test split)")
         self.train_split = train_split
         self.extractor = None
+        if self.split == train_split:  # allowed (a Dataset without a test split), but never silently
+            print(f"synthbench: warning: eval.real_split={self.split}: quality is measured against the training "
+                  "images themselves, not held-out ones (a model that memorises them scores best)",
+                  file=sys.stderr, flush=True)
 
     def due(self, epoch: int, last_epoch: int) -> bool:
         every = self.config.every

@@ -192,8 +192,8 @@ class Compare(Report):
         if series:
             parts.append(f"<p>Features: <b>{esc(features)}</b>. Every evaluation draws {esc(_counts(series, 'samples'))} "
                          f"samples from fixed seeds and scores them against {esc(_counts(series, 'real_images'))} "
-                         "held-out real images; "
-                         "the dashed line is the real-vs-real floor (two disjoint halves of the held-out images), one "
+                         f"{_against(series)}; "
+                         "the dashed line is the real-vs-real floor (two disjoint halves of those real images), one "
                          "line when every run has the same floor. Training time counts training alone (evaluation, "
                          "grids and checkpoints excluded), so the models' costs can be read off the x axis.</p>")
             points = []
@@ -302,6 +302,20 @@ def _counts(series: dict[str, pd.DataFrame], column: str) -> str:
     values = {int(v) for frame in series.values() if column in frame.columns
               for v in pd.to_numeric(frame[column], errors="coerce").dropna()}
     return ", ".join(fmt(v, "count") for v in sorted(values)) or "—"
+
+
+def _against(series: dict[str, pd.DataFrame]) -> str:
+    """Which real images the evaluations scored against: held-out ones, or (eval.real_split set to
+    the training split) the training images themselves, which a memorising model matches best."""
+    from synthbench.metrics.tracking import HELD_OUT
+
+    splits = sorted({str(v) for frame in series.values() if "real_split" in frame.columns
+                     for v in frame["real_split"].dropna()})
+    other = [s for s in splits if s not in HELD_OUT]
+    if not other:
+        return "held-out real images"
+    return (f"real images of the {', '.join(repr(s) for s in splits)} split(s) ({', '.join(repr(s) for s in other)}"
+            " not a held-out split: where a model trained on those images, one that memorises them scores best)")
 
 
 def _d(value) -> dict:

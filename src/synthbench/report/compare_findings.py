@@ -68,7 +68,7 @@ def plateau_numbers(p: dict) -> str:
 def exposure_numbers(e: dict, heldout: dict) -> str:
     return (f"<div class='nums'>outside the real range: <b>{pct(e.get('share'))}</b>{ci(e, pct)} of "
             f"{num(e.get('n'), 'count')} samples<br>dark {pct(e.get('dark'))}, bright {pct(e.get('bright'))}<br>"
-            f"held-out real faces: {pct(heldout.get('heldout_share'))} of {num(heldout.get('heldout_n'), 'count')};"
+            f"held-out real images: {pct(heldout.get('heldout_share'))} of {num(heldout.get('heldout_n'), 'count')};"
             f" nominal {NOMINAL}</div>")
 
 
@@ -120,8 +120,8 @@ def section(findings: dict | None) -> str:
     rows = [f"<tr class='floor'><th class='l'>real vs real<br><span class='note'>(the floor)</span></th>"
             f"<td class='l'><p>{floor_note or 'Real training images scored like a model.'}</p>"
             f"{quality_numbers(floor)}</td><td class='l'>—</td>"
-            f"<td class='l'><p>Held-out real faces outside the range drawn from the training faces (on the "
-            f"training faces themselves, {NOMINAL} by construction).</p><div class='nums'>held-out: "
+            f"<td class='l'><p>Held-out real images outside the range drawn from the training images (on the "
+            f"training images themselves, {NOMINAL} by construction).</p><div class='nums'>held-out: "
             f"<b>{pct(rng.get('heldout_share'))}</b> of {num(rng.get('heldout_n'), 'count')}<br>"
             f"nominal {NOMINAL}</div></td><td class='l'>—</td></tr>"]
     for name, m in models.items():

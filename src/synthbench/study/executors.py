@@ -119,6 +119,20 @@ def _init_worker(gpu: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if gpu is not None:  # before CUDA is initialised (torch initialises it lazily)
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    import threading
+
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker once its parent is gone: a parent killed outright (kill -9, the OOM killer)
+    cannot stop it, and an orphan would idle on holding its memory, or go on training into a run
+    folder (and its lock) that the next attempt needs."""
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
 
 
 # ------------------------------------------------------------------------------ parent side
