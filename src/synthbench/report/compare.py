@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from synthbench.report import compare_figures, compare_findings, output
-from synthbench.report.load import Results, ResultsError
+from synthbench.report import compare_figures, compare_findings
+from synthbench.report.load import Results
 from synthbench.report.numbers import esc, fmt, num
 from synthbench.engine.run import parse_rows
-from synthbench.report.page import MAX_TEXT, Report, _explicit_folders, _write_page, fold, versions_and_machine
+from synthbench.report.page import MAX_TEXT, Report, _explicit_folders, fold, render, versions_and_machine
 from synthbench.safety import safe_name
 
 COMPARE_CSS = """
@@ -50,12 +50,7 @@ def build_compare_report(findings: dict | None, runs: dict[str, Path], page: Pat
     explicit = _explicit_folders(runs, "run")
     empty = {name: pd.DataFrame() for name in ("results", "summary", "comparisons", "metrics")}
     data = Results(page.parent, empty, {"spec": {"name": title}}, stage_seconds=dict(stage_seconds or {}))
-    try:
-        with output.figures_folder(page) as figdir:
-            parts = Compare(data, page, figdir, explicit, findings, notes)
-            return _write_page(page, parts)
-    except OSError as exc:  # a read-only or full disk, a parent that is a file
-        raise ResultsError(f"the report could not be written at {page}: {exc}") from None
+    return render(page, lambda figdir: Compare(data, page, figdir, explicit, findings, notes))
 
 
 def _number(value) -> float | None:

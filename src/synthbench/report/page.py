@@ -69,10 +69,14 @@ def build_report(results: str | os.PathLike, out: str | os.PathLike | None = Non
     explicit_runs = _explicit_folders(runs, "--run")
     explicit_data = _explicit_folders(datasets, "--dataset")
     grid = completeness.read(data.path, data.tables["results"])
+    return render(page, lambda figdir: Report(data, page, figdir, grid, explicit_runs, explicit_data))
+
+
+def render(page: Path, parts) -> Path:
+    """Write ``page`` from the sections ``parts(figdir)`` builds while its figures folder is held."""
     try:
         with output.figures_folder(page) as figdir:
-            parts = Report(data, page, figdir, grid, explicit_runs, explicit_data)
-            return _write_page(page, parts)
+            return _write_page(page, parts(figdir))
     except OSError as exc:  # a read-only or full disk, a parent that is a file
         raise ResultsError(f"the report could not be written at {page}: {exc}") from None
 
