@@ -28,7 +28,7 @@ from synthbench.report import compare_figures, compare_findings
 from synthbench.report.load import Results
 from synthbench.report.numbers import esc, fmt, num
 from synthbench.engine.run import parse_rows
-from synthbench.report.page import MAX_TEXT, Report, _explicit_folders, fold, render, versions_and_machine
+from synthbench.report.page import MAX_TEXT, Report, _explicit_folders, fold, render, table_rows, versions_and_machine
 from synthbench.safety import safe_name
 
 COMPARE_CSS = """
@@ -274,13 +274,8 @@ class Compare(Report):
             durations[f"stage: {stage}"] = f"{fmt(seconds)} s"
         versions, machine = versions_and_machine()
         folders = {name: str(run) for name, (run, _) in self.runs.items()}
-        rows = lambda d: "".join(f"<tr><th class='l'>{esc(k)}</th><td class='l'>{esc(v)}</td></tr>" for k, v in d.items())
-        configs = ""
-        for name, (run, _) in self.runs.items():
-            cfg = self._run_file(name, run / "config.yaml")
-            if cfg is not None:
-                text = cfg.read_bytes()[:MAX_TEXT].decode("utf-8", errors="replace")
-                configs += fold(f"{name}: training config (config.yaml)", f"<pre>{esc(text)}</pre>")
+        rows = table_rows
+        configs = self.run_configs()
         found = (fold("The findings as computed (findings.json)",
                       f"<pre>{esc(json.dumps(_nulls(self.findings), indent=1, default=str)[:MAX_TEXT])}</pre>")
                  if self.findings else "")

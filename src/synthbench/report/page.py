@@ -423,6 +423,16 @@ class Report(Sections):
                 last = float(row["elapsed_s"])
         return last
 
+    def run_configs(self) -> str:
+        """Each run's config.yaml, folded away."""
+        out = ""
+        for name, (run, _) in self.runs.items():
+            cfg = self._run_file(name, run / "config.yaml")
+            if cfg is not None:
+                text = cfg.read_bytes()[:MAX_TEXT].decode("utf-8", errors="replace")
+                out += fold(f"{name}: training config (config.yaml)", f"<pre>{esc(text)}</pre>")
+        return out
+
     def left_out(self) -> str:
         if not self.notes:
             return ""
@@ -446,14 +456,9 @@ class Report(Sections):
                 durations[f"training {name}"] = f"{fmt(seconds)} s"
         for stage, seconds in self.stage_seconds.items():
             durations[f"demo stage: {stage}"] = f"{fmt(seconds)} s"
-        rows = lambda d: "".join(f"<tr><th class='l'>{esc(k)}</th><td class='l'>{esc(v)}</td></tr>" for k, v in d.items())
+        rows = table_rows
         spec_text = yaml.safe_dump({"spec": self.spec, "classifier": self.classifier}, sort_keys=False)
-        run_configs = ""
-        for name, (run, _) in self.runs.items():
-            cfg = self._run_file(name, run / "config.yaml")
-            if cfg is not None:
-                text = cfg.read_bytes()[:MAX_TEXT].decode("utf-8", errors="replace")
-                run_configs += fold(f"{name}: training config (config.yaml)", f"<pre>{esc(text)}</pre>")
+        run_configs = self.run_configs()
         source = ("Every number above comes from results.csv / summary.csv / comparisons.csv / metrics.csv in "
                   "that folder." if len(r) else "")
         inputs = (fold("Inputs (inputs.json: the Datasets, their fingerprints and classes)",
@@ -480,6 +485,11 @@ def versions_and_machine() -> tuple[dict[str, str], dict[str, object]]:
     machine = {"python": platform.python_version(), "platform": platform.platform(),
                "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
     return versions, machine
+
+
+def table_rows(d: dict) -> str:
+    """Rows of a two-column table: each key a header cell, its value beside it (both escaped)."""
+    return "".join(f"<tr><th class='l'>{esc(k)}</th><td class='l'>{esc(v)}</td></tr>" for k, v in d.items())
 
 
 def fold(summary: str, body: str) -> str:
