@@ -31,6 +31,7 @@ from synthbench.config import StrictModel
 from synthbench.data.dataset import Dataset
 from synthbench.engine.config import MAX_SEED
 from synthbench.errors import ConfigError
+from synthbench.metrics.findings import brightness
 
 HELD_OUT = ("test", "valid", "validation")
 MIN_REFERENCE = 12     # the floor's two halves need dc_k + 1 = 6 images each
@@ -48,11 +49,6 @@ class EvalConfig(StrictModel):
     inception_weights: str | None = Field(None, description="Local Inception-v3 FID weights file (as for 'synthbench metrics').")
     dinov2_weights: str | None = Field(None, description="DINOv2 model: a hub id or a local folder (as for 'synthbench metrics').")
     batch_size: int = Field(64, ge=1, description="Images per sampling batch.")
-
-
-def brightness(images: np.ndarray) -> np.ndarray:
-    """Mean pixel value of each uint8 image (N, H, W, C) over its pixels and channels, 0..255."""
-    return np.asarray(images, dtype=np.float64).reshape(len(images), -1).mean(axis=1)
 
 
 def brightness_range(dataset: Dataset, coverage: float = 0.98, cap: int = BRIGHTNESS_CAP) -> tuple[float, float]:
