@@ -186,18 +186,28 @@ def digits16(tmp_path_factory):
                    tmp_path_factory.mktemp("digits") / "digits16", progress=False)
 
 
-@pytest.fixture(scope="session")
-def digits_small(digits16, tmp_path_factory):
-    """A 160-image labelled training Dataset (16 per class) written as its own packed folder."""
+def packed_subset(dataset, per_class: int, out):
+    """``per_class`` training images of each class of ``dataset``, written as a packed folder."""
     from synthbench.data.compose import subset
     from synthbench.data.dataset import atomic_folder, write_packed
 
-    part = subset(digits16.split("train"), per_class=16, seed=0)
-    out = tmp_path_factory.mktemp("digits-small") / "ds"
+    part = subset(dataset.split("train"), per_class=per_class, seed=0)
     with atomic_folder(out, kind="dataset") as tmp:
         write_packed(tmp, part.take(range(len(part))), part.labels, part.splits, part.class_names,
                      [{} for _ in range(len(part))], {"kind": "test"})
     return Dataset.open(out)
+
+
+@pytest.fixture(scope="session")
+def pack_subset():
+    """:func:`packed_subset`, for tests in other folders."""
+    return packed_subset
+
+
+@pytest.fixture(scope="session")
+def digits_small(digits16, tmp_path_factory):
+    """A 160-image labelled training Dataset (16 per class) written as its own packed folder."""
+    return packed_subset(digits16, 16, tmp_path_factory.mktemp("digits-small") / "ds")
 
 
 @pytest.fixture

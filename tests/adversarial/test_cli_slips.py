@@ -21,17 +21,9 @@ ERROR = "synthbench: error: "
 
 
 @pytest.fixture(scope="module")
-def small_digits(digits16, tmp_path_factory):
+def small_digits(digits16, tmp_path_factory, pack_subset):
     """100 training digits (10 per class) in a folder of their own, for a fast training run."""
-    from synthbench.data.compose import subset
-    from synthbench.data.dataset import Dataset, atomic_folder, write_packed
-
-    part = subset(digits16.split("train"), per_class=10, seed=0)
-    out = tmp_path_factory.mktemp("small") / "digits"
-    with atomic_folder(out, kind="dataset") as tmp:
-        write_packed(tmp, part.take(range(len(part))), part.labels, part.splits, part.class_names,
-                     [{} for _ in range(len(part))], {"kind": "test"})
-    return Dataset.open(out)
+    return pack_subset(digits16, 10, tmp_path_factory.mktemp("small") / "digits")
 
 
 @pytest.fixture(scope="module")

@@ -148,8 +148,8 @@ def test_a_class_without_images_in_a_split_keeps_indices_and_names(tmp_path, cli
     assert reader.classes == ["a", "b", "c"] and sorted(t for _, t in reader.samples) == [0, 2]
 
 
-def test_a_generation_started_before_the_card_existed_is_finished_and_stays_replaceable(tmp_path, cli, load):
-    # A folder an older synthbench began: its marker does not list README.md, train or test.
+def _generated(tmp_path, cli):
+    """A tiny conditional DCGAN's generation (2 per class, half held out) and its command."""
     from synthbench.generators.dcgan import DCGAN, DCGANModelConfig
 
     DCGAN(DCGANModelConfig(latent_dim=8, base_channels=4, conditional=True, embed_dim=4), 8, 1,
@@ -158,6 +158,12 @@ def test_a_generation_started_before_the_card_existed_is_finished_and_stays_repl
     args = ("generate", "--from", tmp_path / "gan", "--per-class", "2", "--test-fraction", "0.5", "--out", out, "-q")
     code, _, err = cli(*args)
     assert code == 0, err
+    return out, args
+
+
+def test_a_generation_started_before_the_card_existed_is_finished_and_stays_replaceable(tmp_path, cli, load):
+    # A folder an older synthbench began: its marker does not list README.md, train or test.
+    out, args = _generated(tmp_path, cli)
     for name in ("manifest.json", "README.md"):
         (out / name).unlink()
     marker = json.loads((out / MARKER).read_text())
@@ -177,14 +183,7 @@ def test_a_generation_finished_before_the_card_existed_gets_it_when_resumed(tmp_
     # A folder an older synthbench finished (manifest.json there, no card or split folders), as the
     # demo's synthetic/* of a run made before the HF layout: resuming it used to reuse it as it
     # was, and `load_dataset` then gave one "train" split holding the test images.
-    from synthbench.generators.dcgan import DCGAN, DCGANModelConfig
-
-    DCGAN(DCGANModelConfig(latent_dim=8, base_channels=4, conditional=True, embed_dim=4), 8, 1,
-          ["a", "b"]).save(tmp_path / "gan")
-    out = tmp_path / "gen"
-    args = ("generate", "--from", tmp_path / "gan", "--per-class", "2", "--test-fraction", "0.5", "--out", out, "-q")
-    code, _, err = cli(*args)
-    assert code == 0, err
+    out, args = _generated(tmp_path, cli)
     (out / "README.md").unlink()
     for split in ("train", "test"):
         shutil.rmtree(out / split)
