@@ -148,7 +148,10 @@ def _run(out: Path, quick: bool, faces: bool, progress: bool, workers: int) -> P
         result = run_study(spec, progress=progress, workers=workers)
     if "study dcgan cells" in stages:  # trained beside the DDPM: part of the study's work
         stages["study"] += stages.pop("study dcgan cells")
-    (result.out / "runs.json").write_text(json.dumps({k: str(v) for k, v in runs.items()}, indent=1))
+    # Relative to the results folder, as the report reads them: the same whether the demo was
+    # given a relative or an absolute folder, and still true when the whole folder moves.
+    (result.out / "runs.json").write_text(json.dumps(
+        {k: os.path.relpath(Path(v).absolute(), result.out.absolute()) for k, v in runs.items()}, indent=1))
     wall = lambda: time.perf_counter() - started + stages["prepare"]  # noqa: E731
     _write_stages(result.out, stages, quick, wall(), workers)
     with say.stage("write the report", stages, "report"):

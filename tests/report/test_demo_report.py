@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -49,11 +51,60 @@ def parse(page: Path) -> _Page:
     return parser
 
 
+@contextlib.contextmanager
+def working_folder(folder: Path):
+    """Commands typed in ``folder``, as a user types them: relative paths from there."""
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "demo"
-    assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
-    return out
+    """The quick demo as a newcomer runs it: from a fresh folder, its default (relative) output."""
+    folder = tmp_path_factory.mktemp("fresh")
+    with working_folder(folder):
+        assert main(["demo", "--quick", "--quiet"]) == 0
+    return folder / "synthbench-demo-quick"
+
+
+def _not_read(page: Path) -> list[str]:
+    """The page's own notes of files it refused to read (a run's files must never be among them)."""
+    text = page.read_text(encoding="utf-8")
+    return [line for line in text.split("<li>") if "is not read" in line or "points outside" in line]
+
+
+def test_demo_report_shows_every_generator_from_a_relative_folder(demo):
+    """The demo's default output is relative: every trained generator's section still has its
+    per-epoch grids, its loss curves, and no run file is refused as lying outside its run."""
+    page = demo / "report" / "index.html"
+    assert not _not_read(page), _not_read(page)
+    names = {Path(s).name for s in parse(page).images}
+    for run in ("dcgan", "ddpm"):
+        assert f"run-{run}-epoch-001.png" in names, run  # the quick demo trains one epoch
+        assert any(n.startswith(f"run-{run}-loss") for n in names), run
+    runs = json.loads((demo / "study" / "runs.json").read_text())
+    assert all(not Path(p).is_absolute() and (demo / "study" / p).resolve() == (demo / "runs" / k).resolve()
+               for k, p in runs.items()), runs
+
+
+def test_report_and_compare_take_relative_run_folders(demo):
+    """The README's own examples type relative folders for --run: they are read, not refused."""
+    with working_folder(demo.parent):
+        d = demo.name
+        assert main(["report", f"{d}/study", "--out", "rel/index.html", "--run", f"gan={d}/runs/dcgan"]) == 0
+        assert main(["compare", "--run", f"gan={d}/runs/dcgan", "--run", f"ddpm={d}/runs/ddpm", "--real",
+                     f"{d}/data/digits16", "--draws", "2", "--samples", "40", "--cache", "cache", "--out", "cmp",
+                     "--quiet"]) == 0
+    page, cmp_page = demo.parent / "rel" / "index.html", demo.parent / "cmp" / "report" / "index.html"
+    assert not _not_read(page), _not_read(page)
+    assert "run-gan-epoch-001.png" in {Path(s).name for s in parse(page).images}
+    assert not _not_read(cmp_page), _not_read(cmp_page)
+    names = {Path(s).name for s in parse(cmp_page).images}
+    assert any(n.startswith("grid-gan") for n in names) and any(n.startswith("grid-ddpm") for n in names), names
 
 
 def test_quick_demo_runs_every_stage(demo):
@@ -120,8 +171,9 @@ def test_quick_faces_demo_measures_all_three_models(tmp_path):
     faces, evaluated during training, then the four findings leading the report."""
     import json
 
-    out = tmp_path / "faces"
-    assert main(["demo", "--faces", "--quick", "--out", str(out), "--quiet"]) == 0
+    with working_folder(tmp_path):  # as a newcomer types it: the default, relative output folder
+        assert main(["demo", "--faces", "--quick", "--quiet"]) == 0
+    out = tmp_path / "synthbench-faces-demo-quick"
     # the autoencoder is a run of its own, and the latent model was trained on its latents
     assert (out / "runs" / "vae" / "model" / "config.json").is_file()
     assert str(out / "runs" / "vae") in (out / "runs" / "ldm" / "config.yaml").read_text()
@@ -147,6 +199,8 @@ def test_quick_faces_demo_measures_all_three_models(tmp_path):
     assert parsed.scripts == 0 and all((page.parent / src).is_file() for src in images)
     assert parsed.headings[1].startswith("Findings")  # the page opens with them, before any grid
     text = page.read_text()
+    assert not _not_read(page), _not_read(page)
+    assert "no run evaluated itself during training" not in text
     for name in findings["models"]:
         assert findings["models"][name]["sentences"]["plateau"].split(":")[0] in text
     names = {Path(s).name for s in images}

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from synthbench.config import StrictModel
 from synthbench.data.dataset import Dataset, atomic_folder
@@ -127,6 +127,14 @@ class LDMConfig(DiffusionConfig):
 
     vae: str | None = Field(None, description="A diffusers AutoencoderKL folder, a pipeline folder with vae/, or a 'synthbench train vae' run.")
     scale_samples: int = Field(512, ge=8, description="Training images encoded to measure the latent scaling factor.")
+
+    @field_validator("vae")
+    @classmethod
+    def _local_vae_absolute(cls, value: str | None) -> str | None:
+        # A local folder typed relative to where 'train' ran is kept absolute in the run's config:
+        # resuming, sampling or reporting from another working folder must find the same VAE.
+        # A hub id (no such local path) stays as typed.
+        return str(Path(value).absolute()) if value and Path(value).exists() else value
 
 
 # ------------------------------------------------------------------------------ pieces

@@ -31,7 +31,7 @@ from synthbench.report import answer, completeness, figures, output
 from synthbench.report.load import Results, ResultsError, inside, load
 from synthbench.report.numbers import esc, fmt, num  # noqa: F401 (esc, num: used by callers too)
 from synthbench.report.sections import Sections
-from synthbench.safety import safe_names
+from synthbench.safety import read_marker, safe_names
 
 SOURCE_ROWS = ["real", "artificial", "mixed", "subset_real"]
 LIBRARIES = ["torch", "torchvision", "diffusers", "accelerate", "transformers", "numpy", "pandas",
@@ -86,7 +86,9 @@ def _explicit_folders(named: dict[str, str | os.PathLike] | None, flag: str) -> 
     for name, path in (named or {}).items():
         if not Path(path).is_dir():
             raise ResultsError(f"{flag} {name}={path}: no such folder")
-        out[str(name)] = Path(path)
+        # Absolute now: the report joins files onto it and checks them against its resolved
+        # form, and a relative folder joined twice (cwd, then the run) would point nowhere.
+        out[str(name)] = Path(path).absolute()
     return out
 
 
@@ -138,16 +140,21 @@ class Report(Sections):
         self.notes: list[str] = []  # what the report left out, and why
         # Run folders: those named explicitly may be anywhere (files inside them are read);
         # those listed in runs.json only when they lie inside the results folder.
+        # The demo keeps its runs and Datasets beside its results (DEMO/runs next to DEMO/study):
+        # there runs.json and inputs.json are followed anywhere inside the demo's folder,
+        # recognised by the demo's own marker; elsewhere only inside the results folder.
+        self.home = home = (self.results.parent if (read_marker(self.results.parent) or {}).get("kind") == "demo"
+                            else self.results)
         self.runs: dict[str, tuple[Path, Path]] = {}
         for name, path in data.runs.items():
             if name in runs:
                 continue
-            found = inside(path, self.results)
+            found = inside(Path(self.results).absolute() / path, home)
             if found is None or not found.is_dir():
                 self.notes.append(f"run {name}: its folder {path} (named in runs.json) is not read, as it lies "
                                   f"outside the results folder or is missing; pass --run {name}=PATH to show it")
             else:
-                self.runs[name] = (found, self.results)
+                self.runs[name] = (found, home.resolve())
         self.runs.update({name: (path, path.resolve()) for name, path in runs.items()})
         self.run_files = dict(zip(self.runs, safe_names(self.runs, fallback="run")))
         self.datasets = datasets

@@ -192,7 +192,7 @@ class Sections:
             stored = info.get("path")
             if name in self.datasets:
                 continue
-            found = inside(stored, self.results) if stored else None
+            found = inside(Path(self.results).absolute() / stored, self.home) if stored else None
             if found is None or not found.is_dir():
                 if stored:
                     self.notes.append(f"Dataset {name}: {stored} (named in inputs.json) is not read, as it lies "
