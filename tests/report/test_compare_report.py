@@ -294,3 +294,23 @@ def test_a_foreign_page_is_refused(tmp_path):
         build_compare_report(None, {"dcgan": run}, page, title="faces")
     assert page.read_text() == "someone's page" and not figures_dir(page).exists()
     assert build_compare_report(None, {"dcgan": run}, tmp_path / "new.html", title="faces").is_file()
+
+
+def test_quality_curves_use_a_log_axis_when_the_first_evaluation_dwarfs_the_rest(tmp_path, monkeypatch):
+    """FID 300 at the first evaluation, then 20-30: on a linear axis every later point is flat."""
+    import pandas as pd
+
+    from synthbench.report import compare_figures, figures
+
+    saved = []
+    real_save = figures._save
+    monkeypatch.setattr(compare_figures, "_save", lambda fig, path: (saved.append(fig), real_save(fig, path))[1])
+    series = {"gan": pd.DataFrame({"epoch": [1, 2, 3], "fid": [300.0, 30.0, 22.0], "kid": [0.3, 0.02, 0.01]}),
+              "ddpm": pd.DataFrame({"epoch": [1, 2, 3], "fid": [250.0, 40.0, 25.0], "kid": [0.2, 0.03, -0.001]})}
+    style = compare_figures.colours(list(series))
+    compare_figures.metric_against(series, "fid", "epoch", tmp_path / "fid.png", features="x", style=style)
+    assert saved[-1].axes[0].get_yscale() == "log" and "log axis" in saved[-1].axes[0].get_ylabel()
+    compare_figures.panels(series, tmp_path / "panels.png", features="x", style=style)
+    kid, precision = saved[-1].axes[0], saved[-1].axes[1]
+    assert kid.get_yscale() == "linear"   # a negative raw KID cannot go on a log axis
+    assert precision.get_yscale() == "linear"

@@ -86,6 +86,8 @@ def test_demo_report_shows_every_generator_from_a_relative_folder(demo):
     for run in ("dcgan", "ddpm"):
         assert f"run-{run}-epoch-001.png" in names, run  # the quick demo trains one epoch
         assert any(n.startswith(f"run-{run}-loss") for n in names), run
+    # the digits' quality numbers come from a small classifier's features: the page says they are weak
+    assert "These features are weak" in page.read_text(encoding="utf-8")
     runs = json.loads((demo / "study" / "runs.json").read_text())
     assert all(not Path(p).is_absolute() and (demo / "study" / p).resolve() == (demo / "runs" / k).resolve()
                for k, p in runs.items()), runs

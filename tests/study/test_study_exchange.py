@@ -457,3 +457,46 @@ def test_a_step_shaped_real_curve_gives_a_status_not_a_number():
     row = one(table, generator="g")
     assert row["status"].startswith("no rate: the real learning curve is a step"), row["status"]
     assert not np.isfinite(row["n_eff"]) and not np.isfinite(row["rate"])
+
+
+def test_figure_keeps_accuracy_whiskers_in_range_and_keys_colours_and_markers_apart(tmp_path, monkeypatch):
+    """Real means near 1 with noisy seeds: no whisker or band is drawn past accuracy 1. Two
+    generators x two compositions: the legend names each generator by its colour and each
+    composition by its marker, instead of one drawn point's marker standing for a series."""
+    import matplotlib.axes
+
+    from synthbench.report import answer, figures
+
+    rng = np.random.default_rng(3)
+    rows = real_rows(sizes=(50, 100, 200, 400), seeds=3, sd=0.02, rng=rng, accuracy=lambda n: 0.995 - 4.0 / n)
+    for gen, worth in (("gan", 60.0), ("ddpm", 150.0)):
+        for comp in ("artificial", "mixed"):
+            rows += group_rows(comp, gen, 200, 0.995 - 4.0 / np.full(3, worth) + rng.normal(0, 0.002, 3))
+    frame = pd.DataFrame(rows)
+    frame["accuracy"] = frame["accuracy"].clip(0, 1)   # an accuracy, however noisy, is at most 1
+    table, curves = exchange_rates(frame)
+    bars, saved = [], []
+    real_errorbar, real_save = matplotlib.axes.Axes.errorbar, figures._save
+
+    def recording(self, x, y, *a, **kw):
+        bars.append((np.asarray(y, float), kw.get("yerr")))
+        return real_errorbar(self, x, y, *a, **kw)
+
+    def keep(fig, path):
+        saved.append(fig)
+        return real_save(fig, path)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", recording)
+    monkeypatch.setattr(figures, "_save", keep)
+    answer.plot(curves[0], table, tmp_path / "curve.png")
+    means, yerr = bars[0]
+    assert (means + np.asarray(yerr)[1] <= 1 + 1e-12).all() and (means - np.asarray(yerr)[0] >= 0).all()
+    assert (np.asarray(curves[0].means) + np.nan_to_num(curves[0].halfwidths) > 1).any()  # the case under test
+    ax = saved[0].axes[0]
+    for band in ax.collections:
+        for path in band.get_paths():
+            assert path.vertices[:, 1].max() <= 1 + 1e-12
+    legend = {t.get_text(): h for t, h in zip(ax.get_legend().get_texts(), ax.get_legend().legend_handles)}
+    assert {"generator: gan", "generator: ddpm", "marker: artificial", "marker: mixed"} <= set(legend)
+    assert legend["marker: artificial"].get_marker() != legend["marker: mixed"].get_marker()
+    assert legend["generator: gan"].get_color() != legend["generator: ddpm"].get_color()

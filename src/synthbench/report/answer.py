@@ -85,29 +85,45 @@ def plot(curve: Curve, table: pd.DataFrame, path: Path, scope: str = "") -> Path
     lo, hi = curve.sizes[0], curve.sizes[-1]
     n = np.geomspace(lo, hi, 200)
     band_lo, band_hi = curve.band(n)
-    ax.fill_between(n, band_lo, band_hi, color=figures.COLOURS["real"], alpha=0.18, lw=0, label="95 % band")
+    # Accuracy lives in [0, 1]: neither the band nor a whisker is drawn past either end.
+    ax.fill_between(n, np.clip(band_lo, 0, 1), np.clip(band_hi, 0, 1), color=figures.COLOURS["real"], alpha=0.18,
+                    lw=0, label="95 % band")
     ax.plot(n, curve.accuracy(n), color=figures.COLOURS["real"], lw=1.8, label="real: fitted curve")
-    ax.errorbar(curve.sizes, curve.means, yerr=np.nan_to_num(curve.halfwidths), fmt="o", color="black", capsize=3,
-                label="real: measured (mean, 95 % CI)")
+    means, half = np.asarray(curve.means, float), np.nan_to_num(np.asarray(curve.halfwidths, float))
+    ax.errorbar(curve.sizes, means, yerr=figures.whiskers(means, np.clip(means - half, 0, 1),
+                                                           np.clip(means + half, 0, 1)),
+                fmt="o", color="black", capsize=3, label="real: measured (mean, 95 % CI)")
     generators = sorted(table["generator"].unique())
     colours = {g: GEN_COLOURS[i % len(GEN_COLOURS)] for i, g in enumerate(generators)}
-    seen = set()
+    shown_generators: list = []
+    shown_markers: dict[str, str] = {}  # marker -> what it means, in the order first drawn
     for _, r in table.iterrows():
         x, marker = r["n_eff"], MARKERS.get(r["composition"], "o")
+        meaning = figures.literal(r["composition"], 20)
         if not math.isfinite(x):
             status = str(r["status"])   # may go on: "above range; the interval reaches into ..."
             if status.startswith("above range"):
-                x, marker = hi, ">"
+                x, marker, meaning = hi, ">", "above the curve's range (drawn at its end)"
             elif status.startswith(("below range", "worth nothing measurable")):
-                x, marker = lo, "<"
+                x, marker, meaning = lo, "<", "below the curve's range (drawn at its start)"
             else:
                 continue
-        label = f"{figures.literal(r['composition'], 20)} ({figures.literal(r['generator'], 30)})"
         low, high = r["n_eff_ci_low"], r["n_eff_ci_high"]
         xerr = [[x - low if math.isfinite(low) else 0.0], [high - x if math.isfinite(high) else 0.0]]
         ax.errorbar([x], [r["accuracy_mean"]], xerr=xerr, marker=marker, ls="none", ms=7, capsize=2, lw=0.8,
-                    color=colours[r["generator"]], markeredgecolor="black", label=None if label in seen else label)
-        seen.add(label)
+                    color=colours[r["generator"]], markeredgecolor="black")
+        shown_markers.setdefault(marker, meaning)
+        if r["generator"] not in shown_generators:
+            shown_generators.append(r["generator"])
+    # The legend keys the two codes apart: a colour per generator, a marker per composition (or
+    # per point beyond the curve's range), so no entry shows one series' marker for another's.
+    from matplotlib.lines import Line2D
+
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], color=colours[g], marker="o", ls="none", markeredgecolor="black", ms=7,
+                       label=f"generator: {figures.literal(g, 30)}") for g in shown_generators]
+    handles += [Line2D([], [], color="white", marker=m, ls="none", markeredgecolor="black", ms=7,
+                       label=f"marker: {meaning}") for m, meaning in shown_markers.items()]
     ax.set_xscale("log")
     ax.set_xticks(curve.sizes, [str(s) for s in curve.sizes])
     ax.minorticks_off()
@@ -115,6 +131,6 @@ def plot(curve: Curve, table: pd.DataFrame, path: Path, scope: str = "") -> Path
     ax.set_ylabel("accuracy on real test images")
     figures._title(ax, "What a synthetic image is worth: results placed on the real learning curve", scope)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(handles=handles, fontsize=7, loc="lower right")
     fig.tight_layout()
     return figures._save(fig, path)

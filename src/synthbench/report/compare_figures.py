@@ -66,6 +66,18 @@ def _draw(ax, series: dict[str, pd.DataFrame], metric: str, x: str, style: dict[
     ax.grid(alpha=0.3)
 
 
+def log_if_spread(ax, metric: str) -> None:
+    """FID and KID fall by orders of magnitude over a run, so the first evaluations flatten every
+    later one on a linear axis: a log axis when every value drawn is positive (the label says so)."""
+    if metric not in ("fid", "kid"):
+        return
+    ys = np.concatenate([np.asarray(line.get_ydata(), float) for line in ax.get_lines()] or [np.array([])])
+    ys = ys[np.isfinite(ys)]
+    if len(ys) and (ys > 0).all() and ys.max() / ys.min() > 3:
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{ax.get_ylabel() or LABELS[metric]} (log axis)", fontsize=9)
+
+
 def drawn(ax, panel: str) -> list[dict]:
     """The points of every model line and floor line on ``ax``, as drawn (floors: y only)."""
     points = []
@@ -93,6 +105,7 @@ def metric_against(series: dict[str, pd.DataFrame], metric: str, x: str, path: P
     _draw(ax, series, metric, x, style)
     ax.set_xlabel(X_LABELS[x], fontsize=9)
     ax.set_ylabel(LABELS.get(metric, metric), fontsize=9)
+    log_if_spread(ax, metric)
     ax.set_title(f"{metric.upper()} against {'epoch' if x == 'epoch' else 'training time'} "
                  f"(features: {literal(features, 60)})", fontsize=9)
     ax.legend(fontsize=8)
@@ -113,6 +126,7 @@ def panels(series: dict[str, pd.DataFrame], path: Path, *, features: str,
         _draw(ax, series, metric, "epoch", style)
         ax.set_xlabel("epoch", fontsize=8)
         ax.set_title(LABELS[metric], fontsize=9)
+        log_if_spread(ax, metric)
         ax.tick_params(labelsize=7)
         points += drawn(ax, f"{metric} vs epoch")
     handles, labels = axes[0].get_legend_handles_labels()

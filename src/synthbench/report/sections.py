@@ -56,6 +56,18 @@ def grid_rows(path: Path, resolution: int, scale: int) -> int | None:
     return rows if rest == 0 and rows > 0 else None
 
 
+# Features learned here from the study's own few images (a small classifier), not Inception or
+# DINOv2: reproducible, but they can rank noise-like samples as close to the real images.
+WEAK_FEATURES = {"domain", "file"}
+WEAK_FEATURES_WARNING = (
+    "<p class='warning'>These features are weak: the penultimate layer of a small classifier trained on this "
+    "study's own real images. They separate what that classifier separates (its classes), not whether an image "
+    "looks real, so samples that are visibly noise can still score well on every metric below. Read each number "
+    "with the sample grids of the Datasets further down; with Inception or DINOv2 weights (the spec's "
+    "<code>metrics: {features: inception, inception_weights: FILE}</code>, or <code>features: dinov2</code>) "
+    "the same study gives standard numbers.</p>")
+
+
 class Sections:
     """Mixin of :class:`~synthbench.report.page.Report`."""
 
@@ -94,6 +106,9 @@ class Sections:
             rows.append("<tr><th class='l'>CAS <span class='note'>(higher is better)</span></th><td>—</td>"
                         + cells + "</tr>")
         label = esc(records[0].get("features_label") or records[0].get("features") or "—")
+        kinds = {str(r.get("features")) for r in records}
+        if kinds & WEAK_FEATURES:
+            gap += WEAK_FEATURES_WARNING
         what = "".join(f"<li><b>{esc(name)}</b>: {esc(text)}</li>" for col, name, text, _ in QUALITY if col in m.columns)
         return ("<h2>Image quality per generator</h2>" + gap +
                 f"<p class='note'>Features: {label}. Each generator's number stands next to the real-vs-real floor: "
