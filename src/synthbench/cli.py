@@ -528,10 +528,12 @@ def demo_cmd(out, quick, faces, workers, quiet):
 @click.option("--cache", type=click.Path(), help="Folder for trained domain extractors "
                                                  "(default $SYNTHBENCH_CACHE or ~/.cache/synthbench).")
 @click.option("--out", required=True, type=click.Path(), help="Folder for findings.json and findings.csv.")
+@click.option("--allow-other-real", is_flag=True, help="Compare generators whose runs record another training "
+                                                       "Dataset than --real (the findings and the page say so).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 def compare_cmd(runs, real, real_split, train_split, draws, samples, seed, features, inception_weights,
-                dinov2_weights, cache, out, quiet, overrides):
+                dinov2_weights, cache, out, allow_other_real, quiet, overrides):
     """Measure trained generators against the real data: which is closest (FID/KID/precision/recall
     over sample draws, next to the real-vs-real floor), whether each was still improving when it
     stopped, its share of over- and under-exposed samples, and its training cost.
@@ -558,7 +560,7 @@ def compare_cmd(runs, real, real_split, train_split, draws, samples, seed, featu
     config = resolve_config(MetricsConfig, flags=flags, overrides=overrides)
     findings = compare_generators(named, Path(real), Path(out), reference_split=real_split, train_split=train_split,
                                   draws=draws, samples=samples, seed=seed, metrics=config, cache_dir=cache,
-                                  progress=not quiet)
+                                  progress=not quiet, allow_other_real=allow_other_real)
     click.echo(format_findings(findings))
     from synthbench.report.compare import build_compare_report
 

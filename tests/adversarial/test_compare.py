@@ -19,13 +19,15 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """LFW faces at 16 px with and without a test split, two saved (untrained) 16 px DCGANs (b
-    class-conditional), a 32 px one, and an untrained classifier folder as the features (no
-    training: fast)."""
+    """LFW faces and non-faces at 16 px with and without a test split (and faces alone), two saved
+    (untrained) 16 px DCGANs (b class-conditional on face / non_face), a 32 px one, and an
+    untrained classifier folder as the features (no training: fast)."""
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("compare-world")
-    faces = prepare(PrepareConfig(source="lfw", size=16, fit="stretch", classes=["face"], test_fraction=0.3,
+    faces = prepare(PrepareConfig(source="lfw", size=16, fit="stretch", test_fraction=0.3,
                                   workers=0), root / "faces", progress=False)
+    prepare(PrepareConfig(source="lfw", size=16, fit="stretch", classes=["face"], test_fraction=0.3, workers=0),
+            root / "faces-only", progress=False)
     only_train = prepare(PrepareConfig(source="lfw", size=16, fit="stretch", classes=["face"], test_fraction=0.0,
                                        workers=0), root / "faces-train", progress=False)
     small = DCGANModelConfig(latent_dim=8, base_channels=4)
@@ -239,3 +241,56 @@ def test_a_latent_model_whose_vae_run_was_deleted_is_not_called_pretrained(world
     cost = training_cost(run)
     assert "no longer there" in cost["extra_note"] and "pretrained" not in cost["extra_note"]
     assert cost["total_seconds"] == 2.0
+
+
+# ------------------------------------------------------------------------------ trained on --real? (issue 19, item 4)
+def _trained_run(folder, data, split="train"):
+    """A run folder whose run.json records the Dataset ``data`` (split ``split``) as its training data."""
+    from synthbench.data.dataset import Dataset
+
+    ds = Dataset.open(data)
+    _fake_run(folder, [{"step": 8, "epoch": 1, "kind": "epoch", "train_s": 1.0}])
+    (folder / "run.json").write_text(json.dumps({"data": {"path": str(ds.path), "fingerprint": ds.fingerprint,
+                                                          "split": split, "images": 10}}))
+    return folder
+
+
+def test_a_conditional_generator_of_another_class_count_is_refused(world, refused, tmp_path):
+    root, _, _ = world
+    refused(*base_args(root, root / "faces-only", tmp_path / "out", f"b={root / 'gan-b'}"),
+            match=(f"--run b={root / 'gan-b'} generates 2 classes (face, non_face)", "has 1 (face)",
+                   "compare it against the Dataset it was trained on"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_generator_trained_on_another_dataset_is_refused_unless_allowed_and_then_marked(world, refused, cli,
+                                                                                          tmp_path):
+    from synthbench.report.numbers import esc
+
+    root, real, only_train = world
+    other = _trained_run(tmp_path / "other", only_train)
+    out = tmp_path / "out"
+    args = base_args(root, real, out, f"o={other}", f"a={_trained_run(tmp_path / 'mine', real)}")
+    refused(*args, match=(f"--run o={other} was trained on {only_train}", f"not on --real {real}",
+                          "--allow-other-real"))
+    assert not out.exists()
+    code, _, err = cli(*args, "--allow-other-real")  # the advice followed
+    assert code == 0, err
+    warned = [line for line in err if line.startswith("synthbench: warning: --run o=")]
+    assert len(warned) == 1 and f"was trained on {only_train}" in warned[0]
+    assert not any("--run a=" in line for line in err)  # trained on --real: nothing to say
+    findings = json.loads((out / "findings.json").read_text())
+    assert len(findings["warnings"]) == 1 and findings["warnings"][0].startswith(f"--run o={other} was trained on")
+    page = (out / "report" / "index.html").read_text()
+    assert f"<p class='warning'>{esc(findings['warnings'][0])}</p>" in page
+
+
+def test_a_generator_trained_on_the_held_out_split_or_recording_nothing(world, refused, cli, tmp_path):
+    root, real, _ = world
+    on_test = _trained_run(tmp_path / "on-test", real, split="test")
+    refused(*base_args(root, real, tmp_path / "out", f"t={on_test}"),
+            match=(f"--run t={on_test} was trained on the 'test' split", "pass --real-split"))
+    # A model saved outside a run recorded no Dataset: compared, with a warning that it could not be checked.
+    code, _, err = cli(*base_args(root, real, tmp_path / "out", f"a={root / 'gan-a'}"))
+    assert code == 0, err
+    assert any("--run a=" in line and "records no training Dataset" in line for line in err)

@@ -300,13 +300,16 @@ def _open_generators(runs: dict[str, Path], dataset) -> dict[str, Any]:
 
 def compare_generators(runs: dict[str, Path], real: Path, out: Path, *, reference_split: str = "test",
                        train_split: str = "train", draws: int = 5, samples: int | None = None, seed: int = 0,
-                       metrics=None, cache_dir: str | Path | None = None, progress: bool = False) -> dict[str, Any]:
+                       metrics=None, cache_dir: str | Path | None = None, progress: bool = False,
+                       allow_other_real: bool = False) -> dict[str, Any]:
     """Measure the four findings for the generator ``runs`` ({name: run or model folder}) against
     the real Dataset ``real``; write ``out/findings.json`` and ``out/findings.csv`` (``out`` is a
     synthbench output of kind ``compare``) and return the findings.
 
     Every input is checked before any work. A conditional generator samples its labels evenly
-    over its classes (image i gets class i mod the number of classes), noted in its findings."""
+    over its classes (image i gets class i mod the number of classes), noted in its findings. A
+    generator trained on another Dataset than ``real`` is refused unless ``allow_other_real``
+    (:mod:`synthbench.metrics.trained_on`); the findings' ``warnings`` say so."""
     import sys
 
     import torch
@@ -316,6 +319,7 @@ def compare_generators(runs: dict[str, Path], real: Path, out: Path, *, referenc
     from synthbench.metrics import findings_text
     from synthbench.metrics.compute import MetricsConfig, make_extractor
     from synthbench.metrics.features import extract_features
+    from synthbench.metrics.trained_on import check_trained_on
 
     config = metrics or MetricsConfig()
     out, real = Path(out), Path(real)
@@ -337,6 +341,7 @@ def compare_generators(runs: dict[str, Path], real: Path, out: Path, *, referenc
         raise SynthbenchError(f"the {reference_split!r} split of {real} holds {len(reference)} images; the metrics "
                               f"need at least {needed}: prepare it again with a larger --test-fraction")
     generators = _open_generators(runs, dataset)
+    data_warnings = check_trained_on(runs, generators, dataset, real, reference_split, allow_other_real)
 
     def say(message: str) -> None:
         if progress:
@@ -386,7 +391,7 @@ def compare_generators(runs: dict[str, Path], real: Path, out: Path, *, referenc
             "exposure_range": {"low": low, "high": high, "coverage": 0.98,
                                "from": f"the {len(train)} real {train_split!r} images",
                                "heldout_share": heldout["share"], "heldout_n": heldout["n"]},
-            "models": models, "closest": min(fids, key=fids.get) if fids else None}
+            "models": models, "closest": min(fids, key=fids.get) if fids else None, "warnings": data_warnings}
         findings_text.add_sentences(findings)
         write_findings(findings, out)
     return json.loads(json.dumps(clean(findings)))

@@ -124,7 +124,9 @@ class Compare(Report):
         unmatched = [m for m in models if m not in self.runs]
         if unmatched:
             self.notes.append(f"the findings name models with no run folder on this page: {', '.join(unmatched)}")
-        return (f"<h1>{esc(self.name)}</h1><p>Trained generators compared: {esc(names)}. The page opens with the "
+        said = (self.findings or {}).get("warnings")  # e.g. a generator trained on another Dataset than --real
+        warned = "".join(f"<p class='warning'>{esc(w)}</p>" for w in (said if isinstance(said, list) else []))
+        return (f"<h1>{esc(self.name)}</h1>{warned}<p>Trained generators compared: {esc(names)}. The page opens with the "
                 "four findings measured on each model, then the samples per epoch side by side, the image quality "
                 "tracked during training, the loss curves, and what produced it.</p>"
                 + (f"<ul class='note'>{notes}</ul>" if notes else ""))

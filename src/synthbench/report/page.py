@@ -32,6 +32,7 @@ from synthbench.report.load import Results, ResultsError, inside, load
 from synthbench.report.numbers import esc, fmt, num  # noqa: F401 (esc, num: used by callers too)
 from synthbench.report.sections import Sections
 from synthbench.safety import read_marker, safe_names
+from synthbench.study import leakage
 
 SOURCE_ROWS = ["real", "artificial", "mixed", "subset_real"]
 LIBRARIES = ["torch", "torchvision", "diffusers", "accelerate", "transformers", "numpy", "pandas",
@@ -222,7 +223,7 @@ class Report(Sections):
         real = self.inputs.get("real", {})
         test = real.get("test", {})
         test_images = test.get("images", "?") if isinstance(test, dict) else "?"
-        banner = completeness.banner(self.grid, esc) if self.grid is not None else ""
+        banner = (completeness.banner(self.grid, esc) if self.grid is not None else "") + leakage.banner(self.inputs, esc)
         trained = classifiers_trained(r)
         shared = (f" ({num(len(r), 'count')} cells of the grid: {num(len(r) - trained, 'count')} of them share a "
                   "classifier with another cell, e.g. subset_real at size 2N is real at size N)"

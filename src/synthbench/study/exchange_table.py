@@ -9,6 +9,7 @@ import math
 import pandas as pd
 
 from synthbench.study.exchange import exchange_rates, has_sweep, provenance_of, study_frame
+from synthbench.study.leakage import COLUMN as LEAKAGE, leaks_of, mark, warning_lines
 
 
 # ------------------------------------------------------------------------------ a results folder
@@ -17,11 +18,22 @@ def from_folder(folder) -> tuple[pd.DataFrame, str]:
     when the study wrote one, else computed from ``results.csv`` (checked as the report checks it)."""
     from pathlib import Path
 
-    from synthbench.report import completeness
-    from synthbench.report.load import ResultsError, load
+    from synthbench.report.load import load
 
     folder = Path(folder)
     data = load(folder)   # one-line errors for a folder that is not a results folder, bad numbers
+    table, source = _table(folder, data)
+    leaks = leaks_of(data.inputs)
+    if LEAKAGE not in table.columns:  # a table written before the column existed
+        table = mark(table, leaks)
+    table.attrs[LEAKAGE] = leaks  # format_table's warnings name what each generator saw
+    return table, source
+
+
+def _table(folder, data) -> tuple[pd.DataFrame, str]:
+    from synthbench.report import completeness
+    from synthbench.report.load import ResultsError
+
     results = data.tables["results"]
     if not has_sweep(results):
         sizes = sorted(int(s) for s in results.loc[results["composition"] == "real", "size"].unique())
@@ -68,7 +80,8 @@ def format_table(table: pd.DataFrame) -> str:
             return num(point, fmt)
         return f"{num(point, fmt)} ({ends[0].replace('-', '?')} to {ends[1].replace('-', '?')})"
 
-    lines = []
+    leaked = _leaked(table)
+    lines = warning_lines(leaked)
     head = f"{'test set':<20} {'generator':<12} {'composition':<11} {'size':>5} {'real':>5} {'synth':>5} " \
            f"{'seeds':>5} {'acc':>6} {'n_eff (95% CI)':>20} {'rate (95% CI)':>20}  status"
     lines.append(head)
@@ -77,6 +90,7 @@ def format_table(table: pd.DataFrame) -> str:
     for _, r in table.iterrows():
         gen = "_".join("".join(c if c.isprintable() else " " for c in str(r["generator"])).split())[:12]
         filt = f" [filter: {r['filter']}]" if filtered and str(r.get("filter") or "") else ""
+        filt += _leak_mark(r)
         n_eff = interval(r.get("n_eff"), r.get("n_eff_ci_low"), r.get("n_eff_ci_high"), "{:.0f}")
         rate = interval(r.get("rate"), r.get("rate_ci_low"), r.get("rate_ci_high"), "{:.2f}")
         lines.append(f"{str(r.get('test_set', 'real_test'))[:20]:<20} {gen:<12} {str(r['composition'])[:11]:<11} "
@@ -87,5 +101,22 @@ def format_table(table: pd.DataFrame) -> str:
         prov = f" Generator: {r['provenance']}." if str(r.get("provenance") or "") else ""
         grid = str(r.get("grid") or "")
         scope = f" [{grid}]" if grid and grid != "complete" else ""
-        lines.append(f"- [{r.get('test_set', 'real_test')}]{scope} {r['statement']}{prov}")
+        lines.append(f"- [{r.get('test_set', 'real_test')}]{scope}{_leak_mark(r)} {r['statement']}{prov}")
     return "\n".join(lines)
+
+
+def _leak_mark(row) -> str:
+    n = pd.to_numeric(row.get(LEAKAGE), errors="coerce")
+    return f" [TEST LEAKAGE: its generator saw {int(n)} real test images]" if pd.notna(n) and n > 0 else ""
+
+
+def _leaked(table: pd.DataFrame) -> dict:
+    """{generator: leak record} of the generators whose rows are marked (the records from
+    inputs.json where known, else the counts of the column)."""
+    known = dict(table.attrs.get(LEAKAGE) or {})
+    if LEAKAGE in table.columns:
+        counts = pd.to_numeric(table[LEAKAGE], errors="coerce").fillna(0)
+        for gen, n in zip(table["generator"].fillna("").astype(str), counts):
+            if n > 0 and gen not in known:
+                known[gen] = {"images": int(n), "of": "?", "sources": ["see inputs.json"]}
+    return known

@@ -50,6 +50,7 @@ class StudyInputs:
     test: Dataset
     synthetic: dict[str, SyntheticInput]
     notes: list[str] = field(default_factory=list)
+    leaks: dict[str, dict] = field(default_factory=dict)  # generator -> the real test images it saw (leakage.py)
 
     @property
     def num_classes(self) -> int:
@@ -232,8 +233,12 @@ def check_before_training(spec: StudySpec, inputs: StudyInputs) -> None:
       for the real-test scores, so their overlap with the real test is not checked. Images that
       were resized to the real shape are compared after resizing, which can hide a copy.)
     - each synthetic Dataset keeps test images of every class after its hold-out;
+    - no generator was trained on real test images, as its provenance tells (:mod:`synthbench.study.leakage`;
+      allowed, and marked, with ``allow_test_leakage: true``);
     - the metrics' splits exist.
     """
+    from synthbench.study.leakage import check_leaks
+
     if spec.real_train_split == spec.real_test_split:
         raise DataError(f"real_train_split and real_test_split are both {spec.real_test_split!r}: the classifiers "
                         "would be tested on the images they trained on; give two different splits")
@@ -253,6 +258,7 @@ def check_before_training(spec: StudySpec, inputs: StudyInputs) -> None:
                             f"to real test images (e.g. real test image {shared[0][0]}): it must not be made "
                             f"from the real test split {spec.real_test_split!r}")
         _check_synthetic_test(name, synthetic, inputs.real.class_names)
+    check_leaks(spec, inputs, test_hashes)
     if spec.metrics.enabled:
         _check_metrics_splits(spec, inputs)
 

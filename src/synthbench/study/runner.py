@@ -489,7 +489,7 @@ def _write_description(plan: StudyPlan) -> None:
                                  "provenance": s.provenance, "provenance_text": provenance.describe(s.provenance),
                                  "filtered": {f: {**describe(ds), "path": str(ds.path)} for f, ds in s.filtered.items()}}
                           for name, s in inputs.synthetic.items()},
-            "classifier_resized_from": plan.resized_from, "notes": inputs.notes,
+            "classifier_resized_from": plan.resized_from, "notes": inputs.notes, "test_leakage": inputs.leaks,
             "cells": len(plan.cells), "distinct_trainings": len(plan.keys), "synthbench_version": __version__}
     write_json_atomic(plan.out / "inputs.json", data)
 

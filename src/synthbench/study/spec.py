@@ -105,6 +105,7 @@ class StudySpec(StrictModel):
         description="Pairs of compositions compared on the same seeds (difference, 95% CI, p-value).")
     filters: list[Filter] = Field(["none"], min_length=1, description="Filters applied to each synthetic Dataset before cells draw from it: none (unfiltered), confidence (keep the images a classifier trained on the generator's own real data finds most clearly of their class).")
     filter_keep: float = Field(0.5, gt=0, le=1, description="Share of each class the confidence filter keeps (0 < keep <= 1).")
+    allow_test_leakage: bool = Field(False, description="Run even when a generator (or the filter that made its Dataset) was trained on real test images of this study; every affected number is then marked (test_leakage column, report, study exchange).")
     threads: int | None = Field(None, ge=1, description="Torch CPU threads of each cell (null: 1). Fixed, whatever the workers: a cell's numbers depend on it.")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="What each cell reserves on a Ray cluster (--executor ray).")
     metrics: StudyMetricsSpec = Field(default_factory=StudyMetricsSpec, description="Image-quality metrics per generator.")

@@ -7,6 +7,8 @@ that is partial (interrupted, one shard of several, failed cells) says so everyw
   each synthetic cell group is worth, from the real learning curve (:mod:`synthbench.study.exchange`);
 - ``results.csv``, ``summary.csv`` and ``exchange_rates.csv`` carry ``planned_cells`` and ``finished_cells`` (the
   whole grid's cell counts; the same on every row);
+- every table carries ``test_leakage``: the real test images the row's generator saw (0: none found;
+  more only where the spec allowed it, see :mod:`synthbench.study.leakage`);
 - ``grid.json`` is the contract a reader (the report) relies on::
 
     {"planned_cells": M, "finished_cells": N, "planned_trainings": m, "finished_trainings": n,
@@ -36,6 +38,7 @@ import pandas as pd
 from synthbench import safety
 from synthbench.study.cache import CellStore, read_json, tables_lock, write_json_atomic
 from synthbench.study.exchange import exchange_rates, provenance_of, study_frame
+from synthbench.study.leakage import mark
 from synthbench.study.stats import _trials, compare, proportion_interval, summarise
 
 if TYPE_CHECKING:
@@ -187,11 +190,12 @@ def write_tables(plan: StudyPlan, store: CellStore, metrics_done: list[str]) -> 
     with tables_lock(plan.out):
         rows, evals = result_rows(plan, store)
         state = grid_state(plan, store, metrics_done)
-        results = pd.DataFrame(rows)
+        leaks = plan.inputs.leaks  # a generator that saw real test images (allow_test_leakage): its rows say so
+        results = mark(pd.DataFrame(rows), leaks)
         paths = _write_table(_with_counts(results, state), plan.out, "results")
-        paths.update(_write_table(pd.DataFrame(evals), plan.out, "evaluations"))
-        paths.update(_write_table(_with_counts(summarise(results), state), plan.out, "summary"))
-        paths.update(_write_table(compare(results, plan.spec.comparisons), plan.out, "comparisons"))
+        paths.update(_write_table(mark(pd.DataFrame(evals), leaks), plan.out, "evaluations"))
+        paths.update(_write_table(_with_counts(mark(summarise(results), leaks), state), plan.out, "summary"))
+        paths.update(_write_table(mark(compare(results, plan.spec.comparisons), leaks), plan.out, "comparisons"))
         if len(results):   # always rewritten (empty without synthetic cells), so it never outlives its results
             scope = "complete" if state["complete"] else f"partial: {state['finished_cells']} of {state['planned_cells']} cells"
             prov = provenance_of(read_json(plan.out / "inputs.json"))
@@ -199,10 +203,10 @@ def write_tables(plan: StudyPlan, store: CellStore, metrics_done: list[str]) -> 
                 if prov.get(name) is None:
                     prov[name] = (getattr(syn.pool, "manifest", None) or {}).get("provenance")
             rates, _ = exchange_rates(study_frame(results, pd.DataFrame(evals)), grid=scope, provenance=prov)
-            paths.update(_write_table(_with_counts(rates, state), plan.out, "exchange_rates"))
+            paths.update(_write_table(_with_counts(mark(rates, leaks), state), plan.out, "exchange_rates"))
         metric_rows = metrics_rows(plan, results, metrics_done)
         if metric_rows:
-            paths.update(_write_table(pd.DataFrame(metric_rows), plan.out, "metrics"))
+            paths.update(_write_table(mark(pd.DataFrame(metric_rows), leaks), plan.out, "metrics"))
         write_json_atomic(plan.out / "grid.json", {**state, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
         paths["grid.json"] = plan.out / "grid.json"
     return paths, state
