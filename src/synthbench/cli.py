@@ -545,7 +545,7 @@ def compare_cmd(runs, real, real_split, train_split, draws, samples, seed, featu
     """
     from synthbench.config import resolve_config
     from synthbench.metrics.compute import MetricsConfig
-    from synthbench.metrics.findings import compare_generators, format_findings
+    from synthbench.metrics.findings import PAGE, compare_generators, format_findings
 
     named: dict[str, Path] = {}
     for item in runs:
@@ -567,7 +567,7 @@ def compare_cmd(runs, real, real_split, train_split, draws, samples, seed, featu
     # The page shows each run's grids and curves: a model folder given as NAME=RUN/model is shown from its run.
     shown = {name: path.parent if path.name == "model" and (path.parent / "metrics.jsonl").is_file() else path
              for name, path in named.items()}
-    page = build_compare_report(findings, shown, Path(out) / "report" / "index.html",
+    page = build_compare_report(findings, shown, Path(out) / PAGE,
                                 title="generators compared: " + ", ".join(named))
     click.echo(f"findings: {Path(out) / 'findings.json'}; the report, one offline HTML page:")
     click.echo(str(page))

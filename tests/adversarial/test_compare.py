@@ -152,6 +152,37 @@ def test_a_comparison_is_replaced_by_the_next_but_not_once_the_user_adds_a_file(
     assert snapshot(out) == before
 
 
+def test_a_compare_killed_before_its_page_leaves_no_page_of_the_previous_comparison(world, cli, tmp_path,
+                                                                                      monkeypatch):
+    """Killed between its findings and its page, a rerun into a comparison's folder leaves its own
+    findings alone, never beside the previous comparison's page and figures presented as one."""
+    import csv
+
+    import synthbench.report.compare as compare_page
+
+    root, real, _ = world
+    out = tmp_path / "out"
+    code, _, err = cli(*base_args(root, real, out, f"a={root / 'gan-a'}"), "--seed", "0")
+    assert code == 0 and (out / "report" / "index.html").is_file(), err
+    assert (out / "report" / "index-figures").is_dir()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare_page, "build_compare_report", killed)
+    code, _, err = cli(*base_args(root, real, out, f"a={root / 'gan-a'}", f"b={root / 'gan-b'}"), "--seed", "1")
+    assert code == 130, err
+    findings = json.loads((out / "findings.json").read_text())
+    assert (findings["seed"], sorted(findings["models"])) == (1, ["a", "b"])
+    with open(out / "findings.csv", newline="") as fh:  # both files are this comparison's
+        assert [row["model"] for row in csv.DictReader(fh)] == ["a", "b"]
+    assert not (out / "report" / "index.html").exists() and not (out / "report" / "index-figures").exists()
+    monkeypatch.undo()
+    code, _, err = cli(*base_args(root, real, out, f"a={root / 'gan-a'}", f"b={root / 'gan-b'}"), "--seed", "1")
+    page = (out / "report" / "index.html").read_text()
+    assert code == 0 and "generators compared: a, b" in page, err
+
+
 def _fake_run(folder, rows):
     """A run folder: an untrained 16 px DCGAN as model/ and ``rows`` (dicts or raw text lines) as
     its metrics.jsonl."""

@@ -211,3 +211,30 @@ def test_provenance_reads_the_theme_template_sampler_and_training_data():
     assert facts["seeds"].startswith("5 to 7") and facts["sampler"] == {"scheduler": "ddim", "steps": 2}
     assert facts["real data the generator saw"] == trained_on
     assert "not recorded" in dict(provenance_facts({"plan": plan}))["real data the generator saw"]
+
+
+def test_classes_named_like_synthbenchs_own_files_generate_and_export(tmp_path, hf):
+    """A class called ``manifest.json`` (or README.md, metadata.parquet, images.npy, ...) gets a
+    folder of its own, ``(manifest.json)``, never the place of the file synthbench writes there:
+    generation and export finish, and the real names come back from both load styles."""
+    classes = ("metadata.parquet", "README.md", "manifest.json", "images.npy", "Generate.JSON", "cat")
+    gan = save_gan(tmp_path / "gan", classes=classes)
+    out = tmp_path / "gen"
+    assert main(["generate", "--from", str(gan), "--per-class", "2", "--test-fraction", "0.5",
+                 "--out", str(out), "-q"]) == 0
+    ds = Dataset.open(out)
+    assert sorted(ds.class_names) == sorted(classes) and np.bincount(ds.labels).tolist() == [2] * 6
+    assert (out / "manifest.json").is_file() and (out / "README.md").is_file() and (out / "(manifest.json)").is_dir()
+    assert (out / "train" / "metadata.parquet").is_file() and (out / "generate.json").is_file()
+    assert (out / "(Generate.JSON)").is_dir()  # the same entry as generate.json on a case-insensitive disk
+    exported = export(ds, tmp_path / "export")
+    assert (exported / "train" / "metadata.parquet").is_file() and (exported / "README.md").is_file()
+    for folder in (out, exported):
+        for style in STYLES:
+            check_loaded(hf(folder, style), ds)
+    # The rule covers every file a generation folder or an export split folder holds beside its
+    # class folders, not only the ones named above.
+    from synthbench.data.hf import OWN_FILES
+    from synthbench.generate.folder import PACKED, PLAN_FILE, TIMING_FILE
+
+    assert {n.casefold() for n in (*PACKED, PLAN_FILE, TIMING_FILE, "README.md", "metadata.parquet")} <= OWN_FILES

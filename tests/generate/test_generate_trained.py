@@ -254,15 +254,20 @@ def test_each_process_takes_its_share_and_the_main_one_writes_the_metadata(dcgan
     assert totals["images_generated"] == 9 and sorted(s["images"] for s in totals["sessions"]) == [4, 5]
 
 
-def test_a_diffusion_generator_gets_its_sampler_steps_and_guidance(tmp_path):
+def save_ddpm(folder: Path) -> Path:
+    """An untrained class-conditional pixel DDPM (classes a, b) of 50 noise levels, saved."""
     from synthbench.generators.diffusion import (DiffusionGenerator, NoiseConfig, SamplingConfig, UNetConfig,
                                                  make_noise_scheduler, make_unet)
 
     torch.manual_seed(0)
     unet = make_unet(UNetConfig(block_out_channels=[8, 16], layers_per_block=1, norm_num_groups=4), 16, 1, 2)
     scheduler = make_noise_scheduler(NoiseConfig(num_train_timesteps=50), clip_sample=True)
-    folder = tmp_path / "ddpm"
     DiffusionGenerator(unet, dict(scheduler.config), ["a", "b"], SamplingConfig(), 1, 16).save(folder)
+    return folder
+
+
+def test_a_diffusion_generator_gets_its_sampler_steps_and_guidance(tmp_path):
+    folder = save_ddpm(tmp_path / "ddpm")
     out = tmp_path / "out"
     assert main(["generate", "--from", str(folder), "--count", "3", "--sampler", "ddim", "--steps", "2",
                  "--guidance", "1.5", "--out", str(out), "-q"]) == 0
@@ -271,6 +276,25 @@ def test_a_diffusion_generator_gets_its_sampler_steps_and_guidance(tmp_path):
     default = tmp_path / "default"
     generate(GenerateConfig(from_run=str(folder), count=1), default, progress=False)
     assert {k: rows(default)[0][k] for k in ("sampler", "steps")} == {"sampler": "dpmsolver++", "steps": 20}
+
+
+@pytest.mark.parametrize("bad, message, fixed", [
+    (["--sampler", "euler", "--steps", "2"], "unknown sampler 'euler'; choose one of ddpm, ddim, dpmsolver++",
+     ["--sampler", "ddim", "--steps", "2"]),
+    (["--sampler", "ddim", "--steps", "500"], "500 sampling steps exceed the model's 50 noise levels; use at most "
+     "50 steps", ["--sampler", "ddim", "--steps", "2"]),
+])
+def test_a_bad_sampler_or_steps_is_refused_before_the_plan_and_the_advice_works(tmp_path, capsys, bad, message,
+                                                                                 fixed):
+    """Checked before anything is written: the corrected command into the same --out is not then
+    refused as "started with other options"."""
+    folder = save_ddpm(tmp_path / "ddpm")
+    out = tmp_path / "out"
+    args = ["generate", "--from", str(folder), "--count", "2", "--out", str(out), "-q"]
+    assert _error([*args, *bad], capsys) == f"synthbench: error: {message}"
+    assert not out.exists()
+    assert main([*args, *fixed]) == 0, capsys.readouterr().err
+    assert len(rows(out)) == 2
 
 
 def test_an_out_folder_of_something_else_is_refused_and_overwrite_starts_again(dcgan_run, tmp_path, capsys):

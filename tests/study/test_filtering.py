@@ -223,3 +223,56 @@ def test_filters_without_none_are_refused_since_every_comparison_needs_unfiltere
         StudySpec(real="r", synthetic={"g": "g"}, compositions=["real", "artificial"], filters=["confidence"])
     spec = StudySpec(real="r", synthetic={"g": "g"}, compositions=["real", "artificial"], filters=["none", "confidence"])
     assert spec.filters == ["none", "confidence"]
+
+
+# Another shard of the study building the filtered pool: it holds the pool's lock until this
+# process is blocked waiting for it (a waiter on the lock's inode in /proc/locks), then puts the
+# finished pool in place (copied from argv[2], renamed whole) and exits, dropping the lock.
+OTHER_SHARD = """
+import fcntl, os, shutil, sys, time
+lock, done, final = sys.argv[1:4]
+fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+inode = f":{os.fstat(fd).st_ino} "
+deadline = time.time() + 60
+while time.time() < deadline and not any("->" in l and inode in l for l in open("/proc/locks")):
+    time.sleep(0.05)
+shutil.copytree(done, final + ".part")
+open(final + ".part/classifier/from-the-other-shard", "w").close()
+os.rename(final + ".part", final)
+"""
+
+
+def test_shards_sharing_a_results_folder_wait_for_one_filtered_pool_and_reuse_it(tmp_path, digits16, synthetic,
+                                                                                   capsys):
+    """SLURM-array shards write into one results folder: while one builds the filtered pool the
+    others wait for it and reuse it, never refused with advice naming an option that does not
+    exist."""
+    import subprocess
+    import sys
+
+    from synthbench.cli import main
+    from synthbench.study.cache import claim_results_folder
+
+    path = spec_file(tmp_path, digits16, synthetic.path, seeds=[0, 1])
+    built = filtered_folder(plan_study(load_spec(path)[0], tmp_path / "elsewhere").out)  # the same key
+    out = tmp_path / "shared"
+    claim_results_folder(out)
+    (out / "filtered").mkdir()
+    other = subprocess.Popen([sys.executable, "-c", OTHER_SHARD, str(out / "filtered" / f".{built.name}.lock"),
+                              str(built), str(out / "filtered" / built.name)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        code = main(["study", "run", str(path), "--shard", "1/2", "--out", str(out), "-q"])
+        err = capsys.readouterr().err
+    finally:
+        other.kill() if other.poll() is None else None
+        other.wait()
+    assert code == 0 and "in use by another" not in err and "Traceback" not in err, err
+    assert other.returncode == 0  # it put its pool in place; this shard then reused it, not rebuilt it
+    (folder,) = [p for p in (out / "filtered").iterdir() if not p.name.startswith(".")]
+    assert folder.name == built.name
+    assert (folder / "classifier" / "from-the-other-shard").is_file()
+    assert json.loads((out / "inputs.json").read_text())["synthetic"]["gen"]["filtered"]["confidence"]["path"] \
+        == str(folder)

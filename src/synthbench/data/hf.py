@@ -25,7 +25,9 @@ Why this layout (``datasets`` >= 3.5; both load styles were read in its source a
 * The loader takes *any* folder whose name holds a split word (``val``, ``test-2``, ``my_train``)
   for a split: a class folder named like that would add a split or put its images in another.
   Class folders therefore shield such words (``train`` -> ``(train)``); the real names stay in the
-  card and the metadata.
+  card and the metadata. A class named like one of synthbench's own files (``manifest.json``,
+  ``README.md``, ``metadata.parquet``, ...) is wrapped the same way, so its folder never takes
+  that file's place.
 * In each split folder the class folders sort in label order (a ``00_`` index prefix where needed)
   and every class has one, even an empty one: torchvision's ``ImageFolder`` on a split folder
   gives index == label.
@@ -68,6 +70,20 @@ def shield(folder: str) -> str:
     return _SPLIT_WORD.sub(r"(\1)", folder)
 
 
+# The files synthbench writes beside class folders: a generation folder's top level (plan, timing,
+# metadata, packed arrays, card) and an export's split folders (metadata.parquet). A class named
+# like one of them would be a folder where that file must go, found only after every image was
+# written; its folder is wrapped in parentheses instead (``manifest.json`` -> ``(manifest.json)``).
+# Compared ignoring case: on a case-insensitive disk ``Manifest.JSON`` is the same entry.
+OWN_FILES = frozenset(name.casefold() for name in (
+    CARD, SPLIT_METADATA, "metadata.jsonl", "manifest.json", "images.npy", "labels.npy", "splits.npy",
+    "items.jsonl", "generate.json", "generation.jsonl"))
+
+
+def _not_own_file(folder: str) -> str:
+    return f"({folder})" if folder.casefold() in OWN_FILES else folder
+
+
 def _distinct(folders: list[str]) -> list[str]:
     """Distinct ignoring case (shielding may meet a name that was already written that way)."""
     out, seen = [], set()
@@ -82,9 +98,10 @@ def _distinct(folders: list[str]) -> list[str]:
 
 def class_folders(class_names: Sequence[str], *, ordered: bool = True) -> list[str]:
     """The folder of each class: file-name safe (:func:`synthbench.safety.safe_names`), distinct
-    ignoring case, no split word `datasets` would read (:func:`shield`) and, when ``ordered``,
-    sorting in label order (so that ``ImageFolder``'s index of folder ``i`` is ``i``)."""
-    folders = _distinct([shield(f) for f in safe_names(class_names)])
+    ignoring case, no split word `datasets` would read (:func:`shield`), never the name of a file
+    synthbench writes beside it (:data:`OWN_FILES`) and, when ``ordered``, sorting in label order
+    (so that ``ImageFolder``'s index of folder ``i`` is ``i``)."""
+    folders = _distinct([_not_own_file(shield(f)) for f in safe_names(class_names)])
     if ordered and folders != sorted(folders):
         width = len(str(len(folders) - 1))
         folders = [f"{i:0{width}d}_{name}" for i, name in enumerate(folders)]

@@ -17,6 +17,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from synthbench.errors import SynthbenchError
+
 
 class BlockWorker:
     """A Ray actor (see :func:`make_on_ray`): the generator, loaded once, writing blocks."""
@@ -29,16 +31,24 @@ class BlockWorker:
         from synthbench.generate.sources import _Pipeline, _Trained
 
         torch.set_num_threads(threads)
-        config = GenerateConfig.model_validate_json(config_json)
-        device = torch.device("cuda" if torch.cuda.is_available() and not config.cpu else "cpu")
-        self.source = _Pipeline(config, device) if config.pipeline is not None else _Trained(config)
-        self.source.load(device)
         self.out, self.plan, self.layout = Path(out), plan, _Layout.of(plan)
         self.native_marked = False
+        self.failed: BaseException | None = None
+        try:
+            config = GenerateConfig.model_validate_json(config_json)
+            device = torch.device("cuda" if torch.cuda.is_available() and not config.cpu else "cpu")
+            self.source = _Pipeline(config, device) if config.pipeline is not None else _Trained(config)
+            self.source.load(device)
+        except Exception as exc:  # noqa: BLE001
+            # Raised again by make(): Ray hands a task's exception back as it was (one line for the
+            # user), but an actor that dies in __init__ only as a printed traceback.
+            self.failed = exc
 
     def make(self, number: int, start: int, stop: int) -> tuple[int, int, int, float, dict[str, Any]]:
         from synthbench.generate.run import write_block
 
+        if self.failed is not None:
+            raise self.failed
         started = time.perf_counter()
         written = write_block(self.out, self.plan, self.layout, self.source, range(start, stop), self)
         return number, stop - start, written, time.perf_counter() - started, self.source.runtime()
@@ -80,6 +90,24 @@ def make_on_ray(config, out: Path, plan: dict[str, Any], todo: list[tuple[int, r
                 session.log(number, images, written, seconds)
                 made += written
                 bar.update(images)
+        except ray.exceptions.RayError as exc:
+            raise worker_error(ray, exc) from None
         finally:
             bar.close()
     return made
+
+
+def worker_error(ray, exc: BaseException) -> BaseException:
+    """What a Ray worker's failure is to the user: the worker's own exception where it was one the
+    CLI reports in one line (a SynthbenchError, a file system error), else one line naming it.
+    Never Ray's text, which holds the worker's whole traceback flattened into the message."""
+    if isinstance(exc, ray.exceptions.RayTaskError):
+        cause = exc.cause
+        if isinstance(cause, (SynthbenchError, OSError)):
+            return cause
+        text = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        return SynthbenchError(f"a Ray worker failed while generating: {type(cause).__name__}: {text}")
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return SynthbenchError(f"a Ray worker stopped while generating ({type(exc).__name__}: "
+                           f"{lines[-1] if lines else 'no reason given'}); the images written so far are kept: run "
+                           "the same command again to make the rest")

@@ -53,6 +53,11 @@ class _Trained:
         if refused:
             raise SynthbenchError(f"this {self.generator.kind} generator's sampling takes no "
                                   f"{', '.join('--' + k for k in refused)} option")
+        check = getattr(self.generator, "sampling_options", None)
+        if check is not None:
+            # An unknown sampler or too many steps, refused now: before the plan is written (which
+            # would then refuse the corrected command as "other options") and before any worker starts.
+            check(given.get("sampler"), given.get("steps"), given.get("guidance"))
         return given
 
     def describe(self) -> dict[str, Any]:

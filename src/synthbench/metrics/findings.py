@@ -298,6 +298,10 @@ def _open_generators(runs: dict[str, Path], dataset) -> dict[str, Any]:
     return opened
 
 
+# The comparison's page inside its output folder (written by 'synthbench compare' after the findings).
+PAGE = Path("report") / "index.html"
+
+
 def compare_generators(runs: dict[str, Path], real: Path, out: Path, *, reference_split: str = "test",
                        train_split: str = "train", draws: int = 5, samples: int | None = None, seed: int = 0,
                        metrics=None, cache_dir: str | Path | None = None, progress: bool = False,
@@ -412,17 +416,26 @@ def clean(value: Any) -> Any:
 
 def write_findings(findings: dict[str, Any], out: Path) -> None:
     """``out/findings.json`` and ``out/findings.csv``, each written whole under a temporary name
-    and renamed; ``out`` is marked as a synthbench ``compare`` output listing both."""
+    and renamed; ``out`` is marked as a synthbench ``compare`` output listing both.
+
+    The previous comparison's findings and page (``out/report/index.html``, see :data:`PAGE`) are
+    removed first: a run killed before its own page is written leaves its findings alone, never
+    beside another comparison's page (or the other file of another comparison)."""
     import os
 
     from synthbench import safety
     from synthbench.metrics.findings_text import csv_text
+    from synthbench.report.output import remove_page
 
     out.mkdir(parents=True, exist_ok=True)
     safety.mark_owned(out, "compare", ["findings.json", "findings.csv", "report"])  # first: a kill leaves it ours
     data = clean(findings)
-    for name, text in (("findings.json", json.dumps(data, indent=2, allow_nan=False, ensure_ascii=False)),
-                       ("findings.csv", csv_text(data))):
+    texts = {"findings.json": json.dumps(data, indent=2, allow_nan=False, ensure_ascii=False),
+             "findings.csv": csv_text(data)}
+    remove_page(out / PAGE)
+    for name in texts:
+        (out / name).unlink(missing_ok=True)  # this compare folder's own (checked before any work)
+    for name, text in texts.items():
         tmp = out / f".{name}.{os.getpid()}.part"
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, out / name)

@@ -101,6 +101,16 @@ def claim(figdir: Path, name: str) -> Path:
     return figdir / name
 
 
+def remove_page(page: Path) -> None:
+    """Remove a page the report wrote and its figures folder (only if they are the report's own:
+    anything else there is left as it is), e.g. before the data the page showed is replaced."""
+    if page.is_file() and not page.is_symlink() and is_report_page(page):
+        page.unlink()
+    figdir = figures_dir(page)
+    if safety.owned_kind(figdir) == KIND:
+        shutil.rmtree(figdir)
+
+
 def write_page(page: Path, text: str) -> Path:
     """Write the page atomically (a hidden temporary file beside it, then a rename)."""
     fd, tmp = tempfile.mkstemp(dir=page.parent, prefix=f".{page.name}.", suffix=".part")

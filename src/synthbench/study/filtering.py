@@ -17,6 +17,8 @@ The filtered pool is a Dataset of its own, cached in the results folder::
 
 ``<key>`` hashes the parent pool's fingerprint, the method, the keep share, the classifier config
 and the fingerprint of the real training set, so a rerun reuses it and any change makes a new one.
+It is written into a temporary folder and renamed into place once complete, under a lock per key:
+shards of one study sharing the results folder wait for the one building it, then reuse it.
 The manifest's provenance is ``{"kind": "filtered", "parent": <the parent's provenance>,
 "trained_on": <the parent's>, "filter": {...}}``.
 """
@@ -185,7 +187,10 @@ def _build(final: Path, key: str, name: str, syn: SyntheticInput, method: str, k
 
     claim_results_folder(out)
     (out / FOLDER).mkdir(exist_ok=True)
-    with output_lock(out / FOLDER, name=f".{key}.lock", what="this filtered Dataset"):
+    # The shards of one study (a SLURM array into one results folder) all need the same filtered
+    # pool: the first builds it, the others wait for it and then reuse it (a refusal here would
+    # stop every shard but one). Its folder is keyed by its inputs and renamed into place whole.
+    with output_lock(out / FOLDER, name=f".{key}.lock", what="this filtered Dataset", wait=True):
         cached = _cached(final, key)  # made by another process meanwhile
         if cached is not None:
             return cached
