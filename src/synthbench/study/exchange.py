@@ -391,9 +391,14 @@ def provenance_text(prov: Any) -> str:
         return f"filtered ({name or 'filter'}) from a generator {provenance_text(prov.get('parent'))}"
     seen = prov.get("trained_on")
     if kind == "trained" and isinstance(seen, dict):
+        from synthbench.data.provenance import autoencoder_part
+
         split = f", split {seen['split']}" if seen.get("split") else ""
+        ae = prov.get("autoencoder")   # a latent model learnt from its autoencoder's data as well
         return (f"trained on {seen.get('images', '?')} real images ({seen.get('name') or seen.get('path') or 'a Dataset'}"
-                f"{split}, fingerprint {str(seen.get('fingerprint', '?'))[:12]})")
+                f"{split}, fingerprint {str(seen.get('fingerprint', '?'))[:12]})"
+                + (f"; its autoencoder {provenance_text(ae)}" if isinstance(ae, dict) and ae.get("trained_on")
+                   else autoencoder_part(ae)))
     if kind == "pretrained":
         return "pretrained on external data" + (f" ({note})" if note else "")
     return f"{kind or 'unknown kind'}" + (f" ({note})" if note else "")
