@@ -117,10 +117,13 @@ def of_run(run: str | Path) -> dict[str, Any]:
 
     run = Path(run)
     info = RunFolder(run).info() if (run / "run.json").is_file() else None
-    try:
-        meta = json.loads((run / "model" / "synthbench.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        meta = {}
+    meta: Any = {}
+    for model in (run / "model", run):   # a run folder, or a saved generator folder itself
+        try:
+            meta = json.loads((model / "synthbench.json").read_text(encoding="utf-8"))
+            break
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
     meta = meta if isinstance(meta, dict) else {}
     kind = meta.get("kind") or (info or {}).get("kind")
     return of_generator(info, where=str(run), kind=kind, autoencoder=meta.get("autoencoder"))

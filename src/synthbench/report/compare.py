@@ -275,8 +275,14 @@ class Compare(Report):
             durations[f"stage: {stage}"] = f"{fmt(seconds)} s"
         versions, machine = versions_and_machine()
         folders = {name: str(run) for name, (run, _) in self.runs.items()}
-        # What each generator learnt from (a latent model: its autoencoder's data as well).
-        seen = {name: prov.describe(prov.of_run(run)) for name, (run, _) in self.runs.items()}
+        # What each generator learnt from (a latent model: its autoencoder's data as well); read only
+        # where its run.json and synthbench.json lie inside the run, as every other file here.
+        seen = {}
+        for name, (run, _) in self.runs.items():
+            present = [f for f in (run / "run.json", run / "model" / "synthbench.json", run / "synthbench.json")
+                       if f.exists() or f.is_symlink()]
+            seen[name] = (prov.describe(prov.of_run(run)) if all(self._run_file(name, f) for f in present)
+                          else "not read (a file of the run points outside its folder)")
         rows = table_rows
         configs = self.run_configs()
         found = (fold("The findings as computed (findings.json)",
