@@ -83,3 +83,67 @@ def test_a_generator_named_with_html(tmp_path, cli):
     assert "<script" not in page
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; images alone" in section
     assert "provenance not recorded" in section
+
+
+def power_rows(real_bump: float = 0.0, groups=()) -> list[dict]:
+    """Results rows on a known learning curve (sizes SWEEP, 3 seeds; ``real_bump`` added to the
+    largest size's real cells), plus ``groups``: (composition, filter, size, ratio, mean accuracy)."""
+    import numpy as np
+
+    from synthbench.study.exchange import power_law
+
+    template = resultsdir.results_rows(compositions=("real",), sizes=(25,), seeds=(0,))[0]
+    acc = lambda n: float(1 - power_law(np.asarray(n, float), 2.0, 0.6, 0.05))  # noqa: E731
+    noise = (-0.002, 0.0, 0.002)
+    rows = [{**template, "size": n, "seed": s, "filter": "none",
+             "accuracy": acc(n) + (real_bump if n == SWEEP[-1] else 0) + noise[s]} for n in SWEEP for s in range(3)]
+    for comp, filt, size, ratio, mean in groups:
+        mean = mean(acc) if callable(mean) else mean
+        rows += [{**template, "composition": comp, "generator": "gan", "filter": filt, "size": size, "ratio": ratio,
+                  "seed": s, "accuracy": mean + noise[s]} for s in range(3)]
+    return rows
+
+
+def test_filtered_and_unfiltered_rates_name_their_filter(tmp_path, cli, monkeypatch):
+    """Sentences (the statement column), the page and the figure's legend say which pool is filtered."""
+    from synthbench.report import figures
+
+    rows = power_rows(groups=[("artificial", "none", 100, 1.0, lambda acc: acc(40)),
+                              ("artificial", "confidence", 100, 1.0, lambda acc: acc(80))])
+    res = resultsdir.write_results(tmp_path / "res", rows=rows)
+    code, out, err = cli("study", "exchange", res)
+    assert code == 0, err
+    said = [x for x in out.splitlines() if x.startswith("- [")]
+    assert len(said) == 2
+    assert sum("100 gan (confidence-filtered) images alone are worth" in x for x in said) == 1
+    assert sum("100 gan images alone are worth" in x for x in said) == 1
+    legends = []
+    real_save = figures._save
+
+    def save(fig, path):
+        legends.extend(t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts())
+        return real_save(fig, path)
+
+    monkeypatch.setattr(figures, "_save", save)
+    code, _, err = cli("report", res)
+    assert code == 0, err
+    page = (res / "report" / "index.html").read_text()
+    section = page[page.index("<h2>The answer"):page.index("<h2>", page.index("<h2>The answer") + 5)]
+    assert "100 gan (confidence-filtered) images alone are worth" in section and "100 gan images alone" in section
+    assert {"generator: gan", "generator: gan (confidence-filtered)"} <= set(legends), legends
+
+
+def test_a_mixture_below_its_real_part_at_the_largest_size_is_not_worth_more_than_0(tmp_path, cli):
+    """Its real part (200) is the largest real size and it scores below it (but above the fitted
+    curve's end): it is worth less than its own real part, not "more than 0 real images"."""
+    rows = power_rows(real_bump=0.03)
+    real = sum(r["accuracy"] for r in rows if r["size"] == SWEEP[-1]) / 3
+    rows = power_rows(real_bump=0.03, groups=[("mixed", "none", 400, 0.5, real - 0.01)])
+    res = resultsdir.write_results(tmp_path / "res", rows=rows)
+    code, out, err = cli("study", "exchange", res)
+    assert code == 0, err
+    (line,) = [x for x in out.splitlines() if x.startswith("- [")]
+    assert "more than 0" not in out
+    assert (f"adding 200 gan images to 200 real ones is worth less than its own real part: the accuracy "
+            f"({real - 0.01:.3f}) is below the {real:.3f} its 200 real images reach alone") in line
+    assert "worse than its real part" in next(x for x in out.splitlines() if x.startswith("real_test"))

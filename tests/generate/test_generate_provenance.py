@@ -98,3 +98,42 @@ def test_a_run_json_with_an_odd_image_count_still_gives_provenance_its_reader_ac
                               where="gen")
     assert provenance.problem(prov) is None, prov
     assert prov["trained_on"]["images"] is None
+
+
+def test_a_latent_model_names_its_autoencoders_data_too(digits16, digits_small, tmp_path, capsys, single_thread):
+    """Its VAE saw other images than the UNet: a generated Dataset's provenance, data info, the
+    exchange table's provenance, its card and the comparison page say both (not only the UNet's)."""
+    import torch
+
+    from synthbench.classifiers.models import build_classifier
+    from synthbench.classifiers.task import ClassifierModelConfig, save_classifier
+    from synthbench.study.exchange import provenance_text
+
+    vae, ldm, out = tmp_path / "vae", tmp_path / "ldm", tmp_path / "generated"
+    assert main(["train", "vae", "--data", str(digits_small.path), "--out", str(vae), "--preset", "tiny",
+                 "train.max_steps=2"]) == 0
+    assert main(["train", "ldm", "--data", str(digits16.path), "--out", str(ldm), "--preset", "tiny",
+                 f"vae={vae}", "train.max_steps=2"]) == 0
+    assert main(["generate", "--from", str(ldm), "--count", "4", "--out", str(out), "--quiet"]) == 0
+    prov = Dataset.open(out).manifest["provenance"]
+    assert prov["trained_on"]["images"] == 1437 and prov["trained_on"]["fingerprint"] == digits16.fingerprint
+    assert prov["autoencoder"]["trained_on"] == {"fingerprint": digits_small.fingerprint, "name": "ds",
+                                                 "path": str(digits_small.path.resolve()), "split": "train",
+                                                 "images": 160}
+    capsys.readouterr()
+    assert main(["data", "info", str(out)]) == 0
+    said = ("trained on 1437 real images (digits16, train split", "; its autoencoder trained on 160 real images (ds, "
+            "train split")
+    line = capsys.readouterr().out
+    assert all(s in line for s in said), line
+    assert "its autoencoder trained on 160 real images (ds, split train" in provenance_text(prov)
+    card = (out / "README.md").read_text()
+    assert '- real data its autoencoder saw: ` {"fingerprint": "' + digits_small.fingerprint in card
+    # The comparison page says what each run saw.
+    torch.manual_seed(0)
+    model = ClassifierModelConfig(name="small_cnn", resolution=None, width=4)
+    save_classifier(build_classifier("small_cnn", 10, 1, 16, width=4), tmp_path / "clf", model, digits16.class_names)
+    assert main(["compare", "--run", f"ldm={ldm}", "--real", str(digits16.path), "--features", str(tmp_path / "clf"),
+                 "--draws", "2", "--samples", "8", "--out", str(tmp_path / "cmp"), "-q", "kid_subsets=5"]) == 0
+    page = (tmp_path / "cmp" / "report" / "index.html").read_text()
+    assert "Real data each generator saw" in page and all(s in page for s in said)

@@ -276,3 +276,27 @@ def test_shards_sharing_a_results_folder_wait_for_one_filtered_pool_and_reuse_it
     assert (folder / "classifier" / "from-the-other-shard").is_file()
     assert json.loads((out / "inputs.json").read_text())["synthetic"]["gen"]["filtered"]["confidence"]["path"] \
         == str(folder)
+
+
+def test_an_exported_filtered_pool_is_published_as_synthetic_with_its_filter_and_no_local_path(
+        tmp_path, digits16, synthetic, seen):
+    """The CLI's export of RESULTS/filtered/<key>: tagged synthetic (never real), its card names the
+    filter and what its classifier saw, and no absolute path of this machine is published."""
+    from synthbench.cli import main
+
+    spec, _ = load_spec(spec_file(tmp_path, digits16, synthetic.path))
+    plan = plan_study(spec)
+    folder = filtered_folder(plan.out)
+    assert main(["data", "export", str(folder), "--out", str(tmp_path / "hub"), "--quiet"]) == 0
+    card = (tmp_path / "hub" / "README.md").read_text()
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert "synthetic" in header["tags"] and "real" not in header["tags"]
+    assert "- filter: `" in card and '"kind": "confidence"' in card and '"keep": 0.5' in card
+    assert '"kept": 60' in card and '"of": 120' in card
+    line = next(x for x in card.splitlines() if x.startswith("- real data the filter's classifier saw"))
+    assert f'"name": "{seen.path.name}"' in line and '"images": 80' in line and seen.fingerprint in line
+    assert f'"name": "{seen.path.name}"' in next(x for x in card.splitlines()
+                                                 if x.startswith("- real data the generator saw"))
+    for local in (tmp_path, seen.path, synthetic.path, digits16.path, plan.out):
+        assert str(local) not in card
+    assert "/" + tmp_path.parts[1] not in card   # no absolute path at all (e.g. /tmp/...)

@@ -243,20 +243,67 @@ def _code(value: Any) -> str:
     return f"{fence} {text} {fence}"
 
 
-def _real_data(provenance: Any) -> Any:
-    """What real data the generator saw, from the manifest's ``provenance`` (issue 11's contract)."""
-    while isinstance(provenance, dict) and provenance.get("kind") == "filtered":
-        provenance = provenance.get("parent")
+# An absolute local path inside a value or a sentence (after its start, a space, a bracket, a
+# quote, '=' or ':'): a card is published, so it keeps only the path's last part (a folder's name).
+_LOCAL_PATH = re.compile(r"""(?:^|(?<=[\s(\[{'"=:]))~?/[^\s()\[\]{}'",;]*""")
+
+
+def _no_local_paths(value: Any) -> Any:
+    """``value`` with every absolute local path replaced by its last part (names and relative
+    paths say what a reader needs; where the author keeps their files is not theirs to know)."""
+    if isinstance(value, dict):
+        return {k: _no_local_paths(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_no_local_paths(v) for v in value]
+    if isinstance(value, str):
+        return _LOCAL_PATH.sub(lambda m: Path(m.group(0).rstrip("/")).name or "(a local folder)", value)
+    return value
+
+
+def _seen(provenance: Any) -> Any:
+    """What real data a trained model saw, from a provenance record (issue 11's contract):
+    the Dataset's name, split, image count and fingerprint (no local path), or the note saying why
+    it is unknown."""
     if not isinstance(provenance, dict):
         return "not recorded in this Dataset's manifest"
     trained_on = provenance.get("trained_on")
     if isinstance(trained_on, dict):
-        return trained_on
+        return {k: v for k, v in trained_on.items() if k != "path"}
     return provenance.get("note") or f"none recorded ({provenance.get('kind')} generator)"
 
 
+def _real_data_facts(provenance: Any) -> list[tuple[str, Any]]:
+    """The card's lines on the real data behind a synthetic Dataset: the filter that chose its
+    images (and what its classifier saw), the generator's data, and a latent model's
+    autoencoder's data."""
+    facts: list[tuple[str, Any]] = []
+    while isinstance(provenance, dict) and provenance.get("kind") == "filtered":
+        f = provenance.get("filter") if isinstance(provenance.get("filter"), dict) else {}
+        classifier = f.get("classifier") if isinstance(f.get("classifier"), dict) else {}
+        model = classifier.get("model") if isinstance(classifier.get("model"), dict) else {}
+        facts.append(("filter", {"kind": f.get("method"), "keep": f.get("keep"), "kept": f.get("kept"),
+                                 "of": f.get("of"), "classifier": model.get("name") or model or None}))
+        facts.append(("real data the filter's classifier saw",
+                      {"name": Path(str(f["real_path"])).name if f.get("real_path") else None,
+                       "split": f.get("real_split"), "images": f.get("train_images"),
+                       "fingerprint": f.get("real_fingerprint")}))
+        provenance = provenance.get("parent")
+    facts.append(("real data the generator saw", _seen(provenance)))
+    if isinstance(provenance, dict) and isinstance(provenance.get("autoencoder"), dict):
+        facts.append(("real data its autoencoder saw", _seen(provenance["autoencoder"])))
+    return facts
+
+
+def is_synthetic(manifest: dict[str, Any]) -> bool:
+    """Whether a Dataset's images were generated: a generation plan, a synthetic or filtered
+    kind, or any provenance (a real Dataset records none)."""
+    return (isinstance(manifest.get("plan"), dict) or manifest.get("kind") in ("synthetic", "filtered")
+            or isinstance(manifest.get("provenance"), dict))
+
+
 def provenance_facts(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
-    """(label, value) pairs of where the images come from, read from a Dataset's manifest."""
+    """(label, value) pairs of where the images come from, read from a Dataset's manifest, with
+    no absolute local path in them (see :func:`_no_local_paths`)."""
     from synthbench import __version__
 
     facts: list[tuple[str, Any]] = []
@@ -275,21 +322,21 @@ def provenance_facts(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
             facts.append(("seeds", f"{seed} to {seed + count - 1} (image i has seed {seed} + i)"))
         if "sampling" in generator:
             facts.append(("sampler", generator["sampling"]))
-        facts.append(("real data the generator saw", _real_data(manifest.get("provenance"))))
+        facts += _real_data_facts(manifest.get("provenance"))
     else:
         facts.append(("source", manifest.get("source", "not recorded")))
         if "provenance" in manifest:
-            facts.append(("real data the generator saw", _real_data(manifest["provenance"])))
+            facts += _real_data_facts(manifest["provenance"])
     facts.append(("Dataset fingerprint", manifest.get("fingerprint")))
     facts.append(("made with synthbench", manifest.get("synthbench_version", "unknown")))
     facts.append(("written by synthbench", __version__))
-    return [(k, v) for k, v in facts if v is not None]
+    return [(k, _no_local_paths(v)) for k, v in facts if v is not None]
 
 
 def write_card(folder: Path, *, class_names: Sequence[str] | None, extras: dict[str, str],
                counts: dict[str, int], manifest: dict[str, Any], note: str = "") -> None:
     """``folder/README.md``: the YAML header and a short provenance section."""
-    synthetic = isinstance(manifest.get("plan"), dict) or manifest.get("kind") == "synthetic"
+    synthetic = is_synthetic(manifest)
     sizes = {s: sum(f.stat().st_size for f in (folder / s).rglob("*.png") if f.is_file()) for s in counts}
     what = "Synthetic images" if synthetic else "Images"
     classes = f" of {len(class_names)} classes" if class_names is not None else ""

@@ -4,15 +4,18 @@ A synthetic image carries information from the real images its generator was tra
 generated Dataset's manifest records them under ``provenance``::
 
     {"kind": "trained",    "trained_on": {"fingerprint", "name", "path", "split", "images"} | null,
-     "note": "..."}
+     "note": "...", "autoencoder": <the provenance of a latent model's autoencoder>}
     {"kind": "pretrained", "trained_on": null, "note": "trained on external data (<pipeline>)"}
     {"kind": "filtered",   "trained_on": <the parent's>, "parent": <the parent's provenance>,
      "filter": {"method", "keep", "classifier", "real_fingerprint", ...}, "note": "..."}
 
 ``trained_on.fingerprint`` is the fingerprint of the whole real Dataset the generator was trained
 on (what ``synthbench data info`` prints), ``split`` the split it trained on and ``images`` how
-many images that split held. Datasets made before provenance existed have none: every reader
-accepts its absence (:func:`read` returns None) and says "unknown".
+many images that split held. A latent diffusion model also learnt from its autoencoder's data, so
+its provenance holds the autoencoder's own under ``autoencoder`` (recorded in the model when it
+was trained; a latent model saved before that says its autoencoder's data is not recorded).
+Datasets made before provenance existed have none: every reader accepts its absence
+(:func:`read` returns None) and says "unknown".
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ def problem(prov: Any) -> str | None:
         for key in ("path", "split", "name"):
             if trained_on.get(key) is not None and not isinstance(trained_on[key], str):
                 return f"trained_on.{key} is not a string"
+    if prov.get("autoencoder") is not None and problem(prov["autoencoder"]):
+        return f"its autoencoder's provenance: {problem(prov['autoencoder'])}"
     if prov["kind"] == "filtered":
         if not isinstance(prov.get("filter"), dict):
             return "a filtered Dataset's provenance has no filter object"
@@ -62,14 +67,17 @@ def read(manifest: dict[str, Any]) -> dict[str, Any] | None:
     return prov
 
 
-def trained(run_info: dict[str, Any] | None, *, where: str) -> dict[str, Any]:
+def trained(run_info: dict[str, Any] | None, *, where: str,
+            autoencoder: dict[str, Any] | None = None) -> dict[str, Any]:
     """Provenance of a generator trained by synthbench, from its run's ``run.json`` (``None`` when
     the generator folder has no run beside it). The image count and split come from the real
-    Dataset's manifest when it is still reachable and unchanged, else from what the run recorded."""
+    Dataset's manifest when it is still reachable and unchanged, else from what the run recorded.
+    ``autoencoder``: a latent model's autoencoder's provenance (see :func:`autoencoder`)."""
+    extra = {"autoencoder": autoencoder} if autoencoder is not None else {}
     data = (run_info or {}).get("data")
     if not isinstance(data, dict) or not isinstance(data.get("fingerprint"), str):
-        return {"kind": "trained", "trained_on": None,
-                "note": f"trained by synthbench on data it did not record (no run.json with a Dataset for {where})"}
+        note = f"trained by synthbench on data it did not record (no run.json with a Dataset for {where})"
+        return {"kind": "trained", "trained_on": None, **extra, "note": note + autoencoder_part(autoencoder)}
     split = data.get("split") if isinstance(data.get("split"), str) else None
     images = data.get("images")   # only what problem() accepts: a count (bool is an int in Python)
     images = images if isinstance(images, int) and not isinstance(images, bool) and images >= 0 else None
@@ -81,7 +89,57 @@ def trained(run_info: dict[str, Any] | None, *, where: str) -> dict[str, Any]:
         if split and isinstance(counts.get(split), dict):
             images = int(sum(v for v in counts[split].values() if isinstance(v, int)))
     trained_on = {"fingerprint": data["fingerprint"], "name": name, "path": path, "split": split, "images": images}
-    return {"kind": "trained", "trained_on": trained_on, "note": describe({"kind": "trained", "trained_on": trained_on})}
+    prov = {"kind": "trained", "trained_on": trained_on, **extra}
+    return {**prov, "note": describe(prov)}
+
+
+# What a latent model records when the data its autoencoder saw is unknown to synthbench.
+AUTOENCODER_NOT_RECORDED = {"kind": "trained", "trained_on": None,
+                            "note": "not recorded (a latent model saved before synthbench recorded it)"}
+
+
+def of_generator(run_info: dict[str, Any] | None, *, where: str, kind: str | None,
+                 autoencoder: Any = None) -> dict[str, Any]:
+    """:func:`trained` for a saved generator of ``kind`` (its ``synthbench.json``'s kind); a latent
+    model's ``autoencoder`` (recorded there when it was trained) is checked, and said to be not
+    recorded where it is missing or malformed."""
+    if kind == "ldm" and not (isinstance(autoencoder, dict) and problem(autoencoder) is None):
+        autoencoder = AUTOENCODER_NOT_RECORDED
+    return trained(run_info, where=where, autoencoder=autoencoder if kind == "ldm" else None)
+
+
+def of_run(run: str | Path) -> dict[str, Any]:
+    """What a run folder's generator saw: its run.json's Dataset and, for a latent model, its
+    autoencoder's data as recorded in ``model/synthbench.json``."""
+    import json
+
+    from synthbench.engine.run import RunFolder
+
+    run = Path(run)
+    info = RunFolder(run).info() if (run / "run.json").is_file() else None
+    meta: Any = {}
+    for model in (run / "model", run):   # a run folder, or a saved generator folder itself
+        try:
+            meta = json.loads((model / "synthbench.json").read_text(encoding="utf-8"))
+            break
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
+    meta = meta if isinstance(meta, dict) else {}
+    kind = meta.get("kind") or (info or {}).get("kind")
+    return of_generator(info, where=str(run), kind=kind, autoencoder=meta.get("autoencoder"))
+
+
+def autoencoder(vae: str | Path) -> dict[str, Any]:
+    """Provenance of the autoencoder a latent model is trained with (``vae=PATH``), taken when
+    the model is trained: a 'synthbench train vae' run's own training data, or a pretrained
+    autoencoder's external data (named by its folder's name: the path is local)."""
+    from synthbench.engine.run import RunFolder
+    from synthbench.metrics.cost import vae_run
+
+    run = vae_run(vae)
+    if run is None:
+        return pretrained(Path(vae).expanduser().resolve().name)
+    return trained(RunFolder(run).info(), where=str(run))
 
 
 def pretrained(pipeline: str) -> dict[str, Any]:
@@ -112,8 +170,18 @@ def describe(prov: dict[str, Any] | None) -> str:
         f = prov.get("filter") or {}
         parent = describe(prov.get("parent")) if prov.get("parent") else "unknown"
         return f"{f.get('method', '?')} filter (keep {f.get('keep', '?')}) of a generator {parent}"
-    if not on:
-        return prov.get("note") or "trained on unrecorded data"
+    if not on:   # its note, written by trained(), already names the autoencoder's data
+        return prov.get("note") or "trained on unrecorded data" + autoencoder_part(prov.get("autoencoder"))
     images = f"{on['images']} real images" if on.get("images") is not None else "real images"
     split = f", {on['split']} split" if on.get("split") else ""
-    return f"trained on {images} ({on.get('name') or on.get('path') or '?'}{split}; fingerprint {on['fingerprint'][:12]})"
+    return (f"trained on {images} ({on.get('name') or on.get('path') or '?'}{split}; fingerprint "
+            f"{on['fingerprint'][:12]})" + autoencoder_part(prov.get("autoencoder")))
+
+
+def autoencoder_part(ae: Any) -> str:
+    """'; its autoencoder trained on ...' for a latent model, '' for any other."""
+    if not isinstance(ae, dict):
+        return ""
+    if ae.get("kind") == "trained" and not ae.get("trained_on"):
+        return f"; its autoencoder's training data: {ae.get('note') or 'not recorded'}"
+    return f"; its autoencoder {describe(ae)}"

@@ -74,7 +74,9 @@ class _Trained:
 
         run = self.folder.parent if self.folder.name == "model" else self.folder
         info = RunFolder(run).info() if (run / "run.json").is_file() else None
-        return provenance.trained(info, where=str(self.folder))
+        # A latent model also learnt from its autoencoder's data: recorded in the model when trained.
+        return provenance.of_generator(info, where=str(self.folder), kind=self.generator.kind,
+                                       autoencoder=getattr(self.generator, "autoencoder", None))
 
     def render(self, subjects: list[str | None], seeds: list[int]) -> list[tuple[np.ndarray, dict]]:
         gen = self.generator

@@ -230,12 +230,14 @@ class DiffusionGenerator(Generator):
 
     def __init__(self, unet, scheduler_config: dict[str, Any], class_names: list[str],
                  sampling: SamplingConfig, channels: int, resolution: int, vae=None,
-                 latent_scale: float = 1.0):
+                 latent_scale: float = 1.0, autoencoder: dict[str, Any] | None = None):
         self.unet, self.scheduler_config = unet, dict(scheduler_config)
         self.class_names = list(class_names)
         self.sampling = sampling
         self.channels, self.resolution = channels, resolution
         self.vae, self.latent_scale = vae, latent_scale
+        # A latent model's autoencoder's provenance (data.provenance.autoencoder), kept in the model.
+        self.autoencoder = autoencoder
         self.device = next(unet.parameters()).device
         self.last_sampling: dict[str, Any] = {}
 
@@ -301,7 +303,8 @@ class DiffusionGenerator(Generator):
     def _meta(self) -> dict[str, Any]:
         return {"kind": self.kind, "resolution": self.resolution, "channels": self.channels,
                 "class_names": self.class_names, "sampling": self.sampling.model_dump(mode="json"),
-                "latent_scale": self.latent_scale}
+                "latent_scale": self.latent_scale,
+                **({"autoencoder": self.autoencoder} if self.autoencoder is not None else {})}
 
     def save(self, folder: str | Path) -> None:
         from diffusers import DDPMPipeline, DDPMScheduler
@@ -327,7 +330,8 @@ class DiffusionGenerator(Generator):
         scheduler = DDPMScheduler.from_pretrained(folder, subfolder="scheduler")
         vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", use_safetensors=True) if cls.kind == "ldm" else None
         gen = cls(unet, dict(scheduler.config), meta["class_names"], SamplingConfig(**meta["sampling"]),
-                  meta["channels"], meta["resolution"], vae=vae, latent_scale=meta["latent_scale"])
+                  meta["channels"], meta["resolution"], vae=vae, latent_scale=meta["latent_scale"],
+                  autoencoder=meta.get("autoencoder") if isinstance(meta.get("autoencoder"), dict) else None)
         unet.eval()
         return gen
 
@@ -387,6 +391,7 @@ class DiffusionTask(Task):
         self.ema = None
         self.vae = None
         self.latent_scale = 1.0
+        self.autoencoder = None
         self.class_names: list[str] = []
         self._ema_device = None
 
@@ -467,7 +472,7 @@ class DiffusionTask(Task):
         unet = accelerator.unwrap_model(self.modules["unet"])
         return self.generator_class(unet, dict(self.noise.config), self.class_names, self.config.sampling,
                                     self.channels, self.resolution, vae=self.vae,
-                                    latent_scale=self.latent_scale)
+                                    latent_scale=self.latent_scale, autoencoder=self.autoencoder)
 
     def _with_ema(self, accelerator, action):
         unet = accelerator.unwrap_model(self.modules["unet"])
@@ -537,6 +542,11 @@ class LatentDiffusionTask(DiffusionTask):
             raise SynthbenchError("latent diffusion needs a VAE: set vae=PATH (a diffusers AutoencoderKL "
                                   "folder, e.g. a Stable Diffusion vae/ download, or a 'synthbench train vae' run)")
         self._vae_config = load_vae(config.vae).config
+        from synthbench.data import provenance
+
+        # What the autoencoder learnt from, read now (vae=PATH may be relative to this command's
+        # folder, and the VAE run may be retrained later): generated Datasets quote it.
+        self.autoencoder = provenance.autoencoder(config.vae)
 
     def _down(self) -> int:
         return 2 ** (len(self._vae_config.block_out_channels) - 1)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from synthbench.report import figures
 from synthbench.study.exchange import OK, SYNTHETIC_COMPOSITIONS, Curve, exchange_rates, has_sweep, provenance_of
+from synthbench.study.exchange_text import WORSE, series_name
 
 if TYPE_CHECKING:
     from synthbench.report.page import Report
@@ -35,7 +36,8 @@ def esc(value) -> str:
 def section(report: Report) -> str:
     """The section's HTML ("" when the study has no synthetic cells); a study without a size
     sweep gets a short note saying what would give the answer."""
-    results = report.t["results"]
+    # Filtered cells too: every sentence and the figure name the filter ("ddpm (confidence-filtered)").
+    results = getattr(report, "all_results", report.t["results"])
     if results.empty or not results["composition"].isin(SYNTHETIC_COMPOSITIONS).any():
         return ""
     if not has_sweep(results):
@@ -61,14 +63,11 @@ def section(report: Report) -> str:
         parts.append(f"<p class='warning'>{esc(curve.status)}.</p>")
     if "filter" not in table.columns:
         table = table.assign(filter="")
-    # Name the filter only where the study filtered something: "[filter: none]" on every line is noise.
-    filtered = bool(set(table["filter"].fillna("").astype(str)) - {"", "none"})
     for gen, rows in table.groupby("generator", sort=True):
         parts.append(f"<h3>{esc(gen)}</h3><p class='note'>What this generator saw: "
                      f"{esc(rows['provenance'].iloc[0])}.</p><ul>")
-        for _, r in rows.sort_values(["size", "composition", "ratio"]).iterrows():
-            filt = f" [filter: {esc(r['filter'])}]" if filtered and str(r["filter"] or "") else ""
-            parts.append(f"<li>{esc(r['statement'])}{filt}</li>")
+        for _, r in rows.sort_values(["filter", "size", "composition", "ratio"]).iterrows():
+            parts.append(f"<li>{esc(r['statement'])}</li>")   # it names the filter (series_name)
         parts.append("</ul>")
     if curve.status == OK:
         path = plot(curve, table, report.target("exchange_curve.png"), scope=report.scope)
@@ -93,11 +92,12 @@ def plot(curve: Curve, table: pd.DataFrame, path: Path, scope: str = "") -> Path
     ax.errorbar(curve.sizes, means, yerr=figures.whiskers(means, np.clip(means - half, 0, 1),
                                                            np.clip(means + half, 0, 1)),
                 fmt="o", color="black", capsize=3, label="real: measured (mean, 95 % CI)")
-    generators = sorted(table["generator"].unique())
-    colours = {g: GEN_COLOURS[i % len(GEN_COLOURS)] for i, g in enumerate(generators)}
-    shown_generators: list = []
+    # One colour per generator and filter: filtered and unfiltered results are distinct series.
+    series = [series_name(g, f) for g, f in zip(table["generator"], table.get("filter", [""] * len(table)))]
+    colours = {s: GEN_COLOURS[i % len(GEN_COLOURS)] for i, s in enumerate(sorted(set(series)))}
+    shown_series: list = []
     shown_markers: dict[str, str] = {}  # marker -> what it means, in the order first drawn
-    for _, r in table.iterrows():
+    for name, (_, r) in zip(series, table.iterrows()):
         x, marker = r["n_eff"], MARKERS.get(r["composition"], "o")
         meaning = figures.literal(r["composition"], 20)
         if not math.isfinite(x):
@@ -106,22 +106,25 @@ def plot(curve: Curve, table: pd.DataFrame, path: Path, scope: str = "") -> Path
                 x, marker, meaning = hi, ">", "above the curve's range (drawn at its end)"
             elif status.startswith(("below range", "worth nothing measurable")):
                 x, marker, meaning = lo, "<", "below the curve's range (drawn at its start)"
+            elif status.startswith(WORSE):   # below its real part, the largest size measured
+                x, marker, meaning = r["n_real"], "<", "below the curve (drawn at its real part's size)"
             else:
                 continue
         low, high = r["n_eff_ci_low"], r["n_eff_ci_high"]
         xerr = [[x - low if math.isfinite(low) else 0.0], [high - x if math.isfinite(high) else 0.0]]
         ax.errorbar([x], [r["accuracy_mean"]], xerr=xerr, marker=marker, ls="none", ms=7, capsize=2, lw=0.8,
-                    color=colours[r["generator"]], markeredgecolor="black")
+                    color=colours[name], markeredgecolor="black")
         shown_markers.setdefault(marker, meaning)
-        if r["generator"] not in shown_generators:
-            shown_generators.append(r["generator"])
-    # The legend keys the two codes apart: a colour per generator, a marker per composition (or
-    # per point beyond the curve's range), so no entry shows one series' marker for another's.
+        if name not in shown_series:
+            shown_series.append(name)
+    # The legend keys the two codes apart: a colour per generator (and filter), a marker per
+    # composition (or per point beyond the curve's range), so no entry shows one series' marker
+    # for another's.
     from matplotlib.lines import Line2D
 
     handles, _ = ax.get_legend_handles_labels()
     handles += [Line2D([], [], color=colours[g], marker="o", ls="none", markeredgecolor="black", ms=7,
-                       label=f"generator: {figures.literal(g, 30)}") for g in shown_generators]
+                       label=f"generator: {figures.literal(g, 50)}") for g in shown_series]
     handles += [Line2D([], [], color="white", marker=m, ls="none", markeredgecolor="black", ms=7,
                        label=f"marker: {meaning}") for m, meaning in shown_markers.items()]
     ax.set_xscale("log")

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from synthbench.data import provenance as prov
 from synthbench.report import compare_figures, compare_findings
 from synthbench.report.load import Results
 from synthbench.report.numbers import esc, fmt, num
@@ -276,6 +277,14 @@ class Compare(Report):
             durations[f"stage: {stage}"] = f"{fmt(seconds)} s"
         versions, machine = versions_and_machine()
         folders = {name: str(run) for name, (run, _) in self.runs.items()}
+        # What each generator learnt from (a latent model: its autoencoder's data as well); read only
+        # where its run.json and synthbench.json lie inside the run, as every other file here.
+        seen = {}
+        for name, (run, _) in self.runs.items():
+            present = [f for f in (run / "run.json", run / "model" / "synthbench.json", run / "synthbench.json")
+                       if f.exists() or f.is_symlink()]
+            seen[name] = (prov.describe(prov.of_run(run)) if all(self._run_file(name, f) for f in present)
+                          else "not read (a file of the run points outside its folder)")
         rows = table_rows
         configs = self.run_configs()
         found = (fold("The findings as computed (findings.json)",
@@ -284,6 +293,7 @@ class Compare(Report):
         return ("<h2>What produced this</h2>"
                 f"<p class='note'>Page written {esc(time.strftime('%Y-%m-%d %H:%M:%S'))}.</p>"
                 f"<h3>Durations</h3><table>{rows(durations)}</table><h3>Run folders</h3><table>{rows(folders)}</table>"
+                f"<h3>Real data each generator saw</h3><table>{rows(seen)}</table>"
                 "<p class='note'>The configs, the findings and the versions are folded away below: click to open.</p>"
                 + configs + found
                 + fold("Versions and machine", f"<table>{rows(versions)}</table><table>{rows(machine)}</table>"))

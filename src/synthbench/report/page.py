@@ -129,7 +129,7 @@ class Report(Sections):
         self.results, self.page, self.figdir, self.grid = data.path, page, figdir, grid
         # Filtered cells (``filters`` of the spec) get their own block; every other section shows
         # the unfiltered cells only, as before filters existed.
-        self.all_comparisons = data.tables.get("comparisons", pd.DataFrame())
+        self.all_results, self.all_comparisons = (data.tables.get(k, pd.DataFrame()) for k in ("results", "comparisons"))
         self.t = _unfiltered(data.tables)
         self.filtered_summary = _only_filtered(data.tables.get("summary", pd.DataFrame()))
         self.spec = data.study.get("spec", {})

@@ -30,6 +30,9 @@ Method (the decisions, and why):
   measured. A group beyond it gets a bound ("worth more than 500 real images"), not a number;
   an interval end beyond it is left empty and the status says which end. A mixture whose
   accuracy is no better than its real part's (n_eff <= n_real) is "worth nothing measurable".
+  A mixture above the curve's end whose real part is already the largest size has no gain to
+  read off ("more than 0" would say nothing): it is set against its real part's measured mean
+  ("worth less than its own real part" when below it).
 - **Curves not worth inverting** give a status and no number: fewer than three real sizes, a
   mean accuracy that drops with more real data by more than its noise, no rise beyond noise
   from the smallest to the largest size, a fit that fails, or bootstrap refits failing often.
@@ -45,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from synthbench.errors import SynthbenchError
+from synthbench.study.exchange_text import beyond, series_name, statement
 from synthbench.study.grid import Cell, counts
 
 BOOTSTRAP_SEED = 20240611
@@ -226,13 +230,6 @@ def group_draws(values: np.ndarray, resamples: int, rng: np.random.Generator) ->
     return mean_draws(values, resamples, rng)
 
 
-def _fmt(x: float) -> str:
-    """A count or rate for a sentence: 2 significant figures below 10, whole numbers above."""
-    if not math.isfinite(x):
-        return "—"
-    return f"{x:.2g}" if abs(x) < 10 else f"{x:.0f}"
-
-
 @dataclass
 class Group:
     generator: str
@@ -243,6 +240,12 @@ class Group:
     n_real: int
     n_synthetic: int
     values: np.ndarray
+    filter: str = ""
+    real_accuracy: float | None = None   # the measured mean of the real cells at n_real, if any
+
+    @property
+    def label(self) -> str:
+        return series_name(self.generator, self.filter)
 
 
 def rate_row(curve: Curve, g: Group, draws: np.ndarray | None) -> dict[str, Any]:
@@ -253,7 +256,7 @@ def rate_row(curve: Curve, g: Group, draws: np.ndarray | None) -> dict[str, Any]
                            "accuracy_mean": float(g.values.mean()),
                            **{k: math.nan for k in ("n_eff", "n_eff_ci_low", "n_eff_ci_high", "rate", "rate_ci_low",
                                                     "rate_ci_high")}, "bound": ""}
-    gen, m, n_real = g.generator, g.n_synthetic, g.n_real
+    gen, m, n_real = g.label, g.n_synthetic, g.n_real
     mixture = g.composition != "artificial"
     what = (f"{m} {gen} images alone" if not mixture
             else f"adding {m} {gen} images to {n_real} real ones")
@@ -275,6 +278,11 @@ def rate_row(curve: Curve, g: Group, draws: np.ndarray | None) -> dict[str, Any]
         return v - n_real if mixture else v
 
     # The point estimate decides the status; the interval's ends only where they lie in range.
+    if mixture and point > hi_n and gain(hi_n) <= 0:
+        # Its real part is the largest real size measured: above the curve's end, no gain can be read
+        # off it ("worth more than 0" says nothing), so the mixture is set against its real part.
+        row["status"], row["statement"] = beyond(g, row, hi_n)
+        return row
     if point > hi_n:
         status = "above range"
         bound = f"worth more than {gain(hi_n):.0f} real images"
@@ -313,50 +321,8 @@ def rate_row(curve: Curve, g: Group, draws: np.ndarray | None) -> dict[str, Any]
         if math.isfinite(row["n_eff_ci_low"]):
             row["rate_ci_high"] = m / gain(row["n_eff_ci_low"])
     row["status"] = status
-    row["statement"] = _statement(g, row, lo_n, hi_n)
+    row["statement"] = statement(g, row, lo_n, hi_n)
     return row
-
-
-def _interval(low: float, high: float, low_text: str, high_text: str) -> str:
-    lo = _fmt(low) if math.isfinite(low) else low_text
-    hi = _fmt(high) if math.isfinite(high) else high_text
-    return f"{lo}–{hi}"
-
-
-def _statement(g: Group, row: dict[str, Any], lo_n: int, hi_n: int) -> str:
-    """The quotable sentence of a row."""
-    gen, m, n_real = g.generator, g.n_synthetic, g.n_real
-    mixture = g.composition != "artificial"
-    k = f" (k = {g.augment_factor:g})" if g.composition == "augmented" else ""
-    if mixture:
-        # n_real + m: an augmented cell of size n trains on n real + k·n synthetic images
-        lead = f"At {n_real + m} training images{k}, adding {m} {gen} images to {n_real} real ones"
-    else:
-        lead = f"At {g.size} training images, {m} {gen} images alone"
-    reach = ""
-    if math.isfinite(row["n_eff_ci_low"]) and row["bound"]:
-        reach = f"; its 95 % CI reaches down to {_fmt(row['n_eff_ci_low'] - (n_real if mixture else 0))}"
-    elif math.isfinite(row["n_eff_ci_high"]) and row["bound"]:
-        reach = f"; its 95 % CI reaches up to {_fmt(row['n_eff_ci_high'] - (n_real if mixture else 0))}"
-    elif "reaches into" in row["status"]:
-        reach = "; its 95 % CI spans the whole measured range"
-    if row["bound"] == "worth nothing measurable":
-        return (f"{lead} {'is' if mixture else 'are'} worth nothing measurable: the accuracy "
-                f"({row['accuracy_mean']:.3f}) is no higher than the real learning curve gives its {n_real} real "
-                f"images{reach}.")
-    if row["bound"]:
-        return (f"{lead} {'is' if mixture else 'are'} {row['bound']} (accuracy {row['accuracy_mean']:.3f}, outside the "
-                f"real sizes measured, {lo_n}–{hi_n}{reach}); no rate is given beyond them.")
-    worth = row["n_eff"] - n_real if mixture else row["n_eff"]
-    lo_w = row["n_eff_ci_low"] - n_real if mixture else row["n_eff_ci_low"]
-    hi_w = row["n_eff_ci_high"] - n_real if mixture else row["n_eff_ci_high"]
-    below = "0" if mixture and n_real >= lo_n else f"under {lo_n - (n_real if mixture else 0)}"
-    above = f"over {hi_n - (n_real if mixture else 0)}"
-    rate_ci = _interval(row["rate_ci_low"], row["rate_ci_high"], "under " + _fmt(m / max(hi_n - n_real, 1))
-                        if mixture else f"under {_fmt(m / hi_n)}", "unbounded" if mixture else f"over {_fmt(m / lo_n)}")
-    return (f"{lead} {'is' if mixture else 'are'} worth {_fmt(worth)} real images "
-            f"(95 % CI {_interval(lo_w, hi_w, below, above)}): one real image is worth {_fmt(row['rate'])} {gen} "
-            f"images (CI {rate_ci}).")
 
 
 def with_counts(df: pd.DataFrame) -> pd.DataFrame:
@@ -391,9 +357,14 @@ def provenance_text(prov: Any) -> str:
         return f"filtered ({name or 'filter'}) from a generator {provenance_text(prov.get('parent'))}"
     seen = prov.get("trained_on")
     if kind == "trained" and isinstance(seen, dict):
+        from synthbench.data.provenance import autoencoder_part
+
         split = f", split {seen['split']}" if seen.get("split") else ""
+        ae = prov.get("autoencoder")   # a latent model learnt from its autoencoder's data as well
         return (f"trained on {seen.get('images', '?')} real images ({seen.get('name') or seen.get('path') or 'a Dataset'}"
-                f"{split}, fingerprint {str(seen.get('fingerprint', '?'))[:12]})")
+                f"{split}, fingerprint {str(seen.get('fingerprint', '?'))[:12]})"
+                + (f"; its autoencoder {provenance_text(ae)}" if isinstance(ae, dict) and ae.get("trained_on")
+                   else autoencoder_part(ae)))
     if kind == "pretrained":
         return "pretrained on external data" + (f" ({note})" if note else "")
     return f"{kind or 'unknown kind'}" + (f" ({note})" if note else "")
@@ -464,8 +435,10 @@ def exchange_rates(results: pd.DataFrame, *, provenance: dict[str, Any] | None =
                       "grid": grid or "complete"}
         keys = ["filter", "generator", "composition", "size", "ratio", "augment_factor"]
         for (filt, gen, comp, size, ratio, af), g in synth.groupby(keys, sort=True, dropna=False):
-            group = Group(gen, comp, int(size), float(ratio), None if pd.isna(af) else float(af),
-                          int(g["n_real"].iloc[0]), int(g["n_synthetic"].iloc[0]), g["accuracy"].to_numpy(float))
+            n_real = int(g["n_real"].iloc[0])
+            real_acc = curve.means[curve.sizes.index(n_real)] if n_real in curve.sizes else None
+            group = Group(gen, comp, int(size), float(ratio), None if pd.isna(af) else float(af), n_real,
+                          int(g["n_synthetic"].iloc[0]), g["accuracy"].to_numpy(float), filt, real_acc)
             draws = group_draws(group.values, resamples, rng) if curve.status == OK else None
             row = rate_row(curve, group, draws)
             row.update(test_set=test_set, filter=filt, provenance=provenance_text((provenance or {}).get(gen)),
