@@ -87,8 +87,14 @@ def resolve_train_config(kind: str, out: str | Path, *, preset: str | None = Non
                 base = (saved, f"the run's saved config ({run.config_file})")
     if base is None and preset is None and config_file is None:
         preset = entry.default_preset
-    return resolve_config(entry.config(), preset=(kind, preset) if preset else None, base=base,
-                          config_file=config_file, overrides=overrides)
+    config = resolve_config(entry.config(), preset=(kind, preset) if preset else None, base=base,
+                            config_file=config_file, overrides=overrides)
+    evaluation = getattr(config, "eval", None)
+    if evaluation is not None and evaluation.every:  # a mistyped name fails now, not when training starts
+        from synthbench.metrics.features import check_features
+
+        check_features(evaluation.features, "eval.features")
+    return config
 
 
 def train(kind: str, data: str | Path, out: str | Path, *, preset: str | None = None,

@@ -99,3 +99,17 @@ def test_another_models_weights_under_a_dinov2_config(tmp_path, metrics):
     bert = save_tiny_bert(tmp_path / "bert-weights")
     (folder / "model.safetensors").write_bytes((bert / "model.safetensors").read_bytes())
     metrics(folder, match=("lacks weights the DINOv2 model needs", DOWNLOAD))
+
+
+@pytest.mark.parametrize("setting, match", [
+    ({"num_channels": 1}, "a DINOv2 model for 1-channel images"),
+    ({"patch_size": 300}, "patch_size 300"),
+])
+def test_a_dinov2_whose_input_the_images_cannot_be(tmp_path, metrics, setting, match):
+    """1 channel or a patch larger than the 224 px images: refused, not a traceback in the forward pass."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    folder = tmp_path / "odd"
+    Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                             image_size=28, **setting)).save_pretrained(folder)
+    metrics(folder, match=(match, DOWNLOAD))

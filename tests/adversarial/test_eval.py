@@ -53,7 +53,8 @@ def test_one_class_data_with_domain_features_is_refused_and_the_advice_works(fac
 @pytest.mark.parametrize("setting, match", [
     ("eval.every=-1", "eval.every"),
     ("eval.samples=2", "eval.samples"),
-    ("eval.features=/no/such/classifier", "--features"),
+    ("eval.features=/no/such/classifier", "key 'eval.features': '/no/such/classifier' is no feature extractor"),
+    ("eval.features=incepton", "did you mean 'inception'?"),
 ])
 def test_bad_eval_settings_are_refused_before_anything_is_written(faces, tmp_path, refused, setting, match):
     split, _ = faces

@@ -17,7 +17,8 @@ from synthbench.data.compose import subset
 from synthbench.data.dataset import Dataset
 from synthbench.errors import ConfigError
 from synthbench.metrics import MetricsConfig, compute_metrics, density_coverage, extract_features, precision_recall
-from synthbench.metrics.dinov2 import Dinov2Features, resolve_dinov2, weights_key
+from synthbench.metrics.dinov2 import Dinov2Features, resolve_dinov2
+from synthbench.metrics.features import weights_key
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -180,11 +181,12 @@ def test_the_weights_fingerprint_keys_the_studys_stored_metrics(tmp_path, tiny):
         inputs=SimpleNamespace(real=SimpleNamespace(fingerprint="r"), synthetic={"g": SimpleNamespace(fingerprint="f")}),
         spec=SimpleNamespace(metrics=MetricsConfig(features="dinov2", dinov2_weights=str(folder))))
     before = _metrics_key(plan, "g")
-    assert weights_key(str(folder)) == hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    files = [(name, hashlib.sha256((folder / name).read_bytes()).hexdigest()) for name in ("config.json", "model.safetensors")]
+    assert weights_key(plan.spec.metrics) == hashlib.sha256(json.dumps(files).encode()).hexdigest()
     assert _metrics_key(plan, "g") == before
     save_tiny_dinov2(folder, seed=1)  # other weights, same folder name and config
     assert _metrics_key(plan, "g") != before
-    assert weights_key(str(tmp_path / "absent")) is None
+    assert weights_key(MetricsConfig(features="dinov2", dinov2_weights=str(tmp_path / "absent"))) is None
 
 
 def test_a_studys_dinov2_folder_is_relative_to_the_spec_and_a_hub_id_stays_one(tmp_path, tiny):

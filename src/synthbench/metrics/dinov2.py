@@ -21,12 +21,11 @@ Where the model comes from (:func:`resolve_dinov2`):
 
 Only safetensors weights are read (unpickling an untrusted ``.bin`` can run code), every weight
 the model needs must be in the file (no silently random layers), and the file's SHA-256 is
-recorded with the results and keys the study's stored metrics.
+recorded with the results; the hash of the model's files keys the study's stored metrics.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -36,7 +35,7 @@ from typing import Any
 import torch
 
 from synthbench.errors import ConfigError
-from synthbench.metrics.features import FeatureExtractor
+from synthbench.metrics.features import FeatureExtractor, file_sha256
 
 DEFAULT_MODEL = "facebook/dinov2-large"  # ViT-L/14, the encoder of Stein et al. 2023 (dgm-eval's default)
 # The Hub's SHA-256 of facebook/dinov2-large's model.safetensors (its LFS details).
@@ -112,42 +111,37 @@ def check_folder(folder: Path, hub_id: str | None = None) -> None:
     if not config.is_file():
         raise ConfigError(f"{folder} is not a Hugging Face model folder (no config.json): {again}")
     try:
-        kind = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+        settings = json.loads(config.read_text(encoding="utf-8"))
+        kind = settings.get("model_type")
     except (OSError, ValueError, UnicodeDecodeError, AttributeError) as exc:
         raise ConfigError(f"{config} is not a valid model config ({_first_line(exc)}): {again}") from None
     if kind != "dinov2":
         raise ConfigError(f"{folder} holds a {kind or 'unknown'} model, not DINOv2 (model_type 'dinov2'): {again}")
+    _check_shape(settings, folder, again)
     if not (folder / "model.safetensors").is_file():
         other = [p.name for p in folder.glob("*.bin")]
         why = f" (it has {', '.join(other)}: pickled weights are not read)" if other else ""
         raise ConfigError(f"{folder} has no model.safetensors{why}: {again}")
 
 
-_SHA256: dict[tuple[str, int, int], str] = {}
+def _check_shape(settings: dict[str, Any], folder: Path, again: str) -> None:
+    """Refuse a DINOv2 whose input the images cannot be: they reach it as 3 channels (grayscale
+    repeated) at INPUT_SIZE px, which its first convolution would fail on with a traceback."""
+    channels, patch = settings.get("num_channels", 3), settings.get("patch_size", 14)
+    if channels != 3:
+        raise ConfigError(f"{folder} holds a DINOv2 model for {channels}-channel images (num_channels in its "
+                          f"config.json); the metrics give it RGB images (grayscale as three equal channels), so "
+                          f"they need a model with num_channels 3, as every released DINOv2 has: {again}")
+    sides = patch if isinstance(patch, list) and len(patch) == 2 else [patch]  # transformers takes both
+    if not all(isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= INPUT_SIZE for p in sides):
+        raise ConfigError(f"{folder} holds a DINOv2 model with patch_size {patch!r} (its config.json); the images "
+                          f"reach it at {INPUT_SIZE} x {INPUT_SIZE} px, so the patch size must be a whole number "
+                          f"from 1 to {INPUT_SIZE} (released DINOv2 models use 14): {again}")
 
 
 def weights_sha256(folder: Path) -> str:
-    """SHA-256 of the folder's model.safetensors (remembered per file, size and mtime in this process)."""
-    path = (folder / "model.safetensors").resolve()
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA256:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 22):
-                h.update(chunk)
-        _SHA256[key] = h.hexdigest()
-    return _SHA256[key]
-
-
-def weights_key(given: str | None) -> str | None:
-    """The SHA-256 of the weights ``given`` names if they are already here (no download), else None;
-    for keys of stored results: new weights make the old results stale."""
-    try:
-        folder, _ = resolve_dinov2(given, download=False)
-        return weights_sha256(folder)
-    except (ConfigError, OSError):
-        return None
+    """SHA-256 of the folder's model.safetensors (as the Hub lists it: compared with STANDARD_SHA256)."""
+    return file_sha256(folder / "model.safetensors")
 
 
 class Dinov2Features(FeatureExtractor):

@@ -140,11 +140,61 @@ class InceptionFeatures(FeatureExtractor):
 
 
 def _sha256_prefix(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()[: len(WEIGHTS_SHA256_PREFIX)]
+    return file_sha256(path)[: len(WEIGHTS_SHA256_PREFIX)]
+
+
+# ------------------------------------------------------------------------------ weights keys
+_SHA256: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file (remembered per path, size and mtime in this process: weights are large)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA256:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                h.update(chunk)
+        _SHA256[key] = h.hexdigest()
+    return _SHA256[key]
+
+
+def content_sha256(path: str | os.PathLike, names: tuple[str, ...]) -> str:
+    """SHA-256 of a weights file, or of the files ``names`` of a model folder (each name with its
+    content's hash; a missing one counts as absent): what an extractor reads, not where it lies."""
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path)
+    parts = [(name, file_sha256(path / name) if (path / name).is_file() else None) for name in names]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def weights_key(config) -> str | None:
+    """A hash of the contents of the weights that ``config``'s features read (a MetricsConfig or an
+    EvalConfig: ``features``, ``inception_weights``, ``dinov2_weights``), for the keys of stored results:
+    weights retrained or replaced in place (same path) make the old results stale. None where
+    there are none (domain: its extractor is keyed by the real data and its config) or they
+    cannot be found now (computing the metrics then fails with the reason)."""
+    from synthbench.classifiers.task import CONFIG_FILE, MODEL_FILE
+
+    features, inception_weights, dinov2_weights = config.features, config.inception_weights, config.dinov2_weights
+    try:
+        if features == "auto":
+            features = "inception" if find_inception_weights(inception_weights) else "domain"
+        if features == "inception":
+            return content_sha256(find_inception_weights(inception_weights), ())
+        if features == "dinov2":
+            from synthbench.metrics.dinov2 import FILES, resolve_dinov2
+
+            return content_sha256(resolve_dinov2(dinov2_weights, download=False)[0], FILES)
+        path = Path(features).expanduser()
+        if features != "domain" and path.exists():  # a saved classifier: its folder, or its weights file
+            return content_sha256(path.parent if path.is_file() else path, (CONFIG_FILE, MODEL_FILE))
+    except (ConfigError, OSError, TypeError):
+        return None
+    return None
 
 
 # ------------------------------------------------------------------------------ classifiers
@@ -225,6 +275,30 @@ def _all_train(dataset: Dataset) -> Dataset:
     return replace(dataset, splits=np.full(len(dataset), "train"))
 
 
+FEATURES = ("auto", "inception", "dinov2", "domain")
+FEATURES_HELP = ("use auto, inception, dinov2, domain, or the folder of a saved synthbench classifier "
+                 "(model.safetensors and config.json, e.g. RUN/model of 'synthbench train classifier')")
+
+
+def check_features(features: str, key: str) -> None:
+    """Refuse, when a config is read (before anything trains), ``features`` that name no extractor:
+    a mistyped name (with the closest one) or a path that is not a saved classifier. ``key`` is
+    the config key that gave it (``metrics.features``, ``eval.features``)."""
+    from synthbench.classifiers.task import CONFIG_FILE, MODEL_FILE
+    from synthbench.config import did_you_mean
+
+    if features in FEATURES:
+        return
+    path = Path(features).expanduser()
+    folder = path.parent if path.is_file() and path.name == MODEL_FILE else path
+    if not path.exists():
+        raise ConfigError(f"key {key!r}: {features!r} is no feature extractor and no such folder exists "
+                          f"({FEATURES_HELP}){did_you_mean(features, FEATURES)}")
+    if not ((folder / MODEL_FILE).is_file() and (folder / CONFIG_FILE).is_file()):
+        raise ConfigError(f"key {key!r}: {path} is not a saved synthbench classifier (it needs {MODEL_FILE} and "
+                          f"{CONFIG_FILE}); {FEATURES_HELP}")
+
+
 def get_extractor(features: str, *, real_train: Dataset | None = None, classifier_config=None,
                   inception_weights: str | None = None, dinov2_weights: str | None = None, cache_dir: str | os.PathLike | None = None,
                   device: str = "cpu") -> FeatureExtractor:
@@ -244,5 +318,7 @@ def get_extractor(features: str, *, real_train: Dataset | None = None, classifie
         return domain_features(real_train, classifier_config, cache_dir, device=device)
     if Path(features).exists():
         return file_features(features, device=device)
-    raise ConfigError(f"--features {features!r}: use auto, inception, dinov2, domain, or the path of a saved "
-                      "synthbench classifier (a folder with model.safetensors and config.json)")
+    from synthbench.config import did_you_mean
+
+    raise ConfigError(f"--features {features!r}: no feature extractor of that name and no such folder "
+                      f"({FEATURES_HELP}){did_you_mean(features, FEATURES)}")

@@ -42,6 +42,7 @@ from synthbench.errors import ConfigError
 if TYPE_CHECKING:
     from synthbench.study.cache import CellStore
     from synthbench.study.runner import StudyPlan
+    from synthbench.study.spec import StudySpec
 
 CRASH_HOOK = "SYNTHBENCH_TEST_CRASH_ONCE"
 EXECUTORS = ("local", "ray")
@@ -67,9 +68,11 @@ def check_workers(workers: int | None) -> int | None:
     return workers
 
 
-def cell_threads(plan: StudyPlan) -> int:
-    """Torch CPU threads of every cell: the spec's, else 1 (the same in every executor)."""
-    return plan.spec.threads or 1
+def cell_threads(plan: StudyPlan | StudySpec) -> int:
+    """Torch CPU threads of every cell: the spec's, else 1 (the same in every executor; part of
+    each cell's key, see synthbench.study.grid.cell_key)."""
+    spec = getattr(plan, "spec", plan)
+    return spec.threads or 1
 
 
 # ------------------------------------------------------------------------------ worker side

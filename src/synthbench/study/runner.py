@@ -57,6 +57,7 @@ from synthbench.data.dataset import Dataset
 from synthbench.errors import SynthbenchError
 from synthbench.safety import LockedError, output_lock, safe_name
 from synthbench.study.cache import CellStore, check_results_folder, claim_results_folder, write_json_atomic
+from synthbench.study.executors import cell_threads
 from synthbench.study.grid import (
     Cell,
     build_grid,
@@ -140,9 +141,8 @@ def plan_study(spec: StudySpec, out: str | os.PathLike | None = None, *, build_f
     """Open the inputs and build every cell with its key; any bad input raises here. The spec's
     filters are applied here (their Datasets made in the results folder unless cached; with
     ``build_filters=False`` a missing one is an error instead)."""
-    from synthbench.study.filtering import apply_filters, check_filtered_sizes
-
     from synthbench.classifiers.models import build_classifier
+    from synthbench.study.filtering import apply_filters, check_filtered_sizes
 
     out = Path(out or spec.out or "")
     if not str(out) or str(out) == ".":
@@ -170,7 +170,7 @@ def plan_study(spec: StudySpec, out: str | os.PathLike | None = None, *, build_f
     for cell in grid:
         train = training_set(cell, inputs, spec.ratio)
         config = cell_classifier(classifier, cell.seed)
-        key, payload = cell_key(dump_config(config), train.fingerprint, inputs.test.fingerprint, __version__)
+        key, payload = cell_key(dump_config(config), train.fingerprint, inputs.test.fingerprint, __version__, cell_threads(spec))
         cells.append(PlannedCell(cell=cell, key=key, payload=payload, train_set=train))
     return StudyPlan(spec=spec, out=out, inputs=inputs, classifier=classifier, cells=cells,
                      resized_from=h if side != h else None)
@@ -188,7 +188,7 @@ def run_study(spec: str | os.PathLike | StudySpec, *, shard: str | tuple[int, in
     ``workers``: cells trained at once in local worker processes (1: one after another in this
     process; None: one per GPU, else one per CPU core); ``executor="ray"``: every cell a Ray task
     on the cluster at ``address`` (or a local one). See :mod:`synthbench.study.executors`."""
-    from synthbench.study.executors import EXECUTORS, cell_threads, check_workers, machine_workers, run_cells
+    from synthbench.study.executors import EXECUTORS, check_workers, machine_workers, run_cells
 
     started = time.perf_counter()
     check_workers(workers)
@@ -384,7 +384,7 @@ def run_cell(plan: StudyPlan, planned: PlannedCell, store: CellStore) -> dict[st
         "real_test": real_eval.to_dict(),
         "synthetic_test": synthetic_eval.to_dict() if synthetic_eval else None,
         "train_seconds": round(t1 - t0, 3), "eval_seconds": round(t2 - t1, 3),
-        "device": str(next(model.parameters()).device), "host": socket.gethostname(),
+        "device": str(next(model.parameters()).device), "threads": torch.get_num_threads(), "host": socket.gethostname(),
         "synthbench_version": __version__, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     store.save(key, result)
@@ -414,12 +414,12 @@ def _score_on_synthetic(plan: StudyPlan, planned: PlannedCell, store: CellStore,
 
 # ------------------------------------------------------------------------------ metrics
 def _metrics_key(plan: StudyPlan, generator: str) -> str:
-    payload = {"real": plan.inputs.real.fingerprint, "fake": plan.inputs.synthetic[generator].fingerprint,
-               "config": plan.spec.metrics.model_dump(mode="json"), "synthbench_version": __version__}
-    if plan.spec.metrics.features == "dinov2":  # a hub id or a folder names weights that can change
-        from synthbench.metrics.dinov2 import weights_key
+    from synthbench.metrics.features import weights_key
 
-        payload["dinov2_sha256"] = weights_key(plan.spec.metrics.dinov2_weights)
+    # The weights' contents, not only their path: weights retrained or replaced in place are new.
+    payload = {"real": plan.inputs.real.fingerprint, "fake": plan.inputs.synthetic[generator].fingerprint,
+               "config": plan.spec.metrics.model_dump(mode="json"), "synthbench_version": __version__,
+               "weights": weights_key(plan.spec.metrics)}
     return hashlib.blake2b(json.dumps(payload, sort_keys=True).encode(), digest_size=10).hexdigest()
 
 

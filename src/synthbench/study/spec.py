@@ -45,6 +45,7 @@ from pydantic import Field, field_validator, model_validator
 from synthbench.config import StrictModel, read_yaml, resolve_config
 from synthbench.errors import ConfigError
 from synthbench.metrics.compute import MetricsConfig
+from synthbench.metrics.features import FEATURES, check_features
 
 COMPOSITIONS = ("real", "artificial", "mixed", "subset_real", "augmented", "ratio_sweep")
 # Compositions whose training set holds no synthetic image: trained once, not once per generator.
@@ -106,7 +107,7 @@ class StudySpec(StrictModel):
     filters: list[Filter] = Field(["none"], min_length=1, description="Filters applied to each synthetic Dataset before cells draw from it: none (unfiltered), confidence (keep the images a classifier trained on the generator's own real data finds most clearly of their class).")
     filter_keep: float = Field(0.5, gt=0, le=1, description="Share of each class the confidence filter keeps (0 < keep <= 1).")
     allow_test_leakage: bool = Field(False, description="Run even when a generator (or the filter that made its Dataset) was trained on real test images of this study; every affected number is then marked (test_leakage column, report, study exchange).")
-    threads: int | None = Field(None, ge=1, description="Torch CPU threads of each cell (null: 1). Fixed, whatever the workers: a cell's numbers depend on it.")
+    threads: int | None = Field(None, ge=1, description="Torch CPU threads of each cell (null: 1). Fixed, whatever the workers: a cell's numbers depend on it, so it is part of each cell's key (another count trains the cells again).")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="What each cell reserves on a Ray cluster (--executor ray).")
     metrics: StudyMetricsSpec = Field(default_factory=StudyMetricsSpec, description="Image-quality metrics per generator.")
 
@@ -197,7 +198,10 @@ def load_spec(spec: str | os.PathLike | StudySpec, overrides: tuple[str, ...] | 
         loaded = resolve_config(StudySpec, config_file=path, overrides=overrides)
         if loaded.out is None:
             loaded = loaded.model_copy(update={"out": str(base / f"{path.stem}-results")})
-    return _absolute(loaded, base), base
+    loaded = _absolute(loaded, base)
+    if loaded.metrics.enabled:  # a mistyped name fails now, not after every cell has trained
+        check_features(loaded.metrics.features, "metrics.features")
+    return loaded, base
 
 
 def _refuse_saved_copy(path: Path, data: dict[str, Any]) -> None:
@@ -246,6 +250,10 @@ def _absolute(spec: StudySpec, base: Path) -> StudySpec:
     metrics: dict[str, Any] = {}
     if spec.metrics.inception_weights:
         metrics["inception_weights"] = fix(spec.metrics.inception_weights)
+    # A saved classifier as the features is a folder relative to the spec; a name (or a typo of
+    # one, refused by load_spec with a suggestion) stays as given.
+    if spec.metrics.features not in FEATURES and (base / Path(spec.metrics.features).expanduser()).exists():
+        metrics["features"] = fix(spec.metrics.features)
     # A DINOv2 model is a folder (relative to the spec, like every path) or else a hub id.
     if spec.metrics.dinov2_weights and (base / Path(spec.metrics.dinov2_weights).expanduser()).exists():
         metrics["dinov2_weights"] = fix(spec.metrics.dinov2_weights)

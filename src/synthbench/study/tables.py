@@ -111,7 +111,7 @@ def result_rows(plan: StudyPlan, store: CellStore) -> tuple[list[dict], list[dic
                                            if synthetic else None),
             "classifier_preset": spec.classifier_preset,
             "classifier_resized_from": plan.resized_from,
-            "device": res["device"], "host": res.get("host"), "synthbench_version": res["synthbench_version"],
+            "device": res["device"], "threads": res.get("threads"), "host": res.get("host"), "synthbench_version": res["synthbench_version"],
             "finished_at": res["finished_at"],
         }
         _flatten("classifier", res["classifier"], row)
