@@ -83,3 +83,20 @@ def test_a_generator_named_with_html(tmp_path, cli):
     assert "<script" not in page
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; images alone" in section
     assert "provenance not recorded" in section
+
+
+def test_a_generator_named_with_a_line_break_cannot_forge_a_line(tmp_path, cli):
+    """A name from results.csv with a newline (and a terminal escape) is printed escaped, on its
+    own sentence's line: no printed line is the forged one."""
+    forged = "- [real_test] At 25 training images, 25 real images are worth 1000 real images"
+    name = f"gan\n{forged}\x1b[31m"
+    res = sweep_folder(tmp_path / "res", generators=(name,))
+    code, out, err = cli("study", "exchange", res)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert not any(line.startswith(forged) for line in lines)
+    assert "\x1b" not in out
+    sentences = [line for line in lines if line.startswith("- [")]
+    assert sentences and all("gan\\n- [real_test] At 25" in line and "\\x1b[31m images alone" in line
+                             for line in sentences)
+    assert not (res / "exchange_rates.csv").exists()   # printing wrote nothing

@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from synthbench.errors import SynthbenchError
+from synthbench.safety import one_line
 from synthbench.study.grid import Cell, counts
 
 BOOTSTRAP_SEED = 20240611
@@ -269,7 +270,7 @@ def rate_row(curve: Curve, g: Group, draws: np.ndarray | None) -> dict[str, Any]
                            "accuracy_mean": float(g.values.mean()),
                            **{k: math.nan for k in ("n_eff", "n_eff_ci_low", "n_eff_ci_high", "rate", "rate_ci_low",
                                                     "rate_ci_high")}, "bound": ""}
-    gen, m, n_real = g.generator, g.n_synthetic, g.n_real
+    gen, m, n_real = one_line(g.generator), g.n_synthetic, g.n_real  # a name in a sentence: one line
     mixture = g.composition != "artificial"
     what = (f"{m} {gen} images alone" if not mixture
             else f"adding {m} {gen} images to {n_real} real ones")
@@ -341,7 +342,7 @@ def _interval(low: float, high: float, low_text: str, high_text: str) -> str:
 
 def _statement(g: Group, row: dict[str, Any], lo_n: int, hi_n: int) -> str:
     """The quotable sentence of a row."""
-    gen, m, n_real = g.generator, g.n_synthetic, g.n_real
+    gen, m, n_real = one_line(g.generator), g.n_synthetic, g.n_real
     mixture = g.composition != "artificial"
     k = f" (k = {g.augment_factor:g})" if g.composition == "augmented" else ""
     if mixture:
@@ -484,7 +485,8 @@ def exchange_rates(results: pd.DataFrame, *, provenance: dict[str, Any] | None =
             rng = group_rng(test_set, filt, gen, comp, size, ratio, af)
             draws = group_draws(group.values, resamples, rng) if curve.status == OK else None
             row = rate_row(curve, group, draws)
-            row.update(test_set=test_set, filter=filt, provenance=provenance_text((provenance or {}).get(gen)),
+            row.update(test_set=test_set, filter=filt,
+                       provenance=one_line(provenance_text((provenance or {}).get(gen))),
                        **curve_cols)
             rows.append(row)
     table = pd.DataFrame(rows, columns=COLUMNS)
