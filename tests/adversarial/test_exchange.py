@@ -100,3 +100,19 @@ def test_a_generator_named_with_a_line_break_cannot_forge_a_line(tmp_path, cli):
     assert sentences and all("gan\\n- [real_test] At 25" in line and "\\x1b[31m images alone" in line
                              for line in sentences)
     assert not (res / "exchange_rates.csv").exists()   # printing wrote nothing
+
+
+def test_the_demos_folder_points_at_its_study(tmp_path, cli, refused):
+    """``study exchange DEMO_FOLDER``: the results are in DEMO_FOLDER/study; the error names that
+    folder and the command, and the command works."""
+    demo = tmp_path / "synthbench demo"
+    sweep_folder(demo / "study")
+    before = snapshot(tmp_path)
+    line = refused("study", "exchange", demo, match=(f"its study's results are in {demo / 'study'}",
+                                                     "run: synthbench study exchange "))
+    assert snapshot(tmp_path) == before
+    import shlex
+    command = shlex.split(line.split("run: ", 1)[1])
+    assert command[:3] == ["synthbench", "study", "exchange"]
+    code, out, err = cli(*command[1:])
+    assert code == 0 and "computed from" in out, err

@@ -5,6 +5,7 @@ layout for a terminal. The method itself is in :mod:`synthbench.study.exchange`.
 from __future__ import annotations
 
 import math
+import shlex
 
 import pandas as pd
 
@@ -22,6 +23,11 @@ def from_folder(folder) -> tuple[pd.DataFrame, str]:
     from synthbench.report.load import ResultsError, load
 
     folder = Path(folder)
+    nested = folder / "study"
+    if not (folder / "results.csv").exists() and (nested / "results.csv").is_file():
+        # The demo's folder (data, runs, synthetic, study, report): its study's results are one level down.
+        raise ResultsError(f"{folder} is not a results folder itself, but its study's results are in {nested} (as "
+                           f"in the demo's folder); run: synthbench study exchange {shlex.quote(str(nested))}")
     data = load(folder)   # one-line errors for a folder that is not a results folder, bad numbers
     results = data.tables["results"]
     if not has_sweep(results):
