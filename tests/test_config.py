@@ -363,3 +363,20 @@ def test_a_mistyped_preset_gets_the_closest_name():
     assert preset_path("data", "digits").is_file()
     with pytest.raises(ConfigError, match="unknown data preset 'zzz'; known presets: "):  # nothing close: no guess
         preset_path("data", "zzz")
+
+
+def test_a_repeated_or_mistyped_key_on_the_command_line_is_one_line_naming_it(capsys, tmp_path):
+    """Through the CLI: a key typed twice (or a key and its sub-key) is refused instead of the
+    later value silently winning; a typo gets the key it meant. Nothing is written."""
+    from synthbench.cli import main
+
+    argv = ["train", "dcgan", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
+    assert main([*argv, "train.epochs=2", "train.epochs=3"]) == 2
+    err = capsys.readouterr().err
+    assert "key 'train.epochs' is given twice on the command line ('train.epochs=2' and 'train.epochs=3')" in err
+    assert err.count("\n") == 1
+    assert main([*argv, "train.epochs=2", "train={epochs: 3}"]) == 2
+    assert "'train={epochs: 3}' conflicts with an earlier override of 'train.epochs'" in capsys.readouterr().err
+    assert main([*argv, "train.epoch=2"]) == 2
+    assert "key 'train.epoch' in the command line: unknown key; did you mean 'train.epochs'?" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -142,11 +142,13 @@ def _parse_overrides(items) -> tuple[dict[str, Any], dict[str, Any]]:
     """The overrides twice: YAML-typed, and with every scalar as the text typed."""
     result: dict[str, Any] = {}
     texts: dict[str, Any] = {}
+    given: dict[str, str] = {}  # key -> the item that set it
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"override {item!r} on {_COMMAND_LINE} is not of the form key.sub=value")
+        _check_once(key, item, given)
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
             text = yaml.load(raw, Loader=yaml.BaseLoader) if raw.strip() else ""  # noqa: S506
@@ -162,6 +164,25 @@ def _parse_overrides(items) -> tuple[dict[str, Any], dict[str, Any]]:
                 target = nxt
             target[parts[-1]] = leaf
     return result, texts
+
+
+def last_wins(items: list[str] | tuple[str, ...]) -> list[str]:
+    """``KEY=VALUE`` items with each key once, the later value kept (for code that adds its own
+    overrides after a plan's: the command line itself refuses a repeated key)."""
+    return list({item.partition("=")[0].strip(): item for item in items}.values())
+
+
+def _check_once(key: str, item: str, given: dict[str, str]) -> None:
+    """Refuse a key given twice, or a key and one of its sub-keys (``a=1 a.b=2``): the later
+    would silently replace the earlier, and a typed-over value is rarely what was meant."""
+    if key in given:
+        raise ConfigError(f"key {key!r} is given twice on {_COMMAND_LINE} ({given[key]!r} and {item!r}); "
+                          "give it once")
+    for earlier, earlier_item in given.items():
+        if key.startswith(earlier + ".") or earlier.startswith(key + "."):
+            raise ConfigError(f"override {item!r} conflicts with an earlier override of {earlier!r} "
+                              f"({earlier_item!r}); give one of them")
+    given[key] = item
 
 
 # ------------------------------------------------------------------------------------ typing by field
@@ -380,10 +401,15 @@ def _literal_values(model: type[BaseModel], loc: tuple) -> list:
 def _submodel(model: type[BaseModel], loc: tuple[str, ...]) -> type[BaseModel] | None:
     current: Any = model
     for part in loc:
+        current = _optional_of(current)
+        if typing.get_origin(current) is dict:  # a map of named entries (the spec's generators): the part is a name
+            current = typing.get_args(current)[1]
+            continue
         info = getattr(current, "model_fields", {}).get(part)
         if info is None:
             return None
         current = info.annotation
+    current = _optional_of(current)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 

@@ -231,6 +231,7 @@ def _lane(kind: str, out: Path, real: Path, plan: DemoPlan) -> dict[str, float]:
 
 
 def _train(kind: str, data: Path, run: Path, preset: str, overrides: tuple[str, ...], progress: bool) -> Path:
+    from synthbench.config import last_wins
     from synthbench.train import train
 
     from synthbench.engine.run import RunFolder
@@ -241,7 +242,7 @@ def _train(kind: str, data: Path, run: Path, preset: str, overrides: tuple[str, 
     if RunFolder(run).usable_checkpoint() is not None:
         train(kind, data, run, resume=True, overrides=extra)
     else:  # new, or started but never checkpointed: the engine starts it again in place
-        train(kind, data, run, preset=preset, overrides=list(overrides) + list(extra))
+        train(kind, data, run, preset=preset, overrides=last_wins([*overrides, *extra]))
     return run
 
 

@@ -259,6 +259,17 @@ def safe_name(name: Any, *, fallback: str = "class") -> str:
     return f"{clean[:MAX_NAME - 7]}-{digest}"
 
 
+def one_line(value: Any) -> str:
+    """``value`` as text for one line of printed output: each character a terminal would not show
+    as itself (line breaks, tabs, escape sequences, bidirectional controls) written as its escape
+    (``\\n``, ``\\x1b``, ``\\u202e``), so a name from data can neither end a sentence's line and
+    forge the next one nor restyle the terminal. Printable text is returned as it is."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def safe_names(names: Iterable[Any], *, fallback: str = "class") -> list[str]:
     """:func:`safe_name` of each name, made distinct ignoring case (``Cat`` and ``cat`` would be
     one folder on a case-insensitive disk): later duplicates get ``-2``, ``-3``, ..."""

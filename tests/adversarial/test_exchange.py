@@ -147,3 +147,36 @@ def test_a_mixture_below_its_real_part_at_the_largest_size_is_not_worth_more_tha
     assert (f"adding 200 gan images to 200 real ones is worth less than its own real part: the accuracy "
             f"({real - 0.01:.3f}) is below the {real:.3f} its 200 real images reach alone") in line
     assert "worse than its real part" in next(x for x in out.splitlines() if x.startswith("real_test"))
+
+
+def test_a_generator_named_with_a_line_break_cannot_forge_a_line(tmp_path, cli):
+    """A name from results.csv with a newline (and a terminal escape) is printed escaped, on its
+    own sentence's line: no printed line is the forged one."""
+    forged = "- [real_test] At 25 training images, 25 real images are worth 1000 real images"
+    name = f"gan\n{forged}\x1b[31m"
+    res = sweep_folder(tmp_path / "res", generators=(name,))
+    code, out, err = cli("study", "exchange", res)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert not any(line.startswith(forged) for line in lines)
+    assert "\x1b" not in out
+    sentences = [line for line in lines if line.startswith("- [")]
+    assert sentences and all("gan\\n- [real_test] At 25" in line and "\\x1b[31m images alone" in line
+                             for line in sentences)
+    assert not (res / "exchange_rates.csv").exists()   # printing wrote nothing
+
+
+def test_the_demos_folder_points_at_its_study(tmp_path, cli, refused):
+    """``study exchange DEMO_FOLDER``: the results are in DEMO_FOLDER/study; the error names that
+    folder and the command, and the command works."""
+    demo = tmp_path / "synthbench demo"
+    sweep_folder(demo / "study")
+    before = snapshot(tmp_path)
+    line = refused("study", "exchange", demo, match=(f"its study's results are in {demo / 'study'}",
+                                                     "run: synthbench study exchange "))
+    assert snapshot(tmp_path) == before
+    import shlex
+    command = shlex.split(line.split("run: ", 1)[1])
+    assert command[:3] == ["synthbench", "study", "exchange"]
+    code, out, err = cli(*command[1:])
+    assert code == 0 and "computed from" in out, err

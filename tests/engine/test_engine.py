@@ -127,10 +127,9 @@ def test_resume_errors_before_training(digits_small, tmp_path):
     for p in ckpt.complete_checkpoints(run / "checkpoints"):
         import shutil
         shutil.rmtree(p)
-    with pytest.raises(SynthbenchError, match="no complete checkpoint.*the same command without --resume"):
-        train_dcgan(digits_small.path, run, resume=True)
-    # ... and that advice works: the run starts again in place.
-    train_dcgan(digits_small.path, run, preset="tiny", overrides=TINY + ["train.max_steps=2"])
+    # No checkpoint at all: nothing to resume, so --resume starts the run again in place (a
+    # requeued cluster job passes --resume every time; tests/engine/test_resume.py has the CLI).
+    train_dcgan(digits_small.path, run, resume=True, overrides=["train.max_steps=2"])
     assert ckpt.latest_checkpoint(run / "checkpoints").name == "step-00000002"
 
 

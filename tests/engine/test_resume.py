@@ -152,6 +152,37 @@ def test_run_killed_before_its_first_checkpoint_restarts_with_the_same_command(d
     assert [e["event"] for e in json.loads((run / "run.json").read_text())["history"]] == ["restart"]
 
 
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_and_says_so(digits_small, tmp_path,
+                                                                                  monkeypatch, capsys):
+    """Through the CLI: a requeued cluster job passes --resume every time; a run of synthbench's
+    own that stopped before its first checkpoint is started from the beginning, with a line saying
+    so. A folder also holding a user's file is still refused, the file kept."""
+    from synthbench.cli import main
+
+    run = tmp_path / "run"
+    argv = ["train", "dcgan", "--data", str(digits_small.path), "--out", str(run), "--preset", "tiny",
+            *SHORT, "train.max_steps=2"]
+    real_step = DCGANTask.step
+    monkeypatch.setattr(DCGANTask, "step", lambda self, batch, ctx: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main(argv) == 130
+    assert (run / "config.yaml").is_file() and not ckpt.complete_checkpoints(run / "checkpoints")
+    monkeypatch.setattr(DCGANTask, "step", real_step)
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "never saved a usable checkpoint (nothing to resume); starting it again from the beginning" in err
+    assert ckpt.latest_checkpoint(run / "checkpoints").name == "step-00000002"
+    assert [e["event"] for e in json.loads((run / "run.json").read_text())["history"]] == ["restart"]
+
+    other = tmp_path / "other"
+    monkeypatch.setattr(DCGANTask, "step", lambda self, batch, ctx: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main([*argv[:5], str(other), *argv[6:]]) == 130
+    (other / "notes.txt").write_text("mine")
+    assert main([*argv[:5], str(other), *argv[6:], "--resume"]) == 2
+    assert "no complete checkpoint" in capsys.readouterr().err
+    assert (other / "notes.txt").read_text() == "mine" and (other / "config.yaml").is_file()
+
+
 def test_never_checkpointed_run_holding_a_users_file_is_not_restarted(digits_small, tmp_path, monkeypatch):
     run = tmp_path / "run"
     monkeypatch.setattr(DCGANTask, "step", lambda self, batch, ctx: (_ for _ in ()).throw(KeyboardInterrupt))

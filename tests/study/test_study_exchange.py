@@ -15,7 +15,7 @@ import yaml
 from synthbench.cli import main
 from synthbench.data.dataset import atomic_folder, write_packed
 from synthbench.study import run_study
-from synthbench.study.exchange import (BOOTSTRAP_SEED, OK, exchange_rates, fit_many, invert,
+from synthbench.study.exchange import (BOOTSTRAP_SEED, OK, exchange_rates, fit_many, group_rng, invert,
                                        power_law, provenance_text)
 
 A, B, C = 2.0, 0.6, 0.05
@@ -205,7 +205,7 @@ def test_the_bootstrap_interval_matches_a_plain_loop():
 
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     draws = {n: t_draws(v, rng) for n, v in real.items()}
-    g = t_draws(group, np.random.default_rng(BOOTSTRAP_SEED + 1))
+    g = t_draws(group, group_rng("real_test", "", "g", "artificial", 90, 1.0, None))
     sizes = np.array(sorted(real), float)
     n_eff = []
     for r in range(R):
@@ -241,6 +241,19 @@ def test_the_table_is_the_same_on_every_run():
     rows = real_rows() + group_rows("artificial", "g", 200, acc(np.full(5, 80.0)))
     first, second = rates(rows)[0], rates(rows)[0]
     pd.testing.assert_frame_equal(first, second)
+
+
+def test_a_groups_interval_does_not_depend_on_the_other_groups():
+    """Each cell group draws from its own stream (seeded by its key): adding a generator (drawn
+    before 'g' in sorted order) or another size leaves g's interval exactly as it was."""
+    rows = real_rows() + group_rows("artificial", "g", 200, [0.84, 0.87, 0.86, 0.85, 0.88])
+    alone = one(rates(rows)[0], generator="g")
+    more = rows + group_rows("artificial", "aaa", 200, [0.80, 0.83, 0.82, 0.81, 0.84]) \
+        + group_rows("artificial", "aaa", 100, [0.78, 0.79, 0.80, 0.77, 0.79])
+    beside = one(rates(more)[0], generator="g")
+    assert alone["status"].startswith(OK), alone["statement"]
+    for column in ("n_eff_ci_low", "n_eff_ci_high", "rate_ci_low", "rate_ci_high", "statement"):
+        assert beside[column] == alone[column], column
 
 
 def test_fit_many_marks_rows_no_decreasing_curve_fits():

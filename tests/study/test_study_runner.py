@@ -270,3 +270,17 @@ def test_the_thread_setting_applies_while_cells_run(write_spec, monkeypatch):
     torch.set_num_threads(2)
     run_study(write_spec(compositions=["real"], seeds=[0], threads=1), progress=False)
     assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+
+
+def test_a_mistyped_key_of_a_generator_on_the_command_line_gets_the_key_meant(write_spec, fake_generators, capsys):
+    """``synthetic.NAME.KEY``: the generators are a map of names, and the did-you-mean looks
+    inside an entry (it used to say only "unknown key"); following the advice works."""
+    from synthbench.cli import main
+
+    spec = write_spec()
+    assert main(["study", "status", str(spec), f"synthetic.gan.pth={fake_generators['gan']}"]) == 2
+    assert "key 'synthetic.gan.pth' in the command line: unknown key; did you mean 'synthetic.gan.path'?" \
+        in capsys.readouterr().err
+    assert main(["study", "status", str(spec), f"synthetic.gan.path={fake_generators['gan']}"]) == 0
+    assert main(["study", "status", str(spec), "seeds=[0]", "seeds=[0, 1]"]) == 2
+    assert "key 'seeds' is given twice" in capsys.readouterr().err

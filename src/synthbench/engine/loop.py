@@ -206,6 +206,8 @@ def fit(task: Task, dataset: Dataset, run_dir: str | Path, config: TrainConfig, 
         raise SynthbenchError(f"the {config.split!r} split has {len(train_set)} images, fewer than one "
                               f"batch of {config.batch_size}; lower train.batch_size")
     inputs = [dataset.path]
+    # A requeued cluster job passes --resume also when killed before its first checkpoint: start again.
+    resume = resume and not run.never_checkpointed()
     # Checked before the lock too: taking it writes a lock file, which must not land in a foreign folder.
     if resume:
         run.check_resumable(inputs)
@@ -259,7 +261,8 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
                       + ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in changes), file=sys.stderr)
         else:
             if restart:
-                resuming.warn(f"{run.path} holds a run that never saved a usable checkpoint; starting it again")
+                resuming.warn(f"{run.path} holds a run that never saved a usable checkpoint (nothing to resume); "
+                              "starting it again from the beginning")
             run.create(task.kind, resolved, data, restart=restart)
         ckpt.remove_partial(run.checkpoints)
     accelerator.wait_for_everyone()

@@ -92,6 +92,12 @@ class RunFolder:
                                   f"marker, no checkpoint); give the run's folder as --out, or start a new "
                                   f"run in a new folder, e.g. {self.new_sibling()}")
 
+    def never_checkpointed(self) -> bool:
+        """A run folder of synthbench's own (nothing else in it) that holds no checkpoint at all:
+        its run stopped before the first one, so there is nothing to resume, nor to lose."""
+        return (safety.owned_kind(self.path) == "run" and self.config_file.is_file()
+                and not ckpt.complete_checkpoints(self.checkpoints))
+
     def new_sibling(self) -> Path:
         """A folder name next to this one that does not exist yet (for advice in messages)."""
         return safety.suggest_new(self._named)

@@ -25,7 +25,9 @@ Method (the decisions, and why):
   reader expects from k seeds; through the curve it carries that uncertainty to n_eff and the
   rate. Drawing each size and group independently ignores that a mixture and the real cell of
   the same seed share a real draw, which makes the intervals, if anything, wider. The generator
-  is seeded (:data:`BOOTSTRAP_SEED`), so the same results give the same table on every run.
+  is seeded (:data:`BOOTSTRAP_SEED`; each cell group's draws by its own key, :func:`group_rng`),
+  so the same results give the same table on every run, and one group's interval does not
+  depend on which other groups the study has.
 - **Never extrapolate.** The curve is only trusted between the smallest and largest real size
   measured. A group beyond it gets a bound ("worth more than 500 real images"), not a number;
   an interval end beyond it is left empty and the status says which end. A mixture whose
@@ -40,6 +42,8 @@ Method (the decisions, and why):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +53,7 @@ import pandas as pd
 
 from synthbench.errors import SynthbenchError
 from synthbench.study.exchange_text import beyond, series_name, statement
+from synthbench.safety import one_line
 from synthbench.study.grid import Cell, counts
 
 BOOTSTRAP_SEED = 20240611
@@ -230,6 +235,18 @@ def group_draws(values: np.ndarray, resamples: int, rng: np.random.Generator) ->
     return mean_draws(values, resamples, rng)
 
 
+def group_rng(test_set, filt, generator, composition, size, ratio, augment_factor) -> np.random.Generator:
+    """The random stream of one cell group's draws, seeded by the group's key. One stream shared
+    by every group in turn would tie each group's interval to the groups drawn before it (adding
+    a generator would change another's interval). The key goes through SHA-256, not hash():
+    Python salts the hash of a string per process, and the table must repeat across runs."""
+    af = "" if augment_factor is None or pd.isna(augment_factor) else f"{float(augment_factor):g}"
+    key = json.dumps([str(test_set), str(filt), str(generator), str(composition), int(size),
+                      f"{float(ratio):g}", af])
+    digest = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "little")
+    return np.random.default_rng([BOOTSTRAP_SEED + 1, digest])
+
+
 @dataclass
 class Group:
     generator: str
@@ -245,7 +262,7 @@ class Group:
 
     @property
     def label(self) -> str:
-        return series_name(self.generator, self.filter)
+        return one_line(series_name(self.generator, self.filter))  # a name in a sentence: one line
 
 
 def rate_row(curve: Curve, g: Group, draws: np.ndarray | None) -> dict[str, Any]:
@@ -424,7 +441,6 @@ def exchange_rates(results: pd.DataFrame, *, provenance: dict[str, Any] | None =
         synth = part[part["composition"].isin(SYNTHETIC_COMPOSITIONS)]
         curve = real_curve(real, str(test_set), resamples=resamples)
         curves.append(curve)
-        rng = np.random.default_rng(BOOTSTRAP_SEED + 1)
         curve_cols = {"curve_a": curve.params[0] if curve.params else math.nan,
                       "curve_b": curve.params[1] if curve.params else math.nan,
                       "curve_c": curve.params[2] if curve.params else math.nan,
@@ -439,9 +455,11 @@ def exchange_rates(results: pd.DataFrame, *, provenance: dict[str, Any] | None =
             real_acc = curve.means[curve.sizes.index(n_real)] if n_real in curve.sizes else None
             group = Group(gen, comp, int(size), float(ratio), None if pd.isna(af) else float(af), n_real,
                           int(g["n_synthetic"].iloc[0]), g["accuracy"].to_numpy(float), filt, real_acc)
+            rng = group_rng(test_set, filt, gen, comp, size, ratio, af)
             draws = group_draws(group.values, resamples, rng) if curve.status == OK else None
             row = rate_row(curve, group, draws)
-            row.update(test_set=test_set, filter=filt, provenance=provenance_text((provenance or {}).get(gen)),
+            row.update(test_set=test_set, filter=filt,
+                       provenance=one_line(provenance_text((provenance or {}).get(gen))),
                        **curve_cols)
             rows.append(row)
     table = pd.DataFrame(rows, columns=COLUMNS)

@@ -5,9 +5,11 @@ layout for a terminal. The method itself is in :mod:`synthbench.study.exchange`.
 from __future__ import annotations
 
 import math
+import shlex
 
 import pandas as pd
 
+from synthbench.safety import one_line
 from synthbench.study.exchange import exchange_rates, has_sweep, provenance_of, study_frame
 from synthbench.study.leakage import COLUMN as LEAKAGE, leaks_of, mark, warning_lines
 
@@ -18,9 +20,14 @@ def from_folder(folder) -> tuple[pd.DataFrame, str]:
     when the study wrote one, else computed from ``results.csv`` (checked as the report checks it)."""
     from pathlib import Path
 
-    from synthbench.report.load import load
+    from synthbench.report.load import ResultsError, load
 
     folder = Path(folder)
+    nested = folder / "study"
+    if not (folder / "results.csv").exists() and (nested / "results.csv").is_file():
+        # The demo's folder (data, runs, synthetic, study, report): its study's results are one level down.
+        raise ResultsError(f"{folder} is not a results folder itself, but its study's results are in {nested} (as "
+                           f"in the demo's folder); run: synthbench study exchange {shlex.quote(str(nested))}")
     data = load(folder)   # one-line errors for a folder that is not a results folder, bad numbers
     table, source = _table(folder, data)
     leaks = leaks_of(data.inputs)
@@ -89,19 +96,21 @@ def format_table(table: pd.DataFrame) -> str:
     filtered = "filter" in table.columns and bool(set(table["filter"].fillna("").astype(str)) - {"", "none"})
     for _, r in table.iterrows():
         gen = "_".join("".join(c if c.isprintable() else " " for c in str(r["generator"])).split())[:12]
-        filt = f" [filter: {r['filter']}]" if filtered and str(r.get("filter") or "") else ""
+        filt = f" [filter: {one_line(r['filter'])}]" if filtered and str(r.get("filter") or "") else ""
         filt += _leak_mark(r)
         n_eff = interval(r.get("n_eff"), r.get("n_eff_ci_low"), r.get("n_eff_ci_high"), "{:.0f}")
         rate = interval(r.get("rate"), r.get("rate_ci_low"), r.get("rate_ci_high"), "{:.2f}")
-        lines.append(f"{str(r.get('test_set', 'real_test'))[:20]:<20} {gen:<12} {str(r['composition'])[:11]:<11} "
+        lines.append(f"{one_line(r.get('test_set', 'real_test'))[:20]:<20} {gen:<12} {str(r['composition'])[:11]:<11} "
                      f"{num(r['size']):>5} {num(r.get('n_real')):>5} {num(r.get('n_synthetic')):>5} {num(r.get('n_seeds')):>5} "
-                     f"{num(r.get('accuracy_mean'), '{:.3f}'):>6} {n_eff:>20} {rate:>20}  {r['status']}{filt}")
+                     f"{num(r.get('accuracy_mean'), '{:.3f}'):>6} {n_eff:>20} {rate:>20}  {one_line(r['status'])}{filt}")
     lines.append("")
+    # Every text from the table printed on one line each (a name with a line break, read from a
+    # CSV written by anyone, would otherwise forge a line of its own).
     for _, r in table.iterrows():
-        prov = f" Generator: {r['provenance']}." if str(r.get("provenance") or "") else ""
-        grid = str(r.get("grid") or "")
+        prov = f" Generator: {one_line(r['provenance'])}." if str(r.get("provenance") or "") else ""
+        grid = one_line(r.get("grid") or "")
         scope = f" [{grid}]" if grid and grid != "complete" else ""
-        lines.append(f"- [{r.get('test_set', 'real_test')}]{scope}{_leak_mark(r)} {r['statement']}{prov}")
+        lines.append(f"- [{one_line(r.get('test_set', 'real_test'))}]{scope}{_leak_mark(r)} {one_line(r['statement'])}{prov}")
     return "\n".join(lines)
 
 
