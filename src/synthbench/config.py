@@ -21,6 +21,7 @@ import enum
 import importlib
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -148,7 +149,6 @@ def _parse_overrides(items) -> tuple[dict[str, Any], dict[str, Any]]:
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"override {item!r} on {_COMMAND_LINE} is not of the form key.sub=value")
-        _check_once(key, item, given)
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
             text = yaml.load(raw, Loader=yaml.BaseLoader) if raw.strip() else ""  # noqa: S506
@@ -163,25 +163,29 @@ def _parse_overrides(items) -> tuple[dict[str, Any], dict[str, Any]]:
                     raise ConfigError(f"override {item!r} conflicts with an earlier override of {part!r}")
                 target = nxt
             target[parts[-1]] = leaf
+        _check_once(key, item, given)  # after the conflicts that cannot apply at all were refused
     return result, texts
 
 
 def last_wins(items: list[str] | tuple[str, ...]) -> list[str]:
     """``KEY=VALUE`` items with each key once, the later value kept (for code that adds its own
-    overrides after a plan's: the command line itself refuses a repeated key)."""
+    overrides after a plan's, without the warning a repeated key of a command line gets)."""
     return list({item.partition("=")[0].strip(): item for item in items}.values())
 
 
+class OverrideWarning(UserWarning):
+    """A ``KEY=VALUE`` override that replaces an earlier one of the same command line."""
+
+
 def _check_once(key: str, item: str, given: dict[str, str]) -> None:
-    """Refuse a key given twice, or a key and one of its sub-keys (``a=1 a.b=2``): the later
-    would silently replace the earlier, and a typed-over value is rarely what was meant."""
-    if key in given:
-        raise ConfigError(f"key {key!r} is given twice on {_COMMAND_LINE} ({given[key]!r} and {item!r}); "
-                          "give it once")
+    """Name a key given twice, or a key and one of its sub-keys (``a.b=1 a={...}``): the later
+    one wins, as in a shell habit of appending a changed value to the original command (``...
+    --resume optim.lr=1e-4``), but a typed-over value must not pass unsaid."""
     for earlier, earlier_item in given.items():
-        if key.startswith(earlier + ".") or earlier.startswith(key + "."):
-            raise ConfigError(f"override {item!r} conflicts with an earlier override of {earlier!r} "
-                              f"({earlier_item!r}); give one of them")
+        if earlier == key or earlier.startswith(key + ".") or key.startswith(earlier + "."):
+            what = f"key {key!r} is given twice" if earlier == key else f"{earlier_item!r} and {item!r} overlap"
+            warnings.warn(f"{what} on {_COMMAND_LINE} ({earlier_item!r}, then {item!r}); the later one is used",
+                          OverrideWarning, stacklevel=5)
     given[key] = item
 
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import yaml
 
-from synthbench.config import resolve_config
+from synthbench.config import read_yaml, resolve_config
 from synthbench.data.dataset import Dataset
 from synthbench.engine.loop import fit
 from synthbench.engine.run import RunFolder
@@ -85,6 +85,14 @@ def resolve_train_config(kind: str, out: str | Path, *, preset: str | None = Non
                                       f"use 'synthbench train {saved_kind}'")
             if preset is None and config_file is None:
                 base = (saved, f"the run's saved config ({run.config_file})")
+    if base is None and config_file is not None and "kind" in read_yaml(config_file):
+        # A run's own config.yaml (which names its model): that run's settings, e.g. to start it again.
+        saved = read_yaml(config_file)
+        found = saved.pop("kind")
+        if found != kind:
+            raise SynthbenchError(f"--config {config_file} is the config of a {found!r} run, not {kind}; "
+                                  f"use 'synthbench train {found}'")
+        base, config_file = (saved, f"config file {config_file}"), None
     if base is None and preset is None and config_file is None:
         preset = entry.default_preset
     config = resolve_config(entry.config(), preset=(kind, preset) if preset else None, base=base,

@@ -170,3 +170,41 @@ def test_flatten_state_roundtrip_keeps_tensors_and_values(tmp_path):
     assert torch.equal(back["shadow"][0], torch.arange(3.0)) and back["shadow"][1].shape == (2, 2)
     with pytest.raises(TypeError):
         ckpt.flatten_state({"bad": object()})
+
+
+def test_divergence_after_following_the_advice_says_to_start_again_and_that_works(digits_small, tmp_path,
+                                                                                    monkeypatch, capsys):
+    """Through the CLI: the loss turns NaN from step 5 on (the weights of step-00000003 are
+    already damaged), so resuming it with the lower rate diverges again before the next
+    checkpoint. The second advice must not send the user back to the same checkpoint (a loop)
+    but give a command that starts again from the beginning; that command works."""
+    import shlex
+
+    from synthbench.cli import main
+
+    real_step = DCGANTask.step
+
+    def nan_from_step_5(self, batch, ctx):
+        logs = real_step(self, batch, ctx)
+        if ctx.global_step >= 4:
+            logs["loss_g"] = float("nan")
+        return logs
+
+    run = tmp_path / "run"
+    argv = ["train", "dcgan", "--data", str(digits_small.path), "--out", str(run)]
+    monkeypatch.setattr(DCGANTask, "step", nan_from_step_5)
+    assert main([*argv, "--preset", "tiny", *TINY]) == 2
+    first = capsys.readouterr().err
+    assert "step-00000003" in first and "--resume optim.lr=0.0002" in first
+    assert main([*argv, "--resume", "optim.lr=0.0002"]) == 2          # the advice, followed
+    second = capsys.readouterr().err
+    assert "diverged again" in second and "start again from the beginning" in second
+    assert "--resume" not in second
+    command = shlex.split(second.split("in a new folder: ", 1)[1].strip())
+    assert command[:3] == ["synthbench", "train", "dcgan"] and "optim.lr=0.0002" in command
+    monkeypatch.setattr(DCGANTask, "step", real_step)
+    assert main(command[1:]) == 0, capsys.readouterr().err             # that command works
+    new = Path(command[command.index("--out") + 1])
+    assert (new / "model" / "generator.safetensors").is_file()
+    saved = (new / "config.yaml").read_text()
+    assert "lr: 0.0002" in saved and "conditional: true" in saved     # the run's settings, the lower rate

@@ -133,7 +133,7 @@ class ClassifierTask(Task):
             # steps once per process and per optimizer step, which suits per-batch schedules only.
             getattr(sched, "scheduler", sched).step()
 
-    def diverged_advice(self, lower: str, checkpoint: Path | None) -> str:
+    def diverged_advice(self, lower: str, checkpoint: Path | None, restart: str | None = None) -> str:
         # Classifiers are trained by 'study run' and 'metrics', where the key is the study's.
         return (f"lower the classifier's learning rate (classifier.{lower} in a study spec) "
                 "and run it again")

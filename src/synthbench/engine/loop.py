@@ -146,9 +146,14 @@ class Task:
     def load_extra_state(self, state: Any) -> None:
         pass
 
-    def diverged_advice(self, lower: str, checkpoint: Path | None) -> str:
+    def diverged_advice(self, lower: str, checkpoint: Path | None, restart: str | None = None) -> str:
         """What to do after a NaN loss; ``lower`` is e.g. ``optim.lr=0.0002`` (a tenth of the
-        rate). The default speaks of ``synthbench train``, the command that runs generators."""
+        rate); ``restart``: the command that starts the run again, given when resuming
+        ``checkpoint`` with a lowered rate diverged again. The default speaks of ``synthbench train``."""
+        if restart is not None:  # resuming it again, lower still, would loop: its weights are damaged
+            return (f"resuming {checkpoint.name} with a lower learning rate diverged again before the next "
+                    "checkpoint, so the high rate had probably damaged its weights already; start again from the "
+                    f"beginning with the lower rate, in a new folder: {restart}")
         if checkpoint is not None:
             return (f"last good checkpoint: {checkpoint}; continue from it with a lower learning rate: "
                     f"the same command with --resume {lower}")
@@ -286,6 +291,7 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
                 table[name] = obj
 
     epoch, position, global_step, sums = 0, 0, 0, _EpochSums()
+    lowered = None  # the checkpoint this session resumed with a lowered learning rate
     # Seconds spent training (data, forward, backward, optimizer) over every session of the run:
     # never evaluation, grids, plots or checkpoint saving.
     clock = _TrainClock()
@@ -297,6 +303,7 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
         old_lr, new_lr = resuming.lookup(state["config"], resuming.LR_KEY), resuming.lookup(resolved, resuming.LR_KEY)
         if old_lr and new_lr and old_lr != new_lr:
             resuming.scale_learning_rate(task.optimizers, task.schedulers, new_lr / old_lr)
+            lowered = start_from if new_lr < old_lr else None
         if main:
             run.truncate_metrics(global_step)
             changed = ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in changes)
@@ -324,7 +331,8 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
                 logs = task.step(batch, ctx)
             bad = [k for k, v in logs.items() if not math.isfinite(v)]
             if bad:
-                message = _diverged_message(task, run, resolved, epoch, global_step, bad)
+                message = resuming.diverged_message(task, run, resolved, epoch, global_step, bad, lowered,
+                                                    dataset.path)
                 if main:
                     run.append_metrics(pending)
                     run.log(message)
@@ -465,15 +473,6 @@ def _load(accelerator, task: Task, checkpoint: Path, run: RunFolder) -> dict[str
         raise SynthbenchError(f"--resume: checkpoint {checkpoint} cannot be loaded ({reason}); delete that "
                               f"folder and add --resume again to continue from the checkpoint before it "
                               f"(with none left, {run.restart_advice()})") from exc
-
-
-def _diverged_message(task: Task, run: RunFolder, resolved: dict[str, Any], epoch: int, global_step: int,
-                      bad: list[str]) -> str:
-    """What happened, and the task's advice with a tenth of the learning rate."""
-    lr = resuming.lookup(resolved, resuming.LR_KEY)
-    lower = f"{resuming.LR_KEY}={lr / 10:.3g}" if isinstance(lr, (int, float)) else "a lower optim.lr"
-    return (f"training diverged at epoch {epoch + 1}, step {global_step + 1}: {', '.join(bad)} is not "
-            f"finite; " + task.diverged_advice(lower, run.usable_checkpoint()))
 
 
 def _os_error_message(exc: OSError, run: RunFolder) -> str:

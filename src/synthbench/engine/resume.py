@@ -8,6 +8,7 @@ change is recorded in the run's history. Everything else that differs is refused
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -119,3 +120,22 @@ def scale_learning_rate(optimizers: dict[str, Any], schedulers: dict[str, Any], 
             inner.base_lrs = [lr * ratio for lr in inner.base_lrs]
         if getattr(inner, "_last_lr", None) is not None:
             inner._last_lr = [lr * ratio for lr in inner._last_lr]
+
+
+def diverged_message(task: Any, run: RunFolder, resolved: dict[str, Any], epoch: int, global_step: int,
+                     bad: list[str], lowered: Path | None, data: Path | None) -> str:
+    """What happened, and the task's advice with a tenth of the learning rate. ``lowered``: the
+    checkpoint this session resumed with a lowered rate. When no newer checkpoint was saved
+    before diverging again, that checkpoint's weights were already damaged by the high rate, and
+    resuming it with a rate lower still would loop: the advice is then to start again from the
+    beginning, in a new folder (the run's folder holds a checkpoint, so a new start there is
+    refused), with the run's own settings (its config.yaml) and the rate of this attempt."""
+    lr = lookup(resolved, LR_KEY)
+    lower = f"{LR_KEY}={lr / 10:.3g}" if isinstance(lr, (int, float)) else "a lower optim.lr"
+    checkpoint, restart = run.usable_checkpoint(), None
+    if lowered is not None and checkpoint == lowered and isinstance(lr, (int, float)):
+        restart = " ".join(["synthbench", "train", task.kind, "--data", shlex.quote(str(data or "DATA")), "--out",
+                            shlex.quote(str(run.new_sibling())), "--config", shlex.quote(str(run.config_file)),
+                            f"{LR_KEY}={lr:.3g}"])
+    return (f"training diverged at epoch {epoch + 1}, step {global_step + 1}: {', '.join(bad)} is not "
+            f"finite; " + task.diverged_advice(lower, checkpoint, restart))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -19,8 +20,8 @@ from synthbench.data.hf import write_generated
 from synthbench.errors import DataError
 from synthbench.generate.folder import (OWNED, OWNED_NATIVE, TIMING_FILE, _claim, _entries, _mark_native,
                                         _write_text, alone, read_timings, row_key, totals)
-from synthbench.generate.plan import (PLAN_FILE, PNG_KEY, _differences, _Layout, _read_plan, native_folder,
-                                     same_plan)
+from synthbench.generate.plan import (PLAN_FILE, PNG_KEY, DamagedPlan, _differences, _Layout, _read_plan,
+                                     native_folder, same_plan)
 from synthbench.safety import (OwnershipError, check_apart, check_replaceable, mark_owned, owned_kind,
                                read_marker, suggest_new)
 
@@ -181,3 +182,36 @@ def _gather(out: Path, plan: dict[str, Any], folders: list[Path]) -> None:
         if new:
             with open(out / TIMING_FILE, "a", encoding="utf-8") as fh:
                 fh.write("".join(json.dumps(r) + "\n" for r in new))
+
+
+def shard_folders(out: Path, plan: dict[str, Any]) -> list[Path]:
+    """``out`` and every folder beside it that holds a generation of the same plan: the folders
+    of shards that each wrote a folder of their own (``--out part-$ID``)."""
+    found = [out]
+    try:
+        beside = sorted(p for p in out.resolve().parent.iterdir() if p.is_dir() and p.resolve() != out.resolve())
+    except OSError:
+        return found
+    for folder in beside:
+        try:
+            theirs = _read_plan(folder) if (folder / PLAN_FILE).is_file() else None
+        except (DamagedPlan, OSError):
+            theirs = None
+        if theirs is not None and same_plan(theirs, plan):
+            found.append(out.parent / folder.name)
+    return found
+
+
+def merge_advice(out: Path, plan: dict[str, Any], shards: int) -> str:
+    """The ``synthbench data merge`` command that gathers every shard: naming each shard folder
+    found beside ``out`` (a merge of ``out`` alone would miss the other shards' images), or, when
+    the shards share ``out``, that folder alone."""
+    folders = shard_folders(out, plan)
+    recorded = {row.get("shard") for row in read_timings(out)}
+    if len(folders) == 1 and len(recorded) >= shards:
+        return f"synthbench data merge --out {shlex.quote(str(out))}"
+    command = " ".join(["synthbench data merge --out", *(shlex.quote(str(f)) for f in folders)])
+    if len(folders) < shards and len(recorded) < shards:
+        return (f"{command} OTHER_SHARD_FOLDER... (the folder of each shard not found beside {out}; none if "
+                f"they all wrote into {out})")
+    return command

@@ -20,7 +20,7 @@ from synthbench.data.hf import CARD
 from synthbench.data.imageio import ImageSpec, _fit
 from synthbench.errors import DataError, SynthbenchError
 from synthbench.generate.config import GenerateConfig
-from synthbench.generate.finish import finalize
+from synthbench.generate.finish import finalize, merge_advice
 from synthbench.generate.folder import (Session, Shard, _check_output, _claim, _clear, _entries, _inputs,
                                         _mark_native, writing)
 from synthbench.generate.plan import PNG_KEY, _Layout, _plan, native_folder
@@ -120,7 +120,7 @@ def _generate(config: GenerateConfig, out: Path, plan: dict[str, Any], source, d
         if not state.is_main_process:
             dataset = Dataset.open(out)
     elif progress and state.is_main_process:
-        print(f"shard {shard} of {out} is done; when every shard is, run 'synthbench data merge --out {out}'",
+        print(f"shard {shard} of {out} is done; when every shard is, run: {merge_advice(out, plan, shard.count)}",
               file=sys.stderr)
     return GenerateReport(out=out, generated=generated, skipped=len(present), seconds=seconds, dataset=dataset)
 
