@@ -209,3 +209,12 @@ def test_quick_faces_demo_measures_all_three_models(tmp_path):
     assert {"quality-fid-epoch.png", "quality-fid-time.png"} <= names
     for name in ("DCGAN", "pixel DDPM", "latent diffusion"):
         assert any(n.startswith("grid-") and name in n and n.endswith("epoch-003.png") for n in names), name
+
+
+def test_report_of_the_demos_folder_points_at_its_study(demo, capsys):
+    """`report DEMO_FOLDER` (the folder the demo printed) names the study folder inside it, and
+    following the advice works."""
+    assert main(["report", str(demo), "--out", str(demo.parent / "r2" / "index.html")]) == 2
+    err = capsys.readouterr().err
+    assert f"holds one in {demo / 'study'}" in err and "give that folder instead" in err
+    assert main(["report", str(demo / "study"), "--out", str(demo.parent / "r2" / "index.html")]) == 0

@@ -100,6 +100,10 @@ def load(results: str | os.PathLike) -> Results:
     if not results.is_dir():
         what = "does not exist" if not results.exists() else "is not a folder"
         raise ResultsError(f"{results} {what}; give the results folder of a study (the 'out' of its spec)")
+    if not (results / "results.csv").is_file() and (results / "study" / "results.csv").is_file():
+        # The demo's folder (data, runs, synthetic, study, report): its study's results are one level down.
+        raise ResultsError(f"{results} is not a study results folder itself, but holds one in {results / 'study'} "
+                           "(as the demo's folder does): give that folder instead")
     if not (results / "results.csv").is_file():
         raise ResultsError(f"{results} is not a study results folder (no results.csv); run "
                            "'synthbench study run SPEC.yaml' first")
