@@ -108,4 +108,3 @@ def main(argv: list[str] | None = None) -> int:
         error("interrupted (nothing half-written is left under its final name)")
         return 130
     return 0
-

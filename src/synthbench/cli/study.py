@@ -22,7 +22,6 @@ def _study_warnings():
         yield
 
 
-
 @cli.group()
 def study() -> None:
     """Run a study spec: classifiers on real / artificial / mixed / subset_real data over seeds."""
