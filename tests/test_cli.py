@@ -290,7 +290,7 @@ SUMMARY_HEAD = "composition,generator,size,n_seeds,accuracy_mean\n"
 
 
 def test_the_demos_table_has_no_nan_and_explains_its_dashes(tmp_path):
-    from synthbench.demo import accuracy_table
+    from synthbench.demo.common import accuracy_table
 
     path = tmp_path / "summary.csv"
     path.write_text(SUMMARY_HEAD + "real,,50,3,0.9031\nreal,,100,3,0.947\nsubset_real,,50,3,0.775\n"

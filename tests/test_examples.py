@@ -42,7 +42,7 @@ def test_the_digits_example_is_the_demos_grid_in_the_demos_results_folder():
     """Its real / artificial / mixed / subset_real cells are the demo's (cells are keyed by the
     classifier config and the training and test sets, all the same here), so after 'synthbench
     demo' only the ratio sweep is trained."""
-    from synthbench.demo import FULL, _study_spec
+    from synthbench.demo.digits import FULL, _study_spec
 
     demo = ROOT.resolve() / "synthbench-demo"
     demo_spec, _ = load_spec(_study_spec(demo, demo / "data" / "digits16",

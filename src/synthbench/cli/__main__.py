@@ -1,0 +1,5 @@
+import sys
+
+from synthbench.cli import main
+
+sys.exit(main())
