@@ -25,30 +25,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from pydantic import Field
-
-from synthbench.config import StrictModel
 from synthbench.data.dataset import Dataset
-from synthbench.engine.config import MAX_SEED
+from synthbench.engine.config import EvalConfig
 from synthbench.errors import ConfigError
 from synthbench.metrics.findings import brightness
 
 HELD_OUT = ("test", "valid", "validation")
 MIN_REFERENCE = 12     # the floor's two halves need dc_k + 1 = 6 images each
 BRIGHTNESS_CAP = 10_000  # real training images whose brightness sets the exposure range (a seeded draw)
-
-
-class EvalConfig(StrictModel):
-    """Quality measured during training (FID, KID, precision/recall against held-out real images)."""
-
-    every: int = Field(0, ge=0, description="Evaluate after every N epochs and after the last (0: never).")
-    samples: int = Field(256, ge=8, description="Images drawn from fixed seeds at each evaluation.")
-    seed: int = Field(100_000, ge=0, le=MAX_SEED, description="Seed of the first evaluation image (image i: seed + i).")
-    real_split: str | None = Field(None, description="Held-out split of the training Dataset to compare with (default: test, else valid).")
-    features: str = Field("auto", description="auto (Inception if its weights are found, else domain), inception, dinov2, domain, or a saved classifier folder.")
-    inception_weights: str | None = Field(None, description="Local Inception-v3 FID weights file (as for 'synthbench metrics').")
-    dinov2_weights: str | None = Field(None, description="DINOv2 model: a hub id or a local folder (as for 'synthbench metrics').")
-    batch_size: int = Field(64, ge=1, description="Images per sampling batch.")
 
 
 def brightness_range(dataset: Dataset, coverage: float = 0.98, cap: int = BRIGHTNESS_CAP) -> tuple[float, float]:
