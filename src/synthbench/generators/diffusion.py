@@ -31,8 +31,8 @@ from pydantic import Field, field_validator, model_validator
 from synthbench.config import StrictModel
 from synthbench.data.dataset import Dataset, atomic_folder
 from synthbench.engine.config import EvalConfig, TrainConfig
-from synthbench.engine.loop import StepContext, Task
 from synthbench.engine.plots import plot_curves, save_grid
+from synthbench.engine.task import StepContext, Task
 from synthbench.errors import SynthbenchError
 from synthbench.generators.base import MODEL_CONFIG, Generator, read_model_config, seeded_normal, to_uint8
 
