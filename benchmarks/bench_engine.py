@@ -157,10 +157,11 @@ def timed_task(base, config):
 
 def engine_run(kind: str, config, dataset, tmp: Path, tag: str) -> tuple[list[float], list[float]]:
     from synthbench.engine.loop import fit
+    from synthbench.metrics.tracking import training_hooks
     from synthbench.train import MODELS
 
     task = timed_task(MODELS[kind].task(), config)
-    fit(task, dataset, tmp / f"run-{tag}", config.train)
+    fit(task, dataset, tmp / f"run-{tag}", config.train, hooks=training_hooks(config))
     return task.stamps, task.ends
 
 

@@ -143,6 +143,7 @@ def evaluating_task(kind: str, config, judge, epochs: list[int], n: int, n_final
 def run_model(kind: str, preset: str, overrides: list[str], data, run_dir: Path, judge, args) -> dict:
     from synthbench.data.dataset import Dataset
     from synthbench.engine.loop import fit
+    from synthbench.metrics.tracking import training_hooks
     from synthbench.train import resolve_train_config
 
     overrides = [f"train.seed={args.seed}", "train.progress=false", *overrides]
@@ -158,7 +159,7 @@ def run_model(kind: str, preset: str, overrides: list[str], data, run_dir: Path,
     params = None
     t0 = time.perf_counter()
     task.t_start = t0
-    fit(task, dataset, run_dir, config.train)
+    fit(task, dataset, run_dir, config.train, hooks=training_hooks(config))
     total = time.perf_counter() - t0
     params = sum(p.numel() for name, m in task.modules.items() if name in ("generator", "unet") for p in m.parameters())
     summary = {"model": kind, "preset": preset, "overrides": overrides, "epochs": config.train.epochs,

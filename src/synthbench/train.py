@@ -2,7 +2,8 @@
 
 Each model is a (config model, engine task, preset group, default preset) entry in ``MODELS``;
 :func:`train` resolves the config (preset < YAML file < ``key=value`` overrides, or the run's
-saved config when resuming), opens the Dataset and hands the task to the shared engine.
+saved config when resuming), opens the Dataset and hands the task to the shared engine, with the
+quality tracking the config asks for (``eval``) as a hook of the loop.
 """
 
 from __future__ import annotations
@@ -116,7 +117,10 @@ def train(kind: str, data: str | Path, out: str | Path, *, preset: str | None = 
         from synthbench.classifiers.task import stretch_to_min_steps
 
         config = stretch_to_min_steps(config, len(dataset.split(config.train.split)))
-    return fit(MODELS[kind].task()(config), dataset, out, config.train, resume=resume)
+    from synthbench.metrics.tracking import training_hooks  # quality tracking (eval.every), wired in here
+
+    return fit(MODELS[kind].task()(config), dataset, out, config.train, resume=resume,
+               hooks=training_hooks(config))
 
 
 def train_dcgan(data: str | Path, out: str | Path, **options: Any):

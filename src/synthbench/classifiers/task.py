@@ -26,7 +26,7 @@ from synthbench.classifiers.models import Classifier, build_classifier
 from synthbench.config import StrictModel
 from synthbench.data.dataset import Dataset
 from synthbench.engine.config import TrainConfig
-from synthbench.engine.loop import StepContext, Task
+from synthbench.engine.task import StepContext, Task
 from synthbench.errors import SynthbenchError
 
 MODEL_FILE = "model.safetensors"

@@ -1,4 +1,5 @@
-"""Options shared by every training run (GAN, diffusion, classifier)."""
+"""Options shared by every training run (GAN, diffusion, classifier), and the quality evaluation
+during training that generator configs carry (``eval``; run by ``synthbench.metrics.tracking``)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,19 @@ class TrainConfig(StrictModel):
     log_every: int = Field(1, ge=1, description="Write per-iteration metrics every N batches.")
     grid_epochs: list[int] = Field([1, 10, 20, 30, 40, 50], description="Epochs whose sample grid is kept (the last one always is).")
     progress: bool = Field(True, description="Show a progress bar.")
+
+
+class EvalConfig(StrictModel):
+    """Quality measured during training (FID, KID, precision/recall against held-out real images)."""
+
+    every: int = Field(0, ge=0, description="Evaluate after every N epochs and after the last (0: never).")
+    samples: int = Field(256, ge=8, description="Images drawn from fixed seeds at each evaluation.")
+    seed: int = Field(100_000, ge=0, le=MAX_SEED, description="Seed of the first evaluation image (image i: seed + i).")
+    real_split: str | None = Field(None, description="Held-out split of the training Dataset to compare with (default: test, else valid).")
+    features: str = Field("auto", description="auto (Inception if its weights are found, else domain), inception, dinov2, domain, or a saved classifier folder.")
+    inception_weights: str | None = Field(None, description="Local Inception-v3 FID weights file (as for 'synthbench metrics').")
+    dinov2_weights: str | None = Field(None, description="DINOv2 model: a hub id or a local folder (as for 'synthbench metrics').")
+    batch_size: int = Field(64, ge=1, description="Images per sampling batch.")
 
 
 def check_seeds(config: dict[str, Any], path: str = "") -> None:

@@ -5,7 +5,9 @@ optimizers, does one training step on a batch, and has per-epoch hooks. The engi
 rest, the same for all: device placement, mixed precision, multi-GPU/multi-node (through
 ``accelerate launch``), gradient accumulation, a progress bar, TensorBoard and
 ``metrics.jsonl`` logging, checkpoints written atomically and pruned, and exact resume
-(including the position inside an epoch).
+(including the position inside an epoch). Whoever starts a training may hand :func:`fit`
+:class:`TrainingHook` s (quality tracking, ...), which it calls before training and after each
+epoch.
 """
 
 from __future__ import annotations
@@ -19,166 +21,23 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-import numpy as np
 import torch
-from torch import nn
 
 from synthbench import safety
 from synthbench.data.dataset import Dataset
 from synthbench.engine import checkpoint as ckpt
 from synthbench.engine import resume as resuming
 from synthbench.engine.config import TrainConfig, check_seeds
+from synthbench.engine.feeding import EpochBatchSampler, TorchView, as_is
 from synthbench.engine.run import RunFolder
+from synthbench.engine.task import StepContext, Task, TrainingHook
 from synthbench.errors import SynthbenchError
 
 
 class TrainingDiverged(SynthbenchError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-# ------------------------------------------------------------------------------ data feeding
-class TorchView(torch.utils.data.Dataset):
-    """A Dataset as a map-style torch dataset whose batches are read in one go.
-
-    ``__getitems__`` (used by ``DataLoader`` for a whole batch of indices) reads all rows with
-    one sorted, memory-mapped fancy index instead of N single reads.
-    """
-
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int):
-        return self.__getitems__([i])
-
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        images = self.dataset.take(indices)  # (b, H, W, C) uint8
-        labels = self.dataset.labels[np.asarray(indices)]
-        return torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(labels)
-
-
-def _as_is(batch):
-    return batch
-
-
-class EpochBatchSampler:
-    """Seeded batch order: epoch ``e`` is a permutation drawn from ``(seed, e)``, so any
-    position of any epoch can be re-created on resume without replaying the data."""
-
-    def __init__(self, size: int, batch_size: int, seed: int, drop_last: bool = True):
-        self.size, self.batch_size, self.seed, self.drop_last = size, batch_size, seed, drop_last
-        self.epoch, self.start = 0, 0
-
-    def set_position(self, epoch: int, start_batch: int) -> None:
-        self.epoch, self.start = epoch, start_batch
-
-    def batches_per_epoch(self) -> int:
-        full, rest = divmod(self.size, self.batch_size)
-        return full + (1 if rest and not self.drop_last else 0)
-
-    def __len__(self) -> int:
-        return max(0, self.batches_per_epoch() - self.start)
-
-    def __iter__(self):
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
-        for b in range(self.start, self.batches_per_epoch()):
-            yield order[b * self.batch_size:(b + 1) * self.batch_size].tolist()
-
-
-# ------------------------------------------------------------------------------ tasks
-@dataclass
-class StepContext:
-    """What a task's step and hooks may use."""
-
-    accelerator: Any
-    run: RunFolder
-    config: TrainConfig
-    epoch: int = 0          # 0-based epoch being trained
-    global_step: int = 0    # batches done before this one
-    dataset: Dataset | None = None
-
-
-class Task:
-    """What differs between models. Subclasses set ``modules``, ``optimizers`` and
-    ``schedulers`` (dicts, filled in :meth:`build`) and implement :meth:`step`."""
-
-    kind = "task"
-    # Settings besides the engine's that may change when a run is resumed (dotted keys): the
-    # learning rate (applied to the loaded optimizer state), gradient clipping (read at each
-    # step) and what previews and exports show. A key a task's config lacks never differs.
-    resumable_changes: tuple[str, ...] = (resuming.LR_KEY, "optim.grad_clip", "sampling", "preview_count",
-                                          "grid_size", "grid_seed", "eval_batch_size",
-                                          "eval")
-
-    def __init__(self) -> None:
-        self.modules: dict[str, nn.Module] = {}
-        self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.schedulers: dict[str, Any] = {}
-
-    def check_data(self, dataset: Dataset) -> None:
-        """Raise a SynthbenchError when this task cannot train on ``dataset``."""
-
-    def build(self, dataset: Dataset, device: torch.device) -> None:
-        raise NotImplementedError
-
-    def step(self, batch: tuple[torch.Tensor, torch.Tensor], ctx: StepContext) -> dict[str, float]:
-        """One training step; return the losses/metrics to log (plain floats)."""
-        raise NotImplementedError
-
-    def on_epoch_end(self, ctx: StepContext, epoch_means: dict[str, float]) -> None:
-        """After each epoch (1-based ``ctx.epoch + 1`` done): grids, plots, evaluation."""
-
-    @staticmethod
-    def plots_due(ctx: StepContext) -> bool:
-        """Redraw the loss plots after this epoch? At the grid epochs, every 10th and the last
-        (redrawing after each of hundreds of short epochs would cost more than training)."""
-        epoch = ctx.epoch + 1
-        return epoch in ctx.config.grid_epochs or epoch % 10 == 0 or epoch >= ctx.config.epochs
-
-    def extra_state(self) -> Any:
-        """State beyond modules/optimizers/schedulers (e.g. EMA weights): tensors and plain values."""
-        return {}
-
-    def load_extra_state(self, state: Any) -> None:
-        pass
-
-    def diverged_advice(self, lower: str, checkpoint: Path | None, restart: str | None = None) -> str:
-        """What to do after a NaN loss; ``lower`` is e.g. ``optim.lr=0.0002`` (a tenth of the
-        rate); ``restart``: the command that starts the run again, given when resuming
-        ``checkpoint`` with a lowered rate diverged again. The default speaks of ``synthbench train``."""
-        if restart is not None:  # resuming it again, lower still, would loop: its weights are damaged
-            return (f"resuming {checkpoint.name} with a lower learning rate diverged again before the next "
-                    "checkpoint, so the high rate had probably damaged its weights already; start again from the "
-                    f"beginning with the lower rate, in a new folder: {restart}")
-        if checkpoint is not None:
-            return (f"last good checkpoint: {checkpoint}; continue from it with a lower learning rate: "
-                    f"the same command with --resume {lower}")
-        return ("no checkpoint was saved yet; start again with a lower learning rate: the same command "
-                f"(without --resume) with {lower}")
-
-    def export(self, folder: Path, accelerator: Any) -> None:
-        """Write the finished model in a form that loads without the engine."""
-
-    def quality_tracker(self, dataset: Dataset, config: TrainConfig):
-        """A :class:`synthbench.metrics.tracking.QualityTracker` when this task's config asks for
-        evaluation during training (generators' ``eval.every``), else None."""
-        evaluation = getattr(getattr(self, "config", None), "eval", None)
-        if evaluation is None or not evaluation.every:
-            return None
-        from synthbench.metrics.tracking import QualityTracker
-
-        return QualityTracker(evaluation, dataset, config.split)
-
-    def evaluation_generator(self, accelerator: Any, action):
-        """``action(generator)`` on a generator over the weights the task would export now."""
-        raise SynthbenchError(f"{self.kind} models cannot be evaluated during training")
-
-    def config_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -197,10 +56,10 @@ class _EpochSums:
 
 
 def fit(task: Task, dataset: Dataset, run_dir: str | Path, config: TrainConfig, *,
-        resume: bool = False) -> RunFolder:
+        resume: bool = False, hooks: Sequence[TrainingHook] = ()) -> RunFolder:
     """Train ``task`` on ``dataset`` into ``run_dir``; ``resume`` continues the newest usable
-    checkpoint. The run folder is locked while training (a second process is refused). Returns
-    the run folder."""
+    checkpoint; ``hooks`` are called before training and after each epoch. The run folder is
+    locked while training (a second process is refused). Returns the run folder."""
     from accelerate import PartialState
 
     run = RunFolder(run_dir)
@@ -219,20 +78,21 @@ def fit(task: Task, dataset: Dataset, run_dir: str | Path, config: TrainConfig, 
     else:
         run.check_new(inputs)
     main = PartialState().is_main_process  # the other processes of a multi-GPU run share its lock
-    tracker = task.quality_tracker(dataset, config)
-    if tracker is not None and main:
-        # Before anything is written (bad weights, a one-class Dataset for domain features are
-        # refused here) and before this run's Accelerator (a domain extractor may need training).
-        tracker.prepare()
+    hooks = list(hooks)
+    for hook in hooks:
+        # Before anything is written (quality tracking refuses bad weights, a one-class Dataset
+        # for domain features here) and before this run's Accelerator (a domain extractor may
+        # need training).
+        hook.before_training(dataset, config, main)
     try:
         with safety.output_lock(run.path, what="this run") if main else nullcontext():
-            return _fit(task, dataset, train_set, run, config, resume=resume, main=main, tracker=tracker)
+            return _fit(task, dataset, train_set, run, config, resume=resume, main=main, hooks=hooks)
     except OSError as exc:
         raise SynthbenchError(_os_error_message(exc, run)) from exc
 
 
 def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, config: TrainConfig, *,
-         resume: bool, main: bool, tracker=None) -> RunFolder:
+         resume: bool, main: bool, hooks: Sequence[TrainingHook] = ()) -> RunFolder:
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
 
@@ -280,7 +140,7 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
     # The loader gets its own generator: starting an iterator draws a seed from it, and drawing
     # from the global RNG instead would shift the noise of a run resumed mid-epoch.
     loader = torch.utils.data.DataLoader(TorchView(train_set), batch_sampler=sampler,
-                                         collate_fn=_as_is, num_workers=0,
+                                         collate_fn=as_is, num_workers=0,
                                          generator=torch.Generator().manual_seed(config.seed))
     prepared = accelerator.prepare(*objects, loader)
     prepared = list(prepared) if isinstance(prepared, (list, tuple)) else [prepared]
@@ -375,9 +235,9 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
             pending = []
             ctx.global_step = global_step
             task.on_epoch_end(ctx, means)
-            # train.max_steps ending the run at this epoch's end makes it the last epoch too
-            if tracker is not None and main and (stop or tracker.due(epoch + 1, config.epochs)):
-                _evaluate(tracker, task, accelerator, run, epoch + 1, global_step, clock.seconds)
+            if main:
+                for hook in hooks:
+                    hook.after_epoch(task, ctx, clock.seconds, stop)
             epoch, position, sums = epoch + 1, 0, _EpochSums()
         _save(accelerator, task, run, config, epoch, position, global_step, sums, resolved, data, clock.seconds)
     if main:
@@ -438,26 +298,6 @@ class _TrainClock:
         if self._since is not None:
             self.seconds += time.perf_counter() - self._since
             self._since = None
-
-
-def _evaluate(tracker, task: Task, accelerator, run: RunFolder, epoch: int, global_step: int,
-              train_seconds: float) -> None:
-    """One quality evaluation, logged to metrics.jsonl (kind "eval") and TensorBoard."""
-    from synthbench.metrics.tracking import run_evaluation
-
-    row = {"step": global_step, "epoch": epoch, "kind": "eval", "train_s": round(train_seconds, 3),
-           **run_evaluation(tracker, task, accelerator)}
-    run.append_metrics([row])
-    if "error" in row:
-        run.log(f"evaluation after epoch {epoch} failed: {row['error']}")
-        return
-    shown = ", ".join(f"{k} {row[k]:.4g}" if isinstance(row.get(k), (int, float)) else f"{k} not finite"
-                      for k in ("fid", "kid", "precision", "recall"))
-    run.log(f"evaluation after epoch {epoch}: {shown} ({row['samples']} samples, {row['features']} features)")
-    shown = {f"eval/{k}": v for k, v in row.items()
-             if k in ("fid", "kid", "precision", "recall", "density", "coverage", "brightness_outside")
-             and isinstance(v, (int, float))}
-    accelerator.log(shown, step=global_step)
 
 
 def _load(accelerator, task: Task, checkpoint: Path, run: RunFolder) -> dict[str, Any]:

@@ -30,11 +30,10 @@ from torch import nn
 
 from synthbench.config import StrictModel
 from synthbench.data.dataset import Dataset, atomic_folder
-from synthbench.engine.config import TrainConfig
-from synthbench.engine.loop import StepContext, Task
+from synthbench.engine.config import EvalConfig, TrainConfig
 from synthbench.engine.plots import plot_curves, save_grid
+from synthbench.engine.task import StepContext, Task
 from synthbench.errors import SynthbenchError
-from synthbench.metrics.tracking import EvalConfig
 from synthbench.generators.base import MODEL_CONFIG, Generator, read_model_config, seeded_normal, to_uint8
 
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 128

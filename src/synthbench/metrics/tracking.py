@@ -1,6 +1,7 @@
 """Image quality measured while a generator trains (the ``eval`` group of a generator config).
 
-After every ``eval.every``-th epoch (and the last), the engine asks the task for a generator over
+Whoever starts a training hands the engine a :class:`QualityHook` (:func:`training_hooks`).
+After every ``eval.every``-th epoch (and the last), it asks the task for a generator over
 its current weights (a diffusion model's EMA weights, as exported), draws ``eval.samples``
 images from fixed seeds, and scores them against the held-out real images of the training
 Dataset with exactly the functions of ``synthbench metrics`` (same features, same options, same
@@ -25,30 +26,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
-from synthbench.config import StrictModel
 from synthbench.data.dataset import Dataset
-from synthbench.engine.config import MAX_SEED
+from synthbench.engine.config import EvalConfig, TrainConfig
+from synthbench.engine.run import RunFolder
+from synthbench.engine.task import StepContext, Task, TrainingHook
 from synthbench.errors import ConfigError
 from synthbench.metrics.findings import brightness
 
 HELD_OUT = ("test", "valid", "validation")
 MIN_REFERENCE = 12     # the floor's two halves need dc_k + 1 = 6 images each
 BRIGHTNESS_CAP = 10_000  # real training images whose brightness sets the exposure range (a seeded draw)
-
-
-class EvalConfig(StrictModel):
-    """Quality measured during training (FID, KID, precision/recall against held-out real images)."""
-
-    every: int = Field(0, ge=0, description="Evaluate after every N epochs and after the last (0: never).")
-    samples: int = Field(256, ge=8, description="Images drawn from fixed seeds at each evaluation.")
-    seed: int = Field(100_000, ge=0, le=MAX_SEED, description="Seed of the first evaluation image (image i: seed + i).")
-    real_split: str | None = Field(None, description="Held-out split of the training Dataset to compare with (default: test, else valid).")
-    features: str = Field("auto", description="auto (Inception if its weights are found, else domain), inception, dinov2, domain, or a saved classifier folder.")
-    inception_weights: str | None = Field(None, description="Local Inception-v3 FID weights file (as for 'synthbench metrics').")
-    dinov2_weights: str | None = Field(None, description="DINOv2 model: a hub id or a local folder (as for 'synthbench metrics').")
-    batch_size: int = Field(64, ge=1, description="Images per sampling batch.")
 
 
 def brightness_range(dataset: Dataset, coverage: float = 0.98, cap: int = BRIGHTNESS_CAP) -> tuple[float, float]:
@@ -163,6 +151,53 @@ def run_evaluation(tracker: QualityTracker, task, accelerator) -> dict[str, Any]
         row = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]}
     row["eval_s"] = round(time.perf_counter() - t0, 3)
     return row
+
+
+class QualityHook(TrainingHook):
+    """Quality tracking handed to the engine's training loop (see the module docstring): the
+    tracker is built in every process before the run folder is locked, prepared on the main one,
+    and evaluates after every ``eval.every``-th epoch and the last."""
+
+    def __init__(self, config: EvalConfig):
+        self.config = config
+        self.tracker: QualityTracker | None = None
+
+    def before_training(self, dataset: Dataset, config: TrainConfig, main: bool) -> None:
+        self.tracker = QualityTracker(self.config, dataset, config.split)
+        if main:
+            self.tracker.prepare()
+
+    def after_epoch(self, task: Task, ctx: StepContext, train_seconds: float, stopped: bool) -> None:
+        # train.max_steps ending the run at this epoch's end makes it the last epoch too
+        if stopped or self.tracker.due(ctx.epoch + 1, ctx.config.epochs):
+            _evaluate(self.tracker, task, ctx.accelerator, ctx.run, ctx.epoch + 1, ctx.global_step, train_seconds)
+
+
+def training_hooks(config: Any) -> list[TrainingHook]:
+    """The hooks a training with the model config ``config`` gets: quality tracking when its
+    ``eval`` group asks for evaluation during training (generators' ``eval.every``), else none."""
+    evaluation = getattr(config, "eval", None)
+    if evaluation is None or not evaluation.every:
+        return []
+    return [QualityHook(evaluation)]
+
+
+def _evaluate(tracker, task: Task, accelerator, run: RunFolder, epoch: int, global_step: int,
+              train_seconds: float) -> None:
+    """One quality evaluation, logged to metrics.jsonl (kind "eval") and TensorBoard."""
+    row = {"step": global_step, "epoch": epoch, "kind": "eval", "train_s": round(train_seconds, 3),
+           **run_evaluation(tracker, task, accelerator)}
+    run.append_metrics([row])
+    if "error" in row:
+        run.log(f"evaluation after epoch {epoch} failed: {row['error']}")
+        return
+    shown = ", ".join(f"{k} {row[k]:.4g}" if isinstance(row.get(k), (int, float)) else f"{k} not finite"
+                      for k in ("fid", "kid", "precision", "recall"))
+    run.log(f"evaluation after epoch {epoch}: {shown} ({row['samples']} samples, {row['features']} features)")
+    shown = {f"eval/{k}": v for k, v in row.items()
+             if k in ("fid", "kid", "precision", "recall", "density", "coverage", "brightness_outside")
+             and isinstance(v, (int, float))}
+    accelerator.log(shown, step=global_step)
 
 
 @contextmanager
