@@ -68,7 +68,7 @@ def make_on_ray(config, out: Path, plan: dict[str, Any], todo: list[tuple[int, r
                 workers: int | None, address: str | None) -> int:
     import torch
 
-    from synthbench.cluster import ray_session
+    from synthbench.procs import ray_session
 
     with ray_session(address, workers) as ray:
         from ray.util import ActorPool

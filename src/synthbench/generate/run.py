@@ -61,7 +61,7 @@ def generate(config: GenerateConfig, out: str | os.PathLike, *, shard: Shard = S
     if executor not in ("local", "ray"):
         raise SynthbenchError(f"unknown executor {executor!r}; choose local or ray")
     if executor == "ray":
-        from synthbench.cluster import check_address, import_ray
+        from synthbench.procs import check_address, import_ray
 
         import_ray()  # not installed: one line saying how, before anything is loaded
         check_address(address)
