@@ -42,6 +42,9 @@ from synthbench.errors import SynthbenchError
 
 MARKER = ".synthbench"
 LOCK = ".synthbench.lock"
+# Marker kinds written by more than one room (every other kind is named where its output is made).
+GENERATION = "generation"                # a generation folder, OUT (generate; its HF layout: data.hf)
+GENERATION_NATIVE = "generation-native"  # and its native-size images, OUT-native
 
 # Folders synthbench 0.1.0 wrote before markers existed: recognised as its own when they hold only
 # these entries and the first one listed (their signature file) is there.
