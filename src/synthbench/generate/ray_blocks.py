@@ -45,7 +45,7 @@ class BlockWorker:
             self.failed = exc
 
     def make(self, number: int, start: int, stop: int) -> tuple[int, int, int, float, dict[str, Any]]:
-        from synthbench.generate.run import write_block
+        from synthbench.generate.blocks import write_block
 
         if self.failed is not None:
             raise self.failed
