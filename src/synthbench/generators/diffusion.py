@@ -236,7 +236,7 @@ class DiffusionGenerator(Generator):
         self.sampling = sampling
         self.channels, self.resolution = channels, resolution
         self.vae, self.latent_scale = vae, latent_scale
-        # A latent model's autoencoder's provenance (data.provenance.autoencoder), kept in the model.
+        # A latent model's autoencoder's provenance (generators.provenance.autoencoder), kept in the model.
         self.autoencoder = autoencoder
         self.device = next(unet.parameters()).device
         self.last_sampling: dict[str, Any] = {}
@@ -542,7 +542,7 @@ class LatentDiffusionTask(DiffusionTask):
             raise SynthbenchError("latent diffusion needs a VAE: set vae=PATH (a diffusers AutoencoderKL "
                                   "folder, e.g. a Stable Diffusion vae/ download, or a 'synthbench train vae' run)")
         self._vae_config = load_vae(config.vae).config
-        from synthbench.data import provenance
+        from synthbench.generators import provenance
 
         # What the autoencoder learnt from, read now (vae=PATH may be relative to this command's
         # folder, and the VAE run may be retrained later): generated Datasets quote it.
