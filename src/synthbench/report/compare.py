@@ -30,7 +30,8 @@ from synthbench.report import compare_figures, compare_findings
 from synthbench.report.load import Results
 from synthbench.report.numbers import esc, fmt, num
 from synthbench.engine.run import parse_rows
-from synthbench.report.page import MAX_TEXT, Report, _explicit_folders, fold, render, table_rows, versions_and_machine
+from synthbench.report.base import MAX_TEXT, fold, table_rows, versions_and_machine
+from synthbench.report.page import Report, _explicit_folders, render
 from synthbench.safety import safe_name
 
 COMPARE_CSS = """
