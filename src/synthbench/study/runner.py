@@ -2,10 +2,11 @@
 
 A run checks the results folder (see :mod:`synthbench.study.cache`: never an input, never a
 folder holding files synthbench did not write), opens and checks every input, builds the grid
-and every cell's key (all before any cell trains: bad input fails fast), then trains the cells
-of its shard that are not complete yet, scores real-only cells on each generator's held-out
-images, computes the image-quality metrics asked for, and rewrites the tables and grid.json from
-every complete cell in the folder (:mod:`synthbench.study.tables`).
+and every cell's key (all before any cell trains: bad input fails fast; see
+:mod:`synthbench.study.plan`), then trains the cells of its shard that are not complete yet
+(:mod:`synthbench.study.cell`), scores real-only cells on each generator's held-out images,
+computes the image-quality metrics asked for, and rewrites the tables and grid.json from every
+complete cell in the folder (:mod:`synthbench.study.tables`).
 
 Faults while cells run:
 
