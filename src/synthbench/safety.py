@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import sys
 import time
@@ -42,6 +43,9 @@ from synthbench.errors import SynthbenchError
 
 MARKER = ".synthbench"
 LOCK = ".synthbench.lock"
+# Marker kinds written by more than one room (every other kind is named where its output is made).
+GENERATION = "generation"                # a generation folder, OUT (generate; its HF layout: data.hf)
+GENERATION_NATIVE = "generation-native"  # and its native-size images, OUT-native
 
 # Folders synthbench 0.1.0 wrote before markers existed: recognised as its own when they hold only
 # these entries and the first one listed (their signature file) is there.
@@ -196,6 +200,39 @@ def check_apart(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | Non
         if target.is_relative_to(src) and src.is_dir():
             raise OwnershipError(f"{what} {out} lies inside the input {source}; choose a folder outside "
                                  f"it, e.g. {Path(source).parent / (Path(source).name + '-out')}")
+
+
+# ------------------------------------------------------------------------------------ report pages
+# A page the report wrote (its own, or a comparison's) is recognised by a generator tag in its head
+# (pages of synthbench 0.1.0, which had none, by their exact opening); its figures lie in a folder
+# of kind REPORT_FIGURES beside it (see synthbench.report.output).
+REPORT_FIGURES = "report-figures"
+GENERATOR_TAG = "<meta name='generator' content='synthbench"
+LEGACY_HEAD = "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>synthbench report: "
+
+
+def figures_dir(page: Path) -> Path:
+    return page.with_name(f"{page.stem}-figures")
+
+
+def is_report_page(path: Path) -> bool:
+    """Whether ``path`` is a page the report wrote (checked on its first bytes only)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return GENERATOR_TAG in head.split("</head>")[0] or head.startswith(LEGACY_HEAD)
+
+
+def remove_page(page: Path) -> None:
+    """Remove a page the report wrote and its figures folder (only if they are the report's own:
+    anything else there is left as it is), e.g. before the data the page showed is replaced."""
+    if page.is_file() and not page.is_symlink() and is_report_page(page):
+        page.unlink()
+    figdir = figures_dir(page)
+    if owned_kind(figdir) == REPORT_FIGURES:
+        shutil.rmtree(figdir)
 
 
 # ------------------------------------------------------------------------------------ locks

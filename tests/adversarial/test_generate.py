@@ -339,7 +339,7 @@ def test_a_read_only_out_is_one_line(refused, gan, tmp_path):
 
 def test_a_full_disk_mid_run_is_one_line_and_leaves_nothing_that_looks_finished(cli, refused, gan, tmp_path,
                                                                                 monkeypatch):
-    import synthbench.generate.run as module
+    import synthbench.generate.blocks as module
 
     write, calls = module._write_png, []
 

@@ -174,16 +174,16 @@ def test_sizes_larger_than_the_pool_are_refused_before_training(spec, tmp_path, 
 
 # ------------------------------------------------------------------------------ faults while cells run
 def test_a_failing_cell_ends_with_one_line_and_partial_tables(spec, tmp_path, cli, monkeypatch):
-    import synthbench.study.runner as runner
+    import synthbench.study.cell as cell
 
-    real_run_cell = runner.run_cell
+    real_run_cell = cell.run_cell
 
     def run_cell(plan, planned, store):
         if planned.cell.seed == 1:
             raise FloatingPointError("loss is NaN (simulated)")
         return real_run_cell(plan, planned, store)
 
-    monkeypatch.setattr(runner, "run_cell", run_cell)
+    monkeypatch.setattr(cell, "run_cell", run_cell)
     path = spec(seeds=[0, 1])
     code, _, err = cli("study", "run", path, "-q")
     out = tmp_path / "spec-results"
@@ -194,7 +194,7 @@ def test_a_failing_cell_ends_with_one_line_and_partial_tables(spec, tmp_path, cl
     assert [(m["seed"], m["state"]) for m in state["missing"]] == [(1, "failed")]
     code, text, _ = cli("study", "status", path)
     assert code == 0 and "1 of 2 finished (PARTIAL)" in text and "1 failed" in text
-    monkeypatch.setattr(runner, "run_cell", real_run_cell)
+    monkeypatch.setattr(cell, "run_cell", real_run_cell)
     code, _, err = cli("study", "run", path, "-q")  # the advice: run the same command again
     assert code == 0, err
     assert grid(out)["complete"] is True

@@ -57,11 +57,11 @@ def serial(digits16, fake_generators, tmp_path_factory):
 def test_two_workers_and_ray_give_the_serial_results(serial, write_spec, cli, ray_cluster, monkeypatch):
     import os
 
-    import synthbench.study.executors as executors
+    import synthbench.procs as procs
 
     # The default: one worker per core (this machine may have 1 core or 64: say 2).
     monkeypatch.delenv("SYNTHBENCH_WORKERS")
-    monkeypatch.setattr(executors, "machine_workers", lambda: 2)
+    monkeypatch.setattr(procs, "machine_workers", lambda: 2)
     pool = write_spec("pool", **KEYS)
     code, text, err = cli("study", "run", pool, "-q")
     assert code == 0 and "6 cell(s) trained" in text, err

@@ -60,18 +60,18 @@ def test_a_negative_or_huge_seed_is_a_config_error(write_spec, seed):
 # ------------------------------------------------------------------------------ partial studies
 def test_a_failing_cell_is_recorded_the_others_run_and_the_tables_say_partial(write_spec, monkeypatch):
     spec = write_spec(**{**FAST, "seeds": [0, 1, 2]})
-    import synthbench.study.runner as runner
+    import synthbench.study.cell as cell
 
     plan = plan_study(load_spec(spec)[0])
     doomed = plan.cells[1]  # seed 1
-    real_run_cell = runner.run_cell
+    real_run_cell = cell.run_cell
 
     def run_cell(plan, planned, store):
         if planned.key == doomed.key:
             raise RuntimeError("CUDA out of memory (simulated)")
         return real_run_cell(plan, planned, store)
 
-    monkeypatch.setattr(runner, "run_cell", run_cell)
+    monkeypatch.setattr(cell, "run_cell", run_cell)
     with pytest.raises(StudyFailed) as info:
         run_study(spec, progress=False)
     message = str(info.value)
@@ -94,7 +94,7 @@ def test_a_failing_cell_is_recorded_the_others_run_and_the_tables_say_partial(wr
     assert status.failed == [doomed.key] and status.grid["missing"] == state["missing"]
     assert "2 of 3 finished (PARTIAL)" in status.format()
     # Fixed and run again: only the failed cell trains, and the study is complete.
-    monkeypatch.setattr(runner, "run_cell", real_run_cell)
+    monkeypatch.setattr(cell, "run_cell", real_run_cell)
     again = run_study(spec, progress=False)
     assert again.trained == [doomed.key] and grid(out)["complete"] and grid(out)["missing"] == []
     assert not (out / "cells" / doomed.key / "failed.json").exists()

@@ -70,7 +70,7 @@ def generate_cmd(from_run, pipeline, prior, theme, subjects_from, count, per_cla
              "variant": variant, "cpu": cpu, "allow_pickle": allow_pickle, "name": name,
              "classes": [c.strip() for c in classes.split(",") if c.strip()] if classes else None}
     config = resolve_config(GenerateConfig, config_file=config_file, flags=flags, overrides=overrides)
-    from synthbench.study.executors import check_workers
+    from synthbench.procs import check_workers
 
     check_workers(workers)
     report = generate(config, out, shard=Shard.parse(shard) if shard else Shard(), overwrite=overwrite,

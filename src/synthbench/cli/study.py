@@ -77,7 +77,7 @@ def study_exchange_cmd(results):
     """How many synthetic images one real image is worth, per generator and size (needs real cells at 3+ sizes).
 
     Prints exchange_rates.csv of the RESULTS folder (or computes it from results.csv)."""
-    from synthbench.study.exchange_table import format_table, from_folder
+    from synthbench.report.exchange_table import format_table, from_folder
 
     table, source = from_folder(results)
     click.echo(f"Exchange rates ({source}); n_eff: real images worth the same accuracy, rate: synthetic images "

@@ -368,13 +368,12 @@ def write_generated(out: Path, rows: Sequence[dict[str, Any]], manifest: dict[st
     The images stay where the plan put them (``OUT/<class>/seed-N.png``: resuming, sharding and
     merging find them there); each split folder holds hard links to them (a copy where the file
     system has no hard links), so the HF layout costs no disk space and no change to the plan."""
-    from synthbench.generate.folder import OWNED
-    from synthbench.safety import mark_owned
+    from synthbench.safety import GENERATION, mark_owned
 
     class_names = list(manifest["class_names"]) or None
     splits = [str(r["split"]) for r in rows]
     names = hf_splits(splits)
-    mark_owned(out, OWNED, generated_entries())  # before they appear: --overwrite knows them
+    mark_owned(out, GENERATION, generated_entries())  # before they appear: --overwrite knows them
     for split in ("train", "test"):  # an earlier finish of this folder's: made again from the images
         path = out / split
         if any(str(r.get("file_name", "")).split("/")[0] == split for r in rows):

@@ -72,7 +72,8 @@ def trained(run_info: dict[str, Any] | None, *, where: str,
     """Provenance of a generator trained by synthbench, from its run's ``run.json`` (``None`` when
     the generator folder has no run beside it). The image count and split come from the real
     Dataset's manifest when it is still reachable and unchanged, else from what the run recorded.
-    ``autoencoder``: a latent model's autoencoder's provenance (see :func:`autoencoder`)."""
+    ``autoencoder``: a latent model's autoencoder's provenance (see
+    :func:`synthbench.generators.provenance.autoencoder`)."""
     extra = {"autoencoder": autoencoder} if autoencoder is not None else {}
     data = (run_info or {}).get("data")
     if not isinstance(data, dict) or not isinstance(data.get("fingerprint"), str):
@@ -106,40 +107,6 @@ def of_generator(run_info: dict[str, Any] | None, *, where: str, kind: str | Non
     if kind == "ldm" and not (isinstance(autoencoder, dict) and problem(autoencoder) is None):
         autoencoder = AUTOENCODER_NOT_RECORDED
     return trained(run_info, where=where, autoencoder=autoencoder if kind == "ldm" else None)
-
-
-def of_run(run: str | Path) -> dict[str, Any]:
-    """What a run folder's generator saw: its run.json's Dataset and, for a latent model, its
-    autoencoder's data as recorded in ``model/synthbench.json``."""
-    import json
-
-    from synthbench.engine.run import RunFolder
-
-    run = Path(run)
-    info = RunFolder(run).info() if (run / "run.json").is_file() else None
-    meta: Any = {}
-    for model in (run / "model", run):   # a run folder, or a saved generator folder itself
-        try:
-            meta = json.loads((model / "synthbench.json").read_text(encoding="utf-8"))
-            break
-        except (OSError, ValueError, UnicodeDecodeError):
-            continue
-    meta = meta if isinstance(meta, dict) else {}
-    kind = meta.get("kind") or (info or {}).get("kind")
-    return of_generator(info, where=str(run), kind=kind, autoencoder=meta.get("autoencoder"))
-
-
-def autoencoder(vae: str | Path) -> dict[str, Any]:
-    """Provenance of the autoencoder a latent model is trained with (``vae=PATH``), taken when
-    the model is trained: a 'synthbench train vae' run's own training data, or a pretrained
-    autoencoder's external data (named by its folder's name: the path is local)."""
-    from synthbench.engine.run import RunFolder
-    from synthbench.metrics.cost import vae_run
-
-    run = vae_run(vae)
-    if run is None:
-        return pretrained(Path(vae).expanduser().resolve().name)
-    return trained(RunFolder(run).info(), where=str(run))
 
 
 def pretrained(pipeline: str) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def _train(kind: str, data: Path, run: Path, preset: str, overrides: tuple[str, 
 
 def _in_lanes(jobs: list[tuple]) -> dict[str, float]:
     """Each job ``(fn, *args)`` in its own single-threaded process; their merged results."""
-    from synthbench.study.executors import WorkerProcess
+    from synthbench.procs import WorkerProcess
 
     workers = [WorkerProcess() for _ in jobs]
     finished = False

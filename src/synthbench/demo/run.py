@@ -21,7 +21,7 @@ def run_demo(out: str | os.PathLike | None = None, *, quick: bool = False, faces
     stage is seeded and single-threaded either way, so the table is the serial run's."""
     import torch
 
-    from synthbench.study.executors import check_workers, machine_workers
+    from synthbench.procs import check_workers, machine_workers
 
     workers = check_workers(workers) or machine_workers()
 

@@ -18,12 +18,12 @@ from tqdm.auto import tqdm
 from synthbench.data.dataset import MANIFEST, Dataset, new_image_array, write_packed
 from synthbench.data.hf import write_generated
 from synthbench.errors import DataError
-from synthbench.generate.folder import (OWNED, OWNED_NATIVE, TIMING_FILE, _claim, _entries, _mark_native,
-                                        _write_text, alone, read_timings, row_key, totals)
+from synthbench.generate.folder import (TIMING_FILE, _claim, _entries, _mark_native, _write_text, alone,
+                                        read_timings, row_key, totals)
 from synthbench.generate.plan import (PLAN_FILE, PNG_KEY, DamagedPlan, _differences, _Layout, _read_plan,
                                      native_folder, same_plan)
-from synthbench.safety import (OwnershipError, check_apart, check_replaceable, mark_owned, owned_kind,
-                               read_marker, suggest_new)
+from synthbench.safety import (GENERATION, GENERATION_NATIVE, OwnershipError, check_apart, check_replaceable,
+                               mark_owned, owned_kind, read_marker, suggest_new)
 
 
 def finalize(out: str | os.PathLike, *, progress: bool = True) -> Dataset:
@@ -40,7 +40,7 @@ def finalize(out: str | os.PathLike, *, progress: bool = True) -> Dataset:
                         f"{missing[0]}); run the remaining shards, or the same generate command again")
     # OUT-native is this folder's only when the plan keeps native copies and the marker says so.
     native = native_folder(out)
-    ours = plan["keep_native"] and owned_kind(native) == OWNED_NATIVE
+    ours = plan["keep_native"] and owned_kind(native) == GENERATION_NATIVE
     for folder in (out, native) if ours else (out,):
         for stale in folder.glob("*/.*.tmp"):  # left by killed runs; no writer is active any more
             stale.unlink(missing_ok=True)
@@ -141,17 +141,17 @@ def merge(out: str | os.PathLike, shards: list[str | os.PathLike] = (), *, progr
         raise OwnershipError(f"--out {out} is a generation folder of an older synthbench (no .synthbench marker); "
                              f"merge it into a new folder instead: synthbench data merge --out {suggest_new(out)} "
                              f"{out} ...")
-    check_replaceable(out, OWNED, what="--out")
+    check_replaceable(out, GENERATION, what="--out")
     if natives and plan["keep_native"]:
         try:
             check_apart(native_folder(out), [*folders, *natives], what="the native-size folder")
-            check_replaceable(native_folder(out), OWNED_NATIVE, what="the native-size folder")
+            check_replaceable(native_folder(out), GENERATION_NATIVE, what="the native-size folder")
         except OwnershipError:
             raise OwnershipError(f"the native-size copies of --out {out} go to {native_folder(out)}, which holds "
                                  "something else; choose another --out") from None
     try:
         out.mkdir(parents=True, exist_ok=True)
-        mark_owned(out, OWNED, _entries(plan))
+        mark_owned(out, GENERATION, _entries(plan))
         with alone(out):
             _claim(out, plan)
             _gather(out, plan, folders)

@@ -35,12 +35,10 @@ from synthbench.errors import DataError, SynthbenchError
 from synthbench.generate.config import GenerateConfig
 from synthbench.generate.plan import (PLAN_FILE, DamagedPlan, _differences, _Layout, _read_plan, native_folder,
                                      same_plan)
-from synthbench.safety import (LOCK, MARKER, OwnershipError, check_apart, check_replaceable, mark_owned,
-                               output_lock, owned_kind, read_marker, suggest_new)
+from synthbench.safety import (GENERATION, GENERATION_NATIVE, LOCK, MARKER, OwnershipError, check_apart,
+                               check_replaceable, mark_owned, output_lock, owned_kind, read_marker, suggest_new)
 
 TIMING_FILE = "generation.jsonl"
-OWNED = "generation"                  # the marker kind of OUT
-OWNED_NATIVE = "generation-native"    # and of OUT-native
 _SHARD_LOCK = re.compile(r"\.synthbench-shard-(\d+)-of-(\d+)\.lock")
 
 
@@ -100,7 +98,7 @@ def writing(out: Path, part: Shard, entries: list[str]) -> Iterator[None]:
     that overlaps it (shards of one plan may share a folder, two writers of one block may not)."""
     out.mkdir(parents=True, exist_ok=True)
     name = _lock_name(part)
-    mark_owned(out, OWNED, [*entries, name])  # before the lock file appears in it
+    mark_owned(out, GENERATION, [*entries, name])  # before the lock file appears in it
     with output_lock(out, name=name, what="these images"):
         for other, share in locks_in(out).items():
             if other != name and _overlap(part, share):
@@ -242,7 +240,7 @@ def _check_output(out: Path, plan: dict[str, Any], inputs: list[Path], overwrite
         return  # never written, never removed: whatever is there is left alone
     try:
         check_apart(native, inputs, what="the native-size folder")
-        check_replaceable(native, OWNED_NATIVE, what="the native-size folder")
+        check_replaceable(native, GENERATION_NATIVE, what="the native-size folder")
     except OwnershipError:
         raise OwnershipError(f"the native-size copies of --out {out} go to {native}, which holds something "
                              f"else; choose another --out, or pass --no-native") from None
@@ -258,7 +256,7 @@ def check_replaceable_generation(out: Path, *, what: str) -> None:
         raise OwnershipError(f"{what} {out} is a generation folder of an older synthbench (no .synthbench "
                              f"marker), so it is neither resumed nor replaced: choose a new folder, e.g. "
                              f"{suggest_new(out)}")
-    check_replaceable(out, OWNED, what=what)
+    check_replaceable(out, GENERATION, what=what)
 
 
 def _clear(out: Path, plan: dict[str, Any]) -> None:
@@ -272,7 +270,7 @@ def _clear(out: Path, plan: dict[str, Any]) -> None:
                 if path.name in locks_in(out) or path.name == MARKER:
                     continue
                 shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-    if (native.exists() or native.is_symlink()) and owned_kind(native) == OWNED_NATIVE:
+    if (native.exists() or native.is_symlink()) and owned_kind(native) == GENERATION_NATIVE:
         shutil.rmtree(native)
 
 
@@ -300,7 +298,7 @@ def _claim(out: Path, plan: dict[str, Any]) -> None:
 def _mark_native(out: Path, plan: dict[str, Any]) -> None:
     native = native_folder(out)
     native.mkdir(parents=True, exist_ok=True)
-    mark_owned(native, OWNED_NATIVE, ["metadata.jsonl", *_Layout.of(plan).folders()])
+    mark_owned(native, GENERATION_NATIVE, ["metadata.jsonl", *_Layout.of(plan).folders()])
 
 
 def _write_text(path: Path, text: str) -> None:

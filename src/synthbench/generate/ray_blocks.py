@@ -45,7 +45,7 @@ class BlockWorker:
             self.failed = exc
 
     def make(self, number: int, start: int, stop: int) -> tuple[int, int, int, float, dict[str, Any]]:
-        from synthbench.generate.run import write_block
+        from synthbench.generate.blocks import write_block
 
         if self.failed is not None:
             raise self.failed
@@ -68,7 +68,7 @@ def make_on_ray(config, out: Path, plan: dict[str, Any], todo: list[tuple[int, r
                 workers: int | None, address: str | None) -> int:
     import torch
 
-    from synthbench.cluster import ray_session
+    from synthbench.procs import ray_session
 
     with ray_session(address, workers) as ray:
         from ray.util import ActorPool

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -10,20 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, PngImagePlugin
 from tqdm.auto import tqdm
 
 from synthbench.data.dataset import MANIFEST, Dataset
 from synthbench.data.hf import CARD
-from synthbench.data.imageio import ImageSpec, _fit
 from synthbench.errors import DataError, SynthbenchError
+from synthbench.generate.blocks import write_block
 from synthbench.generate.config import GenerateConfig
 from synthbench.generate.finish import finalize, merge_advice
-from synthbench.generate.folder import (Session, Shard, _check_output, _claim, _clear, _entries, _inputs,
-                                        _mark_native, writing)
-from synthbench.generate.plan import PNG_KEY, _Layout, _plan, native_folder
+from synthbench.generate.folder import Session, Shard, _check_output, _claim, _clear, _entries, _inputs, writing
+from synthbench.generate.plan import _Layout, _plan
 from synthbench.generate.sources import _Pipeline, _Trained
 
 
@@ -61,7 +57,7 @@ def generate(config: GenerateConfig, out: str | os.PathLike, *, shard: Shard = S
     if executor not in ("local", "ray"):
         raise SynthbenchError(f"unknown executor {executor!r}; choose local or ray")
     if executor == "ray":
-        from synthbench.cluster import check_address, import_ray
+        from synthbench.procs import check_address, import_ray
 
         import_ray()  # not installed: one line saying how, before anything is loaded
         check_address(address)
@@ -138,53 +134,3 @@ def _make(out: Path, plan: dict[str, Any], layout: _Layout, source, todo: list[t
         bar.update(len(block))
     bar.close()
     return made
-
-
-def write_block(out: Path, plan: dict[str, Any], layout: _Layout, source, block: range, session) -> int:
-    """Render one block (its seeds, in one sampling call) and write its missing PNGs; returns how
-    many were written. ``session.native_marked`` remembers that OUT-native was marked."""
-    size, channels = plan["size"], plan["channels"]
-    spec = ImageSpec(size=size, channels=channels, fit="crop", resample=plan["resample"])
-    native = native_folder(out)
-    subjects = [layout.subjects[i] for i in block]
-    seeds = [int(layout.seeds[i]) for i in block]
-    written = 0
-    for i, (image, extra) in zip(block, source.render(subjects, seeds)):
-        target = out / layout.files[i]
-        if target.is_file():  # made by an earlier run, from the same batch: identical
-            continue
-        record = {"file_name": layout.files[i],
-                  "label": int(layout.labels[i]) if layout.labels[i] >= 0 else None,
-                  "class_name": layout.subjects[i], "generator": plan["name"],
-                  "seed": int(layout.seeds[i]), **source.details(layout.subjects[i], int(layout.seeds[i])),
-                  **extra}
-        pixels = np.asarray(image, dtype=np.uint8)
-        if pixels.ndim == 2:
-            pixels = pixels[:, :, None]
-        if pixels.shape[:2] != (size, size):
-            if plan["keep_native"]:
-                if not session.native_marked:
-                    _mark_native(out, plan)
-                    session.native_marked = True
-                _write_png(native / layout.files[i], pixels, record)
-            pixels = _resize(pixels, spec)
-        # The training-size file is written last: its presence marks the image as done.
-        _write_png(target, pixels, record)
-        written += 1
-    return written
-
-
-def _resize(pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
-    img = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
-    resized = np.asarray(_fit(img, spec))
-    return resized[:, :, None] if resized.ndim == 2 else resized
-
-
-def _write_png(path: Path, pixels: np.ndarray, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    info = PngImagePlugin.PngInfo()
-    info.add_text(PNG_KEY, json.dumps(record, ensure_ascii=True))
-    # A hidden name ending in .tmp: image readers skip it, and only a finished file gets the real name.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(tmp, format="PNG", pnginfo=info)
-    os.replace(tmp, path)

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -29,14 +28,6 @@ def read_rows(run: Path) -> list[dict[str, Any]]:
         return parse_rows((run / "metrics.jsonl").read_text(encoding="utf-8", errors="replace"))
     except OSError:
         return []
-
-
-def _run_kind(run: Path) -> str | None:
-    try:
-        info = json.loads((run / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    return info.get("kind") if isinstance(info, dict) else None
 
 
 def _seconds(rows: list[dict[str, Any]]) -> tuple[float | None, str | None]:
@@ -61,17 +52,6 @@ def _seconds_value(value: Any) -> float | None:
     return float(value)
 
 
-def vae_run(path: str | Path) -> Path | None:
-    """The ``synthbench train vae`` run behind a VAE path (its run folder or ``model/``), or None
-    for a foreign (e.g. pretrained) autoencoder."""
-    path = Path(path).expanduser()
-    for folder in (path, path.parent) if path.name == "model" else (path,):
-        if folder.is_dir() and (_run_kind(folder) == "vae" or
-                                ((folder / "model").is_dir() and (folder / "metrics.jsonl").is_file())):
-            return folder
-    return None
-
-
 def training_cost(run: str | Path) -> dict[str, Any]:
     """Seconds spent training ``run`` (and, for a latent model, its VAE when synthbench trained
     it), epochs and steps, from ``metrics.jsonl`` and ``config.yaml``. ``ratio`` is left for
@@ -93,6 +73,8 @@ def training_cost(run: str | Path) -> dict[str, Any]:
         config = {}
     if not isinstance(config, dict) or config.get("kind") != "ldm":
         return out
+    from synthbench.generators.provenance import vae_run
+
     vae = config.get("vae")
     found = vae_run(vae) if isinstance(vae, str) and vae else None
     if not isinstance(vae, str) or not vae:

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from synthbench.errors import ConfigError
-from synthbench.metrics.features import FeatureExtractor, file_sha256
+from synthbench.metrics.extractor import FeatureExtractor, file_sha256
 
 DEFAULT_MODEL = "facebook/dinov2-large"  # ViT-L/14, the encoder of Stein et al. 2023 (dgm-eval's default)
 # The Hub's SHA-256 of facebook/dinov2-large's model.safetensors (its LFS details).

@@ -27,6 +27,7 @@ import torch
 
 from synthbench.data.dataset import Dataset
 from synthbench.errors import ConfigError, SynthbenchError
+from synthbench.metrics.extractor import FeatureExtractor, file_sha256
 from synthbench.safety import output_lock
 
 ENV_WEIGHTS = "SYNTHBENCH_INCEPTION_WEIGHTS"
@@ -37,17 +38,6 @@ WEIGHTS_URLS = (
     "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
 )
-
-
-class FeatureExtractor:
-    """Maps uint8 image batches (N, C, H, W) to feature vectors (N, D)."""
-
-    kind = "features"
-    label = ""
-    source: dict | None = None  # where the weights came from (path, fingerprint), for the results
-
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
 
 
 @torch.no_grad()
@@ -144,23 +134,6 @@ def _sha256_prefix(path: Path) -> str:
 
 
 # ------------------------------------------------------------------------------ weights keys
-_SHA256: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file (remembered per path, size and mtime in this process: weights are large)."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA256:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 22):
-                h.update(chunk)
-        _SHA256[key] = h.hexdigest()
-    return _SHA256[key]
-
-
 def content_sha256(path: str | os.PathLike, names: tuple[str, ...]) -> str:
     """SHA-256 of a weights file, or of the files ``names`` of a model folder (each name with its
     content's hash; a missing one counts as absent): what an extractor reads, not where it lies."""

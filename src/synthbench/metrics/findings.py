@@ -425,14 +425,13 @@ def write_findings(findings: dict[str, Any], out: Path) -> None:
 
     from synthbench import safety
     from synthbench.metrics.findings_text import csv_text
-    from synthbench.report.output import remove_page
 
     out.mkdir(parents=True, exist_ok=True)
     safety.mark_owned(out, "compare", ["findings.json", "findings.csv", "report"])  # first: a kill leaves it ours
     data = clean(findings)
     texts = {"findings.json": json.dumps(data, indent=2, allow_nan=False, ensure_ascii=False),
              "findings.csv": csv_text(data)}
-    remove_page(out / PAGE)
+    safety.remove_page(out / PAGE)
     for name in texts:
         (out / name).unlink(missing_ok=True)  # this compare folder's own (checked before any work)
     for name, text in texts.items():

@@ -224,7 +224,7 @@ def _warm_domain_cache(metrics: dict, dataset_path: str) -> None:
 
 
 def _in_own_process(fn, *args) -> None:
-    from synthbench.study.executors import WorkerProcess
+    from synthbench.procs import WorkerProcess
 
     worker = WorkerProcess()
     finished = False

@@ -13,17 +13,14 @@ from __future__ import annotations
 import html
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from synthbench.report import figures
+from synthbench.report.base import ReportBase
 from synthbench.study.exchange import OK, SYNTHETIC_COMPOSITIONS, Curve, exchange_rates, has_sweep, provenance_of
 from synthbench.study.exchange_text import WORSE, series_name
-
-if TYPE_CHECKING:
-    from synthbench.report.page import Report
 
 MARKERS = {"artificial": "s", "mixed": "D", "augmented": "^", "ratio_sweep": "v"}
 GEN_COLOURS = ["#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
@@ -33,7 +30,7 @@ def esc(value) -> str:
     return html.escape(str(value), quote=True)
 
 
-def section(report: Report) -> str:
+def section(report: ReportBase) -> str:
     """The section's HTML ("" when the study has no synthetic cells); a study without a size
     sweep gets a short note saying what would give the answer."""
     # Filtered cells too: every sentence and the figure name the filter ("ddpm (confidence-filtered)").

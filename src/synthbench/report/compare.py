@@ -25,11 +25,13 @@ import numpy as np
 import pandas as pd
 
 from synthbench.data import provenance as prov
+from synthbench.generators.provenance import of_run
 from synthbench.report import compare_figures, compare_findings
 from synthbench.report.load import Results
 from synthbench.report.numbers import esc, fmt, num
 from synthbench.engine.run import parse_rows
-from synthbench.report.page import MAX_TEXT, Report, _explicit_folders, fold, render, table_rows, versions_and_machine
+from synthbench.report.base import MAX_TEXT, fold, table_rows, versions_and_machine
+from synthbench.report.page import Report, _explicit_folders, render
 from synthbench.safety import safe_name
 
 COMPARE_CSS = """
@@ -283,7 +285,7 @@ class Compare(Report):
         for name, (run, _) in self.runs.items():
             present = [f for f in (run / "run.json", run / "model" / "synthbench.json", run / "synthbench.json")
                        if f.exists() or f.is_symlink()]
-            seen[name] = (prov.describe(prov.of_run(run)) if all(self._run_file(name, f) for f in present)
+            seen[name] = (prov.describe(of_run(run)) if all(self._run_file(name, f) for f in present)
                           else "not read (a file of the run points outside its folder)")
         rows = table_rows
         configs = self.run_configs()

@@ -1,8 +1,9 @@
 """Where the report writes: its page and the page's own figures folder, and nothing else.
 
 * The page is recognisable as the report's by a ``<meta name='generator' content='synthbench ...'>``
-  tag in its head (pages of synthbench 0.1.0, which had none, by their exact opening). Only such
-  a page is overwritten; any other file at ``--out`` is refused.
+  tag in its head (pages of synthbench 0.1.0, which had none, by their exact opening; the check,
+  and the removal of such a page, are :mod:`synthbench.safety`'s). Only such a page is
+  overwritten; any other file at ``--out`` is refused.
 * The figures live in ``<page stem>-figures/`` beside the page (``index.html`` ->
   ``index-figures/``), one folder per page, so two reports in one folder never share, replace or
   mislabel each other's figures. The folder carries a ``.synthbench`` marker of kind
@@ -21,28 +22,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from synthbench import __version__, safety
+from synthbench.safety import GENERATOR_TAG, figures_dir, is_report_page
 
-KIND = "report-figures"
-GENERATOR_TAG = "<meta name='generator' content='synthbench"
-LEGACY_HEAD = "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>synthbench report: "
-
-
-def figures_dir(page: Path) -> Path:
-    return page.with_name(f"{page.stem}-figures")
+KIND = safety.REPORT_FIGURES
 
 
 def head_html() -> str:
     return f"{GENERATOR_TAG} {__version__}'>"
-
-
-def is_report_page(path: Path) -> bool:
-    """Whether ``path`` is a page the report wrote (checked on its first bytes only)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4096).decode("utf-8", errors="replace")
-    except OSError:
-        return False
-    return GENERATOR_TAG in head.split("</head>")[0] or head.startswith(LEGACY_HEAD)
 
 
 def suggest(page: Path) -> Path:
@@ -99,16 +85,6 @@ def claim(figdir: Path, name: str) -> Path:
     dies half-way leaves a folder the next report still recognises as its own)."""
     safety.mark_owned(figdir, KIND, entries=[name])
     return figdir / name
-
-
-def remove_page(page: Path) -> None:
-    """Remove a page the report wrote and its figures folder (only if they are the report's own:
-    anything else there is left as it is), e.g. before the data the page showed is replaced."""
-    if page.is_file() and not page.is_symlink() and is_report_page(page):
-        page.unlink()
-    figdir = figures_dir(page)
-    if safety.owned_kind(figdir) == KIND:
-        shutil.rmtree(figdir)
 
 
 def write_page(page: Path, text: str) -> Path:

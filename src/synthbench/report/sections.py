@@ -1,8 +1,9 @@
 """Sections of the report's page that show pictures and image-quality numbers: the metrics
 table, the generators' samples per epoch with their loss curves, and the Datasets' sample grids.
 
-:class:`Sections` is mixed into :class:`synthbench.report.page.Report` (which holds the tables,
-the run folders and the helpers ``img``, ``target``, ``_copy``, ``_run_file``, ``_run_seconds``).
+:class:`Sections` is a base of :class:`synthbench.report.page.Report`; it builds on
+:class:`synthbench.report.base.ReportBase` (which holds the tables, the run folders and the helpers
+``img``, ``target``, ``_copy``, ``_run_file``, ``_run_seconds``).
 
 Sample grids carry their class names as HTML beside the picture (:func:`labelled_grid`): a grid
 of ``k`` equal rows gets a column of ``k`` equal slots, one name each, stretched to the
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from synthbench.report.base import ReportBase
 from synthbench.report.numbers import esc, fmt, num
 from synthbench.safety import safe_names
 
@@ -68,8 +70,8 @@ WEAK_FEATURES_WARNING = (
     "the same study gives standard numbers.</p>")
 
 
-class Sections:
-    """Mixin of :class:`~synthbench.report.page.Report`."""
+class Sections(ReportBase):
+    """The sections of :class:`~synthbench.report.page.Report` showing pictures and quality numbers."""
 
     # ---------------------------------------------------------------- image quality
     def quality(self) -> str:

@@ -2,7 +2,8 @@
 
 from synthbench.study.grid import Cell, build_grid
 from synthbench.study.inputs import StudyWarning
-from synthbench.study.runner import StudyFailed, StudyRun, StudyStatus, plan_study, run_study, study_status
+from synthbench.study.plan import plan_study
+from synthbench.study.runner import StudyFailed, StudyRun, StudyStatus, run_study, study_status
 from synthbench.study.spec import COMPOSITIONS, StudySpec, load_spec
 from synthbench.study.stats import compare, paired, proportion_interval, summarise, t_interval
 

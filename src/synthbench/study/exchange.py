@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 from synthbench.errors import SynthbenchError
-from synthbench.study.exchange_text import beyond, series_name, statement
+from synthbench.study.exchange_text import Group, beyond, statement
 from synthbench.safety import one_line
 from synthbench.study.grid import Cell, counts
 
@@ -245,24 +245,6 @@ def group_rng(test_set, filt, generator, composition, size, ratio, augment_facto
                       f"{float(ratio):g}", af])
     digest = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "little")
     return np.random.default_rng([BOOTSTRAP_SEED + 1, digest])
-
-
-@dataclass
-class Group:
-    generator: str
-    composition: str
-    size: int
-    ratio: float
-    augment_factor: float | None
-    n_real: int
-    n_synthetic: int
-    values: np.ndarray
-    filter: str = ""
-    real_accuracy: float | None = None   # the measured mean of the real cells at n_real, if any
-
-    @property
-    def label(self) -> str:
-        return one_line(series_name(self.generator, self.filter))  # a name in a sentence: one line
 
 
 def rate_row(curve: Curve, g: Group, draws: np.ndarray | None) -> dict[str, Any]:

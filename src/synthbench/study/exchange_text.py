@@ -1,14 +1,16 @@
 """The quotable sentences of the exchange-rate table (``statement``): one per cell group, naming
 the generator's images with their filter (:func:`series_name`). The numbers are decided in
-:mod:`synthbench.study.exchange`; this module only says them."""
+:mod:`synthbench.study.exchange`; this module only says them, of a cell group (:class:`Group`)."""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-if TYPE_CHECKING:
-    from synthbench.study.exchange import Group
+import numpy as np
+
+from synthbench.safety import one_line
 
 
 def series_name(generator: str, filt: Any = "") -> str:
@@ -16,6 +18,24 @@ def series_name(generator: str, filt: Any = "") -> str:
     them ("ddpm (confidence-filtered)"), so filtered and unfiltered results never read alike."""
     filt = "" if filt is None or (isinstance(filt, float) and math.isnan(filt)) else str(filt)
     return generator if filt in ("", "none") else f"{generator} ({filt}-filtered)"
+
+
+@dataclass
+class Group:
+    generator: str
+    composition: str
+    size: int
+    ratio: float
+    augment_factor: float | None
+    n_real: int
+    n_synthetic: int
+    values: np.ndarray
+    filter: str = ""
+    real_accuracy: float | None = None   # the measured mean of the real cells at n_real, if any
+
+    @property
+    def label(self) -> str:
+        return one_line(series_name(self.generator, self.filter))  # a name in a sentence: one line
 
 
 def _fmt(x: float) -> str:

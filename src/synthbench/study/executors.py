@@ -27,52 +27,23 @@ would; later attempts see the file and train normally. The tests use it to kill 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import time
 import warnings
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from synthbench.errors import ConfigError
+from synthbench.procs import WorkerProcess, ray_session
+from synthbench.study.plan import cell_threads
 
 if TYPE_CHECKING:
     from synthbench.study.cache import CellStore
-    from synthbench.study.runner import StudyPlan
-    from synthbench.study.spec import StudySpec
+    from synthbench.study.plan import StudyPlan
 
 CRASH_HOOK = "SYNTHBENCH_TEST_CRASH_ONCE"
 EXECUTORS = ("local", "ray")
 DIED = "the worker process training it died (killed, or out of memory)"
-
-
-# ------------------------------------------------------------------------------ choices
-def machine_workers() -> int:
-    """One worker per GPU on a GPU machine, else one single-threaded worker per CPU core."""
-    import torch
-
-    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
-        return torch.cuda.device_count()
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
-
-
-def check_workers(workers: int | None) -> int | None:
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be 1 or more (1: one cell after another in this process), got {workers}")
-    return workers
-
-
-def cell_threads(plan: StudyPlan | StudySpec) -> int:
-    """Torch CPU threads of every cell: the spec's, else 1 (the same in every executor; part of
-    each cell's key, see synthbench.study.grid.cell_key)."""
-    spec = getattr(plan, "spec", plan)
-    return spec.threads or 1
 
 
 # ------------------------------------------------------------------------------ worker side
@@ -81,7 +52,7 @@ _PLANS: dict[tuple[str, str], Any] = {}
 
 def _worker_plan(spec_json: str, out: str) -> StudyPlan:
     """The plan of this study in this worker process, opened once (inputs read from their paths)."""
-    from synthbench.study.runner import plan_study
+    from synthbench.study.plan import plan_study
     from synthbench.study.spec import StudySpec
 
     if (spec_json, out) not in _PLANS:
@@ -108,34 +79,13 @@ def train_job(spec_json: str, out: str, key: str, threads: int, hook: str | None
     import torch
 
     from synthbench.study.cache import CellStore
-    from synthbench.study.runner import _attempt
+    from synthbench.study.cell import _attempt
 
     plan = _worker_plan(spec_json, out)
     planned = plan.by_key()[key]
     torch.set_num_threads(threads)
     _crash_once(hook)
     return _attempt(plan, planned, CellStore(plan.out))
-
-
-def _init_worker(gpu: int | None) -> None:
-    # Ctrl-C reaches the whole process group: the parent alone decides, and stops the workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if gpu is not None:  # before CUDA is initialised (torch initialises it lazily)
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
-    import threading
-
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-
-
-def _exit_with_parent(parent: int) -> None:
-    """End this worker once its parent is gone: a parent killed outright (kill -9, the OOM killer)
-    cannot stop it, and an orphan would idle on holding its memory, or go on training into a run
-    folder (and its lock) that the next attempt needs."""
-    import time
-
-    while os.getppid() == parent:
-        time.sleep(1)
-    os._exit(1)
 
 
 # ------------------------------------------------------------------------------ parent side
@@ -165,7 +115,7 @@ class GridProgress:
 def _record_death(plan: StudyPlan, store: CellStore, key: str, why: str = DIED) -> str:
     """A cell whose worker died: failed.json (unless another process has taken the cell since)."""
     from synthbench.safety import LockedError
-    from synthbench.study.runner import _log
+    from synthbench.study.plan import _log
 
     label = plan.by_key()[key].cell.label()
     try:
@@ -197,7 +147,7 @@ def run_cells(plan: StudyPlan, keys: list[str], store: CellStore, *, workers: in
 def _serial(plan: StudyPlan, keys: list[str], store: CellStore, bar: GridProgress) -> dict[str, str]:
     import torch
 
-    from synthbench.study.runner import _attempt
+    from synthbench.study.cell import _attempt
 
     outcomes = {}
     threads = torch.get_num_threads()
@@ -211,54 +161,6 @@ def _serial(plan: StudyPlan, keys: list[str], store: CellStore, bar: GridProgres
     finally:
         torch.set_num_threads(threads)
     return outcomes
-
-
-@contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """SIGINT ignored while a worker process starts: a Ctrl-C then reaches only this process (which
-    stops the workers), not a worker half-way through importing torch (a traceback, no cleanup)."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, before)
-
-
-class WorkerProcess:
-    """One spawned worker process (a one-process pool: a death breaks only this one, and names its
-    job). It ignores SIGINT from its start; :meth:`stop` with ``kill`` ends it at once."""
-
-    def __init__(self, gpu: int | None = None, threads: int | None = None):
-        import multiprocessing
-
-        # spawn, never fork: a forked torch process can deadlock (OpenMP / CUDA state is not fork-safe).
-        self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker, initargs=(gpu,))
-        with _sigint_ignored():  # inherited by the new process from its very start
-            first = self.pool.submit(os.getpid)
-        try:
-            self.pid: int = first.result()
-        except BaseException:  # Ctrl-C while it starts: end it now (its pid is not known yet)
-            for process in list(getattr(self.pool, "_processes", {}).values()):
-                process.terminate()
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            raise
-
-    def submit(self, fn, *args) -> Future:
-        return self.pool.submit(fn, *args)
-
-    def stop(self, kill: bool) -> None:
-        if kill:
-            try:
-                os.kill(self.pid, signal.SIGTERM)
-            except OSError:
-                pass
-        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _pool(plan: StudyPlan, keys: list[str], store: CellStore, bar: GridProgress, workers: int) -> dict[str, str]:
@@ -307,8 +209,6 @@ def _ray(plan: StudyPlan, keys: list[str], store: CellStore, bar: GridProgress, 
          address: str | None) -> dict[str, str]:
     """Each cell a Ray task with the spec's resources; a task whose worker or node dies is retried
     by Ray (resources.max_retries times), then recorded as failed like a dead local worker."""
-    from synthbench.cluster import ray_session
-
     res = plan.spec.resources
     spec_json = plan.spec.model_dump_json()
     hook = os.environ.get(CRASH_HOOK)

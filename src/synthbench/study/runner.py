@@ -2,10 +2,11 @@
 
 A run checks the results folder (see :mod:`synthbench.study.cache`: never an input, never a
 folder holding files synthbench did not write), opens and checks every input, builds the grid
-and every cell's key (all before any cell trains: bad input fails fast), then trains the cells
-of its shard that are not complete yet, scores real-only cells on each generator's held-out
-images, computes the image-quality metrics asked for, and rewrites the tables and grid.json from
-every complete cell in the folder (:mod:`synthbench.study.tables`).
+and every cell's key (all before any cell trains: bad input fails fast; see
+:mod:`synthbench.study.plan`), then trains the cells of its shard that are not complete yet
+(:mod:`synthbench.study.cell`), scores real-only cells on each generator's held-out images,
+computes the image-quality metrics asked for, and rewrites the tables and grid.json from every
+complete cell in the folder (:mod:`synthbench.study.tables`).
 
 Faults while cells run:
 
@@ -39,8 +40,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import socket
 import time
 import traceback
 import warnings
@@ -57,20 +56,11 @@ from synthbench.data.dataset import Dataset
 from synthbench.errors import SynthbenchError
 from synthbench.safety import LockedError, output_lock, safe_name
 from synthbench.study.cache import CellStore, check_results_folder, claim_results_folder, write_json_atomic
-from synthbench.study.executors import cell_threads
-from synthbench.study.grid import (
-    Cell,
-    build_grid,
-    cell_classifier,
-    cell_key,
-    check_sizes,
-    counts,
-    parse_shard,
-    shard_of,
-    training_set,
-)
-from synthbench.study.inputs import StudyInputs, StudyWarning, as_train, check_before_training, open_inputs, shape_text
-from synthbench.study.spec import StudySpec, classifier_config, load_spec
+from synthbench.study.cell import _score_on_synthetic
+from synthbench.study.grid import parse_shard, shard_of
+from synthbench.study.inputs import StudyWarning, shape_text
+from synthbench.study.plan import METRICS_JOB, PlannedCell, StudyPlan, _log, cell_threads, plan_study
+from synthbench.study.spec import StudySpec, load_spec
 from synthbench.study.tables import grid_state, metrics_file, read_metrics, write_tables
 
 
@@ -80,44 +70,6 @@ class StudyFailed(SynthbenchError):
     def __init__(self, message: str, report: StudyRun):
         super().__init__(message)
         self.report = report
-
-
-METRICS_JOB = "metrics:"
-
-
-@dataclass
-class PlannedCell:
-    cell: Cell
-    key: str
-    payload: dict[str, Any]
-    train_set: Dataset
-
-
-@dataclass
-class StudyPlan:
-    """Everything a run needs, checked: the inputs, the classifier config and every cell's key."""
-
-    spec: StudySpec
-    out: Path
-    inputs: StudyInputs
-    classifier: Any  # ClassifierConfig
-    cells: list[PlannedCell]
-    resized_from: int | None = None  # the real images' side when the classifier sees another
-
-    @property
-    def keys(self) -> list[str]:
-        return list(dict.fromkeys(p.key for p in self.cells))
-
-    def jobs(self) -> list[str]:
-        """Unique job ids: cell keys, and one metrics job per generator when metrics are asked."""
-        metrics = [METRICS_JOB + g for g in self.spec.synthetic] if self.spec.metrics.enabled else []
-        return self.keys + metrics
-
-    def by_key(self) -> dict[str, PlannedCell]:
-        out: dict[str, PlannedCell] = {}
-        for p in self.cells:
-            out.setdefault(p.key, p)
-        return out
 
 
 @dataclass
@@ -136,46 +88,6 @@ class StudyRun:
     seconds: float = 0.0
 
 
-# ------------------------------------------------------------------------------ planning
-def plan_study(spec: StudySpec, out: str | os.PathLike | None = None, *, build_filters: bool = True) -> StudyPlan:
-    """Open the inputs and build every cell with its key; any bad input raises here. The spec's
-    filters are applied here (their Datasets made in the results folder unless cached; with
-    ``build_filters=False`` a missing one is an error instead)."""
-    from synthbench.classifiers.models import build_classifier
-    from synthbench.study.filtering import apply_filters, check_filtered_sizes
-
-    out = Path(out or spec.out or "")
-    if not str(out) or str(out) == ".":
-        raise SynthbenchError("no results folder: give --out or 'out' in the spec")
-    inputs = open_inputs(spec)
-    check_before_training(spec, inputs)
-    classifier = classifier_config(spec)
-    h, _, c = inputs.real.shape
-    side = classifier.model.resolution or h
-    # Build the network once now, so an unknown model name or an impossible size fails before
-    # any cell trains.
-    build_classifier(classifier.model.name, inputs.num_classes, c, side, normalize=classifier.model.normalize,
-                     width=classifier.model.width, dropout=classifier.model.dropout)
-    if side != h:
-        message = (f"the classifier ({spec.classifier_preset} preset) sees {side}x{side} images, the real ones are "
-                   f"{h}x{h}: every image is resized on the fly (recorded as classifier_resized_from)")
-        inputs.notes.append(message)
-        warnings.warn(message, StudyWarning, stacklevel=2)
-    grid = build_grid(spec, inputs.num_classes)
-    check_sizes([c for c in grid if c.filter == "none"], inputs, spec.ratio)
-    check_filtered_sizes(grid, inputs, spec)
-    apply_filters(spec, inputs, classifier, out, build=build_filters)
-    check_sizes(grid, inputs, spec.ratio)
-    cells = []
-    for cell in grid:
-        train = training_set(cell, inputs, spec.ratio)
-        config = cell_classifier(classifier, cell.seed)
-        key, payload = cell_key(dump_config(config), train.fingerprint, inputs.test.fingerprint, __version__, cell_threads(spec))
-        cells.append(PlannedCell(cell=cell, key=key, payload=payload, train_set=train))
-    return StudyPlan(spec=spec, out=out, inputs=inputs, classifier=classifier, cells=cells,
-                     resized_from=h if side != h else None)
-
-
 # ------------------------------------------------------------------------------ entry points
 def run_study(spec: str | os.PathLike | StudySpec, *, shard: str | tuple[int, int] | None = None,
               out: str | os.PathLike | None = None, overrides: tuple[str, ...] | list[str] = (),
@@ -188,14 +100,15 @@ def run_study(spec: str | os.PathLike | StudySpec, *, shard: str | tuple[int, in
     ``workers``: cells trained at once in local worker processes (1: one after another in this
     process; None: one per GPU, else one per CPU core); ``executor="ray"``: every cell a Ray task
     on the cluster at ``address`` (or a local one). See :mod:`synthbench.study.executors`."""
-    from synthbench.study.executors import EXECUTORS, check_workers, machine_workers, run_cells
+    from synthbench.procs import check_workers, machine_workers
+    from synthbench.study.executors import EXECUTORS, run_cells
 
     started = time.perf_counter()
     check_workers(workers)
     if executor not in EXECUTORS:
         raise SynthbenchError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     if executor == "ray":
-        from synthbench.cluster import check_address, import_ray
+        from synthbench.procs import check_address, import_ray
 
         import_ray()  # not installed: one line saying how, before anything is read or written
         check_address(address)
@@ -246,27 +159,6 @@ def run_study(spec: str | os.PathLike | StudySpec, *, shard: str | tuple[int, in
     report.seconds = time.perf_counter() - started
     _finish(plan, report, by_key)
     return report
-
-
-def _attempt(plan: StudyPlan, planned: PlannedCell, store: CellStore) -> str:
-    """Train one cell under its lock: "trained", "failed" (recorded, the run goes on) or
-    "elsewhere" (another process holds it)."""
-    key, label = planned.key, planned.cell.label()
-    try:
-        with store.lock(key):
-            if store.complete(key):  # finished by another process since this run looked
-                return "skipped"
-            try:
-                run_cell(plan, planned, store)
-            except Exception as exc:  # noqa: BLE001 (any error of one cell must not end the others)
-                _log(plan, f"failed {key} {label}: {type(exc).__name__}: {exc}\n" + traceback.format_exc())
-                store.save_failure(key, {"cell": planned.cell.as_dict(), "error": f"{type(exc).__name__}: {exc}",
-                                         "at": time.strftime("%Y-%m-%dT%H:%M:%S"), "host": socket.gethostname()})
-                return "failed"
-    except LockedError:
-        _log(plan, f"skip {key} {label} (running elsewhere)")
-        return "elsewhere"
-    return "trained"
 
 
 def _finish(plan: StudyPlan, report: StudyRun, by_key: dict[str, PlannedCell]) -> None:
@@ -347,69 +239,6 @@ def study_status(spec: str | os.PathLike | StudySpec, *, out: str | os.PathLike 
                        metrics_done=[g for g in metrics if g in done_metrics],
                        metrics_pending=[g for g in metrics if g not in done_metrics], per_composition=per,
                        grid=grid_state(plan, store, done_metrics))
-
-
-# ------------------------------------------------------------------------------ one cell
-def run_cell(plan: StudyPlan, planned: PlannedCell, store: CellStore) -> dict[str, Any]:
-    """Train and score one cell; resumes its newest checkpoint when a killed run left one."""
-    from synthbench.classifiers.evaluate import evaluate
-    from synthbench.classifiers.task import train_classifier
-    from synthbench.engine import checkpoint as ckpt
-
-    cell, key = planned.cell, planned.key
-    folder = store.folder(key)
-    folder.mkdir(parents=True, exist_ok=True)
-    store.begin(key)
-    run_dir = folder / "run"
-    resume = ckpt.latest_checkpoint(run_dir / "checkpoints") is not None
-    if not resume:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    write_json_atomic(folder / "cell.json", {"cell": cell.as_dict(), "key": key, "hashed": planned.payload})
-    _log(plan, f"{'resume' if resume else 'start'} {key} {cell.label()}")
-    config = cell_classifier(plan.classifier, cell.seed)
-    config = config.model_copy(update={"train": config.train.model_copy(update={"progress": False})})
-    t0 = time.perf_counter()
-    model, _ = train_classifier(as_train(planned.train_set), run_dir, config, resume=resume)
-    t1 = time.perf_counter()
-    real_eval = evaluate(model, plan.inputs.test, config.eval_batch_size)
-    synthetic_eval = None
-    if cell.generator:
-        synthetic_eval = evaluate(model, plan.inputs.synthetic[cell.generator].test, config.eval_batch_size)
-    t2 = time.perf_counter()
-    n_real, n_synth = counts(cell, plan.spec.ratio)
-    result = {
-        "key": key, "cell": cell.as_dict(), "n_train": len(planned.train_set), "n_real": n_real,
-        "n_synthetic": n_synth, "train_fingerprint": planned.train_set.fingerprint,
-        "test_fingerprint": plan.inputs.test.fingerprint, "classifier": dump_config(config),
-        "real_test": real_eval.to_dict(),
-        "synthetic_test": synthetic_eval.to_dict() if synthetic_eval else None,
-        "train_seconds": round(t1 - t0, 3), "eval_seconds": round(t2 - t1, 3),
-        "device": str(next(model.parameters()).device), "threads": torch.get_num_threads(), "host": socket.gethostname(),
-        "synthbench_version": __version__, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    store.save(key, result)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # done: the exported model is enough
-    _log(plan, f"done {key} {cell.label()}: accuracy {real_eval.accuracy:.4f} in {t1 - t0:.1f}s")
-    if not cell.generator:
-        _score_on_synthetic(plan, planned, store, model)
-    return result
-
-
-def _score_on_synthetic(plan: StudyPlan, planned: PlannedCell, store: CellStore, model=None) -> None:
-    """Score a real-only cell on every generator's held-out images it has no current score for
-    (a changed synthetic Dataset re-scores the saved model; it never retrains it)."""
-    from synthbench.classifiers.evaluate import evaluate
-    from synthbench.classifiers.task import load_classifier
-
-    if not store.complete(planned.key):
-        return
-    for name, synthetic in plan.inputs.synthetic.items():
-        if store.read_eval(planned.key, name, synthetic.test.fingerprint) is not None:
-            continue
-        if model is None:
-            model, _ = load_classifier(store.folder(planned.key) / "run" / "model")
-        result = evaluate(model, synthetic.test, plan.classifier.eval_batch_size)
-        store.save_eval(planned.key, name, synthetic.test.fingerprint, result.to_dict())
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -493,8 +322,4 @@ def _write_description(plan: StudyPlan) -> None:
             "cells": len(plan.cells), "distinct_trainings": len(plan.keys), "synthbench_version": __version__}
     write_json_atomic(plan.out / "inputs.json", data)
 
-
-def _log(plan: StudyPlan, message: str) -> None:
-    with open(plan.out / "log.txt", "a", encoding="utf-8") as fh:
-        fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} [{os.getpid()}] {message}\n")
 

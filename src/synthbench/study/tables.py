@@ -42,7 +42,7 @@ from synthbench.study.leakage import mark
 from synthbench.study.stats import _trials, compare, proportion_interval, summarise
 
 if TYPE_CHECKING:
-    from synthbench.study.runner import StudyPlan
+    from synthbench.study.plan import StudyPlan
 
 
 def metrics_file(plan: StudyPlan, generator: str) -> Path:

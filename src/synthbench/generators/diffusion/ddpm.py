@@ -62,7 +62,7 @@ class DiffusionGenerator(Generator):
         self.sampling = sampling
         self.channels, self.resolution = channels, resolution
         self.vae, self.latent_scale = vae, latent_scale
-        # A latent model's autoencoder's provenance (data.provenance.autoencoder), kept in the model.
+        # A latent model's autoencoder's provenance (generators.provenance.autoencoder), kept in the model.
         self.autoencoder = autoencoder
         self.device = next(unet.parameters()).device
         self.last_sampling: dict[str, Any] = {}

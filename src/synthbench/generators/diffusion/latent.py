@@ -54,7 +54,7 @@ class LatentDiffusionTask(DiffusionTask):
             raise SynthbenchError("latent diffusion needs a VAE: set vae=PATH (a diffusers AutoencoderKL "
                                   "folder, e.g. a Stable Diffusion vae/ download, or a 'synthbench train vae' run)")
         self._vae_config = load_vae(config.vae).config
-        from synthbench.data import provenance
+        from synthbench.generators import provenance
 
         # What the autoencoder learnt from, read now (vae=PATH may be relative to this command's
         # folder, and the VAE run may be retrained later): generated Datasets quote it.
