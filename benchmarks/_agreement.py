@@ -1,6 +1,6 @@
 """The classifier-agreement score of digits generators (shared by the benchmarks).
 
-A small CNN is trained on the REAL bundled digits train split, prepared by synthbench exactly as
+A small CNN is trained on the REAL bundled digits train split, prepared by synthworth exactly as
 the generators see it (16x16 grayscale, ``fit=stretch``, the ``digits`` data preset), and checked
 on the real test split (it must reach >= 97 %). A generator is then scored by sampling N images
 with class-balanced labels: the score is the share the classifier labels as the class each
@@ -25,8 +25,8 @@ MIN_JUDGE_ACCURACY = 0.97
 
 
 def prepare_digits(out: str | Path, size: int = 16):
-    """The bundled digits as a synthbench Dataset at ``size`` (the ``digits`` data preset)."""
-    from synthbench.data.prepare import PrepareConfig, prepare
+    """The bundled digits as a synthworth Dataset at ``size`` (the ``digits`` data preset)."""
+    from synthworth.data.prepare import PrepareConfig, prepare
 
     return prepare(PrepareConfig(source="digits", size=size, fit="stretch", resample="bicubic",
                                  test_fraction=0.2, seed=0, workers=0), out, progress=False)

@@ -84,7 +84,7 @@ def jpeg_folder(n: int, cache: str | None, *, seed: int = 0) -> Iterator[Path]:
             print(f"reusing {n} JPEGs in {root}")
         yield root
         return
-    with tempfile.TemporaryDirectory(prefix="synthbench-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="synthworth-bench-") as tmp:
         root = Path(tmp) / "jpegs"
         _made(root, n, seed)
         yield root

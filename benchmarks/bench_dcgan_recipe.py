@@ -1,6 +1,6 @@
-"""Benchmark: DCGAN training speed, the classic recipe vs synthbench on a prepared Dataset.
+"""Benchmark: DCGAN training speed, the classic recipe vs synthworth on a prepared Dataset.
 
-Issue 3, "Speed". The same unconditional DCGAN (synthbench's networks with the ``dcgan``
+Issue 3, "Speed". The same unconditional DCGAN (synthworth's networks with the ``dcgan``
 preset: 100-dim noise, 64 base channels, five layers per network, Adam 2e-4 / (0.5, 0.999),
 BCE on logits) is trained at 64x64, batch 128, on the same images, two ways, side by side:
 
@@ -10,7 +10,7 @@ BCE on logits) is trained at 64x64, batch 128, on the same images, two ways, sid
              ``DataLoader(batch_size=128, shuffle=True, num_workers=2)`` (workers started per
              epoch, as there); a plain PyTorch loop; after each epoch a grid of fixed-noise
              fakes (``torchvision.utils.save_image``) and ``torch.save`` of both networks.
-  synthbench ``synthbench.train.train("dcgan", DATASET, RUN, preset="dcgan", ...)`` on a Dataset
+  synthworth ``synthworth.train.train("dcgan", DATASET, RUN, preset="dcgan", ...)`` on a Dataset
              prepared once from the same JPEGs (``prepare``, size 64, fit=crop): the shared
              engine reads memory-mapped uint8 batches; after each epoch it writes its sample
              grid, loss plots and a full checkpoint (training state, atomically), as any run does.
@@ -18,10 +18,10 @@ BCE on logits) is trained at 64x64, batch 128, on the same images, two ways, sid
 Both train the same number of epochs over the same N images (N a multiple of 128, so both see
 N images per epoch). Images/s = images trained / wall time of the whole training call,
 everything a user waits for included (building the networks, data loading, per-epoch outputs,
-checkpoints). The one-time ``prepare`` is not in synthbench's figure (a Dataset is prepared once
+checkpoints). The one-time ``prepare`` is not in synthworth's figure (a Dataset is prepared once
 and trained on many times); its time is printed beside it. The JPEGs are in the page cache
 for both. Each way runs ``--repeats`` times, interleaved (order alternating); the median
-counts. Requirement (issue 3): synthbench / classic >= 1.0. For reference, pytorch/examples'
+counts. Requirement (issue 3): synthworth / classic >= 1.0. For reference, pytorch/examples'
 dcgan was reported at 41.5 images/s on another 2-core CPU (absolute figures depend on the
 machine and its load; compare the ratio).
 
@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each way; the median counts")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     p.add_argument("--cache", default=None, help="keep the generated JPEGs and the Dataset here between runs")
-    p.add_argument("--min-ratio", type=float, default=1.0, help="required ratio synthbench/classic")
+    p.add_argument("--min-ratio", type=float, default=1.0, help="required ratio synthworth/classic")
     return p.parse_args(argv)
 
 
@@ -66,7 +66,7 @@ def classic(src: Path, out: Path, args) -> int:
     from torch import nn
     from torchvision import datasets, transforms
 
-    from synthbench.generators.dcgan import DCGANDiscriminatorNet, DCGANGeneratorNet
+    from synthworth.generators.dcgan import DCGANDiscriminatorNet, DCGANGeneratorNet
 
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -107,8 +107,8 @@ def classic(src: Path, out: Path, args) -> int:
     return count
 
 
-def synthbench_run(dataset_dir: Path, out: Path, args) -> int:
-    from synthbench.train import train
+def synthworth_run(dataset_dir: Path, out: Path, args) -> int:
+    from synthworth.train import train
 
     run = train("dcgan", dataset_dir, out, preset="dcgan", overrides=[
         f"model.resolution={args.size}", "model.conditional=false", f"train.batch_size={args.batch_size}",
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from synthbench.data.prepare import PrepareConfig, prepare
+    from synthworth.data.prepare import PrepareConfig, prepare
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -130,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     import torchvision.datasets  # noqa: F401
     import torchvision.utils  # noqa: F401
 
-    import synthbench.generators.dcgan  # noqa: F401
-    import synthbench.train  # noqa: F401
-    from synthbench.engine.loop import _has_tensorboard
+    import synthworth.generators.dcgan  # noqa: F401
+    import synthworth.train  # noqa: F401
+    from synthworth.engine.loop import _has_tensorboard
 
     _has_tensorboard()
     import matplotlib
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench_dcgan_recipe: DCGAN {args.size}x{args.size}, batch {args.batch_size}, {n} images x "
           f"{args.epochs} epochs per run, {args.repeats} interleaved repeat(s), median counts; {cpu_note()}, "
           f"{torch_note()}; {load_note()} at start", flush=True)
-    with jpeg_folder(n, args.cache, seed=2) as src, tempfile.TemporaryDirectory(prefix="synthbench-recipe-") as tmp:
+    with jpeg_folder(n, args.cache, seed=2) as src, tempfile.TemporaryDirectory(prefix="synthworth-recipe-") as tmp:
         tmp = Path(tmp)
         base = Path(args.cache) if args.cache else tmp
         dataset_dir = base / f"dataset-n{n}-size{args.size}-s2"
@@ -153,12 +153,12 @@ def main(argv: list[str] | None = None) -> int:
                                    test_fraction=0.0), dataset_dir, progress=False)
         prep_s = time.perf_counter() - t0
         assert len(ds.split("train")) == n, (len(ds.split("train")), n)
-        print(f"prepare (one-time, not in synthbench's figure): {n} JPEGs -> {dataset_dir.name} "
+        print(f"prepare (one-time, not in synthworth's figure): {n} JPEGs -> {dataset_dir.name} "
               + ("reused from --cache" if reused else f"in {prep_s:.1f} s"))
         warm_files(all_files(src))
 
         ways = {"classic": lambda tag: classic(src, tmp / f"classic-{tag}", args),
-                "synthbench": lambda tag: synthbench_run(dataset_dir, tmp / f"synthbench-{tag}", args)}
+                "synthworth": lambda tag: synthworth_run(dataset_dir, tmp / f"synthworth-{tag}", args)}
         rates: dict[str, list[float]] = {k: [] for k in ways}
         keys = list(ways)
         for r in range(args.repeats):
@@ -174,13 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'way':<13}{'median images/s':>17}{'min .. max':>20}")
     for k, v in rates.items():
         print(f"{k:<13}{med[k]:>17.1f}{f'{min(v):.1f} .. {max(v):.1f}':>20}")
-    ratio = med["synthbench"] / med["classic"]
-    paired = statistics.median(s / c for s, c in zip(rates["synthbench"], rates["classic"]))
-    print(f"ratio of medians synthbench/classic {ratio:.2f}x (median of paired ratios {paired:.2f}x); "
+    ratio = med["synthworth"] / med["classic"]
+    paired = statistics.median(s / c for s, c in zip(rates["synthworth"], rates["classic"]))
+    print(f"ratio of medians synthworth/classic {ratio:.2f}x (median of paired ratios {paired:.2f}x); "
           f"for information, pytorch/examples' dcgan was reported at {REFERENCE_IMAGES_PER_S} images/s on another "
           f"2-core CPU ({load_note()} at end)")
     print()
-    line = (f"DCGAN training speed synthbench vs classic ImageFolder recipe: {ratio:.2f}x "
+    line = (f"DCGAN training speed synthworth vs classic ImageFolder recipe: {ratio:.2f}x "
             f"(target >= {args.min_ratio:g}x): {'OK' if ratio >= args.min_ratio else 'FAIL'}")
     print(line)
     return 0 if line.endswith("OK") else 1

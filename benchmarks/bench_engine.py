@@ -1,11 +1,11 @@
-"""Benchmark: per-step overhead of synthbench's training engine (``engine.loop.fit``).
+"""Benchmark: per-step overhead of synthworth's training engine (``engine.loop.fit``).
 
 Issues 3 and 4, "Speed". The same networks are trained in several ways, side by side in one run
 (bare and engine for the DCGAN; bare, accel, example and engine for the DDPM):
 
   bare   a plain PyTorch loop on in-memory tensors: the whole Dataset is loaded into one uint8
          tensor before the loop; each step slices the next batch, scales it to [-1, 1] and does
-         exactly the arithmetic of the synthbench task's step (for the DCGAN: D on real and on
+         exactly the arithmetic of the synthworth task's step (for the DCGAN: D on real and on
          detached fakes, BCE-with-logits, Adam step, then G through the frozen D, Adam step; for
          the DDPM: noise, random timesteps, ``add_noise``, UNet, MSE, backward, gradient
          clipping, AdamW and LR-schedule steps, EMA update). No accelerate, no logging.
@@ -19,7 +19,7 @@ Issues 3 and 4, "Speed". The same networks are trained in several ways, side by 
          Normalize, DataLoader with the script's default of 0 workers), here from the JPEGs the
          Dataset was prepared from. That script's published figure (15.2 s/step at batch 16,
          64x64, on a 2-core CPU) was measured elsewhere; this is its side-by-side stand-in.
-  engine synthbench's ``fit`` with the model's own Task (``DCGANTask`` / ``DiffusionTask``) on
+  engine synthworth's ``fit`` with the model's own Task (``DCGANTask`` / ``DiffusionTask``) on
          a prepared Dataset on disk (memory-mapped), with ``train.progress=false``.
 
 Models: the DCGAN at 64x64 (preset ``dcgan``: 100-dim noise, 64 base channels, five layers per
@@ -132,7 +132,7 @@ def batches(images, batch_size: int):
 
 
 def timed_task(base, config):
-    """``base`` (a synthbench Task class) whose step records its start time."""
+    """``base`` (a synthworth Task class) whose step records its start time."""
 
     class Timed(base):
         def __init__(self, cfg):
@@ -156,9 +156,9 @@ def timed_task(base, config):
 
 
 def engine_run(kind: str, config, dataset, tmp: Path, tag: str) -> tuple[list[float], list[float]]:
-    from synthbench.engine.loop import fit
-    from synthbench.metrics.tracking import training_hooks
-    from synthbench.train import MODELS
+    from synthworth.engine.loop import fit
+    from synthworth.metrics.tracking import training_hooks
+    from synthworth.train import MODELS
 
     task = timed_task(MODELS[kind].task(), config)
     fit(task, dataset, tmp / f"run-{tag}", config.train, hooks=training_hooks(config))
@@ -167,7 +167,7 @@ def engine_run(kind: str, config, dataset, tmp: Path, tag: str) -> tuple[list[fl
 
 # ------------------------------------------------------------------------ DCGAN
 def dcgan_config(args, total_steps: int, tmp: Path):
-    from synthbench.train import resolve_train_config
+    from synthworth.train import resolve_train_config
 
     return resolve_train_config("dcgan", tmp / "unused", preset="dcgan", overrides=[
         f"model.resolution={args.size}", "model.conditional=false", f"train.batch_size={args.dcgan_batch}",
@@ -179,7 +179,7 @@ def dcgan_bare(config, images, channels: int, total_steps: int) -> list[float]:
     import torch
     from torch import nn
 
-    from synthbench.generators.dcgan import DCGANDiscriminatorNet, DCGANGeneratorNet
+    from synthworth.generators.dcgan import DCGANDiscriminatorNet, DCGANGeneratorNet
 
     m, o = config.model, config.optim
     torch.manual_seed(0)
@@ -215,7 +215,7 @@ def dcgan_bare(config, images, channels: int, total_steps: int) -> list[float]:
 
 # ------------------------------------------------------------------------ DDPM
 def ddpm_config(args, total_steps: int, tmp: Path):
-    from synthbench.train import resolve_train_config
+    from synthworth.train import resolve_train_config
 
     unet = UNETS[args.unet]
     return resolve_train_config("ddpm", tmp / "unused", preset="digits-ddpm", overrides=[
@@ -231,7 +231,7 @@ def _ddpm_parts(config, size: int, channels: int, total_steps: int):
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
 
-    from synthbench.generators.diffusion import make_noise_scheduler, make_unet
+    from synthworth.generators.diffusion import make_noise_scheduler, make_unet
 
     c = config
     torch.manual_seed(0)
@@ -377,8 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from synthbench.data.dataset import Dataset
-    from synthbench.data.prepare import PrepareConfig, prepare
+    from synthworth.data.dataset import Dataset
+    from synthworth.data.prepare import PrepareConfig, prepare
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.repeats} interleaved repeat(s), median counts; {cpu_note()}, {torch_note()}; "
           f"{load_note()} at start", flush=True)
     lines = []
-    with jpeg_folder(n, args.cache, seed=1) as src, tempfile.TemporaryDirectory(prefix="synthbench-engine-") as tmp:
+    with jpeg_folder(n, args.cache, seed=1) as src, tempfile.TemporaryDirectory(prefix="synthworth-engine-") as tmp:
         tmp = Path(tmp)
         base = Path(args.cache) if args.cache else tmp
         ds_dir = base / f"dataset-n{n}-size{args.size}-s1"
@@ -425,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             K = args.ddpm_steps
             total = W + K + 1
             config = ddpm_config(args, total, tmp)
-            from synthbench.generators.diffusion import make_unet
+            from synthworth.generators.diffusion import make_unet
 
             params = sum(p.numel() for p in make_unet(config.model, args.size, channels, 0).parameters())
             print(f"\nDDPM {args.size}x{args.size}, batch {args.ddpm_batch}, UNet {args.unet} "

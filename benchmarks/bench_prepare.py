@@ -2,7 +2,7 @@
 
 What is measured (images/s, wall clock, warm page cache):
 
-- ``synthbench.data.prepare.prepare`` at size 64 (fit=crop, the CelebA recipe) with
+- ``synthworth.data.prepare.prepare`` at size 64 (fit=crop, the CelebA recipe) with
   ``workers=2`` (parallel decoding in worker processes) and with ``workers=0`` (in-process);
   the whole call is timed: listing, decoding, writing ``images.npy``, splits, fingerprint, manifest.
 
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_prepare(src: Path, out_root: Path, size: int, workers: int, tag: str) -> int:
-    from synthbench.data.prepare import PrepareConfig, prepare
+    from synthworth.data.prepare import PrepareConfig, prepare
 
     out = out_root / tag
     shutil.rmtree(out, ignore_errors=True)
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     key_par, key_seq, key_base = list(rates)
     busy: dict[str, list[float]] = {k: [] for k in rates}  # CPU seconds / wall seconds per run
     print(f"at start: {load_note()}")
-    with jpeg_folder(args.n, args.cache) as src, tempfile.TemporaryDirectory(prefix="synthbench-out-") as out:
+    with jpeg_folder(args.n, args.cache) as src, tempfile.TemporaryDirectory(prefix="synthworth-out-") as out:
         out_root = Path(out)
         warm_files(all_files(src))
         # One untimed pass of each, so imports and first-use costs are paid before timing.
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def pixel_difference(dataset_dir: Path, src: Path, sink: dict) -> float:
     """Sanity check: both pipelines crop the same region; compare their pixels image by image."""
-    from synthbench.data.dataset import Dataset
+    from synthworth.data.dataset import Dataset
 
     ds = Dataset.open(dataset_dir)
     position = {str(p.relative_to(src)): i for i, p in enumerate(sink["files"])}

@@ -10,7 +10,7 @@ three ways, side by side in the same run, each yielding torch tensors:
   b. a bare memory-mapped uint8 array (``np.load("images.npy", mmap_mode="r")``): a random
      permutation per epoch, each batch's indices sorted, fancy-indexed, ``torch.from_numpy``:
      the ceiling for reading a packed array (uint8 batches);
-  c. synthbench's ``Dataset.open(path).batches(128, shuffle=True)``, converted with
+  c. synthworth's ``Dataset.open(path).batches(128, shuffle=True)``, converted with
      ``torch.from_numpy`` the same way (uint8 batches, rows in the shuffled order).
 
 Before timing, the page cache is warmed for all three (every JPEG and ``images.npy`` read once)
@@ -106,7 +106,7 @@ def mmap_reader(dataset_dir: Path, batch_size: int):
 def dataset_reader(dataset_dir: Path, batch_size: int):
     import torch
 
-    from synthbench.data.dataset import Dataset
+    from synthworth.data.dataset import Dataset
 
     ds = Dataset.open(dataset_dir)
     epoch = [0]
@@ -131,11 +131,11 @@ def dataset_reader(dataset_dir: Path, batch_size: int):
 # ------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from synthbench.data.prepare import PrepareConfig, prepare
+    from synthworth.data.prepare import PrepareConfig, prepare
 
     print(f"bench_read: {args.n} images at {args.size}x{args.size}, batches of {args.batch_size}, "
           f"{cpu_note()}, {args.repeats} repeat(s), best run counts")
-    with jpeg_folder(args.n, args.cache) as src, tempfile.TemporaryDirectory(prefix="synthbench-out-") as tmp:
+    with jpeg_folder(args.n, args.cache) as src, tempfile.TemporaryDirectory(prefix="synthworth-out-") as tmp:
         base = Path(args.cache) if args.cache else Path(tmp)
         dataset_dir = base / f"dataset-n{args.n}-size{args.size}"
         ds = prepare(PrepareConfig(source="folder", path=str(src), size=args.size, fit="crop", workers=2),
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
         names = {"a": f"a. ImageFolder + DataLoader({args.loader_workers} workers)",
                  "b": "b. bare memory-mapped uint8 array",
-                 "c": "c. synthbench Dataset.batches"}
+                 "c": "c. synthworth Dataset.batches"}
         jobs = {"a": lambda: run_a(args.folder_epochs), "b": lambda: run_b(args.batches),
                 "c": lambda: run_c(args.batches)}
         rates: dict[str, list[float]] = {k: [] for k in names}

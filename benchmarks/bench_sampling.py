@@ -1,7 +1,7 @@
 """Benchmark: sampling the digits DDPM with DPM-Solver++ (20 steps) and DDIM (50) vs ancestral DDPM (1,000).
 
 Issue 4, "Speed". A class-conditional pixel DDPM of the bundled digits (16x16, preset
-``ddpm/digits-ddpm``) is trained here through synthbench's engine, or loaded with ``--model
+``ddpm/digits-ddpm``) is trained here through synthworth's engine, or loaded with ``--model
 RUN``. Then class-balanced images are sampled three ways from the same model, the same seeds
 and the same labels, side by side: DPM-Solver++ at 20 steps, DDIM at 50 steps and ancestral
 DDPM at all 1,000 steps (with the model's classifier-free guidance scale for all three).
@@ -64,14 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from synthbench.data.dataset import Dataset
-    from synthbench.generators.base import load_generator
+    from synthworth.data.dataset import Dataset
+    from synthworth.generators.base import load_generator
 
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"bench_sampling: digits DDPM, {cpu_note()}, {torch_note()}; "
           f"{load_note()} at start", flush=True)
-    with tempfile.TemporaryDirectory(prefix="synthbench-sampling-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="synthworth-sampling-") as tmp:
         base = Path(tmp)
         data = Path(args.data) if args.data else base / "digits16"
         ds = Dataset.open(data) if args.data else prepare_digits(data)
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             gen = load_generator(args.model)
             print(f"model: {args.model}")
         else:
-            from synthbench.train import train
+            from synthworth.train import train
 
             run_dir = Path(args.keep) if args.keep else base / "ddpm-run"
             t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Benchmark: the source study's grid for one theme, by its protocol versus by synthbench.
+"""Benchmark: the source study's grid for one theme, by its protocol versus by synthworth.
 
 The grid of one theme: ``real`` and ``subset_real`` once, ``artificial`` and ``mixed`` once per
 generator (the source had 4 generators: 10 classifiers per theme). Both sides train the same
@@ -10,7 +10,7 @@ a. the source study's protocol: a plain PyTorch loop over ``torchvision.datasets
    ``--workers`` processes (started anew each epoch, as a plain script does): every image is
    decoded from its JPEG again in every epoch of every cell; training sets are ``Subset`` /
    ``ConcatDataset`` views of the folders; each classifier is tested on the real test folder;
-b. synthbench: ``prepare`` each folder once into a packed Dataset, then ``run_study`` with the
+b. synthworth: ``prepare`` each folder once into a packed Dataset, then ``run_study`` with the
    same compositions, sizes and settings (this also scores every classifier on each generator's
    held-out images, work the baseline does not do).
 
@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ------------------------------------------------------------------------ the folders
 def make_folders(root: Path, args: argparse.Namespace) -> dict[str, Path]:
     """real/{train,test}/<class>/ and gen<i>/<class>/ (each generator has 25 % extra images,
-    which synthbench holds out for its synthetic test)."""
+    which synthworth holds out for its synthetic test)."""
     folders = {"real": root / "real", **{f"gen{i}": root / f"gen{i}" for i in range(args.generators)}}
     done = root / ".done"
     if done.is_file():
@@ -82,7 +82,7 @@ def baseline(folders: dict[str, Path], args: argparse.Namespace) -> tuple[float,
     from torch.utils.data import ConcatDataset, DataLoader, Subset
     from torchvision import datasets, transforms
 
-    from synthbench.classifiers.models import IMAGENET_MEAN, IMAGENET_STD, build_classifier
+    from synthworth.classifiers.models import IMAGENET_MEAN, IMAGENET_STD, build_classifier
 
     tf = transforms.Compose([transforms.Resize((args.size, args.size)), transforms.ToTensor(),
                              transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
@@ -122,13 +122,13 @@ def baseline(folders: dict[str, Path], args: argparse.Namespace) -> tuple[float,
     return time.perf_counter() - t0, accuracies
 
 
-# ------------------------------------------------------------------------ b. synthbench
-def with_synthbench(folders: dict[str, Path], work: Path, args: argparse.Namespace) -> tuple[float, float, list[float]]:
+# ------------------------------------------------------------------------ b. synthworth
+def with_synthworth(folders: dict[str, Path], work: Path, args: argparse.Namespace) -> tuple[float, float, list[float]]:
     """prepare every folder once, then run the same grid as a study; (prepare s, study s, accuracies)."""
     import yaml
 
-    from synthbench.data.prepare import PrepareConfig, prepare
-    from synthbench.study import run_study
+    from synthworth.data.prepare import PrepareConfig, prepare
+    from synthworth.study import run_study
 
     t0 = time.perf_counter()
     prepared = {}
@@ -164,17 +164,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench_study: one theme's grid = {cells} classifiers (real, subset_real, artificial and mixed x "
           f"{args.generators} generators), {args.n} images per set, {args.epochs} epochs, {args.model} at "
           f"{args.size}x{args.size}, {cpu_note()}, {args.threads or 'default'} torch thread(s)")
-    with tempfile.TemporaryDirectory(prefix="synthbench-bench-study-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="synthworth-bench-study-") as tmp:
         root = Path(args.cache) if args.cache else Path(tmp) / "jpegs"
         folders = make_folders(root, args)
         base_s, base_acc = baseline(folders, args)
         print(f"a. source protocol (ImageFolder, JPEGs decoded every epoch, {args.workers} workers): "
               f"{base_s:.1f}s  (mean accuracy {np.mean(base_acc):.3f})")
-        prep_s, study_s, ours_acc = with_synthbench(folders, Path(tmp) / "work", args)
+        prep_s, study_s, ours_acc = with_synthworth(folders, Path(tmp) / "work", args)
         ours = prep_s + study_s
-        print(f"b. synthbench (prepare once {prep_s:.1f}s + study {study_s:.1f}s): {ours:.1f}s  "
+        print(f"b. synthworth (prepare once {prep_s:.1f}s + study {study_s:.1f}s): {ours:.1f}s  "
               f"(mean accuracy {np.mean(ours_acc):.3f})")
-        print(f"ratio a/b: {base_s / ours:.2f}x faster with synthbench")
+        print(f"ratio a/b: {base_s / ours:.2f}x faster with synthworth")
     return 0
 
 

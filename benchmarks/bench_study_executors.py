@@ -13,7 +13,7 @@ the time the local Ray cluster took to start on its own line.
 
 Run:  .venv/bin/python benchmarks/bench_study_executors.py                    (the full grid: ~10 min serial on 2 cores)
       .venv/bin/python benchmarks/bench_study_executors.py --sizes 50 --seeds 0   (a quick check)
-      .venv/bin/python benchmarks/bench_study_executors.py --demo synthbench-demo  (the demo's own Datasets)
+      .venv/bin/python benchmarks/bench_study_executors.py --demo synthworth-demo  (the demo's own Datasets)
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def inputs(root: Path, demo: str | None) -> tuple[Path, dict[str, Path]]:
     if demo:
         demo_path = Path(demo)
         return demo_path / "data" / "digits16", {g: demo_path / "synthetic" / g for g in ("dcgan", "ddpm")}
-    from synthbench.data.compose import subset
-    from synthbench.data.dataset import atomic_folder, write_packed
-    from synthbench.data.prepare import PrepareConfig, prepare
+    from synthworth.data.compose import subset
+    from synthworth.data.dataset import atomic_folder, write_packed
+    from synthworth.data.prepare import PrepareConfig, prepare
 
     real = prepare(PrepareConfig(source="digits", size=16, fit="stretch", test_fraction=0.2, seed=0),
                    root / "digits16", progress=False)
@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import pandas as pd
 
-    from synthbench.study.runner import plan_study, run_study
-    from synthbench.study.spec import StudySpec
+    from synthworth.study.runner import plan_study, run_study
+    from synthworth.study.spec import StudySpec
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep or tmp)

@@ -2,7 +2,7 @@
 
 Issues 3 and 4, "Quality". The bundled digits are prepared at 16x16 (the ``digits`` data
 preset); a class-conditional DCGAN (preset ``dcgan/digits``) and a class-conditional pixel DDPM
-(preset ``ddpm/digits-ddpm``) are trained on the real train split through ``synthbench``'s own
+(preset ``ddpm/digits-ddpm``) are trained on the real train split through ``synthworth``'s own
 engine, one after the other. At chosen epochs (and the last), each model samples N images with
 class-balanced labels (the DDPM with its preset sampler, steps and guidance, from its EMA
 weights; the DCGAN with batch norm from running statistics, as ``DCGAN.sample`` does) and the
@@ -88,7 +88,7 @@ def eval_epochs(total: int, count: int, explicit: str | None) -> list[int]:
 def evaluating_task(kind: str, config, judge, epochs: list[int], n: int, n_final: int, results: list,
                     extra_guidance: list[float], dataset, tstr_n: int):
     """The model's engine task, plus a timer and an agreement evaluation at ``epochs``."""
-    from synthbench.train import MODELS
+    from synthworth.train import MODELS
 
     base = MODELS[kind].task()
 
@@ -141,10 +141,10 @@ def evaluating_task(kind: str, config, judge, epochs: list[int], n: int, n_final
 
 
 def run_model(kind: str, preset: str, overrides: list[str], data, run_dir: Path, judge, args) -> dict:
-    from synthbench.data.dataset import Dataset
-    from synthbench.engine.loop import fit
-    from synthbench.metrics.tracking import training_hooks
-    from synthbench.train import resolve_train_config
+    from synthworth.data.dataset import Dataset
+    from synthworth.engine.loop import fit
+    from synthworth.metrics.tracking import training_hooks
+    from synthworth.train import resolve_train_config
 
     overrides = [f"train.seed={args.seed}", "train.progress=false", *overrides]
     config = resolve_train_config(kind, run_dir, preset=preset, overrides=overrides)
@@ -182,12 +182,12 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"unknown model {m!r}; choose from {', '.join(PRESETS)}")
     print(f"quality_digits: {', '.join(models)} on the bundled digits at 16x16; {cpu_note()}, "
           f"{torch_note()}; {load_note()} at start", flush=True)
-    with tempfile.TemporaryDirectory(prefix="synthbench-quality-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="synthworth-quality-") as tmp:
         base = Path(args.keep) if args.keep else Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
         data = Path(args.data) if args.data else base / "digits16"
         ds = prepare_digits(data) if not args.data else None
-        from synthbench.data.dataset import Dataset
+        from synthworth.data.dataset import Dataset
 
         ds = ds or Dataset.open(data)
         judge = train_judge(ds)

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synthbench.data.dataset import Dataset
-from synthbench.data.prepare import PrepareConfig, prepare
+from synthworth.data.dataset import Dataset
+from synthworth.data.prepare import PrepareConfig, prepare
 
 # 'study run' and the demo default to one worker process per core; the suite's studies are tiny
 # and some tests patch functions in this process, so they run serially unless a test asks for
 # workers (tests/study/test_study_executors.py does, and checks the default without this).
-os.environ.setdefault("SYNTHBENCH_WORKERS", "1")
+os.environ.setdefault("SYNTHWORTH_WORKERS", "1")
 
 # Solid colours far apart in RGB, so JPEG noise and resizing never make one look like another.
 PALETTE = [
@@ -188,8 +188,8 @@ def digits16(tmp_path_factory):
 
 def packed_subset(dataset, per_class: int, out):
     """``per_class`` training images of each class of ``dataset``, written as a packed folder."""
-    from synthbench.data.compose import subset
-    from synthbench.data.dataset import atomic_folder, write_packed
+    from synthworth.data.compose import subset
+    from synthworth.data.dataset import atomic_folder, write_packed
 
     part = subset(dataset.split("train"), per_class=per_class, seed=0)
     with atomic_folder(out, kind="dataset") as tmp:
@@ -212,8 +212,8 @@ def digits_small(digits16, tmp_path_factory):
 
 @pytest.fixture
 def lock_holder():
-    """``lock_holder(folder) -> process``: another process holds synthbench's output lock on
-    ``folder`` (as a second synthbench command would) until it is killed or the test ends."""
+    """``lock_holder(folder) -> process``: another process holds synthworth's output lock on
+    ``folder`` (as a second synthworth command would) until it is killed or the test ends."""
     import subprocess
     import sys
     import textwrap
@@ -223,7 +223,7 @@ def lock_holder():
     def hold(folder) -> subprocess.Popen:
         code = textwrap.dedent(f"""
             import time
-            from synthbench import safety
+            from synthworth import safety
             with safety.output_lock({str(folder)!r}):
                 print("locked", flush=True)
                 time.sleep(120)
@@ -249,7 +249,7 @@ def offline_hub(tmp_path, monkeypatch):
     cache.mkdir()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.delenv("SYNTHBENCH_DINOV2_WEIGHTS", raising=False)
+    monkeypatch.delenv("SYNTHWORTH_DINOV2_WEIGHTS", raising=False)
     # The library reads these once, at import: set its copies for this test too.
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))

@@ -9,9 +9,9 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-import synthbench
+import synthworth
 
-PACKAGE = Path(synthbench.__file__).parent
+PACKAGE = Path(synthworth.__file__).parent
 TOP = PACKAGE.name
 DOC = Path(__file__).resolve().parents[1] / "docs" / "ARCHITECTURE.md"
 MAX_LINES = 500

@@ -1,4 +1,4 @@
-"""The `synthbench` command line: help everywhere, one-line errors with exit code 2, data commands."""
+"""The `synthworth` command line: help everywhere, one-line errors with exit code 2, data commands."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import click
 import pytest
 
-from synthbench import __version__
-from synthbench.cli import cli, main
-from synthbench.data.dataset import Dataset
+from synthworth import __version__
+from synthworth.cli import cli, main
+from synthworth.data.dataset import Dataset
 
 
 def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -41,12 +41,12 @@ def test_the_tree_has_the_data_commands():
     assert {("data", "prepare"), ("data", "info"), ("data", "export")} <= set(COMMANDS)
 
 
-@pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "synthbench")
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "synthworth")
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_help_on_every_command_and_group(capsys, path, flag):
     code, out, err = _run(capsys, [*path, flag])
     assert code == 0
-    assert out.startswith(f"Usage: synthbench {' '.join(path)}".rstrip())
+    assert out.startswith(f"Usage: synthworth {' '.join(path)}".rstrip())
     assert err == ""
     command = cli
     for name in path:
@@ -59,13 +59,13 @@ def test_help_on_every_command_and_group(capsys, path, flag):
 
 def test_version(capsys):
     code, out, _ = _run(capsys, ["--version"])
-    assert code == 0 and out.strip() == f"synthbench, version {__version__}"
+    assert code == 0 and out.strip() == f"synthworth, version {__version__}"
 
 
 def test_no_arguments_prints_usage(capsys):
     code, out, _ = _run(capsys, [])
     assert code == 2
-    assert out.startswith("Usage: synthbench") and "data" in out
+    assert out.startswith("Usage: synthworth") and "data" in out
 
 
 # ------------------------------------------------------------------------------------ bad usage
@@ -126,7 +126,7 @@ def test_bad_usage_exits_2_with_one_line(capsys, tmp_path, not_a_dataset, a_file
     lines = err.splitlines()
     assert len(lines) == 1, err
     assert reason.format(**names) in lines[0]
-    assert lines[0].startswith("synthbench: error: ")  # the one format of every command
+    assert lines[0].startswith("synthworth: error: ")  # the one format of every command
     assert not (tmp_path / "out").exists()
     assert a_file.read_text() == "not a folder"
 
@@ -143,7 +143,7 @@ def test_strict_failure_on_the_command_line(capsys, tmp_path, class_tree):
 
 
 def test_interrupt_exits_130(capsys, tmp_path, monkeypatch):
-    prepare_module = importlib.import_module("synthbench.data.prepare")
+    prepare_module = importlib.import_module("synthworth.data.prepare")
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -233,7 +233,7 @@ def test_presets_command_lists_the_shipped_presets(capsys):
 
 # ------------------------------------------------------------------------------------ the installed script
 def _script() -> Path:
-    script = Path(sys.executable).parent / "synthbench"
+    script = Path(sys.executable).parent / "synthworth"
     assert script.is_file() and os.access(script, os.X_OK), f"no console script at {script}"
     return script
 
@@ -260,9 +260,9 @@ def test_console_script_prepares_and_fails_cleanly(tmp_path, class_tree):
 def test_a_click_error_and_a_warning_keep_the_one_format(capsys, tmp_path, monkeypatch):
     import warnings
 
-    from synthbench.errors import DataError
+    from synthworth.errors import DataError
 
-    prepare_module = importlib.import_module("synthbench.data.prepare")
+    prepare_module = importlib.import_module("synthworth.data.prepare")
 
     def warns_then_fails(*args, **kwargs):
         warnings.warn("first line\nsecond line", RuntimeWarning)
@@ -271,11 +271,11 @@ def test_a_click_error_and_a_warning_keep_the_one_format(capsys, tmp_path, monke
     monkeypatch.setattr(prepare_module, "prepare", warns_then_fails)
     code, out, err = _run(capsys, ["data", "prepare", "--source", "digits", "--out", tmp_path / "o"])
     assert code == 2 and out == ""
-    assert err.splitlines() == ["synthbench: warning: RuntimeWarning: first line second line",
-                                "synthbench: error: Could not open file 'somewhere': unreadable"]
+    assert err.splitlines() == ["synthworth: warning: RuntimeWarning: first line second line",
+                                "synthworth: error: Could not open file 'somewhere': unreadable"]
     monkeypatch.setattr(prepare_module, "prepare", lambda *a, **k: (_ for _ in ()).throw(DataError("bad\n data")))
     code, out, err = _run(capsys, ["data", "prepare", "--source", "digits", "--out", tmp_path / "o"])
-    assert (code, err) == (2, "synthbench: error: bad data\n")
+    assert (code, err) == (2, "synthworth: error: bad data\n")
 
 
 def test_a_mistyped_choice_gets_the_closest_one(capsys):
@@ -290,7 +290,7 @@ SUMMARY_HEAD = "composition,generator,size,n_seeds,accuracy_mean\n"
 
 
 def test_the_demos_table_has_no_nan_and_explains_its_dashes(tmp_path):
-    from synthbench.demo.common import accuracy_table
+    from synthworth.demo.common import accuracy_table
 
     path = tmp_path / "summary.csv"
     path.write_text(SUMMARY_HEAD + "real,,50,3,0.9031\nreal,,100,3,0.947\nsubset_real,,50,3,0.775\n"

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from synthbench.config import (
+from synthworth.config import (
     dump_config,
     parse_overrides,
     preset_names,
@@ -18,21 +18,21 @@ from synthbench.config import (
     read_yaml,
     resolve_config,
 )
-from synthbench.data.prepare import PrepareConfig
-from synthbench.errors import ConfigError, SynthbenchError
+from synthworth.data.prepare import PrepareConfig
+from synthworth.errors import ConfigError, SynthworthError
 
-# Every preset group shipped under synthbench/presets/ and the model its files must load into
+# Every preset group shipped under synthworth/presets/ and the model its files must load into
 # ("module:Class", imported only by the tests that need it), with the keys a user has to add on
 # the command line (e.g. the path of a download) for a preset to be complete. New groups add
 # their entry here; a group without an entry fails test_every_shipped_yaml_loads_against_its_model.
 PRESET_MODELS: dict[str, tuple[str, dict]] = {
-    "data": ("synthbench.data.prepare:PrepareConfig", {"path": "downloads/somewhere"}),
-    "dcgan": ("synthbench.generators.dcgan:DCGANConfig", {}),
-    "classifier": ("synthbench.classifiers.task:ClassifierConfig", {}),
-    "ddpm": ("synthbench.generators.diffusion:DiffusionConfig", {}),
-    "ldm": ("synthbench.generators.diffusion:LDMConfig", {}),
-    "vae": ("synthbench.generators.diffusion:VAEConfig", {}),
-    "themes": ("synthbench.themes:Theme", {}),
+    "data": ("synthworth.data.prepare:PrepareConfig", {"path": "downloads/somewhere"}),
+    "dcgan": ("synthworth.generators.dcgan:DCGANConfig", {}),
+    "classifier": ("synthworth.classifiers.task:ClassifierConfig", {}),
+    "ddpm": ("synthworth.generators.diffusion:DiffusionConfig", {}),
+    "ldm": ("synthworth.generators.diffusion:LDMConfig", {}),
+    "vae": ("synthworth.generators.diffusion:VAEConfig", {}),
+    "themes": ("synthworth.themes:Theme", {}),
 }
 
 
@@ -195,12 +195,12 @@ def test_resolved_config_round_trips(tmp_path):
 
 
 def test_config_error_is_a_user_error():
-    assert issubclass(ConfigError, SynthbenchError)
+    assert issubclass(ConfigError, SynthworthError)
 
 
 # ------------------------------------------------------------------------------------ shipped files
 def _shipped_presets() -> list[tuple[str, str]]:
-    root = resources.files("synthbench") / "presets"
+    root = resources.files("synthworth") / "presets"
     found = []
     for group in sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
         for file in sorted(p.name for p in (root / group).iterdir()):
@@ -252,8 +252,8 @@ def test_every_config_field_has_a_one_line_description(group):
 
 # ------------------------------------------------------------------------------------ typing by field
 def test_a_text_field_takes_the_text_typed_and_numbers_stay_numbers(tmp_path):
-    from synthbench.engine.config import TrainConfig
-    from synthbench.study.spec import StudySpec
+    from synthworth.engine.config import TrainConfig
+    from synthworth.study.spec import StudySpec
 
     # YAML reads no as False; the field is no|fp16|bf16, so the user meant "no".
     train = resolve_config(TrainConfig, overrides=["mixed_precision=no", "epochs=3", "progress=no"])
@@ -270,7 +270,7 @@ def test_a_text_field_takes_the_text_typed_and_numbers_stay_numbers(tmp_path):
 
 
 def test_list_fields_are_typed_item_by_item():
-    from synthbench.study.spec import StudySpec
+    from synthworth.study.spec import StudySpec
 
     config = resolve_config(PrepareConfig, overrides=["source=digits", "classes=[yes, 1.0e-3, 3, 'no']"])
     assert config.classes == ["yes", "1.0e-3", "3", "no"]
@@ -280,7 +280,7 @@ def test_list_fields_are_typed_item_by_item():
 
 
 def test_the_study_classifier_section_is_typed_by_the_classifier_config():
-    from synthbench.study.spec import StudySpec, classifier_config
+    from synthworth.study.spec import StudySpec, classifier_config
 
     spec = resolve_config(StudySpec, overrides=["real=x", "compositions=[real]", "classifier_preset=tiny",
                                                 "classifier.train.mixed_precision=no", "classifier.train.epochs=2"])
@@ -295,7 +295,7 @@ def test_the_study_classifier_section_is_typed_by_the_classifier_config():
     (["epochs=[1, 2]"], "epochs"),
 ])
 def test_wrong_types_are_still_one_line_naming_the_key(items, key):
-    from synthbench.engine.config import TrainConfig
+    from synthworth.engine.config import TrainConfig
 
     with pytest.raises(ConfigError) as info:
         resolve_config(TrainConfig, overrides=items)
@@ -321,15 +321,15 @@ def _follow(message: str, items: list[str], typo: str) -> list[str]:
 
 
 SUGGESTIONS = [
-    ("synthbench.study.spec:StudySpec", ["real=x", "compositions=[real]", "seed=[1]"], "seed", "seeds"),
-    ("synthbench.study.spec:StudySpec", ["real=x", "compositions=[real, mixd]", "synthetic.g=y"], "mixd", "mixed"),
-    ("synthbench.study.spec:StudySpec", ["real=x", "compositions=[real]", "metrics.enabeld=true"], "metrics.enabeld", "metrics.enabled"),
-    ("synthbench.data.prepare:PrepareConfig", ["source=digit"], "digit", "digits"),
-    ("synthbench.data.prepare:PrepareConfig", ["source=digits", "fit=Crop"], "Crop", "crop"),
-    ("synthbench.generators.dcgan:DCGANConfig", ["train.epoch=2"], "train.epoch", "train.epochs"),
+    ("synthworth.study.spec:StudySpec", ["real=x", "compositions=[real]", "seed=[1]"], "seed", "seeds"),
+    ("synthworth.study.spec:StudySpec", ["real=x", "compositions=[real, mixd]", "synthetic.g=y"], "mixd", "mixed"),
+    ("synthworth.study.spec:StudySpec", ["real=x", "compositions=[real]", "metrics.enabeld=true"], "metrics.enabeld", "metrics.enabled"),
+    ("synthworth.data.prepare:PrepareConfig", ["source=digit"], "digit", "digits"),
+    ("synthworth.data.prepare:PrepareConfig", ["source=digits", "fit=Crop"], "Crop", "crop"),
+    ("synthworth.generators.dcgan:DCGANConfig", ["train.epoch=2"], "train.epoch", "train.epochs"),
     # a section's key given at the top: that key (not the look-alike `grid_seed`, which is the sample grid's)
-    ("synthbench.generators.dcgan:DCGANConfig", ["seed=3"], "seed", "train.seed"),
-    ("synthbench.generators.diffusion:DiffusionConfig", ["sampling.sampler=ddm"], "ddm", "ddpm"),
+    ("synthworth.generators.dcgan:DCGANConfig", ["seed=3"], "seed", "train.seed"),
+    ("synthworth.generators.diffusion:DiffusionConfig", ["sampling.sampler=ddm"], "ddm", "ddpm"),
 ]
 
 
@@ -344,7 +344,7 @@ def test_a_typo_gets_a_suggestion_that_works(model, items, typo, suggestion):
 
 
 def test_a_typo_in_a_yaml_file_and_in_the_study_classifier_section(tmp_path):
-    from synthbench.study.spec import classifier_config, load_spec
+    from synthworth.study.spec import classifier_config, load_spec
 
     path = _yaml(tmp_path, "real: x\ncompositions: [real]\nseed: [1]\n", "spec.yaml")
     with pytest.raises(ConfigError, match=f"key 'seed' in config file {path}: unknown key; did you mean 'seeds'"):
@@ -369,14 +369,14 @@ def test_a_repeated_or_mistyped_key_on_the_command_line_is_named(capsys, tmp_pat
     """Through the CLI: a key typed twice (or a key and its sub-key) is named in a warning (the
     later value wins, as when a changed value is appended to the original command); a typo is an
     error naming the key it meant. Nothing is written."""
-    from synthbench.cli import main
+    from synthworth.cli import main
 
     argv = ["train", "dcgan", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
     assert main([*argv, "train.epochs=2", "train.epochs=3"]) == 2     # the missing Dataset
     err = capsys.readouterr().err.splitlines()
-    assert err[0] == ("synthbench: warning: key 'train.epochs' is given twice on the command line "
+    assert err[0] == ("synthworth: warning: key 'train.epochs' is given twice on the command line "
                       "('train.epochs=2', then 'train.epochs=3'); the later one is used")
-    assert err[1].startswith("synthbench: error: Dataset folder") and len(err) == 2
+    assert err[1].startswith("synthworth: error: Dataset folder") and len(err) == 2
     assert main([*argv, "train.epochs=2", "train={epochs: 3}"]) == 2
     assert ("'train.epochs=2' and 'train={epochs: 3}' overlap on the command line"
             in capsys.readouterr().err)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from synthbench.study.spec import load_spec
+from synthworth.study.spec import load_spec
 
 EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
 
@@ -40,11 +40,11 @@ def test_example_results_go_where_gitignore_expects_them(path):
 
 def test_the_digits_example_is_the_demos_grid_in_the_demos_results_folder():
     """Its real / artificial / mixed / subset_real cells are the demo's (cells are keyed by the
-    classifier config and the training and test sets, all the same here), so after 'synthbench
+    classifier config and the training and test sets, all the same here), so after 'synthworth
     demo' only the ratio sweep is trained."""
-    from synthbench.demo.digits import FULL, _study_spec
+    from synthworth.demo.digits import FULL, _study_spec
 
-    demo = ROOT.resolve() / "synthbench-demo"
+    demo = ROOT.resolve() / "synthworth-demo"
     demo_spec, _ = load_spec(_study_spec(demo, demo / "data" / "digits16",
                                          {g: demo / "synthetic" / g for g in ("dcgan", "ddpm")}, FULL))
     example, _ = load_spec(ROOT / "examples" / "digits-scarce.yaml")

@@ -1,4 +1,4 @@
-"""synthbench.safety: what may be replaced, inputs and outputs apart, locks, names from disk."""
+"""synthworth.safety: what may be replaced, inputs and outputs apart, locks, names from disk."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from synthbench.data.dataset import atomic_folder
-from synthbench.safety import (
+from synthworth.data.dataset import atomic_folder
+from synthworth.safety import (
     LockedError,
     OwnershipError,
     check_apart,
@@ -34,7 +34,7 @@ def test_only_its_own_output_of_the_same_kind_is_replaceable(tmp_path):
         (tmp / "images.npy").write_bytes(b"x")
     assert owned_kind(tmp_path / "ds") == "dataset"
     check_replaceable(tmp_path / "ds", "dataset")
-    with pytest.raises(OwnershipError, match="holds a synthbench dataset, not a run"):
+    with pytest.raises(OwnershipError, match="holds a synthworth dataset, not a run"):
         check_replaceable(tmp_path / "ds", "run")
 
     (tmp_path / "ds" / "thesis.tex").write_text("mine")  # a user's file inside: foreign now
@@ -48,11 +48,11 @@ def test_a_foreign_folder_a_file_and_a_link_are_never_replaceable(tmp_path):
     (tmp_path / "photos" / "a.jpg").write_bytes(b"x")
     (tmp_path / "file").write_text("x")
     (tmp_path / "link").symlink_to(tmp_path / "photos")
-    for name, words in [("photos", "no .synthbench marker"), ("file", "is a file"), ("link", "symbolic link")]:
+    for name, words in [("photos", "no .synthworth marker"), ("file", "is a file"), ("link", "symbolic link")]:
         with pytest.raises(OwnershipError, match=words):
             check_replaceable(tmp_path / name, "dataset")
     # A forged marker that does not list the user's files does not make them replaceable.
-    (tmp_path / "photos" / ".synthbench").write_text('{"kind": "dataset", "entries": []}')
+    (tmp_path / "photos" / ".synthworth").write_text('{"kind": "dataset", "entries": []}')
     with pytest.raises(OwnershipError, match="did not write"):
         check_replaceable(tmp_path / "photos", "dataset")
 
@@ -60,7 +60,7 @@ def test_a_foreign_folder_a_file_and_a_link_are_never_replaceable(tmp_path):
 def test_a_legacy_dataset_without_marker_is_still_recognised(tmp_path):
     ds = tmp_path / "old"
     ds.mkdir()
-    (ds / "manifest.json").write_text('{"format_version": 1, "synthbench_version": "0.1.0"}')
+    (ds / "manifest.json").write_text('{"format_version": 1, "synthworth_version": "0.1.0"}')
     (ds / "images.npy").write_bytes(b"x")
     assert owned_kind(ds) == "dataset"
     (ds / "manifest.json").write_text('{"not": "ours"}')
@@ -107,7 +107,7 @@ def test_outputs_never_overlap_inputs(tmp_path):
 # ------------------------------------------------------------------------------------ locks
 def test_a_second_holder_is_refused_with_the_first_named(tmp_path):
     with output_lock(tmp_path / "run"):
-        with pytest.raises(LockedError, match=rf"in use by another synthbench process \(pid {os.getpid()}"):
+        with pytest.raises(LockedError, match=rf"in use by another synthworth process \(pid {os.getpid()}"):
             with output_lock(tmp_path / "run"):
                 pass
     with output_lock(tmp_path / "run"):  # released at the end of the block
@@ -163,7 +163,7 @@ def test_readable_names_are_kept_and_different_names_stay_different():
 
 
 def test_the_suggested_name_and_a_lock_left_behind(tmp_path, monkeypatch):
-    from synthbench.safety import suggest_new
+    from synthworth.safety import suggest_new
 
     monkeypatch.chdir(tmp_path)
     assert suggest_new(Path(".")) == tmp_path.parent / f"{tmp_path.name}-2"

@@ -1,7 +1,7 @@
 """The adversarial suite: bad inputs and faults, each with the outcome a user needs.
 
 Every test here states one thing a careless or hostile input could do, runs the real CLI on it
-(in this process, through :func:`synthbench.cli.main`) and asserts what a user needs: the data
+(in this process, through :func:`synthworth.cli.main`) and asserts what a user needs: the data
 is still there (:func:`snapshot` before == after), the labels are right, the message is one
 clear line with exit code 2, and nothing was written outside the output (:func:`snapshot` of
 the neighbourhood).
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from synthbench.cli import main
+from synthworth.cli import main
 
 # tests/ has no packages, so ``import conftest`` could find another folder's: the test modules
 # here import these helpers under a name of their own, ``from adversarial_helpers import snapshot``.
@@ -75,7 +75,7 @@ def cli(capsys):
 
 @pytest.fixture
 def refused(cli):
-    """``refused(*args, match=...)``: the CLI exits 2 with exactly one ``synthbench`` error line
+    """``refused(*args, match=...)``: the CLI exits 2 with exactly one ``synthworth`` error line
     (no traceback) that contains every string of ``match``; returns that line."""
 
     def run(*args, match: str | tuple[str, ...] = ()) -> str:

@@ -1,6 +1,6 @@
 """The command line against a user's slips: a training run where a Dataset belongs, a results
 folder's saved study.yaml given as a spec, mistyped names and keys, a bad input to every
-sub-command. Each answer is one ``synthbench: error: ...`` line with exit code 2 (no traceback),
+sub-command. Each answer is one ``synthworth: error: ...`` line with exit code 2 (no traceback),
 nothing is written, and every piece of advice works when followed."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import shlex
 import pytest
 import yaml
 
-from synthbench.cli import cli as click_group
+from synthworth.cli import cli as click_group
 
 from adversarial_helpers import snapshot  # noqa: E402  (see conftest.py)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-ERROR = "synthbench: error: "
+ERROR = "synthworth: error: "
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def run(small_digits, tmp_path_factory):
     """A finished tiny class-conditional DCGAN run folder."""
     import torch
 
-    from synthbench.train import train
+    from synthworth.train import train
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -43,8 +43,8 @@ def run(small_digits, tmp_path_factory):
 
 
 def _advised_command(line: str) -> list[str]:
-    """The ``synthbench ...`` command quoted in an error line, as arguments."""
-    found = re.search(r"'synthbench ([^']+)'", line)
+    """The ``synthworth ...`` command quoted in an error line, as arguments."""
+    found = re.search(r"'synthworth ([^']+)'", line)
     assert found, line
     return shlex.split(found.group(1))
 
@@ -55,7 +55,7 @@ def test_metrics_given_a_training_run_gives_the_generate_command_that_works(cli,
     other = "--real" if flag == "--fake" else "--fake"
     before = snapshot(run.parent)
     line = refused("metrics", other, digits16.path, flag, run, "-q",
-                   match=(ERROR, f"{flag} {run} is a training run", "synthbench generate --from"))
+                   match=(ERROR, f"{flag} {run} is a training run", "synthworth generate --from"))
     assert snapshot(run.parent) == before  # nothing written beside or inside the run
     advice = _advised_command(line)
     code, out, err = cli(*advice, "-q")
@@ -79,7 +79,7 @@ def test_metrics_given_the_saved_generator_inside_a_run_names_a_folder_beside_th
 @pytest.fixture(scope="module")
 def study(digits16, tmp_path_factory):
     """A finished one-cell study: (spec file, results folder)."""
-    from synthbench.cli import main
+    from synthworth.cli import main
 
     folder = tmp_path_factory.mktemp("study")
     spec = folder / "spec.yaml"
@@ -129,7 +129,7 @@ def test_a_mistyped_preset_and_source_get_suggestions_that_work(cli, refused, sm
                        "train.mixed_precision=no")  # a text field given what YAML reads as False
     assert code == 0, err
     line = refused("data", "prepare", "--source", "digit", "--out", tmp_path / "d",
-                   match=(ERROR, "did you mean 'digits'?", "(see 'synthbench data prepare --help')"))
+                   match=(ERROR, "did you mean 'digits'?", "(see 'synthworth data prepare --help')"))
     code, _, err = cli("data", "prepare", "--source", re.search(r"did you mean '([^']+)'", line).group(1),
                        "--out", tmp_path / "d", "--size", "8", "--workers", "0", "-q")
     assert code == 0, err
@@ -186,7 +186,7 @@ def test_every_sub_command_has_a_bad_input_above():
 def test_an_interrupt_and_an_unexpected_file_system_error_are_one_line_too(cli, monkeypatch, tmp_path):
     import errno
 
-    prepare_module = importlib.import_module("synthbench.data.prepare")
+    prepare_module = importlib.import_module("synthworth.data.prepare")
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

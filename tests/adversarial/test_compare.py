@@ -1,4 +1,4 @@
-"""``synthbench compare``: every bad input is one clear line (exit 2) and writes nothing; advice works."""
+"""``synthworth compare``: every bad input is one clear line (exit 2) and writes nothing; advice works."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 import torch
 from adversarial_helpers import snapshot
 
-from synthbench.classifiers.models import build_classifier
-from synthbench.classifiers.task import ClassifierModelConfig, save_classifier
-from synthbench.data.prepare import PrepareConfig, prepare
-from synthbench.generators.dcgan import DCGAN, DCGANModelConfig
+from synthworth.classifiers.models import build_classifier
+from synthworth.classifiers.task import ClassifierModelConfig, save_classifier
+from synthworth.data.prepare import PrepareConfig, prepare
+from synthworth.generators.dcgan import DCGAN, DCGANModelConfig
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -115,8 +115,8 @@ def test_a_foreign_or_other_kind_of_out_folder_is_never_touched(world, refused, 
     mine.mkdir()
     (mine / "thesis.tex").write_text("months of work")
     before = snapshot(tmp_path)
-    refused(*base_args(root, real, mine), match=("not written by synthbench", "choose a new folder"))
-    refused(*base_args(root, real, root / "gan-32"), match="holds a synthbench generator")
+    refused(*base_args(root, real, mine), match=("not written by synthworth", "choose a new folder"))
+    refused(*base_args(root, real, root / "gan-32"), match="holds a synthworth generator")
     assert snapshot(tmp_path) == before
 
 
@@ -145,7 +145,7 @@ def test_a_comparison_is_replaced_by_the_next_but_not_once_the_user_adds_a_file(
         assert code == 0, err
     assert json.loads((out / "findings.json").read_text())["seed"] == 1
     assert sorted(p.name for p in out.iterdir() if not p.name.endswith(".lock")) == [
-        ".synthbench", "findings.csv", "findings.json", "report"]
+        ".synthworth", "findings.csv", "findings.json", "report"]
     (out / "notes.txt").write_text("mine")
     before = snapshot(out)
     refused(*base_args(root, real, out), match=("notes.txt", "will not be replaced"))
@@ -158,7 +158,7 @@ def test_a_compare_killed_before_its_page_leaves_no_page_of_the_previous_compari
     findings alone, never beside the previous comparison's page and figures presented as one."""
     import csv
 
-    import synthbench.report.compare as compare_page
+    import synthworth.report.compare as compare_page
 
     root, real, _ = world
     out = tmp_path / "out"
@@ -261,9 +261,9 @@ def test_a_run_of_a_fraction_of_a_second_is_not_said_to_take_0_s(world, cli, tmp
 
 
 def test_a_latent_model_whose_vae_run_was_deleted_is_not_called_pretrained(world, cli, tmp_path):
-    """The ldm's config names a synthbench VAE run that was deleted after training: its cost note
+    """The ldm's config names a synthworth VAE run that was deleted after training: its cost note
     says the VAE is no longer there (not 'a pretrained autoencoder')."""
-    from synthbench.metrics.findings import training_cost
+    from synthworth.metrics.findings import training_cost
 
     run = tmp_path / "ldm"
     run.mkdir()
@@ -277,7 +277,7 @@ def test_a_latent_model_whose_vae_run_was_deleted_is_not_called_pretrained(world
 # ------------------------------------------------------------------------------ trained on --real? (issue 19, item 4)
 def _trained_run(folder, data, split="train"):
     """A run folder whose run.json records the Dataset ``data`` (split ``split``) as its training data."""
-    from synthbench.data.dataset import Dataset
+    from synthworth.data.dataset import Dataset
 
     ds = Dataset.open(data)
     _fake_run(folder, [{"step": 8, "epoch": 1, "kind": "epoch", "train_s": 1.0}])
@@ -296,7 +296,7 @@ def test_a_conditional_generator_of_another_class_count_is_refused(world, refuse
 
 def test_a_generator_trained_on_another_dataset_is_refused_unless_allowed_and_then_marked(world, refused, cli,
                                                                                           tmp_path):
-    from synthbench.report.numbers import esc
+    from synthworth.report.numbers import esc
 
     root, real, only_train = world
     other = _trained_run(tmp_path / "other", only_train)
@@ -307,7 +307,7 @@ def test_a_generator_trained_on_another_dataset_is_refused_unless_allowed_and_th
     assert not out.exists()
     code, _, err = cli(*args, "--allow-other-real")  # the advice followed
     assert code == 0, err
-    warned = [line for line in err if line.startswith("synthbench: warning: --run o=")]
+    warned = [line for line in err if line.startswith("synthworth: warning: --run o=")]
     assert len(warned) == 1 and f"was trained on {only_train}" in warned[0]
     assert not any("--run a=" in line for line in err)  # trained on --real: nothing to say
     findings = json.loads((out / "findings.json").read_text())

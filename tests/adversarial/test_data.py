@@ -1,4 +1,4 @@
-"""Adversarial inputs to ``synthbench data prepare / export / info``: layouts one level off,
+"""Adversarial inputs to ``synthworth data prepare / export / info``: layouts one level off,
 split folders taken for classes, symbolic links, FIFOs and devices, hostile class names in a
 colleague's manifest, corrupt manifests, impossible seeds and a killed prepare."""
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synthbench.data.dataset import Dataset
+from synthworth.data.dataset import Dataset
 
 
 from adversarial_helpers import snapshot  # noqa: E402  (see conftest.py)
@@ -293,7 +293,7 @@ def small_dataset(tmp_path_factory):
         (root / "src" / c).mkdir(parents=True)
         for k in range(3):
             Image.new("RGB", (9, 9), colour).save(root / "src" / c / f"{k}.png")
-    from synthbench.cli import main
+    from synthworth.cli import main
 
     assert main(["data", "prepare", "--path", str(root / "src"), "--out", str(root / "ds"), *FAST]) == 0
     return root / "ds"
@@ -374,8 +374,8 @@ HOSTILE = ["../x", "/ABSOLUTE", "a/b", "nul\0byte", "new\nline", "Cat", "cat", "
 def test_hostile_class_names_stay_inside_the_export_and_labels_match_imagefolder(tmp_path, cli):
     from torchvision.datasets import ImageFolder
 
-    from synthbench.data.dataset import write_packed
-    from synthbench.safety import mark_owned
+    from synthworth.data.dataset import write_packed
+    from synthworth.safety import mark_owned
 
     # An absolute name aimed at a place the snapshot below watches (never at the real root).
     names = [str(tmp_path / "abs") if h == "/ABSOLUTE" else h for h in HOSTILE]
@@ -433,13 +433,13 @@ def test_kill_9_of_prepare_leaves_no_decoding_workers(tmp_path, class_tree):
     # Slow each decode down so the workers are surely busy when the parent is killed.
     script = textwrap.dedent(f"""
         import importlib, sys, time
-        prepare = importlib.import_module("synthbench.data.prepare")
+        prepare = importlib.import_module("synthworth.data.prepare")
         real = prepare.load_image
         def slow(path, spec):
             time.sleep(0.2)
             return real(path, spec)
         prepare.load_image = slow
-        from synthbench.cli import main
+        from synthworth.cli import main
         sys.exit(main(["data", "prepare", "--path", {str(tmp_path / 'src')!r}, "--out",
                        {str(tmp_path / 'out')!r}, "--size", "8", "--workers", "2", "--quiet"]))
     """)

@@ -1,4 +1,4 @@
-"""``synthbench metrics --features dinov2`` given a model that is not one: a folder of another
+"""``synthworth metrics --features dinov2`` given a model that is not one: a folder of another
 model, pickled weights only, a hub id while offline, a truncated weights file, another model's
 weights under a DINOv2 config. Each is one line (exit 2) that says what to do, nothing written."""
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from synthbench.cli import main
-from synthbench.data.prepare import PrepareConfig, prepare
+from synthworth.cli import main
+from synthworth.data.prepare import PrepareConfig, prepare
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +36,10 @@ def test_no_held_out_split_is_refused_with_the_command_that_makes_one(faces, tmp
 
 def test_one_class_data_with_domain_features_is_refused_and_the_advice_works(faces, tmp_path, refused,
                                                                            monkeypatch):
-    monkeypatch.setenv("SYNTHBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SYNTHWORTH_CACHE", str(tmp_path / "cache"))
     split, _ = faces
     out = tmp_path / "run"
-    refused(*_train(split, out, "eval.features=domain"), match="synthbench train classifier")
+    refused(*_train(split, out, "eval.features=domain"), match="synthworth train classifier")
     assert not out.exists()
     # followed: a classifier on labelled images (faces and non-faces), its model/ as the features
     lfw = prepare(PrepareConfig(source="lfw", size=16, test_fraction=0.0, workers=0), tmp_path / "lfw",
@@ -84,7 +84,7 @@ def lfw_and_features(tmp_path_factory):
 def test_max_steps_ending_the_run_at_an_epoch_end_evaluates_that_last_epoch(lfw_and_features, tmp_path):
     """train.max_steps stops after epoch 2 of 5 (8 steps per epoch): epoch 2 is the run's last,
     so it is evaluated although eval.every=3 would first evaluate epoch 3."""
-    from synthbench.engine.run import RunFolder
+    from synthworth.engine.run import RunFolder
 
     lfw, features = lfw_and_features
     out = tmp_path / "run"

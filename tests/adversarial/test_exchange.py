@@ -1,4 +1,4 @@
-"""``synthbench study exchange`` (and the report's answer) on bad results folders.
+"""``synthworth study exchange`` (and the report's answer) on bad results folders.
 
 Each case is one bad input through the real CLI: a refusal is one line, exit code 2, and leaves
 every file as it was; an accepted input prints what it can and escapes what it shows.
@@ -90,7 +90,7 @@ def power_rows(real_bump: float = 0.0, groups=()) -> list[dict]:
     largest size's real cells), plus ``groups``: (composition, filter, size, ratio, mean accuracy)."""
     import numpy as np
 
-    from synthbench.study.exchange import power_law
+    from synthworth.study.exchange import power_law
 
     template = resultsdir.results_rows(compositions=("real",), sizes=(25,), seeds=(0,))[0]
     acc = lambda n: float(1 - power_law(np.asarray(n, float), 2.0, 0.6, 0.05))  # noqa: E731
@@ -106,7 +106,7 @@ def power_rows(real_bump: float = 0.0, groups=()) -> list[dict]:
 
 def test_filtered_and_unfiltered_rates_name_their_filter(tmp_path, cli, monkeypatch):
     """Sentences (the statement column), the page and the figure's legend say which pool is filtered."""
-    from synthbench.report import figures
+    from synthworth.report import figures
 
     rows = power_rows(groups=[("artificial", "none", 100, 1.0, lambda acc: acc(40)),
                               ("artificial", "confidence", 100, 1.0, lambda acc: acc(80))])
@@ -169,14 +169,14 @@ def test_a_generator_named_with_a_line_break_cannot_forge_a_line(tmp_path, cli):
 def test_the_demos_folder_points_at_its_study(tmp_path, cli, refused):
     """``study exchange DEMO_FOLDER``: the results are in DEMO_FOLDER/study; the error names that
     folder and the command, and the command works."""
-    demo = tmp_path / "synthbench demo"
+    demo = tmp_path / "synthworth demo"
     sweep_folder(demo / "study")
     before = snapshot(tmp_path)
     line = refused("study", "exchange", demo, match=(f"its study's results are in {demo / 'study'}",
-                                                     "run: synthbench study exchange "))
+                                                     "run: synthworth study exchange "))
     assert snapshot(tmp_path) == before
     import shlex
     command = shlex.split(line.split("run: ", 1)[1])
-    assert command[:3] == ["synthbench", "study", "exchange"]
+    assert command[:3] == ["synthworth", "study", "exchange"]
     code, out, err = cli(*command[1:])
     assert code == 0 and "computed from" in out, err

@@ -38,9 +38,9 @@ def test_ray_missing_says_how_to_install_it(spec, tmp_path, cli, refused, monkey
     monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed: import ray raises ImportError
     path = spec()
     before = snapshot(tmp_path)
-    refused("study", "run", path, "-q", "--executor", "ray", match='pip install "synthbench[ray]"')
+    refused("study", "run", path, "-q", "--executor", "ray", match='pip install "synthworth[ray]"')
     refused("generate", "--from", tmp_path / "no-run", "--count", "2", "--out", tmp_path / "gen", "--executor", "ray",
-            match='pip install "synthbench[ray]"')
+            match='pip install "synthworth[ray]"')
     assert snapshot(tmp_path) == before
     # The advice's alternative works: without --executor ray the local processes run the study.
     code, _, err = cli("study", "run", path, "-q")

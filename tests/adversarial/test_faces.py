@@ -1,4 +1,4 @@
-"""``synthbench demo --faces``: a folder of the user's is never touched, and a demo killed outright
+"""``synthworth demo --faces``: a folder of the user's is never touched, and a demo killed outright
 leaves no worker process behind (the lanes train in worker processes)."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def test_a_worker_ends_when_its_parent_is_killed_outright(tmp_path):
     """kill -9 of the demo (or of a study) cannot stop its workers: each must notice and end, not
     train on into the run folder the next attempt resumes (nor idle on, holding its memory)."""
     script = ("import sys, time\n"
-              "from synthbench.procs import WorkerProcess\n"
+              "from synthworth.procs import WorkerProcess\n"
               "w = WorkerProcess()\n"
               "w.submit(time.sleep, 600)\n"  # busy, as a lane training a model is
               "print(w.pid, flush=True)\n"

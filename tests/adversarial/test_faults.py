@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-prepare_module = importlib.import_module("synthbench.data.prepare")
+prepare_module = importlib.import_module("synthworth.data.prepare")
 
 
 # ------------------------------------------------------------------------------------ metrics --out
@@ -17,7 +17,7 @@ def test_metrics_out_never_replaces_a_foreign_file(tmp_path, digits_small, refus
     notes = tmp_path / "notes.json"
     notes.write_text('{"my": "thesis notes"}')
     refused("metrics", "--real", digits_small.path, "--fake", digits_small.path, "--out", notes, "-q",
-            match=("not a synthbench metrics file", "notes-2.json"))
+            match=("not a synthworth metrics file", "notes-2.json"))
     assert notes.read_text() == '{"my": "thesis notes"}'
 
 
@@ -26,12 +26,12 @@ def test_metrics_out_is_not_a_folder(tmp_path, digits_small, refused, snapshot):
     (folder / "keep").mkdir(parents=True)
     before = snapshot(tmp_path)
     refused("metrics", "--real", digits_small.path, "--fake", digits_small.path, "--out", folder, "-q",
-            match="not a synthbench metrics file")
+            match="not a synthworth metrics file")
     assert snapshot(tmp_path) == before
 
 
 def test_metrics_out_replaces_its_own_result(tmp_path):
-    from synthbench.metrics.compute import write_json
+    from synthworth.metrics.compute import write_json
 
     out = write_json({"fid": 1.0, "features": "domain"}, tmp_path / "m.json")
     write_json({"fid": 2.0, "features": "domain"}, out)  # an earlier result: replaced
@@ -46,7 +46,7 @@ def test_demo_refuses_a_folder_of_the_users(tmp_path, refused, snapshot):
     (home / "runs" / "dcgan" / "weeks-of-training.txt").write_text("precious")
     (home / "paper.tex").write_text("draft")
     before = snapshot(home)
-    refused("demo", "--quick", "-q", "--out", home, match=("not written by synthbench", "project-2"))
+    refused("demo", "--quick", "-q", "--out", home, match=("not written by synthworth", "project-2"))
     assert snapshot(home) == before
 
 
@@ -72,7 +72,7 @@ def test_a_file_system_failure_is_one_line_and_leaves_nothing_complete(tmp_path,
     assert not out.exists()
     assert not [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name]  # no half-written folder
     # The advice ("run the same command again") works once the disk has room.
-    code_again = __import__("synthbench.cli", fromlist=["main"]).main([str(a) for a in args])
+    code_again = __import__("synthworth.cli", fromlist=["main"]).main([str(a) for a in args])
     assert code_again == 0 and (out / "manifest.json").is_file()
 
 
@@ -129,15 +129,15 @@ def test_a_demo_folder_of_another_flavour_is_refused_not_taken_for_finished_stag
     run's as the full one's): the folder records its flavour, and another one is refused."""
     import json
 
-    from synthbench.safety import mark_owned
+    from synthworth.safety import mark_owned
 
     out = tmp_path / "demo"
     (out / "runs" / "dcgan" / "model").mkdir(parents=True)
     mark_owned(out, "demo", ["runs", "flavour.json"])
     (out / "flavour.json").write_text(json.dumps({"flavour": "faces-quick"}))
     before = snapshot(out)
-    refused("demo", "--quick", "--out", str(out), match=("holds the faces-quick demo", "synthbench-demo-quick"))
+    refused("demo", "--quick", "--out", str(out), match=("holds the faces-quick demo", "synthworth-demo-quick"))
     refused("demo", "--faces", "--out", str(out), match="not the faces demo")
     assert snapshot(out) == before
     (out / "flavour.json").unlink()  # a demo folder written before flavours were recorded
-    refused("demo", "--faces", "--quick", "--out", str(out), match="earlier synthbench")
+    refused("demo", "--faces", "--quick", "--out", str(out), match="earlier synthworth")

@@ -1,4 +1,4 @@
-"""Adversarial inputs to ``synthbench generate`` and ``synthbench data merge``.
+"""Adversarial inputs to ``synthworth generate`` and ``synthworth data merge``.
 
 Each test is one mistake a user (or a colleague's files) can make: an --out that is an input or
 a foreign folder, hostile names in a model folder, damaged weights, impossible seeds and splits,
@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synthbench.data.dataset import Dataset, atomic_folder, write_packed
-from synthbench.safety import owned_kind
+from synthworth.data.dataset import Dataset, atomic_folder, write_packed
+from synthworth.safety import owned_kind
 
 
 def _load(path: Path, name: str):
@@ -45,7 +45,7 @@ def save_gan(folder: Path, classes=("a", "b"), size=16) -> Path:
     """An untrained class-conditional DCGAN of a few hundred parameters: milliseconds per image."""
     import torch
 
-    from synthbench.generators.dcgan import DCGAN, DCGANModelConfig
+    from synthworth.generators.dcgan import DCGAN, DCGANModelConfig
 
     torch.manual_seed(0)
     DCGAN(DCGANModelConfig(latent_dim=8, base_channels=4, conditional=bool(classes), embed_dim=4), size, 1,
@@ -100,14 +100,14 @@ def test_out_inside_the_model_folder_is_refused(refused, gan, tmp_path):
     assert snapshot(tmp_path) == before
 
 
-def test_overwrite_of_a_folder_synthbench_did_not_write_is_refused_and_the_advice_works(cli, refused, gan,
+def test_overwrite_of_a_folder_synthworth_did_not_write_is_refused_and_the_advice_works(cli, refused, gan,
                                                                                        tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "holiday.jpg").write_bytes(b"\xff\xd8 my photo")
     before = snapshot(tmp_path)
     line = refused("generate", "--from", gan, "--count", "2", "--out", photos, "--overwrite",
-                   match=("not written by synthbench", "choose a new folder"))
+                   match=("not written by synthworth", "choose a new folder"))
     assert snapshot(tmp_path) == before
     suggested = Path(line.rsplit("e.g. ", 1)[1])
     gen(cli, gan, suggested, "--count", "2")
@@ -120,7 +120,7 @@ def test_resuming_into_a_foreign_folder_without_overwrite_is_refused(refused, ga
     notes.mkdir()
     (notes / "todo.txt").write_text("buy milk")
     before = snapshot(tmp_path)
-    refused("generate", "--from", gan, "--count", "2", "--out", notes, match="not written by synthbench")
+    refused("generate", "--from", gan, "--count", "2", "--out", notes, match="not written by synthworth")
     assert snapshot(tmp_path) == before
 
 
@@ -160,14 +160,14 @@ def test_overwrite_replaces_its_own_generation_and_nothing_beside_it(cli, gan, t
     assert snapshot(tmp_path / "x-old") == sibling
 
 
-def test_a_generation_folder_of_an_older_synthbench_is_refused_and_the_advice_works(cli, refused, gan, tmp_path):
+def test_a_generation_folder_of_an_older_synthworth_is_refused_and_the_advice_works(cli, refused, gan, tmp_path):
     out = tmp_path / "old"
     gen(cli, gan, out, "--count", "2")
-    (out / ".synthbench").unlink()  # what 0.1.0 wrote: no marker
-    (out / ".synthbench.lock").unlink()
+    (out / ".synthworth").unlink()  # what 0.1.0 wrote: no marker
+    (out / ".synthworth.lock").unlink()
     before = snapshot(tmp_path)
     line = refused("generate", "--from", gan, "--count", "2", "--out", out, "--overwrite",
-                   match=("older synthbench", "choose a new folder"))
+                   match=("older synthworth", "choose a new folder"))
     assert snapshot(tmp_path) == before
     gen(cli, gan, Path(line.rsplit("e.g. ", 1)[1]), "--count", "2")
 
@@ -237,16 +237,16 @@ def test_a_hostile_generator_name_is_only_metadata(cli, gan, tmp_path):
 
 def test_a_malformed_model_config_is_one_line(refused, gan, tmp_path):
     model = shutil.copytree(gan, tmp_path / "model")
-    (model / "synthbench.json").write_text("{not json")
-    refused("generate", "--from", model, "--count", "2", "--out", tmp_path / "out", match="synthbench.json")
+    (model / "synthworth.json").write_text("{not json")
+    refused("generate", "--from", model, "--count", "2", "--out", tmp_path / "out", match="synthworth.json")
     assert not (tmp_path / "out").exists()
 
 
 def test_a_model_config_of_the_wrong_types_is_one_line(refused, gan, tmp_path):
     model = shutil.copytree(gan, tmp_path / "model")
-    meta = json.loads((model / "synthbench.json").read_text())
+    meta = json.loads((model / "synthworth.json").read_text())
     meta["model"] = {"latent_dim": "many"}
-    (model / "synthbench.json").write_text(json.dumps(meta))
+    (model / "synthworth.json").write_text(json.dumps(meta))
     refused("generate", "--from", model, "--count", "2", "--out", tmp_path / "out", match="cannot be loaded")
     assert not (tmp_path / "out").exists()
 
@@ -307,7 +307,7 @@ def test_a_huge_count_is_refused_at_once(refused, gan, tmp_path):
 
 
 def test_an_impossible_test_split_is_refused_before_any_image(cli, refused, gan, tmp_path, monkeypatch):
-    import synthbench.generate.sources as module
+    import synthworth.generate.sources as module
 
     render = module._Trained.render
     monkeypatch.setattr(module._Trained, "render", lambda *a: pytest.fail("sampled before validating"))
@@ -339,7 +339,7 @@ def test_a_read_only_out_is_one_line(refused, gan, tmp_path):
 
 def test_a_full_disk_mid_run_is_one_line_and_leaves_nothing_that_looks_finished(cli, refused, gan, tmp_path,
                                                                                 monkeypatch):
-    import synthbench.generate.blocks as module
+    import synthworth.generate.blocks as module
 
     write, calls = module._write_png, []
 
@@ -362,7 +362,7 @@ def test_a_full_disk_mid_run_is_one_line_and_leaves_nothing_that_looks_finished(
 
 def test_a_second_generate_into_the_same_folder_is_refused_with_the_holder_named(cli, gan, tmp_path,
                                                                                  monkeypatch):
-    import synthbench.generate.sources as module
+    import synthworth.generate.sources as module
 
     render, second = module._Trained.render, []
 
@@ -377,13 +377,13 @@ def test_a_second_generate_into_the_same_folder_is_refused_with_the_holder_named
                        "-q")
     assert code == 0, err
     (code2, _, err2), = second
-    assert code2 == 2 and len(err2) == 1 and "in use by another synthbench process (pid" in err2[0]
+    assert code2 == 2 and len(err2) == 1 and "in use by another synthworth process (pid" in err2[0]
     ds = Dataset.open(tmp_path / "out")
     assert len(ds) == 6 and ds.manifest["generation"]["images_generated"] == 6
 
 
 def test_two_shards_may_share_a_folder_but_not_a_shard(cli, gan, tmp_path, monkeypatch):
-    import synthbench.generate.sources as module
+    import synthworth.generate.sources as module
 
     render, inner = module._Trained.render, []
     args = ("generate", "--from", gan, "--count", "8", "--batch-size", "2", "--out", tmp_path / "out", "-q")
@@ -396,7 +396,7 @@ def test_two_shards_may_share_a_folder_but_not_a_shard(cli, gan, tmp_path, monke
 
     monkeypatch.setattr(module._Trained, "render", meanwhile)
     assert cli(*args, "--shard", "0/2")[0] == 0
-    assert inner[0][0] == 2 and "in use by another synthbench process" in inner[0][2][0]
+    assert inner[0][0] == 2 and "in use by another synthworth process" in inner[0][2][0]
     assert inner[1][0] == 0
     assert cli("data", "merge", "--out", tmp_path / "out", "-q")[0] == 0
     totals = Dataset.open(tmp_path / "out").manifest["generation"]
@@ -404,7 +404,7 @@ def test_two_shards_may_share_a_folder_but_not_a_shard(cli, gan, tmp_path, monke
 
 
 def test_timing_adds_up_over_a_killed_and_resumed_run(cli, gan, tmp_path, monkeypatch):
-    import synthbench.generate.sources as module
+    import synthworth.generate.sources as module
 
     render, calls = module._Trained.render, []
 
@@ -433,7 +433,7 @@ def test_merge_into_a_foreign_folder_is_refused(cli, refused, gan, tmp_path):
     mine.mkdir()
     (mine / "data.csv").write_text("a,b\n")
     before = snapshot(tmp_path)
-    refused("data", "merge", "--out", mine, shard, match="not written by synthbench")
+    refused("data", "merge", "--out", mine, shard, match="not written by synthworth")
     assert snapshot(tmp_path) == before
 
 
@@ -473,13 +473,13 @@ def test_merge_into_an_older_generation_folder_gives_advice_that_works(cli, refu
     shared = tmp_path / "shared"
     for i in range(2):
         gen(cli, gan, shared, "--count", "4", "--batch-size", "2", "--shard", f"{i}/2")
-    for name in (".synthbench", ".synthbench-shard-0-of-2.lock", ".synthbench-shard-1-of-2.lock"):
-        (shared / name).unlink()   # as synthbench 0.1.0 left it
+    for name in (".synthworth", ".synthworth-shard-0-of-2.lock", ".synthworth-shard-1-of-2.lock"):
+        (shared / name).unlink()   # as synthworth 0.1.0 left it
     before = snapshot(tmp_path)
-    line = refused("data", "merge", "--out", shared, match="older synthbench")
+    line = refused("data", "merge", "--out", shared, match="older synthworth")
     assert snapshot(tmp_path) == before
     advice = line.split("instead: ", 1)[1].removesuffix(" ...").split()
-    assert advice[:3] == ["synthbench", "data", "merge"]
+    assert advice[:3] == ["synthworth", "data", "merge"]
     assert cli(*advice[1:], "-q")[0] == 0
     assert len(Dataset.open(Path(advice[4]))) == 4
     assert snapshot(tmp_path, skip=(Path(advice[4]).name,)) == before  # the old folder is only read

@@ -1,10 +1,10 @@
-"""Adversarial inputs to the Hugging Face side of ``synthbench data export`` and ``generate``.
+"""Adversarial inputs to the Hugging Face side of ``synthworth data export`` and ``generate``.
 
 Class names and manifests may be someone else's: YAML-special characters, quotes, line breaks,
 ``---``, ``../x``, unicode, and class names that are split words `datasets` looks for in folder
 names (``train``, ``val``, ``dev-2``). Each test runs the real CLI and asserts what a user needs:
 both load styles give the real splits and the real class names with each image's own label,
-the card still parses to what synthbench wrote, nothing lands outside --out, and a refusal is
+the card still parses to what synthworth wrote, nothing lands outside --out, and a refusal is
 one line with advice that works.
 """
 
@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import yaml
 
-from synthbench.data.dataset import Dataset, write_packed
-from synthbench.safety import MARKER, mark_owned, owned_kind
+from synthworth.data.dataset import Dataset, write_packed
+from synthworth.safety import MARKER, mark_owned, owned_kind
 
 HOSTILE = ["train", "b: 'x'", 'say "hi"', "line\nbreak", "---", "../x", "ünïcödé 猫", "#comment", "- item",
            "null", "yes", "1.0", "[x]", "` code `", "<b>html</b>", "val-2", "my_validation"]
@@ -89,7 +89,7 @@ def test_hostile_class_names_keep_their_exact_names_and_labels(tmp_path, cli, lo
 def test_class_names_that_are_split_words_make_no_splits(tmp_path, cli, load):
     # `datasets` takes any folder named like a split (train, val, dev-2, my_validation) for one:
     # a generation of such classes, and its export, still have exactly train and test.
-    from synthbench.generators.dcgan import DCGAN, DCGANModelConfig
+    from synthworth.generators.dcgan import DCGAN, DCGANModelConfig
 
     classes = ["train", "test", "val", "dev-2", "my_validation", "eval"]
     DCGAN(DCGANModelConfig(latent_dim=8, base_channels=4, conditional=True, embed_dim=4), 8, 1,
@@ -150,7 +150,7 @@ def test_a_class_without_images_in_a_split_keeps_indices_and_names(tmp_path, cli
 
 def _generated(tmp_path, cli):
     """A tiny conditional DCGAN's generation (2 per class, half held out) and its command."""
-    from synthbench.generators.dcgan import DCGAN, DCGANModelConfig
+    from synthworth.generators.dcgan import DCGAN, DCGANModelConfig
 
     DCGAN(DCGANModelConfig(latent_dim=8, base_channels=4, conditional=True, embed_dim=4), 8, 1,
           ["a", "b"]).save(tmp_path / "gan")
@@ -162,7 +162,7 @@ def _generated(tmp_path, cli):
 
 
 def test_a_generation_started_before_the_card_existed_is_finished_and_stays_replaceable(tmp_path, cli, load):
-    # A folder an older synthbench began: its marker does not list README.md, train or test.
+    # A folder an older synthworth began: its marker does not list README.md, train or test.
     out, args = _generated(tmp_path, cli)
     for name in ("manifest.json", "README.md"):
         (out / name).unlink()
@@ -175,12 +175,12 @@ def test_a_generation_started_before_the_card_existed_is_finished_and_stays_repl
     assert code == 0, err
     assert owned_kind(out) == "generation"
     assert_loads_right(out, Dataset.open(out), load)
-    code, _, err = cli(*args, "--overwrite")  # still recognised as synthbench's own
+    code, _, err = cli(*args, "--overwrite")  # still recognised as synthworth's own
     assert code == 0, err
 
 
 def test_a_generation_finished_before_the_card_existed_gets_it_when_resumed(tmp_path, cli, load):
-    # A folder an older synthbench finished (manifest.json there, no card or split folders), as the
+    # A folder an older synthworth finished (manifest.json there, no card or split folders), as the
     # demo's synthetic/* of a run made before the HF layout: resuming it used to reuse it as it
     # was, and `load_dataset` then gave one "train" split holding the test images.
     out, args = _generated(tmp_path, cli)
@@ -193,7 +193,7 @@ def test_a_generation_finished_before_the_card_existed_gets_it_when_resumed(tmp_
     assert_loads_right(out, Dataset.open(out), load)
 
 def test_a_link_planted_as_a_split_folder_is_not_written_through(tmp_path, cli, load, snapshot):
-    from synthbench.generators.dcgan import DCGAN, DCGANModelConfig
+    from synthworth.generators.dcgan import DCGAN, DCGANModelConfig
 
     DCGAN(DCGANModelConfig(latent_dim=8, base_channels=4, conditional=True, embed_dim=4), 8, 1,
           ["a", "b"]).save(tmp_path / "gan")
@@ -215,10 +215,10 @@ def test_a_link_planted_as_a_split_folder_is_not_written_through(tmp_path, cli, 
 
 
 def test_an_old_generation_with_a_class_folder_named_train_is_refused_not_emptied(tmp_path):
-    """A folder an older synthbench made keeps class 'train' in OUT/train/: making the HF split
+    """A folder an older synthworth made keeps class 'train' in OUT/train/: making the HF split
     folder there would remove the generated images. Refused in one line, every image kept."""
-    from synthbench.data.hf import write_generated
-    from synthbench.errors import DataError
+    from synthworth.data.hf import write_generated
+    from synthworth.errors import DataError
 
     out = tmp_path / "gen"
     (out / "train").mkdir(parents=True)

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from synthbench.data.compose import subset
-from synthbench.data.dataset import Dataset, atomic_folder, write_packed
+from synthworth.data.compose import subset
+from synthworth.data.dataset import Dataset, atomic_folder, write_packed
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 FAST = {"compositions": ["real", "artificial"], "sizes": [20], "seeds": [0], "classifier_preset": "tiny",

@@ -1,4 +1,4 @@
-"""``synthbench report`` on bad results folders and in the way of other people's files.
+"""``synthworth report`` on bad results folders and in the way of other people's files.
 
 Each test is one bad input through the real CLI, with what a user needs: a refused report is
 one line with exit code 2 and leaves every file as it was (snapshot before == after); an
@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from synthbench import safety
-from synthbench.report.output import figures_dir
+from synthworth import safety
+from synthworth.report.output import figures_dir
 
 
 
@@ -36,13 +36,13 @@ def test_a_foreign_page_at_out_is_kept(results, tmp_path, refused):
     page = tmp_path / "index.html"
     page.write_text("<html>a colleague's page</html>")
     before = snapshot(tmp_path)
-    refused("report", results, "--out", page, match=("not a page synthbench wrote", "--out", "index-2.html"))
+    refused("report", results, "--out", page, match=("not a page synthworth wrote", "--out", "index-2.html"))
     assert snapshot(tmp_path) == before
 
 
 def test_out_pointing_at_a_results_table_is_refused(results, refused):
     before = snapshot(results)
-    refused("report", results, "--out", results / "summary.csv", match="not a page synthbench wrote")
+    refused("report", results, "--out", results / "summary.csv", match="not a page synthworth wrote")
     assert snapshot(results) == before
 
 
@@ -84,7 +84,7 @@ def test_a_second_report_on_the_same_page_is_refused_while_the_first_runs(result
         assert cli("report", results, "--out", page)[0] == 0
     with safety.output_lock(figures_dir(page), what="the report"):  # as a running report holds it
         before = snapshot(tmp_path)
-        refused("report", results, "--out", page, match=("in use by another synthbench process", "pid"))
+        refused("report", results, "--out", page, match=("in use by another synthworth process", "pid"))
         assert snapshot(tmp_path) == before
 
 
@@ -112,7 +112,7 @@ def test_empty_or_foreign_results_csv(results, content, match, refused):
 
 def test_a_missing_summary_table(results, refused):
     (results / "summary.csv").unlink()
-    refused("report", results, match=("no summary.csv", "synthbench study run"))
+    refused("report", results, match=("no summary.csv", "synthworth study run"))
     assert not (results / "report").exists()
 
 
@@ -222,7 +222,7 @@ def test_paths_in_the_results_pointing_outside_are_never_opened(tmp_path, cli, m
         "real": {"path": "/etc", "classes": ["cat", "dog"]},
         "synthetic": {"gan": {"path": "../outside"}}})
     (res / "runs.json").write_text(json.dumps({"gan": str(outside), "up": "../outside"}))
-    from synthbench.data import dataset
+    from synthworth.data import dataset
 
     def no_open(cls, path):
         raise AssertionError(f"the report opened {path}")

@@ -1,4 +1,4 @@
-"""``synthbench report`` on inputs that could break the report's newer parts: class names that
+"""``synthworth report`` on inputs that could break the report's newer parts: class names that
 are HTML in a grid's labels, intervals that are missing or do not hold the mean, and a run
 folder whose grid or model description does not match. Each through the real CLI: the page is
 written, escapes what it prints and never labels a grid it cannot vouch for."""
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from synthbench.engine.plots import save_grid
-from synthbench.report.output import figures_dir
+from synthworth.engine.plots import save_grid
+from synthworth.report.output import figures_dir
 
 
 
@@ -24,7 +24,7 @@ def make_run(root: Path, classes, rows: int | None = None, resolution: int = 8) 
     (root / "samples").mkdir(parents=True)
     (root / "model").mkdir()
     (root / "log.txt").write_text("")
-    (root / "model" / "synthbench.json").write_text(json.dumps({"class_names": classes, "resolution": resolution}))
+    (root / "model" / "synthworth.json").write_text(json.dumps({"class_names": classes, "resolution": resolution}))
     n = 2 * (rows if rows is not None else len(classes))
     images = np.random.default_rng(0).integers(0, 255, (n, resolution, resolution, 3), np.uint8)
     save_grid(images, root / "samples" / "grid-epoch-001.png", nrow=2, scale=max(1, 64 // resolution))
@@ -78,9 +78,9 @@ def test_a_run_grid_that_does_not_match_its_classes_is_shown_unlabelled(tmp_path
     res = resultsdir.write_results(tmp_path / "res")
     wrong_rows = make_run(tmp_path / "wrong", ["cat", "dog"], rows=3)  # 3 rows drawn, 2 classes claimed
     corrupt = make_run(tmp_path / "corrupt", ["cat", "dog"])
-    (corrupt / "model" / "synthbench.json").write_text("{not json")
+    (corrupt / "model" / "synthworth.json").write_text("{not json")
     odd = make_run(tmp_path / "odd", ["cat", "dog"])
-    (odd / "model" / "synthbench.json").write_text(json.dumps({"class_names": "cat,dog", "resolution": 8}))
+    (odd / "model" / "synthworth.json").write_text(json.dumps({"class_names": "cat,dog", "resolution": 8}))
     page = tmp_path / "r.html"
     code, _, err = cli("report", res, "--out", page, "--run", f"wrong={wrong_rows}", "--run", f"corrupt={corrupt}",
                        "--run", f"odd={odd}")

@@ -1,4 +1,4 @@
-"""``synthbench study run`` / ``study status`` against bad specs, misplaced results folders,
+"""``synthworth study run`` / ``study status`` against bad specs, misplaced results folders,
 leaking splits, failing, corrupt and contended cells: each through the real CLI, each with the
 outcome a user needs (one line and exit 2 before anything is written, the user's files intact,
 partial results labelled as partial)."""
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
-from synthbench.data.compose import subset
-from synthbench.data.dataset import Dataset, atomic_folder, write_packed
+from synthworth.data.compose import subset
+from synthworth.data.dataset import Dataset, atomic_folder, write_packed
 
 from adversarial_helpers import snapshot  # noqa: E402  (see conftest.py)
 
@@ -104,9 +104,9 @@ def test_out_pointing_to_the_spec_folder_never_rewrites_the_spec(spec, tmp_path,
 
 
 def test_out_dot_in_the_spec_beside_the_spec_is_refused(spec, tmp_path, refused):
-    # Also a spec with another name: the folder holds files synthbench did not write.
+    # Also a spec with another name: the folder holds files synthworth did not write.
     other = spec("mine.yaml", folder=tmp_path / "q", out=".")
-    refused("study", "run", other, "-q", match="holds files synthbench did not write (mine.yaml)")
+    refused("study", "run", other, "-q", match="holds files synthworth did not write (mine.yaml)")
     path = spec("study.yaml", folder=tmp_path / "p", out=".")
     text = path.read_text()
     refused("study", "run", path, "-q", match=f"would overwrite the spec {path}")
@@ -174,7 +174,7 @@ def test_sizes_larger_than_the_pool_are_refused_before_training(spec, tmp_path, 
 
 # ------------------------------------------------------------------------------ faults while cells run
 def test_a_failing_cell_ends_with_one_line_and_partial_tables(spec, tmp_path, cli, monkeypatch):
-    import synthbench.study.cell as cell
+    import synthworth.study.cell as cell
 
     real_run_cell = cell.run_cell
 
@@ -222,9 +222,9 @@ time.sleep(120)
 
 
 def test_a_cell_another_process_is_training_is_skipped_and_reported(spec, tmp_path, cli):
-    from synthbench.study import plan_study
-    from synthbench.study.cache import claim_results_folder
-    from synthbench.study.spec import load_spec
+    from synthworth.study import plan_study
+    from synthworth.study.cache import claim_results_folder
+    from synthworth.study.spec import load_spec
 
     path = spec(seeds=[0, 1])
     plan = plan_study(load_spec(path)[0])
@@ -232,7 +232,7 @@ def test_a_cell_another_process_is_training_is_skipped_and_reported(spec, tmp_pa
     busy = plan.out / "cells" / plan.cells[0].key
     busy.mkdir(parents=True)
     (busy / "cell.json").write_text("{}")
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(busy / ".synthbench.lock")], stdout=subprocess.PIPE,
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(busy / ".synthworth.lock")], stdout=subprocess.PIPE,
                               text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

@@ -1,4 +1,4 @@
-"""``synthbench train``: bad outputs, wrong resumes, kills, damage, concurrency and faults.
+"""``synthworth train``: bad outputs, wrong resumes, kills, damage, concurrency and faults.
 
 Each test runs the real CLI (tiny presets, a few steps on 160 digit images) and asserts what a
 user needs: their files untouched, one clear error line (exit 2) whose advice works when
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from synthbench import safety
-from synthbench.engine import checkpoint as ckpt
+from synthworth import safety
+from synthworth.engine import checkpoint as ckpt
 
 
 from adversarial_helpers import snapshot  # noqa: E402  (see conftest.py)
@@ -48,7 +48,7 @@ def test_out_overlapping_the_data_is_refused_and_the_data_untouched(cli, refused
 def test_out_holding_another_dataset_is_refused(refused, data, digits16, tmp_path):
     other = Path(shutil.copytree(digits16.path, tmp_path / "other"))
     before = snapshot(other)
-    refused(*train_args("dcgan", data, other), match=("synthbench dataset", "not a run", "other-2"))
+    refused(*train_args("dcgan", data, other), match=("synthworth dataset", "not a run", "other-2"))
     assert snapshot(other) == before
 
 
@@ -58,7 +58,7 @@ def test_out_holding_the_users_files_is_refused(refused, data, tmp_path):
     (mine / "thesis.tex").write_text("chapter 1")
     (mine / "config.yaml").write_text("kind: dcgan\n")  # even one that looks like a run's
     before = snapshot(mine)
-    refused(*train_args("dcgan", data, mine), match=("not written by synthbench", "mine-2"))
+    refused(*train_args("dcgan", data, mine), match=("not written by synthworth", "mine-2"))
     refused(*train_args("dcgan", data, mine, "--resume"), match="mine")
     assert snapshot(mine) == before
 
@@ -81,7 +81,7 @@ def test_bad_seed_is_one_config_error_and_writes_nothing(refused, data, tmp_path
 # ---------------------------------------------------------------------------- restarts and resumes
 def test_run_killed_before_its_first_checkpoint_restarts_with_the_same_command(cli, data, tmp_path,
                                                                               monkeypatch):
-    from synthbench.generators.dcgan import DCGANTask
+    from synthworth.generators.dcgan import DCGANTask
 
     out = tmp_path / "run"
     args = train_args("dcgan", data, out)
@@ -119,7 +119,7 @@ def test_ddpm_resumed_with_its_preset_and_a_lower_learning_rate(cli, data, tmp_p
 
 
 def test_divergence_advice_works_when_followed(cli, data, tmp_path, monkeypatch):
-    from synthbench.generators.dcgan import DCGANTask
+    from synthworth.generators.dcgan import DCGANTask
 
     real_step = DCGANTask.step
 
@@ -215,7 +215,7 @@ def test_disk_full_while_checkpointing_is_one_line_and_nothing_looks_complete(cl
 
 
 def test_read_only_run_folder_is_one_line(refused, data, tmp_path, monkeypatch):
-    from synthbench.engine.run import RunFolder
+    from synthworth.engine.run import RunFolder
 
     out = tmp_path / "run"
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from synthbench.classifiers import (
+from synthworth.classifiers import (
     ClassifierConfig,
     build_classifier,
     evaluate,
@@ -17,10 +17,10 @@ from synthbench.classifiers import (
     predict,
     train_classifier,
 )
-from synthbench.config import resolve_config
-from synthbench.data.compose import subset
-from synthbench.data.dataset import Dataset
-from synthbench.errors import ConfigError, SynthbenchError
+from synthworth.config import resolve_config
+from synthworth.data.compose import subset
+from synthworth.data.dataset import Dataset
+from synthworth.errors import ConfigError, SynthworthError
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -108,7 +108,7 @@ def test_evaluation_on_a_known_case():
     assert ev.macro_f1 == pytest.approx((2 / 3 + 0.8) / 2)
     absent = Dataset.from_arrays(images[:2], np.array([0, 0]), ["a", "b"])
     assert evaluate(FixedPredictions(), absent).per_class_accuracy == {"a": 1.0, "b": None}
-    with pytest.raises(SynthbenchError, match="unlabelled"):
+    with pytest.raises(SynthworthError, match="unlabelled"):
         evaluate(FixedPredictions(), Dataset.from_arrays(images, np.array([0, -1, 1, 1]), ["a", "b"]))
 
 
@@ -149,12 +149,12 @@ def test_a_set_smaller_than_one_batch_still_trains(digits16, tmp_path):
 
 def test_unlabelled_data_is_refused(tmp_path):
     ds = Dataset.from_arrays(np.zeros((4, 8, 8, 1), np.uint8), np.full(4, -1), [])
-    with pytest.raises(SynthbenchError, match="labelled"):
+    with pytest.raises(SynthworthError, match="labelled"):
         train_classifier(ds, tmp_path / "run", tiny())
 
 
 def test_min_steps_stretches_epochs_and_the_lr_schedule():
-    from synthbench.classifiers.task import ClassifierConfig, stretch_to_min_steps
+    from synthworth.classifiers.task import ClassifierConfig, stretch_to_min_steps
 
     config = ClassifierConfig(min_steps=300, train={"epochs": 30, "batch_size": 16}, optim={"step_size": 15})
     small = stretch_to_min_steps(config, 25)  # 2 batches per epoch -> 150 epochs for 300 batches

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synthbench.data.dataset import Dataset
-from synthbench.data.imageio import ImageSpec, load_image
-from synthbench.errors import DataError, SynthbenchError
+from synthworth.data.dataset import Dataset
+from synthworth.data.imageio import ImageSpec, load_image
+from synthworth.errors import DataError, SynthworthError
 
-# The module, not the function of the same name that synthbench.data re-exports.
-prepare_module = importlib.import_module("synthbench.data.prepare")
+# The module, not the function of the same name that synthworth.data re-exports.
+prepare_module = importlib.import_module("synthworth.data.prepare")
 
 RED, GREEN, BLUE = (220, 30, 30), (30, 200, 40), (30, 40, 220)
 
@@ -470,7 +470,7 @@ def test_a_killed_run_leaves_no_dataset_and_the_next_run_cleans_up(tmp_path, cla
     # A child process that decodes slowly (0.2 s per image), killed with SIGKILL mid-way.
     script = textwrap.dedent(f"""
         import importlib, time
-        p = importlib.import_module("synthbench.data.prepare")
+        p = importlib.import_module("synthworth.data.prepare")
         real = p.load_image
         def slow(path, spec):
             time.sleep(0.2)
@@ -569,9 +569,9 @@ def test_a_non_dataset_folder_is_not_overwritten_silently(tmp_path, class_tree, 
     out = tmp_path / "out"
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
-    with pytest.raises(SynthbenchError, match="not written by synthbench .* choose a new folder, e.g. .*out-2"):
+    with pytest.raises(SynthworthError, match="not written by synthworth .* choose a new folder, e.g. .*out-2"):
         run_prepare(out, source="folder", path=tmp_path / "src", size=8)
-    with pytest.raises(SynthbenchError, match="will not be replaced"):
+    with pytest.raises(SynthworthError, match="will not be replaced"):
         run_prepare(out, source="folder", path=tmp_path / "src", size=8, overwrite=True)
     assert (out / "precious.txt").read_text() == "keep me"
     assert sorted(p.name for p in out.iterdir()) == ["precious.txt"]

@@ -7,9 +7,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from synthbench.data.compose import concat, mix, subset
-from synthbench.data.dataset import Dataset
-from synthbench.errors import DataError
+from synthworth.data.compose import concat, mix, subset
+from synthworth.data.dataset import Dataset
+from synthworth.errors import DataError
 
 CLASSES = ["cat", "dog", "fox"]
 

@@ -1,4 +1,4 @@
-"""`synthbench data export` read back by Hugging Face `datasets` and by torchvision."""
+"""`synthworth data export` read back by Hugging Face `datasets` and by torchvision."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synthbench.cli import main
-from synthbench.data.dataset import Dataset
-from synthbench.data.export import export_imagefolder
-from synthbench.errors import DataError
+from synthworth.cli import main
+from synthworth.data.dataset import Dataset
+from synthworth.data.export import export_imagefolder
+from synthworth.errors import DataError
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def test_export_layout_and_metadata(prepared, tmp_path, capsys):
     out = tmp_path / "export"
     _export(prepared, out, capsys=capsys)
 
-    assert sorted(p.name for p in out.iterdir()) == [".synthbench", "README.md", "metadata.jsonl", "test", "train"]
+    assert sorted(p.name for p in out.iterdir()) == [".synthworth", "README.md", "metadata.jsonl", "test", "train"]
     for split in ("train", "test"):
         assert sorted(p.name for p in (out / split).iterdir()) == ["bird", "cat", "dog", "metadata.parquet"]
     rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import yaml
 
-from synthbench.cli import main
-from synthbench.data.dataset import Dataset
-from synthbench.data.hf import HF_ORDER, HF_SPLITS, provenance_facts
-from synthbench.errors import DataError
-from synthbench.safety import owned_kind
+from synthworth.cli import main
+from synthworth.data.dataset import Dataset
+from synthworth.data.hf import HF_ORDER, HF_SPLITS, provenance_facts
+from synthworth.errors import DataError
+from synthworth.safety import owned_kind
 
 STYLES = ["repository", "imagefolder"]
 
@@ -41,7 +41,7 @@ def save_gan(folder: Path, classes=("b", "a", "c")) -> Path:
     """An untrained class-conditional DCGAN of a few hundred parameters: milliseconds per image."""
     import torch
 
-    from synthbench.generators.dcgan import DCGAN, DCGANModelConfig
+    from synthworth.generators.dcgan import DCGAN, DCGANModelConfig
 
     torch.manual_seed(0)
     DCGAN(DCGANModelConfig(latent_dim=8, base_channels=4, conditional=True, embed_dim=4), 16, 1,
@@ -144,7 +144,7 @@ def test_the_card_describes_features_splits_and_provenance(prepared, generated, 
     # The Hub's own reader of cards agrees, and loading the folder gives these features.
     assert DatasetCard.load(folder / "README.md").data.to_dict()["dataset_info"] == header["dataset_info"]
     assert hf(folder, "repository")["train"].features == features
-    assert "## Provenance" in body and "synthbench" in body
+    assert "## Provenance" in body and "synthworth" in body
     if which == "generated":
         assert "generator: ` gan `" in body and "seeds: ` 0 to 11 (image i has seed 0 + i) `" in body
         assert "real data the generator saw" in body
@@ -178,7 +178,7 @@ def test_to_hf_without_datasets_names_the_install(prepared, monkeypatch):
 
 def test_one_split_exported_alone(prepared, tmp_path, hf):
     out = export(prepared, tmp_path / "valid-only", "--split", "valid")
-    assert sorted(p.name for p in out.iterdir()) == [".synthbench", "README.md", "metadata.jsonl", "validation"]
+    assert sorted(p.name for p in out.iterdir()) == [".synthworth", "README.md", "metadata.jsonl", "validation"]
     for style in STYLES:
         loaded = hf(out, style)
         assert list(loaded) == ["validation"]
@@ -207,7 +207,7 @@ def test_provenance_reads_the_theme_template_sampler_and_training_data():
                           "theme": {"name": "pets", "template": "A photo of a {subject}"},
                           "sampling": {"scheduler": "ddim", "steps": 2}}}
     trained_on = {"fingerprint": "f", "name": "cats", "path": "/d", "split": "train", "images": 10}
-    facts = dict(provenance_facts({"plan": plan, "synthbench_version": "0.1.0", "provenance": {
+    facts = dict(provenance_facts({"plan": plan, "synthworth_version": "0.1.0", "provenance": {
         "kind": "filtered", "filter": {}, "parent": {"kind": "trained", "trained_on": trained_on, "note": ""}}}))
     assert facts["theme"] == "pets" and facts["prompt template"] == "A photo of a {subject}"
     assert facts["seeds"].startswith("5 to 7") and facts["sampler"] == {"scheduler": "ddim", "steps": 2}
@@ -215,9 +215,9 @@ def test_provenance_reads_the_theme_template_sampler_and_training_data():
     assert "not recorded" in dict(provenance_facts({"plan": plan}))["real data the generator saw"]
 
 
-def test_classes_named_like_synthbenchs_own_files_generate_and_export(tmp_path, hf):
+def test_classes_named_like_synthworths_own_files_generate_and_export(tmp_path, hf):
     """A class called ``manifest.json`` (or README.md, metadata.parquet, images.npy, ...) gets a
-    folder of its own, ``(manifest.json)``, never the place of the file synthbench writes there:
+    folder of its own, ``(manifest.json)``, never the place of the file synthworth writes there:
     generation and export finish, and the real names come back from both load styles."""
     classes = ("metadata.parquet", "README.md", "manifest.json", "images.npy", "Generate.JSON", "cat")
     gan = save_gan(tmp_path / "gan", classes=classes)
@@ -236,7 +236,7 @@ def test_classes_named_like_synthbenchs_own_files_generate_and_export(tmp_path, 
             check_loaded(hf(folder, style), ds)
     # The rule covers every file a generation folder or an export split folder holds beside its
     # class folders, not only the ones named above.
-    from synthbench.data.hf import OWN_FILES
-    from synthbench.generate.folder import PACKED, PLAN_FILE, TIMING_FILE
+    from synthworth.data.hf import OWN_FILES
+    from synthworth.generate.folder import PACKED, PLAN_FILE, TIMING_FILE
 
     assert {n.casefold() for n in (*PACKED, PLAN_FILE, TIMING_FILE, "README.md", "metadata.parquet")} <= OWN_FILES

@@ -9,8 +9,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from synthbench.data.dataset import Dataset, fingerprint_arrays
-from synthbench.errors import DataError
+from synthworth.data.dataset import Dataset, fingerprint_arrays
+from synthworth.errors import DataError
 
 
 def _split_counts(ds: Dataset) -> dict[str, int]:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from synthbench.data.dataset import Dataset, write_packed
-from synthbench.data.export import class_folders
-from synthbench.data.prepare import MAX_SEED, PrepareConfig
-from synthbench.data.sources import celeba_source, folder_source
-from synthbench.errors import DataError
+from synthworth.data.dataset import Dataset, write_packed
+from synthworth.data.export import class_folders
+from synthworth.data.prepare import MAX_SEED, PrepareConfig
+from synthworth.data.sources import celeba_source, folder_source
+from synthworth.errors import DataError
 
 
 def test_sorted_plain_names_are_export_folders_as_they_are():

@@ -13,11 +13,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from synthbench.engine import checkpoint as ckpt
-from synthbench.engine.loop import EpochBatchSampler, TrainingDiverged
-from synthbench.errors import SynthbenchError
-from synthbench.generators.dcgan import DCGANTask
-from synthbench.train import train_dcgan
+from synthworth.engine import checkpoint as ckpt
+from synthworth.engine.loop import EpochBatchSampler, TrainingDiverged
+from synthworth.errors import SynthworthError
+from synthworth.generators.dcgan import DCGANTask
+from synthworth.train import train_dcgan
 
 TINY = ["train.epochs=2", "train.batch_size=16", "train.checkpoint_every=3", "model.conditional=true"]
 
@@ -80,7 +80,7 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(digits_small, t
 
 def test_killed_process_resumes_to_the_same_weights(digits_small, tmp_path):
     """A real SIGKILL of the CLI mid-run, then --resume: same weights as a run never killed."""
-    exe = Path(sys.executable).with_name("synthbench")
+    exe = Path(sys.executable).with_name("synthworth")
     args = ["train", "dcgan", "--data", str(digits_small.path), "--preset", "tiny",
             "train.epochs=3", "train.batch_size=16", "train.checkpoint_every=2", "train.keep_checkpoints=50"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
@@ -116,13 +116,13 @@ def test_partial_checkpoint_is_ignored_and_removed(digits_small, tmp_path):
 
 def test_resume_errors_before_training(digits_small, tmp_path):
     run = tmp_path / "run"
-    with pytest.raises(SynthbenchError, match="does not exist; start the run without --resume"):
+    with pytest.raises(SynthworthError, match="does not exist; start the run without --resume"):
         train_dcgan(digits_small.path, run, resume=True)
     assert not run.exists()
     train_dcgan(digits_small.path, run, preset="tiny", overrides=TINY + ["train.max_steps=2"])
-    with pytest.raises(SynthbenchError, match="already holds a training run.*add --resume"):
+    with pytest.raises(SynthworthError, match="already holds a training run.*add --resume"):
         train_dcgan(digits_small.path, run, preset="tiny", overrides=TINY)
-    with pytest.raises(SynthbenchError, match="other settings.*model.base_channels was 4, now 8"):
+    with pytest.raises(SynthworthError, match="other settings.*model.base_channels was 4, now 8"):
         train_dcgan(digits_small.path, run, resume=True, overrides=["model.base_channels=8"])
     for p in ckpt.complete_checkpoints(run / "checkpoints"):
         import shutil
@@ -180,7 +180,7 @@ def test_divergence_after_following_the_advice_says_to_start_again_and_that_work
     but give a command that starts again from the beginning; that command works."""
     import shlex
 
-    from synthbench.cli import main
+    from synthworth.cli import main
 
     real_step = DCGANTask.step
 
@@ -201,7 +201,7 @@ def test_divergence_after_following_the_advice_says_to_start_again_and_that_work
     assert "diverged again" in second and "start again from the beginning" in second
     assert "--resume" not in second
     command = shlex.split(second.split("in a new folder: ", 1)[1].strip())
-    assert command[:3] == ["synthbench", "train", "dcgan"] and "optim.lr=0.0002" in command
+    assert command[:3] == ["synthworth", "train", "dcgan"] and "optim.lr=0.0002" in command
     monkeypatch.setattr(DCGANTask, "step", real_step)
     assert main(command[1:]) == 0, capsys.readouterr().err             # that command works
     new = Path(command[command.index("--out") + 1])

@@ -10,12 +10,12 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from synthbench import safety
-from synthbench.engine import checkpoint as ckpt
-from synthbench.engine.resume import scale_learning_rate
-from synthbench.errors import SynthbenchError
-from synthbench.generators.dcgan import DCGANTask
-from synthbench.train import train_dcgan
+from synthworth import safety
+from synthworth.engine import checkpoint as ckpt
+from synthworth.engine.resume import scale_learning_rate
+from synthworth.errors import SynthworthError
+from synthworth.generators.dcgan import DCGANTask
+from synthworth.train import train_dcgan
 
 SHORT = ["train.batch_size=16", "train.checkpoint_every=2", "train.keep_checkpoints=5"]
 
@@ -62,7 +62,7 @@ def test_resume_on_another_dataset_is_refused_naming_both_fingerprints(digits_sm
     recorded = json.loads((run / "run.json").read_text())["data"]
     assert recorded == {"path": str(digits_small.path.resolve()), "fingerprint": digits_small.fingerprint,
                         "split": "train", "images": int((digits_small.splits == "train").sum())}
-    with pytest.raises(SynthbenchError) as err:
+    with pytest.raises(SynthworthError) as err:
         train_dcgan(digits16.path, run, resume=True, overrides=["train.max_steps=4"])
     message = str(err.value)
     assert digits_small.fingerprint in message and digits16.fingerprint in message
@@ -73,9 +73,9 @@ def test_resume_on_another_dataset_is_refused_naming_both_fingerprints(digits_sm
 def test_batch_size_or_seed_change_on_resume_is_refused(digits_small, tmp_path):
     run = tmp_path / "run"
     train_dcgan(digits_small.path, run, preset="tiny", overrides=SHORT + ["train.max_steps=2"])
-    with pytest.raises(SynthbenchError, match="train.batch_size was 16, now 8"):
+    with pytest.raises(SynthworthError, match="train.batch_size was 16, now 8"):
         train_dcgan(digits_small.path, run, resume=True, overrides=["train.batch_size=8"])
-    with pytest.raises(SynthbenchError, match="train.seed was 0, now 5"):
+    with pytest.raises(SynthworthError, match="train.seed was 0, now 5"):
         train_dcgan(digits_small.path, run, resume=True, overrides=["train.seed=5"])
 
 
@@ -126,7 +126,7 @@ def test_no_usable_checkpoint_says_how_to_start_again_and_that_works(digits_smal
     args = dict(preset="tiny", overrides=SHORT + ["train.max_steps=2"])
     train_dcgan(digits_small.path, run, **args)
     (run / "checkpoints" / "step-00000002" / ckpt.STATE_FILE).write_text("garbage")
-    with pytest.raises(SynthbenchError, match="no usable checkpoint.*step-00000002.*the same command without --resume"):
+    with pytest.raises(SynthworthError, match="no usable checkpoint.*step-00000002.*the same command without --resume"):
         train_dcgan(digits_small.path, run, resume=True)
     train_dcgan(digits_small.path, run, **args)
     assert ckpt.damage(run / "checkpoints" / "step-00000002") is None
@@ -154,10 +154,10 @@ def test_run_killed_before_its_first_checkpoint_restarts_with_the_same_command(d
 
 def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_and_says_so(digits_small, tmp_path,
                                                                                   monkeypatch, capsys):
-    """Through the CLI: a requeued cluster job passes --resume every time; a run of synthbench's
+    """Through the CLI: a requeued cluster job passes --resume every time; a run of synthworth's
     own that stopped before its first checkpoint is started from the beginning, with a line saying
     so. A folder also holding a user's file is still refused, the file kept."""
-    from synthbench.cli import main
+    from synthworth.cli import main
 
     run = tmp_path / "run"
     argv = ["train", "dcgan", "--data", str(digits_small.path), "--out", str(run), "--preset", "tiny",
@@ -189,7 +189,7 @@ def test_never_checkpointed_run_holding_a_users_file_is_not_restarted(digits_sma
     with pytest.raises(KeyboardInterrupt):
         train_dcgan(digits_small.path, run, preset="tiny", overrides=SHORT)
     (run / "notes.txt").write_text("mine")
-    with pytest.raises(SynthbenchError, match="notes.txt"):
+    with pytest.raises(SynthworthError, match="notes.txt"):
         train_dcgan(digits_small.path, run, preset="tiny", overrides=SHORT)
     assert (run / "notes.txt").read_text() == "mine"
 
@@ -198,7 +198,7 @@ def test_a_second_process_on_the_run_folder_is_refused_naming_the_holder(digits_
     run = tmp_path / "run"
     run.mkdir()
     holder = lock_holder(run)
-    with pytest.raises(SynthbenchError, match=f"in use by another synthbench process.*pid {holder.pid}"):
+    with pytest.raises(SynthworthError, match=f"in use by another synthworth process.*pid {holder.pid}"):
         train_dcgan(digits_small.path, run, preset="tiny", overrides=SHORT + ["train.max_steps=2"])
     holder.kill()
     holder.wait()
@@ -221,7 +221,7 @@ def test_full_disk_while_checkpointing_leaves_nothing_that_looks_complete(digits
         raise OSError(errno.ENOSPC, "No space left on device", output_dir)
 
     monkeypatch.setattr(Accelerator, "save_state", full)
-    with pytest.raises(SynthbenchError, match="No space left on device.*last complete checkpoint is .*step-00000002"):
+    with pytest.raises(SynthworthError, match="No space left on device.*last complete checkpoint is .*step-00000002"):
         train_dcgan(digits_small.path, run, resume=True, overrides=["train.max_steps=4"])
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002"]
     monkeypatch.setattr(Accelerator, "save_state", real_save)

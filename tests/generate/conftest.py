@@ -2,7 +2,7 @@
 
 - ``tiny_pipeline``: a Stable Diffusion pipeline of a few thousand parameters (UNet, VAE, CLIP
   text encoder, a CLIP tokenizer from a vocabulary written below, a scheduler, no safety checker)
-  saved with ``save_pretrained``; ``synthbench generate --pipeline FOLDER`` loads it through the
+  saved with ``save_pretrained``; ``synthworth generate --pipeline FOLDER`` loads it through the
   same ``AutoPipelineForText2Image`` call a hub id goes through. It makes 16x16 images.
 - ``tiny_kandinsky``: a Kandinsky 2.2 decoder folder and its prior folder, as tiny.
 - ``dcgan_run``: a class-conditional DCGAN trained for one epoch on 10 digits per class (16x16).
@@ -136,10 +136,10 @@ def tiny_pipeline(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def dcgan_run(tmp_path_factory) -> Path:
-    from synthbench.data.compose import subset
-    from synthbench.data.dataset import atomic_folder, write_packed
-    from synthbench.data.prepare import PrepareConfig, prepare
-    from synthbench.train import train_dcgan
+    from synthworth.data.compose import subset
+    from synthworth.data.dataset import atomic_folder, write_packed
+    from synthworth.data.prepare import PrepareConfig, prepare
+    from synthworth.train import train_dcgan
 
     root = tmp_path_factory.mktemp("dcgan")
     digits = prepare(PrepareConfig(source="digits", size=16, fit="stretch", workers=0), root / "digits",

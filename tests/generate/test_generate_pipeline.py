@@ -1,4 +1,4 @@
-"""`synthbench generate --pipeline`: a tiny Stable Diffusion folder in, a synthetic Dataset out."""
+"""`synthworth generate --pipeline`: a tiny Stable Diffusion folder in, a synthetic Dataset out."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synthbench.cli import main
-from synthbench.data.dataset import Dataset
-from synthbench.errors import DataError
-from synthbench.generate import GenerateConfig, generate
-from synthbench.generate.sources import _Pipeline
-from synthbench.safety import owned_kind
-from synthbench.themes import load_theme
+from synthworth.cli import main
+from synthworth.data.dataset import Dataset
+from synthworth.errors import DataError
+from synthworth.generate import GenerateConfig, generate
+from synthworth.generate.sources import _Pipeline
+from synthworth.safety import owned_kind
+from synthworth.themes import load_theme
 
 FRUITS = ["apple", "banana", "grape", "mango", "strawberry"]
 # Files whose bytes must not depend on when or how often the run was started.
@@ -57,7 +57,7 @@ def test_layout_metadata_and_prompts(finished, tiny_pipeline, capsys):
     out = finished
     assert sorted(p.name for p in out.iterdir()) == sorted(
         FRUITS + ["metadata.jsonl", "images.npy", "labels.npy", "splits.npy", "items.jsonl",
-                  "manifest.json", "generate.json", "generation.jsonl", ".synthbench", ".synthbench.lock",
+                  "manifest.json", "generate.json", "generation.jsonl", ".synthworth", ".synthworth.lock",
                   "README.md", "train"])  # the card and the split folder of data.hf
     assert owned_kind(out) == "generation" and owned_kind(Path(f"{out}-native")) == "generation-native"
     theme = load_theme("fruits")

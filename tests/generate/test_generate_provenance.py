@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from synthbench.cli import main
-from synthbench.data import provenance
-from synthbench.data.dataset import Dataset
-from synthbench.errors import DataError
-from synthbench.generate import GenerateConfig, Shard, generate, merge
+from synthworth.cli import main
+from synthworth.data import provenance
+from synthworth.data.dataset import Dataset
+from synthworth.errors import DataError
+from synthworth.generate import GenerateConfig, Shard, generate, merge
 
 
 def test_a_trained_generator_records_the_real_dataset_of_its_run(dcgan_run, tmp_path, capsys):
@@ -92,7 +92,7 @@ def test_describe_quotes_what_the_generator_saw():
 def test_a_run_json_with_an_odd_image_count_still_gives_provenance_its_reader_accepts(images):
     """What generate records must be what read() accepts: else every study refuses the Dataset
     with "generate the Dataset again", which would write the same record again."""
-    from synthbench.data import provenance
+    from synthworth.data import provenance
 
     prov = provenance.trained({"data": {"fingerprint": "f" * 16, "path": None, "split": "train", "images": images}},
                               where="gen")
@@ -105,9 +105,9 @@ def test_a_latent_model_names_its_autoencoders_data_too(digits16, digits_small, 
     exchange table's provenance, its card and the comparison page say both (not only the UNet's)."""
     import torch
 
-    from synthbench.classifiers.models import build_classifier
-    from synthbench.classifiers.task import ClassifierModelConfig, save_classifier
-    from synthbench.study.exchange import provenance_text
+    from synthworth.classifiers.models import build_classifier
+    from synthworth.classifiers.task import ClassifierModelConfig, save_classifier
+    from synthworth.study.exchange import provenance_text
 
     vae, ldm, out = tmp_path / "vae", tmp_path / "ldm", tmp_path / "generated"
     assert main(["train", "vae", "--data", str(digits_small.path), "--out", str(vae), "--preset", "tiny",

@@ -1,4 +1,4 @@
-"""`synthbench generate --from`: trained generators, sampling options, shards, processes, merge."""
+"""`synthworth generate --from`: trained generators, sampling options, shards, processes, merge."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from synthbench.cli import main
-from synthbench.data.dataset import Dataset
-from synthbench.errors import DataError, SynthbenchError
-from synthbench.generate import GenerateConfig, Shard, generate, merge
-from synthbench.generators.base import load_generator
-from synthbench.generators.dcgan import DCGAN, DCGANModelConfig
+from synthworth.cli import main
+from synthworth.data.dataset import Dataset
+from synthworth.errors import DataError, SynthworthError
+from synthworth.generate import GenerateConfig, Shard, generate, merge
+from synthworth.generators.base import load_generator
+from synthworth.generators.dcgan import DCGAN, DCGANModelConfig
 
 DIGITS = [str(d) for d in range(10)]
 
@@ -89,7 +89,7 @@ def test_sampling_options_are_forwarded_only_where_accepted(tmp_path, dcgan_run)
                                    {"n": 2, "seed": 2, "sampler": "ddim", "steps": 3},
                                    {"n": 1, "seed": 4, "sampler": "ddim", "steps": 3}]
     assert {(r["sampler"], r["steps"]) for r in rows(out)} == {("ddim", 3)}
-    with pytest.raises(SynthbenchError, match="this dcgan generator's sampling takes no --steps option"):
+    with pytest.raises(SynthworthError, match="this dcgan generator's sampling takes no --steps option"):
         generate(GenerateConfig(from_run=str(dcgan_run), count=2, steps=10), tmp_path / "x", progress=False)
     assert not (tmp_path / "x").exists()
 
@@ -205,7 +205,7 @@ def test_shards_on_separate_machines_are_merged(dcgan_run, tmp_path):
 def test_shard_parts_cover_every_block_once():
     assert Shard.parse("1/4") == Shard(1, 4)
     for bad in ("4/4", "-1/2", "1", "a/b", "0/0"):
-        with pytest.raises(SynthbenchError):
+        with pytest.raises(SynthworthError):
             Shard.parse(bad)
     for shard in (Shard(0, 1), Shard(1, 3)):
         taken = [b for p in range(4) for b in shard.within(p, 4).blocks(50)]
@@ -227,7 +227,7 @@ class FakeProcess:
 
 def test_each_process_takes_its_share_and_the_main_one_writes_the_metadata(dcgan_run, tmp_path,
                                                                            monkeypatch):
-    import synthbench.generate.run as gen_module
+    import synthworth.generate.run as gen_module
 
     options = GenerateConfig(from_run=str(dcgan_run), count=9, batch_size=2)
     whole = generate(options, tmp_path / "whole", progress=False).dataset
@@ -256,7 +256,7 @@ def test_each_process_takes_its_share_and_the_main_one_writes_the_metadata(dcgan
 
 def save_ddpm(folder: Path) -> Path:
     """An untrained class-conditional pixel DDPM (classes a, b) of 50 noise levels, saved."""
-    from synthbench.generators.diffusion import (DiffusionGenerator, NoiseConfig, SamplingConfig, UNetConfig,
+    from synthworth.generators.diffusion import (DiffusionGenerator, NoiseConfig, SamplingConfig, UNetConfig,
                                                  make_noise_scheduler, make_unet)
 
     torch.manual_seed(0)
@@ -291,7 +291,7 @@ def test_a_bad_sampler_or_steps_is_refused_before_the_plan_and_the_advice_works(
     folder = save_ddpm(tmp_path / "ddpm")
     out = tmp_path / "out"
     args = ["generate", "--from", str(folder), "--count", "2", "--out", str(out), "-q"]
-    assert _error([*args, *bad], capsys) == f"synthbench: error: {message}"
+    assert _error([*args, *bad], capsys) == f"synthworth: error: {message}"
     assert not out.exists()
     assert main([*args, *fixed]) == 0, capsys.readouterr().err
     assert len(rows(out)) == 2
@@ -301,7 +301,7 @@ def test_an_out_folder_of_something_else_is_refused_and_overwrite_starts_again(d
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    assert "was not written by synthbench (no .synthbench marker)" in _error(
+    assert "was not written by synthworth (no .synthworth marker)" in _error(
         ["generate", "--from", str(dcgan_run), "--count", "2", "--out", str(busy)], capsys)
     assert (busy / "notes.txt").read_text() == "mine"
     out = tmp_path / "out"

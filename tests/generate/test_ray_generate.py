@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 
 
-from synthbench.cli import main
-from synthbench.data.dataset import Dataset
+from synthworth.cli import main
+from synthworth.data.dataset import Dataset
 
 
 def digest(folder) -> dict[str, str]:
@@ -50,7 +50,7 @@ def test_a_bad_sampler_is_one_line_before_ray_starts(tmp_path, capsys, ray_clust
     out = tmp_path / "out"
     assert main(["generate", "--from", str(folder), "--count", "2", "--sampler", "euler", "--out", str(out),
                  "--executor", "ray", "--workers", "1", "-q"]) == 2
-    assert _one_error_line(capsys) == "synthbench: error: unknown sampler 'euler'; choose one of ddpm, ddim, dpmsolver++"
+    assert _one_error_line(capsys) == "synthworth: error: unknown sampler 'euler'; choose one of ddpm, ddim, dpmsolver++"
     assert not out.exists()
 
 

@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from synthbench.generators.text2image import (KNOWN_PIPELINES, PipelineError, TextToImage,
+from synthworth.generators.text2image import (KNOWN_PIPELINES, PipelineError, TextToImage,
                                               resolve_pipeline, retry_seed)
-from synthbench.themes import load_theme
+from synthworth.themes import load_theme
 
 
 def test_known_names_are_the_source_studys_models():
@@ -202,7 +202,7 @@ def test_sample_follows_the_generator_protocol(fruits_t2i):
 
 
 def test_kandinsky_decoder_and_prior_are_combined(tiny_kandinsky, tmp_path):
-    from synthbench.cli import main
+    from synthworth.cli import main
 
     decoder, prior = tiny_kandinsky
     out = tmp_path / "kandinsky"

@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from synthbench.config import preset_path, read_yaml
-from synthbench.data.dataset import Dataset
-from synthbench.errors import ConfigError, DataError
-from synthbench.themes import Theme, load_theme, theme_names
+from synthworth.config import preset_path, read_yaml
+from synthworth.data.dataset import Dataset
+from synthworth.errors import ConfigError, DataError
+from synthworth.themes import Theme, load_theme, theme_names
 
 TEMPLATE = "A {distance} picture of a {subject}, looking from {angle}"
 # As published by the source study (MISSION.md).
@@ -111,7 +111,7 @@ def test_unknown_theme_and_missing_file():
 def test_subjects_from_a_prepared_dataset(tmp_path):
     images = np.zeros((3, 4, 4, 3), np.uint8)
     ds = Dataset.from_arrays(images, [0, 1, 2], ["cat", "dog", "horse"])
-    from synthbench.data.dataset import atomic_folder, write_packed
+    from synthworth.data.dataset import atomic_folder, write_packed
 
     with atomic_folder(tmp_path / "data" / "real", kind="dataset") as tmp:
         write_packed(tmp, images, ds.labels, ds.splits, ds.class_names, [{}] * 3, {"kind": "test"})

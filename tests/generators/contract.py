@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthbench.errors import SynthbenchError
-from synthbench.generators.base import Generator, load_generator
+from synthworth.errors import SynthworthError
+from synthworth.generators.base import Generator, load_generator
 
 
 class GeneratorContract:
@@ -50,14 +50,14 @@ class GeneratorContract:
 
     def test_labels_are_respected(self, generator):
         if not generator.conditional:
-            with pytest.raises(SynthbenchError, match="unconditional"):
+            with pytest.raises(SynthworthError, match="unconditional"):
                 generator.sample(2, labels=[0, 0], seed=0)
             return
         k = len(generator.class_names)
         a = generator.sample(k, labels=list(range(k)), seed=0)
         b = generator.sample(k, labels=[(i + 1) % k for i in range(k)], seed=0)
         assert not np.array_equal(a, b)  # same noise, other labels: other images
-        with pytest.raises(SynthbenchError, match="labels must be within"):
+        with pytest.raises(SynthworthError, match="labels must be within"):
             generator.sample(1, labels=[k], seed=0)
-        with pytest.raises(SynthbenchError, match="labels for"):
+        with pytest.raises(SynthworthError, match="labels for"):
             generator.sample(2, labels=[0], seed=0)

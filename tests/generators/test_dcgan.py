@@ -8,13 +8,13 @@ import torch
 from PIL import Image
 
 from contract import GeneratorContract
-from synthbench.config import preset_path, read_yaml, validate
-from synthbench.data.prepare import PrepareConfig, prepare
-from synthbench.errors import SynthbenchError
-from synthbench.generators.base import load_generator
-from synthbench.generators.dcgan import (DCGAN, DCGANConfig, DCGANDiscriminatorNet,
+from synthworth.config import preset_path, read_yaml, validate
+from synthworth.data.prepare import PrepareConfig, prepare
+from synthworth.errors import SynthworthError
+from synthworth.generators.base import load_generator
+from synthworth.generators.dcgan import (DCGAN, DCGANConfig, DCGANDiscriminatorNet,
                                          DCGANGeneratorNet, DCGANModelConfig)
-from synthbench.train import train_dcgan
+from synthworth.train import train_dcgan
 
 
 class TestConditionalDCGANContract(GeneratorContract):
@@ -95,9 +95,9 @@ def test_short_real_run_moves_losses_and_writes_grid_and_plots(digits16, tmp_pat
 
 def test_bad_input_is_refused_before_training(tmp_path, digits16):
     odd = prepare(PrepareConfig(source="digits", size=24, workers=0), tmp_path / "d24", progress=False)
-    with pytest.raises(SynthbenchError, match="power of two"):
+    with pytest.raises(SynthworthError, match="power of two"):
         train_dcgan(odd.path, tmp_path / "r1", preset="tiny", overrides=["model.resolution=null"])
-    with pytest.raises(SynthbenchError, match="expects 64x64"):
+    with pytest.raises(SynthworthError, match="expects 64x64"):
         train_dcgan(digits16.path, tmp_path / "r2", preset="celeba-dcgan")
     faces = prepare(PrepareConfig(source="lfw", size=16, workers=0, test_fraction=0.0),
                     tmp_path / "faces", progress=False)
@@ -108,7 +108,7 @@ def test_bad_input_is_refused_before_training(tmp_path, digits16):
         Image.fromarray(img[:, :, 0]).save(loose / f"{i}.png")
     unlabelled = prepare(PrepareConfig(source="folder", path=str(loose), size=16, workers=0,
                                        test_fraction=0.0), tmp_path / "unl", progress=False)
-    with pytest.raises(SynthbenchError, match="needs a labelled Dataset"):
+    with pytest.raises(SynthworthError, match="needs a labelled Dataset"):
         train_dcgan(unlabelled.path, tmp_path / "r3", preset="tiny", overrides=["model.conditional=true"])
     for bad in (tmp_path / "r1", tmp_path / "r2", tmp_path / "r3"):
         assert not (bad / "checkpoints").exists()

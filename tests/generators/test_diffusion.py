@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from contract import GeneratorContract
-from synthbench.errors import ConfigError, SynthbenchError
-from synthbench.generators.base import load_generator
-from synthbench.generators.diffusion import (DiffusionGenerator, LatentDiffusionGenerator,
+from synthworth.errors import ConfigError, SynthworthError
+from synthworth.generators.base import load_generator
+from synthworth.generators.diffusion import (DiffusionGenerator, LatentDiffusionGenerator,
                                              SamplingConfig, UNetConfig, make_noise_scheduler,
                                              make_unet, NoiseConfig)
-from synthbench.train import train, train_ddpm, train_ldm, train_vae
+from synthworth.train import train, train_ddpm, train_ldm, train_vae
 
 TINY_UNET = UNetConfig(block_out_channels=[8, 16], layers_per_block=1, norm_num_groups=4)
 FAST = SamplingConfig(sampler="ddim", steps=3)
@@ -107,7 +107,7 @@ def test_each_sampler_runs_and_is_recorded(ddpm_run):
 
 def test_resume_through_the_engine_restores_weights_and_ema(digits_small, tmp_path, monkeypatch):
     from safetensors.torch import load_file
-    from synthbench.generators.diffusion import DiffusionTask
+    from synthworth.generators.diffusion import DiffusionTask
 
     args = ["train.epochs=2", "train.checkpoint_every=3"]
     train("ddpm", digits_small.path, tmp_path / "a", preset="tiny", overrides=args)
@@ -139,20 +139,20 @@ def test_vae_then_latent_diffusion(digits_small, tmp_path):
     model = tmp_path / "ldm" / "model"
     assert UNet2DModel.from_pretrained(model, subfolder="unet").config.in_channels == 2
     assert AutoencoderKL.from_pretrained(model, subfolder="vae").config.latent_channels == 2
-    assert json.loads((model / "synthbench.json").read_text())["latent_scale"] == pytest.approx(gen.latent_scale)
+    assert json.loads((model / "synthworth.json").read_text())["latent_scale"] == pytest.approx(gen.latent_scale)
     assert gen.sample(2, seed=0).shape == (2, 16, 16, 1)
 
 
 def test_bad_input_is_refused_before_training_or_sampling(digits_small, tmp_path):
-    with pytest.raises(SynthbenchError, match="needs a VAE"):
+    with pytest.raises(SynthworthError, match="needs a VAE"):
         train("ldm", digits_small.path, tmp_path / "r0", preset="tiny")
-    with pytest.raises(SynthbenchError, match="does not exist"):
+    with pytest.raises(SynthworthError, match="does not exist"):
         train("ldm", digits_small.path, tmp_path / "r1", preset="tiny", overrides=[f"vae={tmp_path / 'nope'}"])
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "config.json").write_text('{"_class_name": "UNet2DModel"}')
-    with pytest.raises(SynthbenchError, match="not an AutoencoderKL in diffusers format"):
+    with pytest.raises(SynthworthError, match="not an AutoencoderKL in diffusers format"):
         train("ldm", digits_small.path, tmp_path / "r2", preset="tiny", overrides=[f"vae={tmp_path / 'junk'}"])
-    with pytest.raises(SynthbenchError, match="multiple of 32"):  # 16 px cannot go through 6 levels
+    with pytest.raises(SynthworthError, match="multiple of 32"):  # 16 px cannot go through 6 levels
         train("ddpm", digits_small.path, tmp_path / "r3", preset="tiny",
               overrides=["model.block_out_channels=[4, 8, 8, 8, 8, 8]"])
     with pytest.raises(ConfigError, match="guidance applies to conditional models"):
@@ -162,7 +162,7 @@ def test_bad_input_is_refused_before_training_or_sampling(digits_small, tmp_path
     for run in ("r0", "r1", "r2", "r3", "r4", "r5"):
         assert not (tmp_path / run).exists()
     gen = tiny_generator(False)
-    with pytest.raises(SynthbenchError, match="needs a class-conditional model"):
+    with pytest.raises(SynthworthError, match="needs a class-conditional model"):
         gen.sample(1, guidance=3.0)
-    with pytest.raises(SynthbenchError, match="unknown sampler 'euler'"):
+    with pytest.raises(SynthworthError, match="unknown sampler 'euler'"):
         gen.sample(1, sampler="euler")

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from synthbench.cli import main
-from synthbench.data.compose import subset
-from synthbench.data.dataset import Dataset
-from synthbench.errors import ConfigError
-from synthbench.metrics import MetricsConfig, compute_metrics, density_coverage, extract_features, precision_recall
-from synthbench.metrics.dinov2 import Dinov2Features, resolve_dinov2
-from synthbench.metrics.features import weights_key
+from synthworth.cli import main
+from synthworth.data.compose import subset
+from synthworth.data.dataset import Dataset
+from synthworth.errors import ConfigError
+from synthworth.metrics import MetricsConfig, compute_metrics, density_coverage, extract_features, precision_recall
+from synthworth.metrics.dinov2 import Dinov2Features, resolve_dinov2
+from synthworth.metrics.features import weights_key
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -153,7 +153,7 @@ def test_online_a_hub_id_is_downloaded_with_only_the_files_it_needs(offline_hub,
     import huggingface_hub
     from huggingface_hub import constants
 
-    from synthbench.generators import text2image
+    from synthworth.generators import text2image
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)   # CI sets it too
@@ -174,7 +174,7 @@ def test_online_a_hub_id_is_downloaded_with_only_the_files_it_needs(offline_hub,
 
 # ------------------------------------------------------------------------------ keys
 def test_the_weights_fingerprint_keys_the_studys_stored_metrics(tmp_path, tiny):
-    from synthbench.study.runner import _metrics_key
+    from synthworth.study.runner import _metrics_key
 
     folder = shutil.copytree(tiny, tmp_path / "model")
     plan = SimpleNamespace(
@@ -190,7 +190,7 @@ def test_the_weights_fingerprint_keys_the_studys_stored_metrics(tmp_path, tiny):
 
 
 def test_a_studys_dinov2_folder_is_relative_to_the_spec_and_a_hub_id_stays_one(tmp_path, tiny):
-    from synthbench.study.spec import load_spec
+    from synthworth.study.spec import load_spec
 
     shutil.copytree(tiny, tmp_path / "models" / "dino")
     spec_file = tmp_path / "s.yaml"

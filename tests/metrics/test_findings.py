@@ -1,5 +1,5 @@
 """The faces project's findings: exposure on a hand-computed case, the plateau statement on known
-curves, quality intervals over draws, training cost from metrics.jsonl, and ``synthbench compare``
+curves, quality intervals over draws, training cost from metrics.jsonl, and ``synthworth compare``
 end to end on two tiny real runs."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import torch
 import yaml
 from scipy import stats
 
-from synthbench.cli import main
-from synthbench.data.dataset import Dataset
-from synthbench.errors import SynthbenchError
-from synthbench.metrics.features import FeatureExtractor, extract_features
-from synthbench.metrics.findings import (
+from synthworth.cli import main
+from synthworth.data.dataset import Dataset
+from synthworth.errors import SynthworthError
+from synthworth.metrics.features import FeatureExtractor, extract_features
+from synthworth.metrics.findings import (
     brightness,
     exposure,
     floor_draws,
@@ -28,7 +28,7 @@ from synthbench.metrics.findings import (
     real_range,
     training_cost,
 )
-from synthbench.metrics.scores import score_features
+from synthworth.metrics.scores import score_features
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 OPTIONS = {"kid_subset_size": 1000, "kid_subsets": 10, "pr_k": 3, "dc_k": 5, "seed": 0}
@@ -152,12 +152,12 @@ def test_quality_draws_are_the_student_t_interval_of_the_draws_from_separate_see
         assert (result[metric]["mean"], result[metric]["low"], result[metric]["high"]) == pytest.approx(
             (np.mean(values), low, high))
     assert [s.tolist() for s in shades] == [brightness(FakeGenerator().sample(12, seed=s)).tolist() for s in (5, 17, 29)]
-    with pytest.raises(SynthbenchError, match="at least 2 draws"):
+    with pytest.raises(SynthworthError, match="at least 2 draws"):
         quality_draws(gen, PixelFeatures(), reference, draws=1, samples=12, seed=0, options=OPTIONS)
 
 
 def test_a_t_interval_is_cut_at_the_range_the_metric_can_take():
-    from synthbench.metrics.findings import interval
+    from synthworth.metrics.findings import interval
 
     wide = interval([0.0, 1.0], (0.0, 1.0))
     assert (wide["low"], wide["high"]) == (0.0, 1.0) and wide["mean"] == 0.5
@@ -224,7 +224,7 @@ def test_a_latent_model_counts_its_vae_run_and_says_when_its_vae_is_foreign(tmp_
 
 # ------------------------------------------------------------------------------ words
 def test_numbers_that_could_not_be_measured_are_said_so_never_printed_as_none():
-    from synthbench.metrics.findings_text import add_sentences, csv_text, format_table
+    from synthworth.metrics.findings_text import add_sentences, csv_text, format_table
 
     unknown = {"mean": None, "low": None, "high": None, "values": [None, None]}
     known = {"mean": 2.0, "low": 1.0, "high": 3.0, "values": [1.5, 2.5]}
@@ -258,9 +258,9 @@ def test_numbers_that_could_not_be_measured_are_said_so_never_printed_as_none():
 def faces_world(tmp_path_factory):
     """LFW faces at 16 px (70 train / 30 test), a 1-epoch tiny DCGAN and DDPM on them, and a tiny
     classifier trained on faces vs non-faces whose features score them."""
-    from synthbench.classifiers.task import ClassifierConfig, train_classifier
-    from synthbench.config import resolve_config
-    from synthbench.data.prepare import PrepareConfig, prepare
+    from synthworth.classifiers.task import ClassifierConfig, train_classifier
+    from synthworth.config import resolve_config
+    from synthworth.data.prepare import PrepareConfig, prepare
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("faces-compare")
@@ -325,7 +325,7 @@ def test_compare_writes_the_contract_findings_and_a_csv(faces_world, capsys):
     assert all(c["ratio"] == pytest.approx(c["total_seconds"] / min(d["total_seconds"] for d in costs)) for c in costs)
 
     # The exposure share, recomputed from the generator's own samples and the training images.
-    from synthbench.generators import load_generator
+    from synthworth.generators import load_generator
 
     images = np.concatenate([load_generator(root / "dcgan").sample(70, seed=s) for s in (0, 70)])
     train = faces.split("train")
@@ -339,12 +339,12 @@ def test_compare_writes_the_contract_findings_and_a_csv(faces_world, capsys):
     assert table["fid_mean"].tolist() == pytest.approx([findings["models"][n]["quality"]["fid"]["mean"]
                                                         for n in ("gan", "diffusion")])
     assert table["plateau_status"].tolist() == ["too few points", "improving"]
-    assert json.loads((out / ".synthbench").read_text())["kind"] == "compare"
+    assert json.loads((out / ".synthworth").read_text())["kind"] == "compare"
     assert not math.isnan(table["exposure_share"].iloc[0])
 
 
 def test_the_closest_model_names_only_the_models_whose_interval_overlaps_its_own():
-    from synthbench.metrics.findings_text import _closest
+    from synthworth.metrics.findings_text import _closest
 
     def model(mean, low, high):
         return {"quality": {"fid": {"mean": mean, "low": low, "high": high}}}

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from synthbench.classifiers import build_classifier
-from synthbench.cli import main
-from synthbench.data.compose import subset
-from synthbench.data.dataset import Dataset
-from synthbench.errors import ConfigError
-from synthbench.metrics import (
+from synthworth.classifiers import build_classifier
+from synthworth.cli import main
+from synthworth.data.compose import subset
+from synthworth.data.dataset import Dataset
+from synthworth.errors import ConfigError
+from synthworth.metrics import (
     InceptionFeatures,
     MetricsConfig,
     compute_metrics,
@@ -24,8 +24,8 @@ from synthbench.metrics import (
     get_extractor,
     precision_recall,
 )
-from synthbench.metrics import features as features_module
-from synthbench.metrics.features import ClassifierFeatures
+from synthworth.metrics import features as features_module
+from synthworth.metrics.features import ClassifierFeatures
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -92,12 +92,12 @@ def test_fid_kid_pr_agree_with_torch_fidelity_computing_everything_itself(digits
         def __getitem__(self, i):
             return torch.from_numpy(self.images[i]).permute(2, 0, 1)
 
-    if "synthbench-test" not in FEATURE_EXTRACTORS_REGISTRY:
-        register_feature_extractor("synthbench-test", Extractor)
+    if "synthworth-test" not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor("synthworth-test", Extractor)
     picked_real = subset(real, count=400, seed=0)  # what max_images=400 draws
     reference = torch_fidelity.calculate_metrics(
         input1=Images(fake), input2=Images(picked_real), fid=True, kid=True, prc=True,
-        feature_extractor="synthbench-test", cuda=False, batch_size=50, cache=False, verbose=False,
+        feature_extractor="synthworth-test", cuda=False, batch_size=50, cache=False, verbose=False,
         kid_subsets=10, kid_subset_size=300, rng_seed=0, prc_neighborhood=3)
     assert ours["fid"] == pytest.approx(reference["frechet_inception_distance"], rel=1e-3)
     assert ours["kid"] == pytest.approx(reference["kernel_inception_distance_mean"], rel=1e-3)
@@ -148,7 +148,7 @@ def test_missing_inception_weights_say_where_to_get_and_put_them(no_weights, tmp
     with pytest.raises(ConfigError, match="does not exist"):
         find_inception_weights(tmp_path / "nope.pth")
     monkeypatch.setenv(features_module.ENV_WEIGHTS, str(tmp_path / "absent.pth"))
-    with pytest.raises(ConfigError, match="SYNTHBENCH_INCEPTION_WEIGHTS=.*absent.pth does not name a file"):
+    with pytest.raises(ConfigError, match="SYNTHWORTH_INCEPTION_WEIGHTS=.*absent.pth does not name a file"):
         find_inception_weights()
 
 
@@ -170,9 +170,9 @@ def test_a_file_that_is_not_the_inception_weights_is_refused(no_weights, tmp_pat
 # ------------------------------------------------------------------------------ domain features
 def test_auto_without_weights_trains_a_labelled_domain_extractor_once(digits16, no_weights, tmp_path,
                                                                       monkeypatch):
-    from synthbench.classifiers import task as task_module
-    from synthbench.classifiers.task import ClassifierConfig
-    from synthbench.config import resolve_config
+    from synthworth.classifiers import task as task_module
+    from synthworth.classifiers.task import ClassifierConfig
+    from synthworth.config import resolve_config
 
     config = resolve_config(ClassifierConfig, preset=("classifier", "tiny"), overrides=["train.epochs=1"])
     real_train = subset(digits16.split("train"), count=200, seed=0)
@@ -192,7 +192,7 @@ def test_auto_without_weights_trains_a_labelled_domain_extractor_once(digits16, 
 
 def test_cli_prints_the_table_with_the_floor_and_writes_json(digits16, no_weights, tmp_path, capsys):
     fake = tmp_path / "fake"
-    from synthbench.data.dataset import atomic_folder, write_packed
+    from synthworth.data.dataset import atomic_folder, write_packed
 
     part = subset(digits16.split("test"), count=100, seed=0)
     with atomic_folder(fake, kind="dataset") as tmp:

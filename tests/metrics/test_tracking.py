@@ -1,5 +1,5 @@
 """Quality measured during training (``eval.every``): the logged numbers are those of a separate
-``synthbench metrics`` call on the same samples, evaluation time is not training time, and
+``synthworth metrics`` call on the same samples, evaluation time is not training time, and
 evaluating does not change what is trained."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from synthbench.cli import main
-from synthbench.data.prepare import PrepareConfig, prepare
-from synthbench.engine.run import RunFolder
+from synthworth.cli import main
+from synthworth.data.prepare import PrepareConfig, prepare
+from synthworth.engine.run import RunFolder
 
 METRICS = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "fid_real_floor",
            "kid_real_floor", "precision_real_floor", "recall_real_floor")
@@ -24,7 +24,7 @@ def lfw(tmp_path_factory):
     domain extractor is trained once."""
     root = tmp_path_factory.mktemp("lfw")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SYNTHBENCH_CACHE", str(root / "cache"))
+        mp.setenv("SYNTHWORTH_CACHE", str(root / "cache"))
         yield prepare(PrepareConfig(source="lfw", size=16, test_fraction=0.3, workers=0), root / "lfw",
                       progress=False)
 
@@ -57,13 +57,13 @@ def test_logged_quality_matches_a_separate_metrics_call_on_the_same_samples(lfw,
     # one TensorBoard event file holds the eval scalars beside the losses
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(tmp_path / "run" / "tensorboard" / "synthbench")).Reload()
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard" / "synthworth")).Reload()
     assert {"eval/fid", "eval/precision", "loss_d"} <= set(events.Tags()["scalars"])
     assert [e.value for e in events.Scalars("eval/fid")] == pytest.approx([r["fid"] for r in evals], rel=1e-5)
 
 
 def test_evaluation_time_is_not_training_time(lfw, tmp_path, monkeypatch):
-    from synthbench.metrics.tracking import QualityTracker
+    from synthworth.metrics.tracking import QualityTracker
 
     pause = 1.5
     evaluate = QualityTracker.evaluate
@@ -108,8 +108,8 @@ def test_evaluating_does_not_change_what_is_trained(lfw, tmp_path):
 
 def test_diffusion_is_evaluated_on_the_weights_it_exports(lfw, tmp_path):
     """A DDPM's evaluation samples come from its EMA weights: the exported model's."""
-    from synthbench.generators import load_generator
-    from synthbench.metrics.tracking import brightness, brightness_range
+    from synthworth.generators import load_generator
+    from synthworth.metrics.tracking import brightness, brightness_range
 
     out = tmp_path / "ddpm"
     assert main(["train", "ddpm", "--data", str(lfw.path), "--out", str(out), "--preset", "tiny", "train.epochs=1",

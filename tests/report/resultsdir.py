@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from synthbench.study.stats import compare, summarise
+from synthworth.study.stats import compare, summarise
 
 PAIRS = [("real", "artificial"), ("real", "mixed"), ("mixed", "subset_real"), ("artificial", "mixed")]
 
@@ -44,7 +44,7 @@ def write_results(root: Path, *, rows: list[dict] | None = None, classes=("cat",
                   grid: Any = "complete", metrics: bool = True, inputs: dict | None = None,
                   name: str = "toy") -> Path:
     """Write a results folder at ``root``. ``grid``: "complete" (a grid.json matching the rows),
-    None (no grid.json, as an older synthbench wrote), a dict (written as grid.json) or a str
+    None (no grid.json, as an older synthworth wrote), a dict (written as grid.json) or a str
     other than "complete" (written verbatim)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

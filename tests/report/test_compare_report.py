@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from synthbench.errors import SynthbenchError
-from synthbench.report.compare import build_compare_report
-from synthbench.report.numbers import fmt
-from synthbench.report.output import figures_dir
+from synthworth.errors import SynthworthError
+from synthworth.report.compare import build_compare_report
+from synthworth.report.numbers import fmt
+from synthworth.report.output import figures_dir
 
 FLOOR = {"fid": 12.3, "kid": 0.0021, "precision": 0.81, "recall": 0.79}
 CURVES = {  # model -> (grid epochs, epochs trained, eval epochs, FID per eval epoch, seconds per epoch)
@@ -290,7 +290,7 @@ def test_a_foreign_page_is_refused(tmp_path):
     run = make_run(tmp_path / "runs", "dcgan", "dcgan", evaluate=False)
     page = tmp_path / "index.html"
     page.write_text("someone's page")
-    with pytest.raises(SynthbenchError, match="not a page synthbench wrote"):
+    with pytest.raises(SynthworthError, match="not a page synthworth wrote"):
         build_compare_report(None, {"dcgan": run}, page, title="faces")
     assert page.read_text() == "someone's page" and not figures_dir(page).exists()
     assert build_compare_report(None, {"dcgan": run}, tmp_path / "new.html", title="faces").is_file()
@@ -300,7 +300,7 @@ def test_quality_curves_use_a_log_axis_when_the_first_evaluation_dwarfs_the_rest
     """FID 300 at the first evaluation, then 20-30: on a linear axis every later point is flat."""
     import pandas as pd
 
-    from synthbench.report import compare_figures, figures
+    from synthworth.report import compare_figures, figures
 
     saved = []
     real_save = figures._save

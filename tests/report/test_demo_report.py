@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from synthbench.cli import main
-from synthbench.errors import SynthbenchError
-from synthbench.report import build_report
+from synthworth.cli import main
+from synthworth.errors import SynthworthError
+from synthworth.report import build_report
 
 
 class _Page(HTMLParser):
@@ -68,7 +68,7 @@ def demo(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fresh")
     with working_folder(folder):
         assert main(["demo", "--quick", "--quiet"]) == 0
-    return folder / "synthbench-demo-quick"
+    return folder / "synthworth-demo-quick"
 
 
 def _not_read(page: Path) -> list[str]:
@@ -114,7 +114,7 @@ def test_quick_demo_runs_every_stage(demo):
     assert list(stages) == ["prepare", "train dcgan", "train ddpm", "generate dcgan", "generate ddpm",
                             "study", "report"]
     for run in ("dcgan", "ddpm"):
-        assert (demo / "runs" / run / "model" / "synthbench.json").is_file()
+        assert (demo / "runs" / run / "model" / "synthworth.json").is_file()
         assert json.loads((demo / "synthetic" / run / "manifest.json").read_text())["num_images"] == 60
     results = pd.read_csv(demo / "study" / "results.csv")
     assert set(results["composition"]) == {"real", "artificial", "mixed", "subset_real"}
@@ -164,7 +164,7 @@ def test_report_cli_and_bad_input(demo, tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "not a study results folder" in capsys.readouterr().err
     assert main(["report", str(demo / "study"), "--run", "nonsense"]) == 2
-    with pytest.raises(SynthbenchError):
+    with pytest.raises(SynthworthError):
         build_report(tmp_path / "missing")
 
 
@@ -175,7 +175,7 @@ def test_quick_faces_demo_measures_all_three_models(tmp_path):
 
     with working_folder(tmp_path):  # as a newcomer types it: the default, relative output folder
         assert main(["demo", "--faces", "--quick", "--quiet"]) == 0
-    out = tmp_path / "synthbench-faces-demo-quick"
+    out = tmp_path / "synthworth-faces-demo-quick"
     # the autoencoder is a run of its own, and the latent model was trained on its latents
     assert (out / "runs" / "vae" / "model" / "config.json").is_file()
     assert str(out / "runs" / "vae") in (out / "runs" / "ldm" / "config.yaml").read_text()
@@ -218,3 +218,49 @@ def test_report_of_the_demos_folder_points_at_its_study(demo, capsys):
     err = capsys.readouterr().err
     assert f"holds one in {demo / 'study'}" in err and "give that folder instead" in err
     assert main(["report", str(demo / "study"), "--out", str(demo.parent / "r2" / "index.html")]) == 0
+
+
+def _as_written_before_the_rename(folder: Path) -> None:
+    """Turn a demo folder into what synthworth wrote while it was still called synthbench: its
+    markers, model configs, version keys and page tags under the old name."""
+    for path in sorted(folder.rglob("*"), key=lambda p: -len(p.parts)):
+        if path.name in (".synthworth", ".synthworth.lock", "synthworth.json"):
+            path.rename(path.with_name(path.name.replace("synthworth", "synthbench")))
+    for path in folder.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".html", "") and path.stat().st_size < 5_000_000:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                continue
+            old = text.replace("synthworth_version", "synthbench_version").replace(
+                "content='synthworth", "content='synthbench")
+            if old != text:
+                path.write_text(old, encoding="utf-8")
+    # A generation plan holds a content hash of its model folder, file names included: the old
+    # code hashed the folder as it lay then, under the old names.
+    from synthworth.generate.sources import _folder_digest
+
+    for plan in folder.glob("synthetic/*/generate.json"):
+        data = json.loads(plan.read_text())
+        data["generator"]["weights"] = _folder_digest(folder / "runs" / plan.parent.name / "model")
+        plan.write_text(json.dumps(data, indent=1))
+
+
+def test_a_demo_folder_written_under_the_old_name_is_recognised_and_continued(demo, tmp_path):
+    """Datasets, runs, generated Datasets, study results and the page written before the rename
+    (markers .synthbench, model synthbench.json) are synthworth's own: the demo continues the
+    folder, reusing every stage, and rewrites its page."""
+    import shutil
+
+    old = tmp_path / "old-demo"
+    shutil.copytree(demo, old, symlinks=True)
+    _as_written_before_the_rename(old)
+    assert (old / ".synthbench").is_file() and (old / "runs" / "dcgan" / "model" / "synthbench.json").is_file()
+    assert not list(old.rglob(".synthworth")) and not list(old.rglob("synthworth.json"))
+    assert main(["demo", "--quick", "--out", str(old), "--quiet"]) == 0
+    stages = json.loads((old / "study" / "demo.json").read_text())["stage_seconds"]
+    assert stages["train dcgan"] < 1 and stages["train ddpm"] < 1 and stages["generate ddpm"] < 3
+    assert main(["data", "info", str(old / "synthetic" / "ddpm")]) == 0
+    page = old / "report" / "index.html"
+    assert "content='synthworth" in page.read_text(encoding="utf-8")
+    assert "run-dcgan-epoch-001.png" in {Path(s).name for s in parse(page).images}

@@ -14,11 +14,11 @@ import pytest
 import yaml
 from resultsdir import results_rows, write_results
 
-from synthbench.engine.plots import save_grid
-from synthbench.report import build_report, figures
-from synthbench.report.numbers import fmt
-from synthbench.report.sections import grid_rows
-from synthbench.study.stats import proportion_interval, summarise, t_interval
+from synthworth.engine.plots import save_grid
+from synthworth.report import build_report, figures
+from synthworth.report.numbers import fmt
+from synthworth.report.sections import grid_rows
+from synthworth.study.stats import proportion_interval, summarise, t_interval
 
 
 def page_text(page: Path) -> str:
@@ -147,7 +147,7 @@ def make_run(root: Path, classes: list[str], epochs: list[int], resolution: int 
     (root / "samples").mkdir(parents=True)
     (root / "model").mkdir()
     (root / "log.txt").write_text("")
-    (root / "model" / "synthbench.json").write_text(json.dumps({"class_names": classes, "resolution": resolution}))
+    (root / "model" / "synthworth.json").write_text(json.dumps({"class_names": classes, "resolution": resolution}))
     images = np.random.default_rng(0).integers(0, 255, (3 * len(classes), resolution, resolution, 3), np.uint8)
     for e in epochs:
         save_grid(images, root / "samples" / f"grid-epoch-{e:03d}.png", nrow=3, scale=max(1, 64 // resolution))
@@ -179,9 +179,9 @@ def test_dataset_grids_have_one_labelled_row_per_class(tmp_path, class_tree, run
 def test_the_page_names_the_interval_the_summary_holds(tmp_path):
     res = write_results(tmp_path / "res")
     assert "a logit-scale Student-t interval" in page_text(build_report(res, tmp_path / "r.html"))
-    old = pd.read_csv(res / "summary.csv")  # as an older synthbench wrote it: mean ± t half-width
+    old = pd.read_csv(res / "summary.csv")  # as an older synthworth wrote it: mean ± t half-width
     half = (old["accuracy_ci_high"] - old["accuracy_ci_low"]) / 2
     old["accuracy_ci_low"], old["accuracy_ci_high"] = old["accuracy_mean"] - half, old["accuracy_mean"] + half
     old.to_csv(res / "summary.csv", index=False)
-    assert "a plain Student-t interval over the seeds, as an older synthbench" in page_text(
+    assert "a plain Student-t interval over the seeds, as an older synthworth" in page_text(
         build_report(res, tmp_path / "r.html"))

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from resultsdir import partial_grid, results_rows, write_results
 
-from synthbench.cli import main
-from synthbench.report import build_report
-from synthbench.report.figures import literal
-from synthbench.report.output import figures_dir
-from synthbench.safety import safe_name
+from synthworth.cli import main
+from synthworth.report import build_report
+from synthworth.report.figures import literal
+from synthworth.report.output import figures_dir
+from synthworth.safety import safe_name
 
 
 def report(*args) -> int:
@@ -90,7 +90,7 @@ def test_report_refuses_a_foreign_page_and_its_advice_works(tmp_path, capsys):
     page.write_text("<html>my own notes</html>")
     assert report(results, "--out", page) == 2
     err = capsys.readouterr().err
-    assert "not a page synthbench wrote" in err and "notes-2.html" in err
+    assert "not a page synthworth wrote" in err and "notes-2.html" in err
     assert page.read_text() == "<html>my own notes</html>"
     assert report(results, "--out", tmp_path / "notes-2.html") == 0
 
@@ -121,13 +121,13 @@ def test_report_rewrites_its_own_page_and_figures(tmp_path):
     (figures_dir(page) / "stale.png.part").write_bytes(b"half-written by a killed report")
     assert report(results, "--out", page) == 0
     assert not (figures_dir(page) / "stale.png.part").exists()
-    assert "<meta name='generator' content='synthbench" in page_text(page)
+    assert "<meta name='generator' content='synthworth" in page_text(page)
 
 
-def test_a_page_of_synthbench_0_1_is_recognised(tmp_path):
+def test_a_page_of_synthworth_0_1_is_recognised(tmp_path):
     results = write_results(tmp_path / "res")
     page = tmp_path / "index.html"
-    page.write_text("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>synthbench report: x"
+    page.write_text("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>synthworth report: x"
                     "</title></head><body></body></html>\n")
     assert report(results, "--out", page) == 0
     assert "generator" in page_text(page)
@@ -264,7 +264,7 @@ def test_datasets_named_in_the_results_are_read_only_inside_them(tmp_path, class
     outside = make_dataset(tmp_path / "elsewhere", class_tree, run_prepare)
     results = write_results(tmp_path / "res", inputs={"real": {"path": str(outside), "classes": ["cat", "dog"]},
                                                       "synthetic": {"../../x": {"path": "../elsewhere/ds"}}})
-    from synthbench.data import dataset
+    from synthworth.data import dataset
 
     opened = []
     real_open = dataset.Dataset.open

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from synthbench.data.compose import subset
-from synthbench.data.dataset import Dataset, atomic_folder, write_packed
+from synthworth.data.compose import subset
+from synthworth.data.dataset import Dataset, atomic_folder, write_packed
 
 
 def write_dataset(path: Path, images: np.ndarray, labels: np.ndarray, class_names: list[str],

@@ -11,16 +11,16 @@ import pandas as pd
 import pytest
 import yaml
 
-import synthbench.classifiers.task as classifier_task
-from synthbench.classifiers.evaluate import probabilities
-from synthbench.classifiers.task import load_classifier
-from synthbench.data.compose import subset
-from synthbench.data.dataset import Dataset, atomic_folder, write_packed
-from synthbench.data.provenance import pretrained
-from synthbench.errors import ConfigError
-from synthbench.study import plan_study, run_study
-from synthbench.study.filtering import choose
-from synthbench.study.spec import load_spec
+import synthworth.classifiers.task as classifier_task
+from synthworth.classifiers.evaluate import probabilities
+from synthworth.classifiers.task import load_classifier
+from synthworth.data.compose import subset
+from synthworth.data.dataset import Dataset, atomic_folder, write_packed
+from synthworth.data.provenance import pretrained
+from synthworth.errors import ConfigError
+from synthworth.study import plan_study, run_study
+from synthworth.study.filtering import choose
+from synthworth.study.spec import load_spec
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 CLASSIFIER = {"train": {"epochs": 2, "batch_size": 16}}
@@ -117,7 +117,7 @@ def test_the_filters_classifier_saw_only_the_generators_real_data(tmp_path, digi
     assert run["fingerprint"] == generator_train.fingerprint != plan.inputs.pool.fingerprint
     assert run["images"] == 80 and len(plan.inputs.pool) == 1437
     # inputs.json shows each generator's provenance and its filtered pool.
-    from synthbench.study.runner import _write_description
+    from synthworth.study.runner import _write_description
 
     _write_description(plan)
     described = json.loads((plan.out / "inputs.json").read_text())["synthetic"]["gen"]
@@ -181,7 +181,7 @@ def test_the_study_tables_show_the_filter_and_its_paired_test(tmp_path, digits16
     assert row["diff"] == pytest.approx((a - b).mean())
     assert "p_holm" in comparisons.columns
     # The report: a filtering block with the paired test, and the Holm note with the count of tests.
-    from synthbench.report import build_report
+    from synthworth.report import build_report
 
     page = build_report(out, tmp_path / "report" / "index.html").read_text(encoding="utf-8")
     assert "<h2>Filtering synthetic data</h2>" in page and "artificial (gen) filtered: confidence" in page
@@ -196,7 +196,7 @@ def test_choose_keeps_the_top_share_of_each_class():
 
 
 def test_a_pool_too_small_after_filtering_is_refused_before_the_filter_trains(tmp_path, digits16, synthetic):
-    from synthbench.errors import DataError
+    from synthworth.errors import DataError
 
     spec, _ = load_spec(spec_file(tmp_path, digits16, synthetic.path, sizes=[100]))
     # 120 pool images: enough unfiltered, but half of each class is 60
@@ -217,7 +217,7 @@ def test_filters_without_none_are_refused_since_every_comparison_needs_unfiltere
     silently empty. The spec says so instead, and its advice gives a valid spec."""
     import pydantic
 
-    from synthbench.study.spec import StudySpec
+    from synthworth.study.spec import StudySpec
 
     with pytest.raises(pydantic.ValidationError, match=r"filters: \[none, confidence\]"):
         StudySpec(real="r", synthetic={"g": "g"}, compositions=["real", "artificial"], filters=["confidence"])
@@ -252,8 +252,8 @@ def test_shards_sharing_a_results_folder_wait_for_one_filtered_pool_and_reuse_it
     import subprocess
     import sys
 
-    from synthbench.cli import main
-    from synthbench.study.cache import claim_results_folder
+    from synthworth.cli import main
+    from synthworth.study.cache import claim_results_folder
 
     path = spec_file(tmp_path, digits16, synthetic.path, seeds=[0, 1])
     built = filtered_folder(plan_study(load_spec(path)[0], tmp_path / "elsewhere").out)  # the same key
@@ -282,7 +282,7 @@ def test_an_exported_filtered_pool_is_published_as_synthetic_with_its_filter_and
         tmp_path, digits16, synthetic, seen):
     """The CLI's export of RESULTS/filtered/<key>: tagged synthetic (never real), its card names the
     filter and what its classifier saw, and no absolute path of this machine is published."""
-    from synthbench.cli import main
+    from synthworth.cli import main
 
     spec, _ = load_spec(spec_file(tmp_path, digits16, synthetic.path))
     plan = plan_study(spec)

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from synthbench.study.stats import compare, holm
+from synthworth.study.stats import compare, holm
 
 
 def test_a_hand_computed_example():

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from synthbench.cli import main
-from synthbench.data.dataset import Dataset
-from synthbench.study import run_study
+from synthworth.cli import main
+from synthworth.data.dataset import Dataset
+from synthworth.study import run_study
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 SPEC = Path(__file__).parents[2] / "examples" / "digits-honest.yaml"

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from synthbench.cli import main
-from synthbench.data.dataset import atomic_folder, write_packed
-from synthbench.study import run_study
-from synthbench.study.exchange import (BOOTSTRAP_SEED, OK, exchange_rates, fit_many, group_rng, invert,
+from synthworth.cli import main
+from synthworth.data.dataset import atomic_folder, write_packed
+from synthworth.study import run_study
+from synthworth.study.exchange import (BOOTSTRAP_SEED, OK, exchange_rates, fit_many, group_rng, invert,
                                        power_law, provenance_text)
 
 A, B, C = 2.0, 0.6, 0.05
@@ -226,7 +226,7 @@ def test_the_draws_of_one_mean_give_the_student_t_interval():
     from k seeds (a plain percentile bootstrap of 3 values cannot pass their range)."""
     from scipy import stats
 
-    from synthbench.study.exchange import mean_draws
+    from synthworth.study.exchange import mean_draws
 
     v = np.array([0.80, 0.86, 0.83])
     draws = mean_draws(v, 200_000, np.random.default_rng(0))
@@ -354,7 +354,7 @@ def test_end_to_end_through_the_study_the_cli_and_the_report(held_out_study, tmp
 
     Only rows inside the curve's range are checked against 1: at the smallest size measured a
     result can land just below the range on seed noise, and then it gets a bound, not a number."""
-    from synthbench.report.page import build_report
+    from synthworth.report.page import build_report
 
     table = pd.read_csv(held_out_study / "exchange_rates.csv", keep_default_na=False, na_values=[""])
     assert (held_out_study / "exchange_rates.parquet").is_file()
@@ -395,7 +395,7 @@ def test_end_to_end_through_the_study_the_cli_and_the_report(held_out_study, tmp
 
 
 def test_bootstrap_refits_failing_often_give_the_too_noisy_status(monkeypatch):
-    from synthbench.study import exchange
+    from synthworth.study import exchange
 
     real_fit = exchange.fit_many
 
@@ -417,7 +417,7 @@ def test_figure_places_every_result_even_when_its_interval_reaches_into_the_rang
     reaches ...") is still a result to place on the curve, at the edge, like a plain bound."""
     import matplotlib.axes
 
-    from synthbench.report import answer
+    from synthworth.report import answer
 
     rng = np.random.default_rng(5)
     rows = real_rows(sizes=(50, 100, 200, 400), seeds=3, sd=0.01, rng=rng)
@@ -478,7 +478,7 @@ def test_figure_keeps_accuracy_whiskers_in_range_and_keys_colours_and_markers_ap
     composition by its marker, instead of one drawn point's marker standing for a series."""
     import matplotlib.axes
 
-    from synthbench.report import answer, figures
+    from synthworth.report import answer, figures
 
     rng = np.random.default_rng(3)
     rows = real_rows(sizes=(50, 100, 200, 400), seeds=3, sd=0.02, rng=rng, accuracy=lambda n: 0.995 - 4.0 / n)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from synthbench.study.executors import CRASH_HOOK
+from synthworth.study.executors import CRASH_HOOK
 
 # Columns that differ between any two runs, serial or not (clocks and process details).
 VARYING = {"train_seconds", "eval_seconds", "finished_at", "host"}
@@ -30,7 +30,7 @@ def trainers(out) -> set[str]:
 @pytest.fixture
 def cli(capsys):
     """``cli(*args) -> (exit code, stdout, stderr lines)``: the real CLI, in this process."""
-    from synthbench.cli import main
+    from synthworth.cli import main
 
     def run(*args):
         capsys.readouterr()
@@ -44,7 +44,7 @@ def cli(capsys):
 @pytest.fixture(scope="module")
 def serial(digits16, fake_generators, tmp_path_factory):
     """The study's results run serially (once per module)."""
-    from synthbench.cli import main
+    from synthworth.cli import main
 
     root = tmp_path_factory.mktemp("serial")
     spec = {"name": "test-study", "real": str(digits16.path), "synthetic": {k: str(v) for k, v in fake_generators.items()},
@@ -57,10 +57,10 @@ def serial(digits16, fake_generators, tmp_path_factory):
 def test_two_workers_and_ray_give_the_serial_results(serial, write_spec, cli, ray_cluster, monkeypatch):
     import os
 
-    import synthbench.procs as procs
+    import synthworth.procs as procs
 
     # The default: one worker per core (this machine may have 1 core or 64: say 2).
-    monkeypatch.delenv("SYNTHBENCH_WORKERS")
+    monkeypatch.delenv("SYNTHWORTH_WORKERS")
     monkeypatch.setattr(procs, "machine_workers", lambda: 2)
     pool = write_spec("pool", **KEYS)
     code, text, err = cli("study", "run", pool, "-q")

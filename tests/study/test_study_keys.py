@@ -10,7 +10,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from synthbench.cli import main
+from synthworth.cli import main
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -96,8 +96,8 @@ def test_a_saved_classifier_as_features_is_relative_to_the_spec(write_spec, tmp_
 
 def test_an_inception_weights_file_is_keyed_by_its_contents(tmp_path):
     """The same key for 'auto' and 'inception' on one file; new contents at the same path, a new key."""
-    from synthbench.metrics import MetricsConfig
-    from synthbench.metrics.features import weights_key
+    from synthworth.metrics import MetricsConfig
+    from synthworth.metrics.features import weights_key
 
     weights = tmp_path / "pt_inception.pth"
     weights.write_bytes(b"old weights")

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synthbench.classifiers.task import ClassifierTask
-from synthbench.cli import main
-from synthbench.errors import ConfigError, DataError, SynthbenchError
-from synthbench.study import StudyWarning, plan_study, run_study, study_status
-from synthbench.study.spec import load_spec
+from synthworth.classifiers.task import ClassifierTask
+from synthworth.cli import main
+from synthworth.errors import ConfigError, DataError, SynthworthError
+from synthworth.study import StudyWarning, plan_study, run_study, study_status
+from synthworth.study.spec import load_spec
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -41,7 +41,7 @@ def test_digits_spec_runs_end_to_end_from_the_cli(write_spec, tmp_path, capsys):
     assert table["accuracy"].between(0, 1).all() and (table["n_test"] == 360).all()
     assert table["synthetic_accuracy"].notna().sum() == 8  # only cells trained on a generator
     for column in ("key", "train_seconds", "classifier.model.name", "classifier.train.epochs", "real_fingerprint",
-                   "synthetic_fingerprint", "per_class_accuracy", "confusion_matrix", "synthbench_version"):
+                   "synthetic_fingerprint", "per_class_accuracy", "confusion_matrix", "synthworth_version"):
         assert column in table.columns, column
     assert set(table["classifier.train.seed"]) == {0, 1} and set(table["classifier.model.name"]) == {"small_cnn"}
     assert len(json.loads(table["per_class_accuracy"][0])) == 10
@@ -92,7 +92,7 @@ def test_finished_cells_are_reused_and_a_changed_input_reruns_exactly_its_cells(
     # A changed synthetic Dataset re-trains only the cells trained on it ...
     changed = tmp_path / "ddpm-v2"
     shutil.copytree(fake_generators["ddpm"], changed)
-    from synthbench.data.dataset import Dataset
+    from synthworth.data.dataset import Dataset
 
     old = Dataset.open(changed)
     dataset_writer(changed, 255 - old.take(np.arange(len(old))), old.labels, old.class_names)
@@ -135,7 +135,7 @@ def test_shards_partition_the_cells_and_fill_one_folder(write_spec, tmp_path):
     # The same split on every call: shard 1/3 again has nothing left to do.
     assert run_study(spec, shard="1/3", progress=False).trained == []
     for bad in ("3/3", "1-3", "a/b"):
-        with pytest.raises(SynthbenchError, match="--shard"):
+        with pytest.raises(SynthworthError, match="--shard"):
             run_study(spec, shard=bad, progress=False)
 
 
@@ -184,7 +184,7 @@ def test_unknown_composition_names_the_key_and_the_known_ones(write_spec, tmp_pa
 
 def test_classes_that_do_not_match_are_listed_and_a_class_map_fixes_them(write_spec, tmp_path, fake_generators,
                                                                           dataset_writer):
-    from synthbench.data.dataset import Dataset
+    from synthworth.data.dataset import Dataset
 
     gan = Dataset.open(fake_generators["gan"])
     names = ["nine", "eight", "seven", "six", "five", "four", "three", "two", "one", "zero"]  # index 2: "seven"
@@ -223,7 +223,7 @@ def test_too_few_images_says_how_many_exist(write_spec, tmp_path):
 
 def test_a_resolution_mismatch_is_resized_with_a_warning_and_recorded(write_spec, tmp_path, fake_generators,
                                                                        dataset_writer):
-    from synthbench.data.dataset import Dataset
+    from synthworth.data.dataset import Dataset
 
     gan = Dataset.open(fake_generators["gan"])
     big = np.repeat(np.repeat(gan.take(np.arange(len(gan))), 2, axis=1), 2, axis=2)  # 32x32
@@ -275,7 +275,7 @@ def test_the_thread_setting_applies_while_cells_run(write_spec, monkeypatch):
 def test_a_mistyped_key_of_a_generator_on_the_command_line_gets_the_key_meant(write_spec, fake_generators, capsys):
     """``synthetic.NAME.KEY``: the generators are a map of names, and the did-you-mean looks
     inside an entry (it used to say only "unknown key"); following the advice works."""
-    from synthbench.cli import main
+    from synthworth.cli import main
 
     spec = write_spec()
     assert main(["study", "status", str(spec), f"synthetic.gan.pth={fake_generators['gan']}"]) == 2

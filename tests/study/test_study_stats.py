@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synthbench.data.dataset import Dataset
-from synthbench.study.grid import Cell, build_grid, check_sizes, shard_of, training_set
-from synthbench.study.inputs import StudyInputs
-from synthbench.study.spec import StudySpec
-from synthbench.study.stats import compare, paired, summarise, t_interval
+from synthworth.data.dataset import Dataset
+from synthworth.study.grid import Cell, build_grid, check_sizes, shard_of, training_set
+from synthworth.study.inputs import StudyInputs
+from synthworth.study.spec import StudySpec
+from synthworth.study.stats import compare, paired, summarise, t_interval
 
 T_975_2 = 4.302652729911275  # Student t, 97.5 % quantile, 2 degrees of freedom
 
@@ -87,7 +87,7 @@ def inputs():
                                list("abcd"))
     synth = Dataset.from_arrays(rng.integers(0, 255, (300, 4, 4, 1), dtype=np.uint8), np.arange(300) % 4,
                                 list("abcd"))
-    from synthbench.study.inputs import SyntheticInput
+    from synthworth.study.inputs import SyntheticInput
 
     return StudyInputs(real=real, pool=real, test=real, synthetic={
         "g": SyntheticInput(name="g", path="g", fingerprint=synth.fingerprint, pool=synth, test=synth,

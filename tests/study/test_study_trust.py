@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synthbench import safety
-from synthbench.errors import ConfigError, DataError
-from synthbench.study import StudyFailed, StudyWarning, plan_study, run_study, study_status
-from synthbench.study.cache import CellStore, claim_results_folder
-from synthbench.study.spec import load_spec
+from synthworth import safety
+from synthworth.errors import ConfigError, DataError
+from synthworth.study import StudyFailed, StudyWarning, plan_study, run_study, study_status
+from synthworth.study.cache import CellStore, claim_results_folder
+from synthworth.study.spec import load_spec
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 FAST = {"compositions": ["real"], "seeds": [0], "sizes": [20],
@@ -60,7 +60,7 @@ def test_a_negative_or_huge_seed_is_a_config_error(write_spec, seed):
 # ------------------------------------------------------------------------------ partial studies
 def test_a_failing_cell_is_recorded_the_others_run_and_the_tables_say_partial(write_spec, monkeypatch):
     spec = write_spec(**{**FAST, "seeds": [0, 1, 2]})
-    import synthbench.study.cell as cell
+    import synthworth.study.cell as cell
 
     plan = plan_study(load_spec(spec)[0])
     doomed = plan.cells[1]  # seed 1
@@ -115,7 +115,7 @@ def test_one_shard_of_two_is_labelled_partial_and_status_agrees(write_spec):
 
 
 def test_metrics_not_computed_are_listed_in_grid_json(write_spec, monkeypatch):
-    import synthbench.study.runner as runner
+    import synthworth.study.runner as runner
 
     def broken(*args, **kwargs):
         raise OSError("no space left on device (simulated)")
@@ -184,7 +184,7 @@ def test_a_real_test_split_overlapping_the_pool_is_refused(write_spec, tmp_path,
 
 def test_a_synthetic_pool_holding_real_test_images_is_refused(write_spec, tmp_path, digits16, fake_generators,
                                                               dataset_writer):
-    from synthbench.data.dataset import Dataset
+    from synthworth.data.dataset import Dataset
 
     gan, test = Dataset.open(fake_generators["gan"]), digits16.split("test")
     bad = _copy_with(dataset_writer, tmp_path / "copied", gan, test.take(np.arange(2)), test.labels[:2], None)
@@ -195,7 +195,7 @@ def test_a_synthetic_pool_holding_real_test_images_is_refused(write_spec, tmp_pa
 
 def test_a_synthetic_dataset_too_small_to_hold_out_test_images_is_refused(write_spec, tmp_path, fake_generators,
                                                                           dataset_writer):
-    from synthbench.data.dataset import Dataset
+    from synthworth.data.dataset import Dataset
 
     gan = Dataset.open(fake_generators["gan"])
     one_each = np.array([np.flatnonzero(gan.labels == c)[0] for c in range(10)])
@@ -239,7 +239,7 @@ def test_the_results_folder_is_marked_and_a_user_file_in_it_is_never_overwritten
     assert (out / "study.yaml").read_text() == spec.read_text()
 
 
-def test_a_results_folder_of_synthbench_0_1_is_adopted(write_spec, tmp_path):
+def test_a_results_folder_of_synthworth_0_1_is_adopted(write_spec, tmp_path):
     spec = write_spec(**FAST)
     out = run_study(spec, progress=False).out
     (out / safety.MARKER).unlink()
@@ -247,7 +247,7 @@ def test_a_results_folder_of_synthbench_0_1_is_adopted(write_spec, tmp_path):
 
 
 def test_generator_names_become_safe_file_names(write_spec, fake_generators):
-    from synthbench.study.tables import metrics_file
+    from synthworth.study.tables import metrics_file
 
     spec = write_spec(**{**FAST, "compositions": ["artificial"]},
                       synthetic={"a\\..\\b": str(fake_generators["gan"]), "con": str(fake_generators["ddpm"])})

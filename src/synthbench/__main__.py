@@ -1,5 +1,0 @@
-import sys
-
-from synthbench.cli import main
-
-sys.exit(main())

@@ -1,9 +1,0 @@
-"""The ``synthbench`` command line. Each sub-command is a thin call of one entry function.
-
-:mod:`synthbench.cli.app` holds the click group, the one error format and :func:`main`; each
-command group has its module, imported here so that its commands are attached to the group."""
-
-from synthbench.cli import data, demo, generate, metrics, report, study, train  # noqa: F401  (attach the commands)
-from synthbench.cli.app import cli, main
-
-__all__ = ["cli", "main"]

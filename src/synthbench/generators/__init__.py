@@ -1,5 +1,0 @@
-"""Generators: the protocol, DCGAN, diffusion models and text-to-image pipelines."""
-
-from synthbench.generators.base import Generator, load_generator
-
-__all__ = ["Generator", "load_generator"]

@@ -1,0 +1,5 @@
+import sys
+
+from synthworth.cli import main
+
+sys.exit(main())

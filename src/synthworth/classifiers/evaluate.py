@@ -1,0 +1,83 @@
+"""Evaluating a classifier on a Dataset: accuracy, macro-F1, per-class accuracy, confusion matrix."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from synthworth.data.dataset import Dataset
+from synthworth.errors import SynthworthError
+
+
+@dataclass
+class Evaluation:
+    """Scores of a classifier on one labelled Dataset."""
+
+    accuracy: float
+    macro_f1: float
+    per_class_accuracy: dict[str, float | None]  # recall of each class; None where it has no image
+    confusion: list[list[int]]                    # rows: true class, columns: predicted class
+    n: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+@torch.no_grad()
+def _per_batch(model: torch.nn.Module, dataset: Dataset, batch_size: int, head) -> list[np.ndarray]:
+    """``head(logits)`` of every batch of ``dataset`` in order, with the model in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = _device(model)
+    out = []
+    try:
+        for images, _ in dataset.batches(batch_size, shuffle=False):
+            x = torch.from_numpy(images).permute(0, 3, 1, 2).to(device)
+            out.append(head(model(x)).cpu().numpy())
+    finally:
+        model.train(was_training)
+    return out
+
+
+def predict(model: torch.nn.Module, dataset: Dataset, batch_size: int = 256) -> np.ndarray:
+    """Predicted class index of every image of ``dataset``, in order (model in eval mode)."""
+    out = _per_batch(model, dataset, batch_size, lambda logits: logits.argmax(1))
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def probabilities(model: torch.nn.Module, dataset: Dataset, batch_size: int = 256) -> np.ndarray:
+    """Softmax class probabilities (n, classes) of every image of ``dataset``, in order."""
+    out = _per_batch(model, dataset, batch_size, lambda logits: torch.softmax(logits.float(), dim=1))
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def evaluate(model: torch.nn.Module, dataset: Dataset, batch_size: int = 256) -> Evaluation:
+    """Score ``model`` on every image of ``dataset`` (labels must use the model's class indices)."""
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    if len(dataset) == 0:
+        raise SynthworthError("cannot evaluate on an empty Dataset")
+    if (dataset.labels < 0).any():
+        raise SynthworthError("cannot evaluate on unlabelled images")
+    pred = predict(model, dataset, batch_size)
+    true = dataset.labels
+    k = dataset.num_classes
+    labels = np.arange(k)
+    cm = confusion_matrix(true, pred, labels=labels)
+    support = cm.sum(1)
+    per_class = {name: (float(cm[i, i] / support[i]) if support[i] else None)
+                 for i, name in enumerate(dataset.class_names)}
+    # Macro-F1 over the classes present in the test set (a class with no test image has no F1).
+    present = labels[support > 0]
+    return Evaluation(accuracy=float((pred == true).mean()),
+                      macro_f1=float(f1_score(true, pred, labels=present, average="macro", zero_division=0)),
+                      per_class_accuracy=per_class, confusion=cm.tolist(), n=int(len(true)))

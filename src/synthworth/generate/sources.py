@@ -1,0 +1,178 @@
+"""Where the images come from: a trained generator or a pretrained text-to-image pipeline."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthworth.errors import SynthworthError
+from synthworth.generate.config import GenerateConfig, SamplingOptions
+from synthworth.generators.base import model_config_file
+
+
+class _Trained:
+    """A trained Generator (DCGAN, diffusion, ...) opened with ``load_generator``."""
+
+    def __init__(self, config: GenerateConfig):
+        from synthworth.generators.base import load_generator
+
+        path = Path(config.from_run)
+        self.generator = load_generator(path)
+        # The folder load_generator opened: a run's exported model/, or the generator folder itself.
+        self.folder = path / "model" if model_config_file(path / "model").is_file() else path
+        self.name = config.name or path.resolve().name
+        self.channels = self.generator.channels
+        self.native_size = self.generator.resolution
+        self.order = self._order(config)
+        self.options = self._options(config)
+
+    def _order(self, config: GenerateConfig) -> list[str]:
+        gen = self.generator
+        if not gen.conditional:
+            if config.classes or config.per_class:
+                raise SynthworthError(f"{self.folder} is an unconditional {gen.kind} generator: it cannot "
+                                      "make chosen classes; use --count without --classes/--per-class")
+            return []
+        return _choose(config.classes, gen.class_names, "the generator's classes")
+
+    def _options(self, config: GenerateConfig) -> SamplingOptions:
+        given: SamplingOptions = {}
+        if config.sampler is not None:
+            given["sampler"] = config.sampler
+        if config.steps is not None:
+            given["steps"] = config.steps
+        if config.guidance is not None:
+            given["guidance"] = config.guidance
+        params = inspect.signature(self.generator.sample).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        refused = [k for k in given if k not in params and not takes_any]
+        if refused:
+            raise SynthworthError(f"this {self.generator.kind} generator's sampling takes no "
+                                  f"{', '.join('--' + k for k in refused)} option")
+        check = getattr(self.generator, "sampling_options", None)
+        if check is not None:
+            # An unknown sampler or too many steps, refused now: before the plan is written (which
+            # would then refuse the corrected command as "other options") and before any worker starts.
+            check(given.get("sampler"), given.get("steps"), given.get("guidance"))
+        return given
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": "trained", "kind": self.generator.kind, "weights": _folder_digest(self.folder),
+                "sampling": dict(self.options)}
+
+    def details(self, subject: str | None, seed: int) -> dict[str, Any]:
+        return {}
+
+    def provenance(self) -> dict[str, Any]:
+        """What the generator saw: the real Dataset its run recorded (run.json beside model/)."""
+        from synthworth.data import provenance
+        from synthworth.engine.run import RunFolder
+
+        run = self.folder.parent if self.folder.name == "model" else self.folder
+        info = RunFolder(run).info() if (run / "run.json").is_file() else None
+        # A latent model also learnt from its autoencoder's data: recorded in the model when trained.
+        return provenance.of_generator(info, where=str(self.folder), kind=self.generator.kind,
+                                       autoencoder=getattr(self.generator, "autoencoder", None))
+
+    def render(self, subjects: list[str | None], seeds: list[int]) -> list[tuple[np.ndarray, dict]]:
+        gen = self.generator
+        labels = [gen.class_names.index(s) for s in subjects] if gen.conditional else None
+        # Blocks are runs of consecutive seeds, and sample() gives image k the seed seeds[0] + k.
+        images = gen.sample(len(seeds), labels, seed=seeds[0], **self.options)
+        # The settings as the generator resolved them (its defaults filled in), where it tells.
+        used = dict(getattr(gen, "last_sampling", None) or self.options)
+        return [(image, used) for image in images]
+
+    def load(self, device) -> None:
+        if hasattr(self.generator, "to"):
+            self.generator.to(device)
+
+    def runtime(self) -> dict[str, Any]:
+        return {"device": str(getattr(self.generator, "device", "cpu"))}
+
+
+class _Pipeline:
+    """A pretrained text-to-image pipeline with a prompt theme; loaded only when images are due."""
+
+    def __init__(self, config: GenerateConfig, device):
+        from synthworth.generators.text2image import DEFAULT_SCHEDULER, SCHEDULERS, resolve_dtype, resolve_pipeline
+        from synthworth.themes import load_theme
+
+        sampler = config.sampler or DEFAULT_SCHEDULER
+        if sampler not in SCHEDULERS:
+            raise SynthworthError(f"unknown sampler {sampler!r} for a pipeline; known: {', '.join(SCHEDULERS)}")
+        theme = load_theme(config.theme, config.subjects_from)
+        self.order = _choose(config.classes, theme.subjects, "the theme's subjects")
+        self.theme = theme.with_subjects(self.order)
+        self.source = resolve_pipeline(config.pipeline, prior=config.prior, allow_pickle=config.allow_pickle)
+        self.config, self.sampler = config, sampler
+        # What it reads from disk (--out may not overlap any of it): the theme, its Dataset, local weights.
+        weights = [src.location for src in (self.source, self.source.prior) if src is not None and src.local]
+        self.inputs = [*theme.inputs, *weights]
+        self.dtype = str(resolve_dtype(config.dtype, device)).replace("torch.", "")
+        self.name = config.name or self.source.name
+        self.channels = 3
+        self.generator = None
+
+    def describe(self) -> dict[str, Any]:
+        c = self.config
+        return {"source": "text2image", "pipeline": self.source.describe(), "theme": self.theme.model_dump(),
+                "sampling": {"scheduler": self.sampler, "steps": c.steps, "guidance": c.guidance,
+                             "negative_prompt": c.negative_prompt, "max_retries": c.max_retries},
+                "native_size": c.native_size, "dtype": self.dtype, "variant": c.variant}
+
+    def provenance(self) -> dict[str, Any]:
+        from synthworth.data import provenance
+
+        return provenance.pretrained(self.source.hub_id or self.source.spec)
+
+    def load(self, device) -> None:
+        from synthworth.generators.text2image import TextToImage
+
+        c = self.config
+        self.generator = TextToImage.open(
+            self.source, self.theme, device=device, dtype=c.dtype, scheduler=self.sampler, steps=c.steps,
+            guidance=c.guidance, negative_prompt=c.negative_prompt, max_retries=c.max_retries,
+            allow_pickle=c.allow_pickle, variant=c.variant, size=c.native_size)
+
+    @property
+    def native_size(self) -> int:
+        return self.generator.resolution
+
+    def details(self, subject: str | None, seed: int) -> dict[str, Any]:
+        # Settings as the loaded pipeline resolves them (its own defaults where none was given).
+        return {"prompt": self.theme.prompt(subject, seed), **self.generator.settings()}
+
+    def render(self, subjects: list[str | None], seeds: list[int]) -> list[tuple[np.ndarray, dict]]:
+        prompts = [self.theme.prompt(s, seed) for s, seed in zip(subjects, seeds)]
+        return [(r.image, {"sample_seed": r.sample_seed, "blank_retries": r.retries, "blank": r.blank})
+                for r in self.generator.render(prompts, seeds)]
+
+    def runtime(self) -> dict[str, Any]:
+        pipe = self.generator.pipe
+        return {"device": str(pipe.device), "dtype": str(pipe.dtype).replace("torch.", ""),
+                "pipeline_class": type(pipe).__name__}
+
+
+def _choose(wanted: list[str] | None, available: list[str], what: str) -> list[str]:
+    if wanted is None:
+        return list(available)
+    unknown = [c for c in wanted if c not in available]
+    if unknown:
+        raise SynthworthError(f"unknown class(es) {', '.join(unknown)}; {what}: {', '.join(available)}")
+    return list(wanted)
+
+
+def _folder_digest(folder: Path) -> str:
+    """Content hash of a saved model folder: the same weights give the same plan on any machine."""
+    h = hashlib.blake2b(digest_size=12)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(folder)).encode())
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,136 @@
+"""The report's first section: the answer in sentences a reader can quote, and its figure.
+
+How many synthetic images one real image is worth, per generator and training-set size, read
+off the real learning curve (:mod:`synthworth.study.exchange`; the numbers are those of
+``exchange_rates.csv``: the same deterministic computation on the same results). Beside each
+generator, what its Dataset records about the data its generator saw (a generator trained on
+all the real images helping a classifier that sees 50 is not free data). Every sentence and
+name is escaped; every name drawn in the figure goes through :func:`figures.literal`.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from synthworth.report import figures
+from synthworth.report.base import ReportBase
+from synthworth.study.exchange import OK, SYNTHETIC_COMPOSITIONS, Curve, exchange_rates, has_sweep, provenance_of
+from synthworth.study.exchange_text import WORSE, series_name
+
+MARKERS = {"artificial": "s", "mixed": "D", "augmented": "^", "ratio_sweep": "v"}
+GEN_COLOURS = ["#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
+
+
+def esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def section(report: ReportBase) -> str:
+    """The section's HTML ("" when the study has no synthetic cells); a study without a size
+    sweep gets a short note saying what would give the answer."""
+    # Filtered cells too: every sentence and the figure name the filter ("ddpm (confidence-filtered)").
+    results = getattr(report, "all_results", report.t["results"])
+    if results.empty or not results["composition"].isin(SYNTHETIC_COMPOSITIONS).any():
+        return ""
+    if not has_sweep(results):
+        sizes = sorted(int(s) for s in results.loc[results["composition"] == "real", "size"].unique())
+        return ("<h2>The answer: what a synthetic image is worth</h2><p class='note'>No exchange rate: it needs "
+                f"real cells at 3 or more sizes to fit the real learning curve; this study has sizes {esc(sizes)}. "
+                "Add sizes to the spec's <code>sizes</code> and run it again.</p>")
+    table, curves = exchange_rates(results.assign(test_set="real_test"), provenance=provenance_of(report.inputs),
+                                   grid=report.scope or "complete")
+    curve = curves[0]
+    scope = f"<span class='scope'>[{esc(report.scope)}]</span> " if report.scope else ""
+    parts = ["<h2>The answer: what a synthetic image is worth</h2>",
+             f"<p class='note'>{scope}Each synthetic or mixed result is placed on the real learning curve (error = "
+             "a·n<sup>−b</sup> + c fitted to the mean accuracy of the <code>real</code> cells at "
+             f"{esc(', '.join(str(s) for s in curve.sizes))} real images, on the real test images): it is worth the "
+             "number of real images that reach its accuracy. Rate = synthetic images per real image. 95 % "
+             f"intervals: a parametric bootstrap over seeds ({curve.resamples} resamples, each mean drawn from its "
+             "Student-t distribution over the seeds, refitting the curve each time), so that few seeds give the "
+             "wide intervals they deserve. Outside the real sizes measured the page gives a bound, not a number. "
+             "The same numbers are in "
+             "<code>exchange_rates.csv</code> and <code>synthworth study exchange RESULTS</code>.</p>"]
+    if curve.status != OK:
+        parts.append(f"<p class='warning'>{esc(curve.status)}.</p>")
+    if "filter" not in table.columns:
+        table = table.assign(filter="")
+    for gen, rows in table.groupby("generator", sort=True):
+        parts.append(f"<h3>{esc(gen)}</h3><p class='note'>What this generator saw: "
+                     f"{esc(rows['provenance'].iloc[0])}.</p><ul>")
+        for _, r in rows.sort_values(["filter", "size", "composition", "ratio"]).iterrows():
+            parts.append(f"<li>{esc(r['statement'])}</li>")   # it names the filter (series_name)
+        parts.append("</ul>")
+    if curve.status == OK:
+        path = plot(curve, table, report.target("exchange_curve.png"), scope=report.scope)
+        parts.append(report.figure(path, "The real learning curve (line: power-law fit; band: 95 % bootstrap band; "
+                                         "dots: measured real means with 95 % t-intervals) and each synthetic or "
+                                         "mixed result placed at the real-image count it is worth, with its 95 % "
+                                         "interval (triangles at the edge: outside the measured range)."))
+    return "\n".join(parts)
+
+
+def plot(curve: Curve, table: pd.DataFrame, path: Path, scope: str = "") -> Path:
+    plt = figures._plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    lo, hi = curve.sizes[0], curve.sizes[-1]
+    n = np.geomspace(lo, hi, 200)
+    band_lo, band_hi = curve.band(n)
+    # Accuracy lives in [0, 1]: neither the band nor a whisker is drawn past either end.
+    ax.fill_between(n, np.clip(band_lo, 0, 1), np.clip(band_hi, 0, 1), color=figures.COLOURS["real"], alpha=0.18,
+                    lw=0, label="95 % band")
+    ax.plot(n, curve.accuracy(n), color=figures.COLOURS["real"], lw=1.8, label="real: fitted curve")
+    means, half = np.asarray(curve.means, float), np.nan_to_num(np.asarray(curve.halfwidths, float))
+    ax.errorbar(curve.sizes, means, yerr=figures.whiskers(means, np.clip(means - half, 0, 1),
+                                                           np.clip(means + half, 0, 1)),
+                fmt="o", color="black", capsize=3, label="real: measured (mean, 95 % CI)")
+    # One colour per generator and filter: filtered and unfiltered results are distinct series.
+    series = [series_name(g, f) for g, f in zip(table["generator"], table.get("filter", [""] * len(table)))]
+    colours = {s: GEN_COLOURS[i % len(GEN_COLOURS)] for i, s in enumerate(sorted(set(series)))}
+    shown_series: list = []
+    shown_markers: dict[str, str] = {}  # marker -> what it means, in the order first drawn
+    for name, (_, r) in zip(series, table.iterrows()):
+        x, marker = r["n_eff"], MARKERS.get(r["composition"], "o")
+        meaning = figures.literal(r["composition"], 20)
+        if not math.isfinite(x):
+            status = str(r["status"])   # may go on: "above range; the interval reaches into ..."
+            if status.startswith("above range"):
+                x, marker, meaning = hi, ">", "above the curve's range (drawn at its end)"
+            elif status.startswith(("below range", "worth nothing measurable")):
+                x, marker, meaning = lo, "<", "below the curve's range (drawn at its start)"
+            elif status.startswith(WORSE):   # below its real part, the largest size measured
+                x, marker, meaning = r["n_real"], "<", "below the curve (drawn at its real part's size)"
+            else:
+                continue
+        low, high = r["n_eff_ci_low"], r["n_eff_ci_high"]
+        xerr = [[x - low if math.isfinite(low) else 0.0], [high - x if math.isfinite(high) else 0.0]]
+        ax.errorbar([x], [r["accuracy_mean"]], xerr=xerr, marker=marker, ls="none", ms=7, capsize=2, lw=0.8,
+                    color=colours[name], markeredgecolor="black")
+        shown_markers.setdefault(marker, meaning)
+        if name not in shown_series:
+            shown_series.append(name)
+    # The legend keys the two codes apart: a colour per generator (and filter), a marker per
+    # composition (or per point beyond the curve's range), so no entry shows one series' marker
+    # for another's.
+    from matplotlib.lines import Line2D
+
+    handles, _ = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], color=colours[g], marker="o", ls="none", markeredgecolor="black", ms=7,
+                       label=f"generator: {figures.literal(g, 50)}") for g in shown_series]
+    handles += [Line2D([], [], color="white", marker=m, ls="none", markeredgecolor="black", ms=7,
+                       label=f"marker: {meaning}") for m, meaning in shown_markers.items()]
+    ax.set_xscale("log")
+    ax.set_xticks(curve.sizes, [str(s) for s in curve.sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("real training images (a synthetic result: the real images it is worth)")
+    ax.set_ylabel("accuracy on real test images")
+    figures._title(ax, "What a synthetic image is worth: results placed on the real learning curve", scope)
+    ax.grid(alpha=0.3)
+    ax.legend(handles=handles, fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return figures._save(fig, path)

@@ -1,0 +1,145 @@
+"""The opening of the comparison page: the four findings per model, in sentences with their
+numbers (``findings.json``, written by ``synthworth compare``: CONTRACT14 §4).
+
+The findings are read as untrusted data: a missing key, a null or a non-number shows as the
+project's dash ("—", :func:`synthworth.report.numbers.fmt`), next to the sentence that says why;
+every text is escaped.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from synthworth.report.numbers import esc, fmt, num
+
+QUALITY = [("fid", "FID", "lower is better"), ("kid", "KID", "lower is better"),
+           ("precision", "precision", "higher is better"), ("recall", "recall", "higher is better")]
+NOMINAL = "2 %"  # the share of real faces outside their own 98 % range, by construction
+
+
+def _d(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def pct(value: Any) -> str:
+    """A share (0..1) as a percentage by the page's number rule; "—" when missing."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return esc(fmt(None if value is None else value))
+    return "—" if not math.isfinite(x) else f"{num(100 * x)} %"
+
+
+def ci(stat: dict, writer=num) -> str:
+    """``[low, high]``, or nothing when the interval is missing."""
+    low, high = stat.get("low"), stat.get("high")
+    if fmt(low) == "—" or fmt(high) == "—":
+        return ""
+    return f" <span class='ci'>[{writer(low)}, {writer(high)}]</span>"
+
+
+def quality_numbers(quality: dict) -> str:
+    lines = []
+    for key, name, _ in QUALITY:
+        stat = _d(quality.get(key))
+        lines.append(f"{esc(name)} <b>{num(stat.get('mean'))}</b>{ci(stat)}")
+    return "<div class='nums'>" + "<br>".join(lines) + "</div>"
+
+
+def cell(sentence: Any, numbers: str) -> str:
+    text = esc(sentence) if isinstance(sentence, str) and sentence else "<span class='note'>(no sentence)</span>"
+    return f"<td class='l'><p>{text}</p>{numbers}</td>"
+
+
+def plateau_numbers(p: dict) -> str:
+    status = esc(p.get("status") or "—")
+    metric = esc(str(p.get("metric") or "fid").upper())
+    slope = f"slope {num(p.get('slope'), 'signed')} {metric}/epoch{ci(p, lambda v: num(v, 'signed'))}"
+    rel = p.get("relative_change")
+    change = "—" if fmt(rel) == "—" or not isinstance(rel, (int, float)) else f"{num(100 * rel, 'signed')} %"
+    first, last = p.get("first_epoch"), p.get("last_epoch")
+    window = (f"epochs {num(first, 'count')}–{num(last, 'count')}" if fmt(first) != "—" and fmt(last) != "—"
+              else "epochs —")
+    return (f"<div class='nums'><b>{status}</b><br>{slope}<br>change {change} over {window} "
+            f"({num(p.get('points'), 'count')} points)</div>")
+
+
+def exposure_numbers(e: dict, heldout: dict) -> str:
+    return (f"<div class='nums'>outside the real range: <b>{pct(e.get('share'))}</b>{ci(e, pct)} of "
+            f"{num(e.get('n'), 'count')} samples<br>dark {pct(e.get('dark'))}, bright {pct(e.get('bright'))}<br>"
+            f"held-out real images: {pct(heldout.get('heldout_share'))} of {num(heldout.get('heldout_n'), 'count')};"
+            f" nominal {NOMINAL}</div>")
+
+
+def cost_numbers(c: dict) -> str:
+    extra = ""
+    if fmt(c.get("extra_seconds")) != "—" or c.get("extra_note"):
+        note = f" ({esc(c.get('extra_note'))})" if c.get("extra_note") else ""
+        extra = f"<br>+ {num(c.get('extra_seconds'))} s{note}"
+    source = c.get("source")
+    timed = {"train_s": "timed by train_s (training alone)",
+             "elapsed_s": "timed by elapsed_s (an older run: includes evaluation and grids)"}.get(source, "timing —")
+    ratio = c.get("ratio")
+    ratio_text = f"{num(ratio)}× the cheapest" if fmt(ratio) != "—" else "ratio —"
+    total = f"total {num(c.get('total_seconds'))} s, " if extra else ""
+    return (f"<div class='nums'>training <b>{num(c.get('train_seconds'))} s</b>{extra}<br>{total}"
+            f"<b>{ratio_text}</b><br><span class='note'>{esc(timed)}</span></div>")
+
+
+def section(findings: dict | None) -> str:
+    """The findings table (or a warning that the findings were not computed)."""
+    head = "<h2>Findings: the four questions, measured</h2>"
+    if not isinstance(findings, dict):
+        return (head + "<p class='warning'>The findings were not computed for this page (no findings from "
+                "<code>synthworth compare</code>): the sample grids, quality curves and loss curves below are "
+                "shown without them.</p>")
+    models = _d(findings.get("models"))
+    real, floor, rng = _d(findings.get("real")), _d(findings.get("floor")), _d(findings.get("exposure_range"))
+    label = findings.get("features_label") or findings.get("features") or "—"
+    intro = (f"<p>Features: <b>{esc(label)}</b>. Each model: {num(findings.get('draws'), 'count')} draws of "
+             f"{num(findings.get('samples'), 'count')} samples (seeds from {num(findings.get('seed'), 'count')}), "
+             f"each scored against the {num(real.get('reference_images'), 'count')} held-out real images "
+             f"({esc(real.get('reference_split') or '—')} split of {esc(real.get('path') or '—')}); every number is "
+             "the mean over the draws with its 95 % Student-t interval in brackets. The floor row is the same "
+             f"measure for {num(floor.get('images'), 'count')} real training images against the same held-out "
+             "images: what a generator cannot be expected to beat. Exposure: a sample is outside when its "
+             f"brightness (mean pixel value) lies outside [{num(rng.get('low'))}, {num(rng.get('high'))}], the range "
+             f"holding 98 % of the real images it was drawn from ({esc(rng.get('from') or 'training')}).</p>")
+    closest = findings.get("closest")
+    lead = (f"<p class='complete'>Closest to the real images: <b>{esc(closest)}</b>.</p>" if closest
+            else "<p class='warning'>No model could be named the closest (see the quality column).</p>")
+    summary = findings.get("summary")
+    items = "".join(f"<li>{esc(s)}</li>" for s in summary if isinstance(s, str)) if isinstance(summary, list) else ""
+    summary_html = f"<ul>{items}</ul>" if items else ""
+    heads = ("<tr><th class='l'>model</th><th class='l'>1. closeness to the real images<br><span class='note'>"
+             f"features: {esc(label)}</span></th><th class='l'>2. still improving or plateaued?</th>"
+             "<th class='l'>3. exposure failures<br><span class='note'>brightness outside "
+             f"[{num(rng.get('low'))}, {num(rng.get('high'))}]</span></th><th class='l'>4. training cost</th></tr>")
+    floor_note = esc(floor.get("note")) if floor.get("note") else ""
+    rows = [f"<tr class='floor'><th class='l'>real vs real<br><span class='note'>(the floor)</span></th>"
+            f"<td class='l'><p>{floor_note or 'Real training images scored like a model.'}</p>"
+            f"{quality_numbers(floor)}</td><td class='l'>—</td>"
+            f"<td class='l'><p>Held-out real images outside the range drawn from the training images (on the "
+            f"training images themselves, {NOMINAL} by construction).</p><div class='nums'>held-out: "
+            f"<b>{pct(rng.get('heldout_share'))}</b> of {num(rng.get('heldout_n'), 'count')}<br>"
+            f"nominal {NOMINAL}</div></td><td class='l'>—</td></tr>"]
+    for name, m in models.items():
+        m = _d(m)
+        s = _d(m.get("sentences"))
+        p = _d(m.get("plateau"))
+        mark = " <span class='best'>closest</span>" if name == closest else ""
+        who = (f"<th class='l'>{esc(name)}{mark}<br><span class='note'>{esc(m.get('kind') or '')}, "
+               f"{num(m.get('epochs'), 'count')} epochs</span></th>")
+        plateau_text = s.get("plateau")
+        statement = p.get("statement")
+        extra = (f"<p>{esc(statement)}</p>" if isinstance(statement, str) and statement and statement != plateau_text
+                 else "")
+        rows.append(f"<tr>{who}{cell(s.get('quality'), quality_numbers(_d(m.get('quality'))))}"
+                    f"{cell(plateau_text, extra + plateau_numbers(p))}"
+                    f"{cell(s.get('exposure'), exposure_numbers(_d(m.get('exposure')), rng))}"
+                    f"{cell(s.get('cost'), cost_numbers(_d(m.get('cost'))))}</tr>")
+    cols = "<colgroup><col style='width:9%'><col style='width:24%'><col style='width:22%'><col style='width:24%'>" \
+        "<col style='width:21%'></colgroup>"
+    table = f"<div class='wide'><table class='findings'>{cols}{heads}{''.join(rows)}</table></div>"
+    return head + lead + summary_html + table + intro
