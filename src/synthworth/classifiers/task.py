@@ -9,19 +9,21 @@ presets (group ``classifier``): ``thesis`` (those settings), ``small`` (a small 
 
 from __future__ import annotations
 
-import math
-
+import dataclasses
 import json
+import math
 import os
 import shutil
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 from safetensors.torch import load_file, save_file
 
+from synthworth.classifiers.early_stop import EarlyStopping, Watch, validation_loss, validation_mask
 from synthworth.classifiers.models import Classifier, build_classifier
 from synthworth.config import StrictModel
 from synthworth.data.dataset import Dataset
@@ -80,12 +82,19 @@ class ClassifierTask(Task):
 
     kind = "classifier"
 
-    def __init__(self, config: ClassifierConfig):
+    def __init__(self, config: ClassifierConfig, *, early_stop: EarlyStopping | None = None,
+                 validation: Dataset | None = None, budget: str = "epochs"):
         super().__init__()
         self.config = config
         self.classifier: Classifier | None = None
         self.class_names: list[str] = []
         self.data_resolution: int | None = None
+        self.budget = budget  # recorded in budget_used(): epochs, steps or converge
+        self.watch = Watch(early_stop) if early_stop is not None else None
+        self.validation = validation
+        self.batches = 0
+        self.n_train = 0  # images trained on (set by train_classifier)
+        self.optimizer_steps: int | None = None  # None until known (a fresh run, or a checkpoint's state)
 
     def config_dict(self) -> dict[str, Any]:
         return self.config.model_dump(mode="json")
@@ -119,11 +128,16 @@ class ClassifierTask(Task):
     def step(self, batch, ctx: StepContext) -> dict[str, float]:
         images, labels = batch
         model, opt = self.modules["model"], self.optimizers["adam"]
+        if self.optimizer_steps is None:  # a fresh run, or a checkpoint written before steps were counted
+            self.optimizer_steps = ctx.global_step // self.config.train.grad_accum
         logits = model(images)
         loss = F.cross_entropy(logits, labels)
         ctx.accelerator.backward(loss)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        # accelerate skips the optimizer's step while gradients accumulate; count the real ones.
+        self.optimizer_steps += int(ctx.accelerator.sync_gradients)
+        self.batches = ctx.global_step + 1
         return {"loss": loss.item(), "train_accuracy": (logits.argmax(1) == labels).float().mean().item()}
 
     def on_epoch_end(self, ctx: StepContext, epoch_means: dict[str, float]) -> None:
@@ -132,6 +146,38 @@ class ClassifierTask(Task):
             # The schedule counts epochs. Step the wrapped scheduler itself: accelerate's wrapper
             # steps once per process and per optimizer step, which suits per-batch schedules only.
             getattr(sched, "scheduler", sched).step()
+        if self.watch is not None:
+            from synthworth.classifiers.evaluate import probabilities
+
+            model = ctx.accelerator.unwrap_model(self.modules["model"])
+            loss = validation_loss(probabilities(model, self.validation, self.config.eval_batch_size),
+                                   self.validation.labels)
+            self.stop_training = self.watch.update(loss, ctx.epoch + 1, self.optimizer_steps or 0, model)
+
+    def extra_state(self) -> Any:
+        state: dict[str, Any] = {"batches": self.batches, "optimizer_steps": self.optimizer_steps or 0}
+        if self.watch is not None:
+            state["early_stop"] = {**self.watch.state(), "stopped": self.stop_training}
+        return state
+
+    def load_extra_state(self, state: Any) -> None:
+        self.batches, self.optimizer_steps = int(state["batches"]), int(state["optimizer_steps"])
+        if self.watch is not None and "early_stop" in state:
+            self.watch.load(state["early_stop"])
+            self.stop_training = bool(state["early_stop"]["stopped"])
+
+    def budget_used(self) -> dict[str, Any]:
+        """What this run trained: its budget mode, batches, optimizer steps, epochs (a fraction when
+        it stopped inside one) and, when stopped early, the best epoch, its steps and the
+        validation images (the kept weights are that epoch's)."""
+        per_epoch = _batches_per_epoch(self.config, self.n_train)
+        used: dict[str, Any] = {"budget": self.budget, "train_batches": self.batches,
+                                "optimizer_steps": self.optimizer_steps or 0,
+                                "epochs_run": round(self.batches / per_epoch, 3)}
+        if self.watch is not None:
+            used.update({"best_epoch": self.watch.best_epoch, "steps_at_best": self.watch.best_steps,
+                         "n_validation": len(self.validation), "validation_loss": self.watch.best_loss})
+        return used
 
     def diverged_advice(self, lower: str, checkpoint: Path | None, restart: str | None = None) -> str:
         # Classifiers are trained by 'study run' and 'metrics', where the key is the study's.
@@ -139,8 +185,11 @@ class ClassifierTask(Task):
                 "and run it again")
 
     def trained(self, accelerator) -> Classifier:
-        """The trained classifier, unwrapped from accelerate, in eval mode."""
+        """The trained classifier, unwrapped from accelerate, in eval mode (stopped early: the
+        best epoch's weights)."""
         model = accelerator.unwrap_model(self.modules["model"])
+        if self.watch is not None:
+            self.watch.restore(model)
         return model.eval()
 
     def export(self, folder: Path, accelerator) -> None:
@@ -186,33 +235,81 @@ def load_classifier(folder: str | Path) -> tuple[Classifier, dict[str, Any]]:
     return model.eval(), meta
 
 
+def _batches_per_epoch(config: ClassifierConfig, n_train: int) -> int:
+    bs = config.train.batch_size
+    return max(1, math.ceil(n_train / bs) if not config.train.drop_last else n_train // bs)
+
+
+def _stretched(config: ClassifierConfig, epochs: int, max_steps: int | None) -> ClassifierConfig:
+    """``config`` trained for ``epochs`` epochs, its StepLR step stretched by the same factor so
+    the learning-rate schedule keeps its shape."""
+    factor = epochs / config.train.epochs
+    optim = config.optim
+    if optim.step_size and epochs != config.train.epochs:
+        optim = optim.model_copy(update={"step_size": max(1, round(optim.step_size * factor))})
+    train = config.train.model_copy(update={"epochs": epochs, "grid_epochs": [], "max_steps": max_steps})
+    return config.model_copy(update={"train": train, "optim": optim})
+
+
 def stretch_to_min_steps(config: ClassifierConfig, n_train: int) -> ClassifierConfig:
     """The config with enough epochs for ``min_steps`` batches on ``n_train`` images; the StepLR
     step is stretched by the same factor so the schedule keeps its shape."""
     if not config.min_steps or n_train == 0:
         return config
-    per_epoch = max(1, math.ceil(n_train / config.train.batch_size) if not config.train.drop_last
-                    else n_train // config.train.batch_size)
-    epochs = max(config.train.epochs, math.ceil(config.min_steps / per_epoch))
+    epochs = max(config.train.epochs, math.ceil(config.min_steps / _batches_per_epoch(config, n_train)))
     if epochs == config.train.epochs:
         return config
-    factor = epochs / config.train.epochs
-    optim = config.optim
-    if optim.step_size:
-        optim = optim.model_copy(update={"step_size": max(1, round(optim.step_size * factor))})
-    train = config.train.model_copy(update={"epochs": epochs,
-                                            "grid_epochs": [], "max_steps": config.train.max_steps})
-    return config.model_copy(update={"train": train, "optim": optim})
+    return _stretched(config, epochs, config.train.max_steps)
+
+
+def steps_per_epochs(config: ClassifierConfig, n_train: int) -> int:
+    """Optimizer steps of ``config.train.epochs`` epochs on ``n_train`` images (``min_steps``
+    applied): what the epochs budget trains."""
+    config = stretch_to_min_steps(config, n_train)
+    return math.ceil(config.train.epochs * _batches_per_epoch(config, n_train) / config.train.grad_accum)
+
+
+def fit_to_steps(config: ClassifierConfig, n_train: int, steps: int) -> ClassifierConfig:
+    """The config that trains exactly ``steps`` optimizer steps on ``n_train`` images whatever
+    their number: as many epochs as that takes (the last one cut short by ``max_steps``), the
+    StepLR step stretched alike; ``min_steps`` no longer applies (every set gets ``steps``)."""
+    batches = steps * config.train.grad_accum
+    epochs = math.ceil(batches / _batches_per_epoch(config, n_train))
+    return _stretched(config, epochs, batches).model_copy(update={"min_steps": None})
 
 
 def train_classifier(dataset: Dataset, run_dir: str | Path, config: ClassifierConfig, *,
-                     resume: bool = False) -> tuple[Classifier, ClassifierTask]:
+                     resume: bool = False, steps: int | None = None,
+                     early_stop: EarlyStopping | None = None) -> tuple[Classifier, ClassifierTask]:
     """Train on ``dataset``'s ``config.train.split`` through the shared engine into ``run_dir``
     (which then holds the run's config, log, metrics.jsonl and the exported ``model/``).
-    Returns the trained classifier (eval mode) and its task (which knows e.g. ``resized_from``)."""
+    Returns the trained classifier (eval mode) and its task (which knows e.g. ``resized_from``
+    and, in :meth:`ClassifierTask.budget_used`, the steps it ran).
+
+    The training budget: by default ``config.train.epochs`` (``min_steps`` applied); ``steps``:
+    exactly that many optimizer steps whatever the set's size; ``early_stop``: a stratified share
+    of the training split is held out (drawn with the run's seed) and the run stops when its loss
+    stops improving (at most ``steps`` steps when given, else the epochs)."""
     from synthworth.engine.loop import fit
 
-    config = stretch_to_min_steps(config, len(dataset.split(config.train.split)))
-    task = ClassifierTask(config)
+    validation = None
+    if early_stop is not None:
+        split = config.train.split
+        part = dataset.split(split)
+        held = validation_mask(part.labels, early_stop.validation, config.train.seed)
+        validation = part.select(np.flatnonzero(held))
+        # The held-out images leave the training split (renamed), so the engine never trains on them.
+        splits = np.asarray(dataset.splits, dtype=object).copy()
+        rows = np.flatnonzero(splits == split)
+        splits[rows[held]] = f"{split}-validation"
+        dataset = dataclasses.replace(dataset, splits=splits.astype(str))
+    n_train = len(dataset.split(config.train.split))
+    config = fit_to_steps(config, n_train, steps) if steps else stretch_to_min_steps(config, n_train)
+    budget = "converge" if early_stop is not None else "steps" if steps else "epochs"
+    task = ClassifierTask(config, early_stop=early_stop, validation=validation, budget=budget)
+    task.n_train = n_train
     fit(task, dataset, run_dir, config.train, resume=resume)
-    return task.classifier.eval(), task
+    model = task.classifier
+    if task.watch is not None:
+        task.watch.restore(model)
+    return model.eval(), task

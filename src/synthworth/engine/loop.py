@@ -179,7 +179,7 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
     models = list(task.modules.values())
     pending: list[dict[str, Any]] = []
     started = time.perf_counter()
-    stop = False
+    stop = task.stop_training  # a run resumed after its task stopped it (early stopping) trains no further
     while epoch < config.epochs and not stop:
         sampler.set_position(epoch, position)
         ctx.epoch = epoch
@@ -235,6 +235,7 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
             pending = []
             ctx.global_step = global_step
             task.on_epoch_end(ctx, means)
+            stop = stop or task.stop_training
             if main:
                 for hook in hooks:
                     hook.after_epoch(task, ctx, clock.seconds, stop)

@@ -43,6 +43,9 @@ class Task:
                                           "eval")
 
     def __init__(self) -> None:
+        # Set by the task (e.g. in on_epoch_end, early stopping) to end training after this
+        # epoch; restored with the task's extra state, so a resumed run that had stopped stays stopped.
+        self.stop_training = False
         self.modules: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, Any] = {}
@@ -111,4 +114,4 @@ class TrainingHook:
     def after_epoch(self, task: Task, ctx: StepContext, train_seconds: float, stopped: bool) -> None:
         """On the main process after each finished epoch (``ctx.epoch`` 0-based) and the task's
         ``on_epoch_end``; ``train_seconds``: the run's training seconds so far; ``stopped``:
-        ``train.max_steps`` ends the run at this epoch's end."""
+        ``train.max_steps`` or the task (``stop_training``) ends the run at this epoch's end."""
