@@ -65,7 +65,8 @@ def run_cell(plan: StudyPlan, planned: PlannedCell, store: CellStore) -> dict[st
     config = cell_classifier(plan.classifier, cell.seed)
     config = config.model_copy(update={"train": config.train.model_copy(update={"progress": False})})
     t0 = time.perf_counter()
-    model, _ = train_classifier(as_train(planned.train_set), run_dir, config, resume=resume)
+    model, task = train_classifier(as_train(planned.train_set), run_dir, config, resume=resume,
+                                   **plan.budget.train_options())
     t1 = time.perf_counter()
     real_eval = evaluate(model, plan.inputs.test, config.eval_batch_size)
     synthetic_eval = None
@@ -82,6 +83,7 @@ def run_cell(plan: StudyPlan, planned: PlannedCell, store: CellStore) -> dict[st
         "train_seconds": round(t1 - t0, 3), "eval_seconds": round(t2 - t1, 3),
         "device": str(next(model.parameters()).device), "threads": torch.get_num_threads(), "host": socket.gethostname(),
         "synthworth_version": __version__, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "budget_steps": plan.budget.steps, **task.budget_used(),
     }
     store.save(key, result)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # done: the exported model is enough

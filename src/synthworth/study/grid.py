@@ -16,8 +16,9 @@ Every other composition runs once per filter of the spec (``none``: the syntheti
 draws from the filtered pool, so only its key differs from the unfiltered cell's.
 A cell's cache key hashes what decides its result: the classifier config (with the cell's
 seed), the training set's fingerprint (derived from its inputs' fingerprints and the draw's
-parameters), the real test set's fingerprint, torch's CPU thread count (the spec's ``threads``)
-and the package version. Cells of different
+parameters), the real test set's fingerprint, torch's CPU thread count (the spec's ``threads``),
+the package version and the training budget unless it is ``epochs`` (see
+:mod:`synthworth.study.budget`). Cells of different
 compositions that draw the same images (e.g. ``subset_real`` at 100 and ``real`` at 50) share
 one key and are trained once.
 """
@@ -170,12 +171,16 @@ def cell_classifier(config, seed: int):
 
 
 def cell_key(classifier: dict[str, Any], train_fingerprint: str, test_fingerprint: str,
-             version: str, threads: int) -> tuple[str, dict]:
+             version: str, threads: int, budget: dict[str, Any] | None = None) -> tuple[str, dict]:
     """(key, the payload it hashes). ``threads``: torch's CPU threads while the cell trains, which
-    change its numbers (reductions split differently), so another count is another cell."""
+    change its numbers (reductions split differently), so another count is another cell.
+    ``budget``: the training budget when it is not the default (epochs), which is left out of the
+    payload so the keys of results stored before budgets existed stay valid."""
     train = {k: v for k, v in classifier["train"].items() if k not in NOT_RESULT_KEYS}
     payload = {"classifier": {**classifier, "train": train}, "train_set": train_fingerprint,
                "test_set": test_fingerprint, "threads": threads, "synthworth_version": version}
+    if budget is not None:
+        payload["budget"] = budget
     digest = hashlib.blake2b(json.dumps(payload, sort_keys=True).encode(), digest_size=10).hexdigest()
     return digest, payload
 

@@ -19,6 +19,7 @@ from synthworth import __version__
 from synthworth.config import dump_config
 from synthworth.data.dataset import Dataset
 from synthworth.errors import SynthworthError
+from synthworth.study.budget import TrainingBudget, study_budget
 from synthworth.study.checks import check_before_training
 from synthworth.study.grid import Cell, build_grid, cell_classifier, cell_key, check_sizes, training_set
 from synthworth.study.inputs import StudyInputs, StudyWarning, open_inputs
@@ -45,6 +46,7 @@ class StudyPlan:
     classifier: Any  # ClassifierConfig
     cells: list[PlannedCell]
     resized_from: int | None = None  # the real images' side when the classifier sees another
+    budget: TrainingBudget = TrainingBudget()  # every cell's training budget (spec key budget)
 
     @property
     def keys(self) -> list[str]:
@@ -99,14 +101,16 @@ def plan_study(spec: StudySpec, out: str | os.PathLike | None = None, *, build_f
     check_filtered_sizes(grid, inputs, spec)
     apply_filters(spec, inputs, classifier, out, build=build_filters)
     check_sizes(grid, inputs, spec.ratio)
+    budget = study_budget(spec, classifier, inputs.num_classes)
     cells = []
     for cell in grid:
         train = training_set(cell, inputs, spec.ratio)
         config = cell_classifier(classifier, cell.seed)
-        key, payload = cell_key(dump_config(config), train.fingerprint, inputs.test.fingerprint, __version__, cell_threads(spec))
+        key, payload = cell_key(dump_config(config), train.fingerprint, inputs.test.fingerprint, __version__,
+                                cell_threads(spec), budget=budget.key())
         cells.append(PlannedCell(cell=cell, key=key, payload=payload, train_set=train))
     return StudyPlan(spec=spec, out=out, inputs=inputs, classifier=classifier, cells=cells,
-                     resized_from=h if side != h else None)
+                     resized_from=h if side != h else None, budget=budget)
 
 
 def _log(plan: StudyPlan, message: str) -> None:

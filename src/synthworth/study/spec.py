@@ -53,6 +53,8 @@ REAL_ONLY = ("real", "subset_real")
 Composition = Literal["real", "artificial", "mixed", "subset_real", "augmented", "ratio_sweep"]
 FILTERS = ("none", "confidence")
 Filter = Literal["none", "confidence"]
+BUDGETS = ("epochs", "steps", "converge")
+Budget = Literal["epochs", "steps", "converge"]
 # Seeds reach numpy's legacy seeding (< 2**32) and a cell's second draw uses seed + 1: keep
 # them in a range every library takes.
 MAX_SEED = 2**31 - 1
@@ -101,6 +103,21 @@ class StudySpec(StrictModel):
     classifier_preset: str = Field("thesis", description="Classifier preset (thesis: the source study's ResNet-34; small; tiny).")
     classifier: dict[str, Any] = Field({}, description="ClassifierConfig keys over the preset, e.g. {train: {epochs: 10}}.",
                                        json_schema_extra={"config_model": "synthworth.classifiers.task:ClassifierConfig"})
+    budget: Budget = Field("epochs", description=(
+        "Training budget of every cell. epochs: the classifier's train.epochs (min_steps floors it), so a "
+        "larger training set also gets more optimizer steps and a learning curve measures data and compute "
+        "together. steps: every cell runs the same number of optimizer steps (budget_steps), whatever its "
+        "size; the curve then measures data at fixed compute. converge: a stratified share "
+        "(budget_validation) of each cell's own training set is held out and training stops after "
+        "budget_patience epochs without a lower validation loss (at most budget_steps steps), keeping the "
+        "best epoch's weights; the curve measures data with each set trained to its own best. Each cell "
+        "records its budget, epochs and optimizer steps in results.csv. See the README's 'Training budget'."))
+    budget_steps: int | None = Field(None, ge=1, description=(
+        "Optimizer steps of every cell under budget steps, and the cap under converge. Null: the steps the "
+        "largest size's cell trains under budget epochs (train.epochs x batches per epoch of that size, "
+        "min_steps applied), so the largest cell trains as before and every smaller one as long."))
+    budget_patience: int = Field(10, ge=1, description="converge: epochs without a lower validation loss before a cell stops.")
+    budget_validation: float = Field(0.2, gt=0, lt=1, description="converge: share of each class of a cell's training set held out for validation (at least one image of every class with two or more).")
     comparisons: list[tuple[Composition, Composition]] = Field(
         [("real", "artificial"), ("real", "mixed"), ("mixed", "subset_real")],
         description="Pairs of compositions compared on the same seeds (difference, 95% CI, p-value).")
@@ -177,6 +194,9 @@ class StudySpec(StrictModel):
             raise ValueError(f"filters {self.filters} leave no unfiltered cells, so the study could compare nothing "
                              "(each filter's effect is measured against the unfiltered cells); use "
                              f"filters: [none, {', '.join(filters)}]")
+        if self.budget_steps is not None and self.budget == "epochs":
+            raise ValueError(f"budget_steps {self.budget_steps} applies to budget: steps or converge, but the "
+                             "budget is epochs; set budget: steps (or remove budget_steps)")
         bad = [name for name in self.synthetic if not name or "/" in name or name.startswith(".")]
         if bad:
             raise ValueError(f"generator names must be plain names, got {bad}")

@@ -41,6 +41,12 @@ from synthworth.study.exchange import exchange_rates, provenance_of, study_frame
 from synthworth.study.leakage import mark
 from synthworth.study.stats import _trials, compare, proportion_interval, summarise
 
+# What a cell's training ran, beside its budget mode (see synthworth.study.budget): the steps
+# budget, batches, optimizer steps, epochs (a fraction when a budget ended one early) and, under
+# converge, the best epoch whose weights were kept, its steps, the validation images and loss.
+BUDGET_COLUMNS = ("budget_steps", "train_batches", "optimizer_steps", "epochs_run", "best_epoch",
+                  "steps_at_best", "n_validation", "validation_loss")
+
 if TYPE_CHECKING:
     from synthworth.study.plan import StudyPlan
 
@@ -101,6 +107,8 @@ def result_rows(plan: StudyPlan, store: CellStore) -> tuple[list[dict], list[dic
             "per_class_accuracy": json.dumps(real_test["per_class_accuracy"]),
             "confusion_matrix": json.dumps(real_test["confusion"]),
             "train_seconds": res["train_seconds"], "eval_seconds": res["eval_seconds"],
+            # The training budget and what the cell ran (results stored before budgets: epochs, counts unknown).
+            "budget": res.get("budget", "epochs"), **{k: res.get(k) for k in BUDGET_COLUMNS},
             "key": planned.key, "train_fingerprint": res["train_fingerprint"],
             "real_path": spec.real, "real_fingerprint": inputs.real.fingerprint,
             "real_train_split": spec.real_train_split, "real_test_split": spec.real_test_split,
