@@ -19,7 +19,7 @@ from synthworth import __version__
 from synthworth.config import dump_config
 from synthworth.safety import LockedError
 from synthworth.study.cache import CellStore, write_json_atomic
-from synthworth.study.grid import cell_classifier, counts
+from synthworth.study.grid import cell_classifier, class_counts, counts
 from synthworth.study.inputs import as_train
 from synthworth.study.plan import PlannedCell, StudyPlan, _log
 
@@ -75,7 +75,8 @@ def run_cell(plan: StudyPlan, planned: PlannedCell, store: CellStore) -> dict[st
     n_real, n_synth = counts(cell, plan.spec.ratio)
     result = {
         "key": key, "cell": cell.as_dict(), "n_train": len(planned.train_set), "n_real": n_real,
-        "n_synthetic": n_synth, "train_fingerprint": planned.train_set.fingerprint,
+        "n_synthetic": n_synth, "class_counts": class_counts(planned.train_set),
+        "train_fingerprint": planned.train_set.fingerprint,
         "test_fingerprint": plan.inputs.test.fingerprint, "classifier": dump_config(config),
         "real_test": real_eval.to_dict(),
         "synthetic_test": synthetic_eval.to_dict() if synthetic_eval else None,
