@@ -14,7 +14,9 @@ Compositions at size N and seed s (real pool R, a generator's synthetic pool S, 
 Every composition holds the per-class counts of ``real`` at its size (N; N + round(k N) for
 ``augmented``): ``artificial`` draws exactly those counts from S, and the mixtures are
 stratified jointly (see :mod:`synthworth.data.compose`), so a real-vs-synthetic comparison
-never also compares class balances. ``subset_real`` holds those of ``real`` at its own size.
+never also compares class balances. ``subset_real`` holds those of ``real`` at its own size
+(where S lacks images of a class, ``mix`` takes more real ones of it, and the mixture's real
+part is then no longer exactly ``subset_real``'s; ``artificial`` and ``augmented`` are refused).
 
 ``real`` and ``subset_real`` hold no synthetic image: one cell each, not one per generator.
 Every other composition runs once per filter of the spec (``none``: the synthetic pool as it is;
@@ -153,7 +155,7 @@ def check_sizes(cells: list[Cell], inputs: StudyInputs, mixed_ratio: float) -> N
                 training_set(cell, inputs, mixed_ratio)
             except DataError as exc:
                 problems.setdefault(f"{cell.composition}:{cell.generator}:{cell.filter}:{cell.size}:{cell.ratio}",
-                                    f"{cell.label()}: {exc}")
+                                    f"{cell.label()} (which holds real's per-class counts at its size): {exc}")
     if problems:
         raise DataError("too few images for the asked sizes: " + "; ".join(problems.values()))
 
