@@ -81,6 +81,10 @@ def test_every_cell_keeps_its_predictions_and_they_give_its_accuracy_exactly(stu
     assert (recomputed.sort_index() == stored.sort_index()).all()
     mixed = frame[(frame["composition"] == "mixed") & (frame["test_set"] == "real_test")]
     assert set(mixed["generator"]) == {"ddpm", "gan"} and set(mixed["size"]) == {40} and set(mixed["seed"]) == {0}
+    (out / "evaluations.parquet").unlink()  # an older folder with the CSV table only reads the same
+    from_csv = read_predictions(out)
+    assert from_csv.attrs["lacking"].empty and len(from_csv) == len(frame)
+    assert (from_csv["p_true"].to_numpy() == frame["p_true"].to_numpy()).all()
 
 
 def test_an_old_cell_without_predictions_loads_says_so_and_the_next_run_adds_them(study, capsys):
