@@ -110,7 +110,7 @@ def check_predictions(folder: Path, key: str, test_set: str, generator: str, eva
         frame = pd.read_parquet(path, columns=list(COLUMNS)) if rows else None
     except (OSError, ValueError, KeyError) as exc:  # truncated, not parquet, missing columns
         return None, f"unreadable predictions ({type(exc).__name__})"
-    if info.get("key") != key or info.get("test_set") != test_set or info.get("test_generator", "") != (generator or ""):
+    if (info.get("key"), info.get("test_set"), info.get("test_generator", "")) != (key, test_set, generator or ""):
         return None, "predictions of another cell or test set"
     if fingerprint is not None and info.get("test_fingerprint") not in (None, fingerprint):
         return None, "predictions on an older version of the test images"
