@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import time
 import traceback
 import warnings
@@ -179,8 +180,12 @@ def _finish(plan: StudyPlan, report: StudyRun, by_key: dict[str, PlannedCell]) -
     if not grid["complete"] and not report.failed and not report.elsewhere:
         missing = [f"{grid['planned_cells'] - grid['finished_cells']} cell(s)"] if grid["missing"] else []
         missing += [f"the metrics of {', '.join(grid['metrics_missing'])}"] if grid["metrics_missing"] else []
+        # Shards complete one study only when they share its results folder (there is no merge of
+        # separate folders): say which folder every shard must write into.
         warnings.warn(f"the study is partial: {' and '.join(missing)} not done yet (other shards, or running "
-                      f"elsewhere); {partial}; 'synthworth study status' lists them", StudyWarning, stacklevel=3)
+                      f"elsewhere); {partial}; every shard completes this study only when run with --out "
+                      f"{shlex.quote(str(plan.out))}; 'synthworth study status' lists what is left",
+                      StudyWarning, stacklevel=3)
     if report.failed:
         names = [by_key[k].cell.label() if k in by_key else k.replace(METRICS_JOB, "metrics of ")
                  for k in report.failed]
