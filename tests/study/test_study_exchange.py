@@ -17,6 +17,7 @@ from synthworth.data.dataset import atomic_folder, write_packed
 from synthworth.study import run_study
 from synthworth.study.exchange import (BOOTSTRAP_SEED, OK, exchange_rates, fit_many, group_rng, invert,
                                        power_law, provenance_text)
+from synthworth.study.exchange_text import WORSE
 
 A, B, C = 2.0, 0.6, 0.05
 SIZES = (25, 50, 100, 200, 400, 800)
@@ -65,13 +66,17 @@ def test_a_known_power_law_is_recovered():
     assert b == pytest.approx(B, abs=0.12) and c == pytest.approx(C, abs=0.02) and a == pytest.approx(A, rel=0.4)
     # the curve itself, where it was measured, within a fraction of a point
     assert np.abs(curve.accuracy(SIZES) - acc(SIZES)).max() < 0.005
-    # the same least-squares optimum as scipy's curve_fit started near it
+    # the same weighted least-squares optimum as scipy's curve_fit (sigma: each mean's standard
+    # error over the seeds) started near it
     from scipy.optimize import curve_fit
 
-    means = pd.DataFrame(rows).groupby("size")["accuracy"].mean()
+    frame = pd.DataFrame(rows)
+    means = frame.groupby("size")["accuracy"].mean()
+    var = frame.groupby("size")["accuracy"].var(ddof=1).to_numpy() / 5
     err = 1 - means.to_numpy()
-    ref, _ = curve_fit(power_law, means.index.to_numpy(float), err, p0=(A, B, C), bounds=([0, 0, 0], [np.inf, 10, 1]))
-    sse = lambda p: ((power_law(means.index.to_numpy(float), *p) - err) ** 2).sum()  # noqa: E731
+    ref, _ = curve_fit(power_law, means.index.to_numpy(float), err, p0=(A, B, C), sigma=np.sqrt(var),
+                       bounds=([0, 0, 0], [np.inf, 10, 1]))
+    sse = lambda p: ((power_law(means.index.to_numpy(float), *p) - err) ** 2 / var).sum()  # noqa: E731
     assert sse(curve.params) <= sse(ref) * 1.001 + 1e-15
     assert curve.status == OK and curve.failed == 0
     row = one(table, generator="g")
@@ -127,7 +132,11 @@ def test_the_intervals_cover_the_true_rate_most_of_the_time():
     assert art_cover >= 0.85 and mix_cover >= 0.85, (art_cover, mix_cover)
 
 
-def test_pure_noise_is_worth_nothing_measurable():
+def test_pure_noise_is_worth_nothing_and_costs_real_images_when_mixed_in():
+    """Noise alone is worth fewer real images than the smallest size measured; mixed into real
+    images it costs: the mixtures reach the accuracy of fewer real images than their own real
+    part (true cost: 200 - 140 = 60 and 200 - 166 = 34 real images on the true curve), a
+    negative worth with its interval, and "hurt" only because the interval lies below 0."""
     rng = np.random.default_rng(3)
     rows = real_rows(rng=rng)
     rows += group_rows("artificial", "noise", 400, 0.1 + rng.normal(0, 0.01, 5))          # chance on 10 classes
@@ -139,8 +148,15 @@ def test_pure_noise_is_worth_nothing_measurable():
     assert math.isnan(art["n_eff"]) and math.isnan(art["rate"])
     for comp in ("mixed", "augmented"):
         row = one(table, composition=comp)
-        assert row["status"] == "worth nothing measurable", row["statement"]
-        assert math.isnan(row["rate"]) and "worth nothing measurable" in row["statement"]
+        assert row["status"] == WORSE, row["statement"]
+        assert row["worth"] < 0 and row["worth_ci_low"] <= row["worth"] <= row["worth_ci_high"] < 0
+        assert row["worth"] == pytest.approx(row["n_eff"] - 200)
+        assert math.isnan(row["rate"]) and "the synthetic images hurt" in row["statement"]
+        cost = f"cost the equivalent of {200 - row['n_eff']:.0f} real images (95 % CI {-row['worth_ci_high']:.0f}"
+        assert cost in row["statement"], row["statement"]
+    # the true curve reaches acc(200) - 0.02 at 139.7 real images, acc(200) - 0.01 at 165.5
+    assert one(table, composition="mixed")["worth"] == pytest.approx(139.7 - 200, abs=8)
+    assert one(table, composition="augmented")["worth"] == pytest.approx(165.5 - 200, abs=6)
     assert one(table, composition="augmented")["n_real"] == 200 and one(table, composition="augmented")["n_synthetic"] == 200
 
 
@@ -187,7 +203,7 @@ def test_a_point_outside_whose_interval_reaches_in_gives_the_inside_end():
 @pytest.mark.filterwarnings("ignore:Covariance of the parameters")
 def test_the_bootstrap_interval_matches_a_plain_loop():
     """3 seeds x 3 sizes: the same Student-t draws of each mean, refitted in a plain loop with
-    scipy's curve_fit, give the same interval."""
+    scipy's curve_fit (weighted by each mean's standard error), give the same interval."""
     from scipy.optimize import curve_fit
 
     real = {30: [0.50, 0.56, 0.53], 90: [0.70, 0.74, 0.71], 270: [0.84, 0.86, 0.85]}
@@ -207,11 +223,12 @@ def test_the_bootstrap_interval_matches_a_plain_loop():
     draws = {n: t_draws(v, rng) for n, v in real.items()}
     g = t_draws(group, group_rng("real_test", "", "g", "artificial", 90, 1.0, None))
     sizes = np.array(sorted(real), float)
+    se = np.array([np.std(real[n], ddof=1) / np.sqrt(3) for n in sorted(real)])   # the weights: 1 / se²
     n_eff = []
     for r in range(R):
         err = 1 - np.array([draws[n][r] for n in sorted(real)])
         try:
-            p, _ = curve_fit(power_law, sizes, err, p0=(5.0, 0.5, 0.1),
+            p, _ = curve_fit(power_law, sizes, err, p0=(5.0, 0.5, 0.1), sigma=se,
                              bounds=([1e-9, 1e-6, 0], [np.inf, 10, 0.999]), maxfev=20000)
         except RuntimeError:
             continue
@@ -399,8 +416,8 @@ def test_bootstrap_refits_failing_often_give_the_too_noisy_status(monkeypatch):
 
     real_fit = exchange.fit_many
 
-    def failing(sizes, errors):   # every 5th refit of the bootstrap fails (20 % > the 10 % allowed)
-        p = real_fit(sizes, errors)
+    def failing(sizes, errors, weights=None):   # every 5th refit of the bootstrap fails (20 % > the 10 % allowed)
+        p = real_fit(sizes, errors, weights)
         if len(p) > 1:
             p[::5] = np.nan
         return p
