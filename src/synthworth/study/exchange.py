@@ -4,10 +4,15 @@ Method (the decisions, and why):
 
 - **The curve.** When the study has ``real`` cells at three or more sizes, the mean error over
   seeds at each size n is fitted with ``err(n) = a * n**-b + c`` (Mikami et al.; the usual
-  learning-curve model: a power-law decay towards an irreducible error c). It has three
+  learning-curve model: a power-law decay towards an irreducible error c) by weighted least
+  squares, each size's mean weighted by the inverse of its variance over the seeds. It has three
   parameters, so three sizes pin it; it is monotone by construction when a > 0 and b > 0, and
-  0 <= c < 1 keeps it an error rate. A smoother or a spline would need more sizes than studies
-  run and could bend back, which would make "the real-equivalent size" ambiguous.
+  0 <= c < 1 keeps it an error rate. With four or more sizes a lack-of-fit test says whether
+  it describes the real means within their seed noise (a curve that fails it puts a warning in
+  every sentence read off it), and a monotone interpolation of the means (``n_eff_interp``)
+  shows how much n_eff depends on the model: see :mod:`synthworth.study.curve`. A curve whose
+  best mean is not clearly above chance (the majority class's share of the test images, plus a
+  fifth of the way to 1) is refused: its classifiers barely learned.
 - **The inversion.** A cell group (artificial / mixed / augmented cells of one generator, size,
   ratio; its accuracy = mean over seeds) is worth ``n_eff`` real images when the curve reaches
   its accuracy at n_eff. Rates: ``m / n_eff`` for artificial (m synthetic images), and
@@ -30,8 +35,13 @@ Method (the decisions, and why):
   depend on which other groups the study has.
 - **Never extrapolate.** The curve is only trusted between the smallest and largest real size
   measured. A group beyond it gets a bound ("worth more than 500 real images"), not a number;
-  an interval end beyond it is left empty and the status says which end. A mixture whose
-  accuracy is no better than its real part's (n_eff <= n_real) is "worth nothing measurable".
+  an interval end beyond it is left empty and the status says which end.
+- **Harm is a result.** A mixture whose accuracy is below what the curve gives its own real part
+  (n_eff < n_real, the real part inside the measured range) has a negative worth, n_eff − n_real,
+  with its interval (``worth``, ``worth_ci_low``, ``worth_ci_high``) and no rate. It is "worse
+  than its real part" (the synthetic images hurt) only when the interval's upper end lies below
+  the real part; otherwise "worth nothing measurable", with the numbers. Below the measured range
+  the cost is a bound from the interval's upper end ("cost the equivalent of at least 25").
   A mixture above the curve's end whose real part is already the largest size has no gain to
   read off ("more than 0" would say nothing): it is set against its real part's measured mean
   ("worth less than its own real part" when below it).
