@@ -385,6 +385,9 @@ def test_end_to_end_through_the_study_the_cli_and_the_report(held_out_study, tmp
     assert len(inside) >= 1
     for _, row in inside.iterrows():
         assert contains(row["rate_ci_low"], row["rate_ci_high"], 1.0), row["statement"]
+    # the known answer at the middle size (weighted fit): held-out real images worth their count
+    assert one(real, size=SIZES_E2E[1])["n_eff"] == pytest.approx(SIZES_E2E[1], rel=0.15)
+    assert set(real["chance"].round(3)) == {0.103}   # the majority digit's share of the 360 test images
     assert set(real["provenance"]) == {"provenance not recorded"}
 
     # the command: from the CSV, then computed from results.csv with the same sentences
