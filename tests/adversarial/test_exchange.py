@@ -180,3 +180,31 @@ def test_the_demos_folder_points_at_its_study(tmp_path, cli, refused):
     assert command[:3] == ["synthworth", "study", "exchange"]
     code, out, err = cli(*command[1:])
     assert code == 0 and "computed from" in out, err
+
+
+def test_the_page_says_plainly_when_synthetic_data_hurt_and_when_the_curve_does_not_fit(tmp_path, cli):
+    """A mixture that reached the accuracy of 41 real images with its 50 real ones: the answer
+    section says "Synthetic data hurt" with its cost and interval. A real curve with a jump at
+    its last size fails the lack-of-fit test: the page warns, and the terminal marks every row."""
+    rows = power_rows(groups=[("mixed", "none", 100, 0.5, lambda acc: acc(41)),
+                              ("artificial", "none", 100, 1.0, lambda acc: acc(60))])
+    res = resultsdir.write_results(tmp_path / "res", rows=rows)
+    code, _, err = cli("report", res)
+    assert code == 0, err
+    page = (res / "report" / "index.html").read_text()
+    section = page[page.index("<h2>The answer"):page.index("<h2>", page.index("<h2>The answer") + 5)]
+    assert "<b>Synthetic data hurt</b> in 1 of 1 mixed or augmented results" in section
+    assert "adding 50 gan images to 50 real ones cost the equivalent of 9" in section
+    assert "passes a lack-of-fit test" in section and "Model check: a monotone interpolation" in section
+
+    bumped = resultsdir.write_results(tmp_path / "bumped", rows=power_rows(
+        real_bump=0.05, groups=[("artificial", "none", 100, 1.0, lambda acc: acc(60))]))
+    code, out, err = cli("study", "exchange", bumped)
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if x.startswith("real_test"))
+    assert "[the curve fails a lack-of-fit test]" in line
+    assert "Warning: the real learning curve fails a lack-of-fit test" in out
+    code, _, err = cli("report", bumped)
+    assert code == 0, err
+    page = (bumped / "report" / "index.html").read_text()
+    assert "<p class='warning'>The power law fails a lack-of-fit test (chi² = " in page

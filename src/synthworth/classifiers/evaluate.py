@@ -1,4 +1,5 @@
-"""Evaluating a classifier on a Dataset: accuracy, macro-F1, per-class accuracy, confusion matrix."""
+"""Evaluating a classifier on a Dataset: accuracy, macro-F1, per-class accuracy, confusion matrix,
+and the per-image predictions they are computed from (:func:`score`)."""
 
 from __future__ import annotations
 
@@ -60,16 +61,43 @@ def probabilities(model: torch.nn.Module, dataset: Dataset, batch_size: int = 25
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
+@dataclass
+class ImagePredictions:
+    """What the model said about each image of a Dataset, in the Dataset's order."""
+
+    label: np.ndarray      # the true class index
+    predicted: np.ndarray  # the predicted class index (argmax of the logits)
+    p_true: np.ndarray     # softmax probability of the true class
+
+    def frame(self):
+        """One row per image: ``index`` (position in the Dataset), ``label``, ``predicted``, ``p_true``."""
+        import pandas as pd
+
+        return pd.DataFrame({"index": np.arange(len(self.label), dtype=np.int64),
+                             "label": self.label.astype(np.int64), "predicted": self.predicted.astype(np.int64),
+                             "p_true": self.p_true.astype(np.float32)})
+
+
 def evaluate(model: torch.nn.Module, dataset: Dataset, batch_size: int = 256) -> Evaluation:
     """Score ``model`` on every image of ``dataset`` (labels must use the model's class indices)."""
+    return score(model, dataset, batch_size)[0]
+
+
+def score(model: torch.nn.Module, dataset: Dataset, batch_size: int = 256) -> tuple[Evaluation, ImagePredictions]:
+    """The :class:`Evaluation` of ``model`` on ``dataset`` and the per-image predictions it is
+    computed from, both from one forward pass: the accuracy recomputed from the predictions is
+    the evaluation's, exactly."""
+    from scipy.special import softmax
     from sklearn.metrics import confusion_matrix, f1_score
 
     if len(dataset) == 0:
         raise SynthworthError("cannot evaluate on an empty Dataset")
     if (dataset.labels < 0).any():
         raise SynthworthError("cannot evaluate on unlabelled images")
-    pred = predict(model, dataset, batch_size)
+    logits = np.concatenate(_per_batch(model, dataset, batch_size, lambda out: out.float()))
+    pred = logits.argmax(1)
     true = dataset.labels
+    p_true = softmax(logits, axis=1)[np.arange(len(true)), true]
     k = dataset.num_classes
     labels = np.arange(k)
     cm = confusion_matrix(true, pred, labels=labels)
@@ -78,6 +106,7 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, batch_size: int = 256) ->
                  for i, name in enumerate(dataset.class_names)}
     # Macro-F1 over the classes present in the test set (a class with no test image has no F1).
     present = labels[support > 0]
-    return Evaluation(accuracy=float((pred == true).mean()),
-                      macro_f1=float(f1_score(true, pred, labels=present, average="macro", zero_division=0)),
-                      per_class_accuracy=per_class, confusion=cm.tolist(), n=int(len(true)))
+    evaluation = Evaluation(accuracy=float((pred == true).mean()),
+                            macro_f1=float(f1_score(true, pred, labels=present, average="macro", zero_division=0)),
+                            per_class_accuracy=per_class, confusion=cm.tolist(), n=int(len(true)))
+    return evaluation, ImagePredictions(label=np.asarray(true), predicted=pred, p_true=p_true)

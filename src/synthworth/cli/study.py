@@ -56,6 +56,9 @@ def study_run(spec, shard, out, workers, executor, address, quiet, overrides):
     click.echo(f"{len(report.trained)} cell(s) trained, {len(report.skipped)} already complete"
                + (f", metrics for {', '.join(report.metrics)}" if report.metrics else "")
                + f" in {report.seconds:.1f}s")
+    if report.predictions_added:
+        click.echo(f"{len(report.predictions_added)} finished cell(s) given per-image predictions by their saved "
+                   "models (not retrained)")
     click.echo(str(report.tables.get("results.csv", report.out)))
 
 

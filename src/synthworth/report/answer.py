@@ -48,9 +48,11 @@ def section(report: ReportBase) -> str:
     scope = f"<span class='scope'>[{esc(report.scope)}]</span> " if report.scope else ""
     parts = ["<h2>The answer: what a synthetic image is worth</h2>",
              f"<p class='note'>{scope}Each synthetic or mixed result is placed on the real learning curve (error = "
-             "a·n<sup>−b</sup> + c fitted to the mean accuracy of the <code>real</code> cells at "
-             f"{esc(', '.join(str(s) for s in curve.sizes))} real images, on the real test images): it is worth the "
-             "number of real images that reach its accuracy. Rate = synthetic images per real image. 95 % "
+             "a·n<sup>−b</sup> + c fitted by weighted least squares to the mean accuracy of the <code>real</code> "
+             f"cells at {esc(', '.join(str(s) for s in curve.sizes))} real images, on the real test images, each "
+             "mean weighted by the inverse of its variance over the seeds): it is worth the "
+             "number of real images that reach its accuracy; a mixture below its own real part has a negative "
+             "worth, the real images its synthetic part cost. Rate = synthetic images per real image. 95 % "
              f"intervals: a parametric bootstrap over seeds ({curve.resamples} resamples, each mean drawn from its "
              "Student-t distribution over the seeds, refitting the curve each time), so that few seeds give the "
              "wide intervals they deserve. Outside the real sizes measured the page gives a bound, not a number. "
@@ -58,13 +60,23 @@ def section(report: ReportBase) -> str:
              "<code>exchange_rates.csv</code> and <code>synthworth study exchange RESULTS</code>.</p>"]
     if curve.status != OK:
         parts.append(f"<p class='warning'>{esc(curve.status)}.</p>")
+    elif curve.lof.fails:
+        parts.append(f"<p class='warning'>The power law {esc(curve.lof.text())}: it misses the real means by more "
+                     "than their seed noise, so every number read from it depends on the model, and each says so. "
+                     "The model check beside each result (a monotone interpolation of the real means) shows by how "
+                     "much.</p>")
+    else:
+        parts.append(f"<p class='note'>The power law {esc(curve.lof.text())} against the seed noise of the real "
+                     "means (p from curves simulated from the fit). Beside each result, the model check: what a "
+                     "monotone interpolation of the real means in log n, instead of the power law, gives.</p>")
+    parts += harm(table)
     if "filter" not in table.columns:
         table = table.assign(filter="")
     for gen, rows in table.groupby("generator", sort=True):
         parts.append(f"<h3>{esc(gen)}</h3><p class='note'>What this generator saw: "
                      f"{esc(rows['provenance'].iloc[0])}.</p><ul>")
         for _, r in rows.sort_values(["filter", "size", "composition", "ratio"]).iterrows():
-            parts.append(f"<li>{esc(r['statement'])}</li>")   # it names the filter (series_name)
+            parts.append(f"<li>{esc(r['statement'])}{model_check(r, curve)}</li>")   # it names the filter
         parts.append("</ul>")
     if curve.status == OK:
         path = plot(curve, table, report.target("exchange_curve.png"), scope=report.scope)
@@ -73,6 +85,31 @@ def section(report: ReportBase) -> str:
                                          "mixed result placed at the real-image count it is worth, with its 95 % "
                                          "interval (triangles at the edge: outside the measured range)."))
     return "\n".join(parts)
+
+
+def harm(table: pd.DataFrame) -> list[str]:
+    """Plain words when synthetic data hurt: the mixtures whose interval lies below their own
+    real part (status WORSE), or a line saying none did."""
+    mixtures = table[table["composition"] != "artificial"]
+    hurt = mixtures[mixtures["status"].astype(str).str.startswith(WORSE)]
+    if len(hurt):
+        items = "".join(f"<li>{esc(s)}</li>" for s in hurt["statement"])
+        return [f"<div class='warning'><p><b>Synthetic data hurt</b> in {len(hurt)} of {len(mixtures)} mixed or "
+                "augmented results: with them the classifier did worse than with their real images alone, by "
+                f"more than the 95 % interval allows by chance.</p><ul>{items}</ul></div>"]
+    if (~mixtures["status"].astype(str).str.startswith("no ")).any():   # some mixture was read off the curve
+        return ["<p class='note'>No mixed or augmented result was measurably worse than its own real part.</p>"]
+    return []
+
+
+def model_check(r: pd.Series, curve: Curve) -> str:
+    """The sensitivity of a result's worth to the curve's model, where the sentence does not say it."""
+    point, alt = r.get("worth"), r.get("n_eff_interp")
+    if curve.lof.fails or not (pd.notna(point) and pd.notna(alt) and math.isfinite(point) and math.isfinite(alt)):
+        return ""
+    alt = alt - (r["n_real"] if r["composition"] != "artificial" else 0)
+    return (f" <span class='note'>(Model check: a monotone interpolation of the real means puts its worth at {alt:.0f} "
+            f"real images, the power law at {point:.0f}.)</span>")
 
 
 def plot(curve: Curve, table: pd.DataFrame, path: Path, scope: str = "") -> Path:
@@ -101,7 +138,7 @@ def plot(curve: Curve, table: pd.DataFrame, path: Path, scope: str = "") -> Path
             status = str(r["status"])   # may go on: "above range; the interval reaches into ..."
             if status.startswith("above range"):
                 x, marker, meaning = hi, ">", "above the curve's range (drawn at its end)"
-            elif status.startswith(("below range", "worth nothing measurable")):
+            elif status.startswith(("below range", "worth nothing measurable")) or status.endswith("below the measured range"):
                 x, marker, meaning = lo, "<", "below the curve's range (drawn at its start)"
             elif status.startswith(WORSE):   # below its real part, the largest size measured
                 x, marker, meaning = r["n_real"], "<", "below the curve (drawn at its real part's size)"

@@ -98,6 +98,8 @@ def format_table(table: pd.DataFrame) -> str:
         gen = "_".join("".join(c if c.isprintable() else " " for c in str(r["generator"])).split())[:12]
         filt = f" [filter: {one_line(r['filter'])}]" if filtered and str(r.get("filter") or "") else ""
         filt += _leak_mark(r)
+        if str(r.get("curve_fit") or "").startswith("fails"):   # beside every number read off that curve
+            filt += " [the curve fails a lack-of-fit test]"
         n_eff = interval(r.get("n_eff"), r.get("n_eff_ci_low"), r.get("n_eff_ci_high"), "{:.0f}")
         rate = interval(r.get("rate"), r.get("rate_ci_low"), r.get("rate_ci_high"), "{:.2f}")
         lines.append(f"{one_line(r.get('test_set', 'real_test'))[:20]:<20} {gen:<12} {str(r['composition'])[:11]:<11} "

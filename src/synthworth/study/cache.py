@@ -7,6 +7,8 @@
     cells/<key>/result.json         metrics and durations (written atomically)
     cells/<key>/eval-<generator>.json   a real-only cell scored on a generator's held-out images
                                     (the generator name made file-safe; the real one inside)
+    cells/<key>/predictions-*.parquet   per-image predictions on each test set the cell was
+                                    scored on (see synthworth.study.predictions)
     cells/<key>/failed.json         the error of the last attempt, when training raised
     cells/<key>/COMPLETE            written last: only then does the cell count as done
     cells/<key>/.synthworth.lock    held while a process trains the cell

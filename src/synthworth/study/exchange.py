@@ -4,10 +4,15 @@ Method (the decisions, and why):
 
 - **The curve.** When the study has ``real`` cells at three or more sizes, the mean error over
   seeds at each size n is fitted with ``err(n) = a * n**-b + c`` (Mikami et al.; the usual
-  learning-curve model: a power-law decay towards an irreducible error c). It has three
+  learning-curve model: a power-law decay towards an irreducible error c) by weighted least
+  squares, each size's mean weighted by the inverse of its variance over the seeds. It has three
   parameters, so three sizes pin it; it is monotone by construction when a > 0 and b > 0, and
-  0 <= c < 1 keeps it an error rate. A smoother or a spline would need more sizes than studies
-  run and could bend back, which would make "the real-equivalent size" ambiguous.
+  0 <= c < 1 keeps it an error rate. With four or more sizes a lack-of-fit test says whether
+  it describes the real means within their seed noise (a curve that fails it puts a warning in
+  every sentence read off it), and a monotone interpolation of the means (``n_eff_interp``)
+  shows how much n_eff depends on the model: see :mod:`synthworth.study.curve`. A curve whose
+  best mean is not clearly above chance (the majority class's share of the test images, plus a
+  fifth of the way to 1) is refused: its classifiers barely learned.
 - **The inversion.** A cell group (artificial / mixed / augmented cells of one generator, size,
   ratio; its accuracy = mean over seeds) is worth ``n_eff`` real images when the curve reaches
   its accuracy at n_eff. Rates: ``m / n_eff`` for artificial (m synthetic images), and
@@ -30,8 +35,13 @@ Method (the decisions, and why):
   depend on which other groups the study has.
 - **Never extrapolate.** The curve is only trusted between the smallest and largest real size
   measured. A group beyond it gets a bound ("worth more than 500 real images"), not a number;
-  an interval end beyond it is left empty and the status says which end. A mixture whose
-  accuracy is no better than its real part's (n_eff <= n_real) is "worth nothing measurable".
+  an interval end beyond it is left empty and the status says which end.
+- **Harm is a result.** A mixture whose accuracy is below what the curve gives its own real part
+  (n_eff < n_real, the real part inside the measured range) has a negative worth, n_eff − n_real,
+  with its interval (``worth``, ``worth_ci_low``, ``worth_ci_high``) and no rate. It is "worse
+  than its real part" (the synthetic images hurt) only when the interval's upper end lies below
+  the real part; otherwise "worth nothing measurable", with the numbers. Below the measured range
+  the cost is a bound from the interval's upper end ("cost the equivalent of at least 25").
   A mixture above the curve's end whose real part is already the largest size has no gain to
   read off ("more than 0" would say nothing): it is set against its real part's measured mean
   ("worth less than its own real part" when below it).
@@ -52,7 +62,10 @@ import numpy as np
 import pandas as pd
 
 from synthworth.errors import SynthworthError
-from synthworth.study.exchange_text import Group, beyond, statement
+# The fitting lives in curve.py; fit_many, invert and power_law are used from here by callers too.
+from synthworth.study.curve import (B_GRID, LackOfFit, Monotone, fit_curve, fit_many, invert, lack_of_fit,  # noqa: F401
+                                    power_law, seed_variances)
+from synthworth.study.exchange_text import WORSE, Group, beyond, harm_statement, statement
 from synthworth.safety import one_line
 from synthworth.study.grid import Cell, counts
 
@@ -67,79 +80,11 @@ OK = "in range"
 
 COLUMNS = ["test_set", "filter", "generator", "composition", "size", "ratio", "augment_factor", "n_real",
            "n_synthetic", "n_seeds", "accuracy_mean", "n_eff", "n_eff_ci_low", "n_eff_ci_high", "rate",
-           "rate_ci_low", "rate_ci_high", "status", "bound", "statement", "provenance", "curve_a", "curve_b",
-           "curve_c", "curve_sizes", "fit_min_size", "fit_max_size", "curve_status", "failed_fits", "resamples",
-           "grid"]
-
-
-def power_law(n, a, b, c):
-    """Error rate at n real images."""
-    return a * np.power(n, -b) + c
-
-
-B_GRID = np.geomspace(1e-3, 10.0, 150)   # exponents b tried first; then refined between neighbours
-C_MAX = 0.999
-
-
-def _profile(x: np.ndarray, y: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(sse, a, c) of the best a > 0, 0 <= c <= C_MAX for each exponent: ``y`` (R, K) errors at
-    sizes ``x`` (K,), ``b`` (R, G) exponents. For a fixed b the model is linear in a and c."""
-    z = np.exp(-b[..., None] * np.log(x)[None, None, :])              # (R, G, K)
-    yb = np.broadcast_to(y[:, None, :], z.shape)
-    zc = z - z.mean(-1, keepdims=True)
-    a = (zc * (yb - yb.mean(-1, keepdims=True))).sum(-1) / np.maximum((zc * zc).sum(-1), 1e-300)
-    c = yb.mean(-1) - a * z.mean(-1)
-    zz = np.maximum((z * z).sum(-1), 1e-300)
-    for edge in (0.0, C_MAX):   # an intercept outside [0, C_MAX]: pinned to the edge, a refitted
-        out = c < edge if edge == 0.0 else c > edge
-        a = np.where(out, ((yb - edge) * z).sum(-1) / zz, a)
-        c = np.where(out, edge, c)
-    sse = ((a[..., None] * z + c[..., None] - yb) ** 2).sum(-1)
-    return np.where(a > 0, sse, np.inf), a, c
-
-
-def fit_many(sizes, errors) -> np.ndarray:
-    """(R, 3) parameters (a, b, c) of ``err = a n^-b + c`` least-squares fitted to each row of
-    ``errors`` (R, K) at ``sizes`` (K,); a row of NaN where no decreasing curve fits.
-
-    Why not a local optimiser (curve_fit): for a fixed b the best a and c are a linear
-    least-squares solution, so profiling b over a grid (then a finer grid between the best
-    point's neighbours) finds the global optimum within the bounds, for a thousand bootstrap
-    resamples at once, in milliseconds. Sizes are scaled by the smallest while fitting."""
-    x = np.asarray(sizes, float)
-    y = np.atleast_2d(np.asarray(errors, float))
-    n0 = x.min()
-    x = x / n0
-    b = np.broadcast_to(B_GRID, (len(y), len(B_GRID)))
-    sse, _, _ = _profile(x, y, b)
-    i = np.argmin(sse, axis=1)
-    lo = B_GRID[np.maximum(i - 1, 0)]
-    hi = B_GRID[np.minimum(i + 1, len(B_GRID) - 1)]
-    b = lo[:, None] + (hi - lo)[:, None] * np.linspace(0, 1, 31)[None, :]
-    sse, a, c = _profile(x, y, b)
-    j = np.argmin(sse, axis=1)
-    r = np.arange(len(y))
-    best = np.stack([a[r, j] * n0 ** b[r, j], b[r, j], c[r, j]], axis=1)
-    bad = ~np.isfinite(sse[r, j]) | ~np.isfinite(y).all(axis=1)
-    best[bad] = np.nan
-    return best
-
-
-def fit_curve(sizes, errors) -> tuple[float, float, float] | None:
-    """(a, b, c) of ``err = a n^-b + c`` fitted to per-size mean errors, or None."""
-    if len(sizes) < 3:
-        return None
-    p = fit_many(sizes, np.asarray(errors, float)[None, :])[0]
-    return None if np.isnan(p).any() else (float(p[0]), float(p[1]), float(p[2]))
-
-
-def invert(params, accuracy: float) -> float:
-    """Real images at which the curve reaches ``accuracy`` (inf: above the curve's asymptote)."""
-    a, b, c = params
-    excess = (1.0 - accuracy) - c
-    if excess <= 0:
-        return math.inf
-    return float((excess / a) ** (-1.0 / b))
+           "rate_ci_low", "rate_ci_high", "worth", "worth_ci_low", "worth_ci_high", "n_eff_interp", "status",
+           "bound", "statement", "provenance", "curve_a", "curve_b", "curve_c", "curve_sizes", "fit_min_size",
+           "fit_max_size", "curve_status", "curve_fit", "lof_chi2", "lof_df", "lof_p", "chance", "failed_fits",
+           "resamples", "grid"]
+CHANCE_MARGIN = 0.2   # "clearly above chance": a fifth of the way from chance to a perfect score
 
 
 @dataclass
@@ -155,6 +100,8 @@ class Curve:
     boot: np.ndarray = field(default_factory=lambda: np.empty((0, 3)))   # refits that succeeded
     failed: int = 0
     resamples: int = 0
+    lof: LackOfFit = field(default_factory=LackOfFit)
+    alt: Monotone | None = None             # the second family (sensitivity of n_eff to the model)
 
     def accuracy(self, n) -> np.ndarray:
         return 1.0 - power_law(np.asarray(n, float), *self.params)
@@ -172,8 +119,9 @@ def _seed_values(df: pd.DataFrame, sizes: list[int]) -> list[np.ndarray]:
 
 
 def real_curve(real: pd.DataFrame, test_set: str, *, resamples: int = RESAMPLES,
-               rng: np.random.Generator | None = None) -> Curve:
-    """Fit and bootstrap the curve of the ``real`` rows (columns size, seed, accuracy)."""
+               rng: np.random.Generator | None = None, chance: tuple[float, str] | None = None) -> Curve:
+    """Fit and bootstrap the curve of the ``real`` rows (columns size, seed, accuracy);
+    ``chance``: (the accuracy of always guessing the majority class, how that is known)."""
     from scipy import stats
 
     rng = np.random.default_rng(BOOTSTRAP_SEED) if rng is None else rng
@@ -187,6 +135,14 @@ def real_curve(real: pd.DataFrame, test_set: str, *, resamples: int = RESAMPLES,
     if len(sizes) < 3:
         curve.status = f"no curve: needs real cells at 3 or more sizes; this study has sizes {sizes}"
         return curve
+    if chance is not None:
+        best = int(np.argmax(means))
+        need = chance[0] + max(CHANCE_MARGIN * (1 - chance[0]), NOISE_Z * np.nan_to_num(ses[best]))
+        if means[best] < need:
+            curve.status = (f"no rate: the real learning curve stays near chance (best mean accuracy {means[best]:.3f} "
+                            f"at {sizes[best]} real images; {chance[1]} {chance[0]:.3f}): the classifiers barely "
+                            f"learned, most likely too few training steps or a classifier preset meant for tests")
+            return curve
     se = [0.0 if math.isnan(s) else s for s in ses]
     for i in range(len(sizes) - 1):
         drop = means[i] - means[i + 1]
@@ -198,7 +154,9 @@ def real_curve(real: pd.DataFrame, test_set: str, *, resamples: int = RESAMPLES,
         curve.status = (f"no rate: the real learning curve does not rise beyond seed noise ({means[0]:.3f} at "
                         f"{sizes[0]} real images, {means[-1]:.3f} at {sizes[-1]})")
         return curve
-    curve.params = fit_curve(np.array(sizes), 1.0 - np.array(means))
+    var = seed_variances(values)   # weights 1 / var (module curve.py); NaN: no seed noise, unweighted
+    weights = 1.0 / var if np.isfinite(var).all() else None
+    curve.params = fit_curve(np.array(sizes), 1.0 - np.array(means), weights)
     if curve.params is None:
         curve.status = "no rate: the power-law fit of the real learning curve failed"
         return curve
@@ -211,12 +169,37 @@ def real_curve(real: pd.DataFrame, test_set: str, *, resamples: int = RESAMPLES,
         return curve
     # Draws in a fixed order (size by size, all resamples at once) so a plain loop can repeat them.
     draws = [mean_draws(v, resamples, rng) for v in values]
-    boot = fit_many(sizes, 1.0 - np.stack(draws, axis=1))
+    boot = fit_many(sizes, 1.0 - np.stack(draws, axis=1), weights)
     ok = ~np.isnan(boot).any(axis=1)
     curve.boot, curve.failed = boot[ok], int((~ok).sum())
     if curve.failed > MAX_FAILED_FITS * resamples:
         curve.status = f"no rate: the real learning curve is too noisy ({curve.failed} of {resamples} bootstrap refits failed)"
+        return curve
+    # Its own stream (seeded by the test set), so the bootstrap's draws above stay as they were.
+    curve.lof = lack_of_fit(sizes, values, curve.params, keyed_rng("lack-of-fit", test_set), resamples)
+    curve.alt = Monotone(sizes, means, var)
     return curve
+
+
+def chance_of(part: pd.DataFrame, whole: pd.DataFrame) -> tuple[float, str] | None:
+    """(chance accuracy, what it is) of one test set: the majority class's share of its images,
+    from a confusion matrix (rows: true classes) of the rows of ``part``; else 1 / classes from a
+    per-class accuracy of any row of ``whole``; None when the table records neither."""
+    for col, rows in (("confusion_matrix", part), ("per_class_accuracy", whole)):
+        if col not in rows.columns:
+            continue
+        for text in rows[col].dropna():
+            try:
+                data = json.loads(text) if isinstance(text, str) else text
+                if col == "confusion_matrix":
+                    totals = np.asarray(data, float).sum(axis=1)
+                    if totals.sum() > 0:
+                        return float(totals.max() / totals.sum()), "chance (the majority class's share of the test images)"
+                elif len(data) > 1:
+                    return 1.0 / len(data), f"chance (1 / {len(data)} classes)"
+            except (ValueError, TypeError):
+                continue
+    return None
 
 
 def mean_draws(values: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
@@ -243,7 +226,12 @@ def group_rng(test_set, filt, generator, composition, size, ratio, augment_facto
     af = "" if augment_factor is None or pd.isna(augment_factor) else f"{float(augment_factor):g}"
     key = json.dumps([str(test_set), str(filt), str(generator), str(composition), int(size),
                       f"{float(ratio):g}", af])
-    digest = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "little")
+    return keyed_rng(key)
+
+
+def keyed_rng(*key: str) -> np.random.Generator:
+    """A random stream seeded by a text key through SHA-256 (repeatable across processes)."""
+    digest = int.from_bytes(hashlib.sha256(" ".join(key).encode("utf-8")).digest()[:8], "little")
     return np.random.default_rng([BOOTSTRAP_SEED + 1, digest])
 
 
@@ -254,7 +242,8 @@ def rate_row(curve: Curve, g: Group, draws: np.ndarray | None) -> dict[str, Any]
                            "n_synthetic": g.n_synthetic, "n_seeds": len(g.values),
                            "accuracy_mean": float(g.values.mean()),
                            **{k: math.nan for k in ("n_eff", "n_eff_ci_low", "n_eff_ci_high", "rate", "rate_ci_low",
-                                                    "rate_ci_high")}, "bound": ""}
+                                                    "rate_ci_high", "worth", "worth_ci_low", "worth_ci_high",
+                                                    "n_eff_interp")}, "bound": ""}
     gen, m, n_real = g.label, g.n_synthetic, g.n_real
     mixture = g.composition != "artificial"
     what = (f"{m} {gen} images alone" if not mixture
@@ -271,6 +260,24 @@ def rate_row(curve: Curve, g: Group, draws: np.ndarray | None) -> dict[str, Any]
     reps = np.array([invert(p, y) for p, y in zip(curve.boot, draws[:len(curve.boot)])])
     q = 100 * (1 - CONFIDENCE) / 2
     ci = np.percentile(np.minimum(reps, 1e18), [q, 100 - q])   # inf (above the asymptote) sorts last
+    if curve.alt is not None:
+        row["n_eff_interp"] = curve.alt.invert(row["accuracy_mean"])
+    _read(row, g, point, ci, lo_n, hi_n)
+    for end in ("", "_ci_low", "_ci_high"):   # real images the synthetic part is worth (< 0: it cost)
+        row[f"worth{end}"] = row[f"n_eff{end}"] - (n_real if mixture else 0)
+    if curve.lof.fails:   # beside every number read off this curve
+        alt = row["n_eff_interp"] - (n_real if mixture else 0)
+        also = (f"; a monotone interpolation of the real means puts this result at {alt:.0f} real images"
+                if math.isfinite(alt) and math.isfinite(row["n_eff"]) else "")
+        row["statement"] += (f" Warning: the real learning curve {curve.lof.text()}: the power law misses the real "
+                             f"means by more than their seed noise, so this number depends on the model{also}.")
+    return row
+
+
+def _read(row: dict[str, Any], g: Group, point: float, ci: np.ndarray, lo_n: int, hi_n: int) -> None:
+    """Fill ``row``'s n_eff, interval, rate, status and sentence from the point and interval."""
+    m, n_real = g.n_synthetic, g.n_real
+    mixture = g.composition != "artificial"
     inside = lambda v: lo_n <= v <= hi_n  # noqa: E731
 
     def gain(v):  # real images the synthetic part is worth
@@ -281,7 +288,22 @@ def rate_row(curve: Curve, g: Group, draws: np.ndarray | None) -> dict[str, Any]
         # Its real part is the largest real size measured: above the curve's end, no gain can be read
         # off it ("worth more than 0" says nothing), so the mixture is set against its real part.
         row["status"], row["statement"] = beyond(g, row, hi_n)
-        return row
+        return
+    if mixture and lo_n <= n_real <= hi_n and point <= n_real and (point >= lo_n or ci[1] < n_real):
+        # Below its own real part, where the curve can say by how much: harm is a result, with its
+        # interval; whether the synthetic images hurt is decided by the interval, not the point.
+        if point >= lo_n:
+            row["n_eff"] = point
+        row["n_eff_ci_low"] = ci[0] if point >= lo_n and inside(ci[0]) else math.nan
+        row["n_eff_ci_high"] = ci[1] if inside(ci[1]) else math.nan
+        if ci[1] < n_real:
+            row["status"] = WORSE + ("" if point >= lo_n else "; below the measured range")
+            if point < lo_n:
+                row["bound"] = f"cost the equivalent of at least {n_real - max(ci[1], lo_n):.0f} real images"
+        else:
+            row["status"] = "worth nothing measurable"
+        row["statement"] = harm_statement(g, row, lo_n, hi_n)
+        return
     if point > hi_n:
         status = "above range"
         bound = f"worth more than {gain(hi_n):.0f} real images"
@@ -321,7 +343,6 @@ def rate_row(curve: Curve, g: Group, draws: np.ndarray | None) -> dict[str, Any]
             row["rate_ci_high"] = m / gain(row["n_eff_ci_low"])
     row["status"] = status
     row["statement"] = statement(g, row, lo_n, hi_n)
-    return row
 
 
 def with_counts(df: pd.DataFrame) -> pd.DataFrame:
@@ -421,7 +442,8 @@ def exchange_rates(results: pd.DataFrame, *, provenance: dict[str, Any] | None =
     for test_set, part in df.groupby("test_set", sort=True):
         real = part[part["composition"] == "real"]
         synth = part[part["composition"].isin(SYNTHETIC_COMPOSITIONS)]
-        curve = real_curve(real, str(test_set), resamples=resamples)
+        chance = chance_of(real, df)
+        curve = real_curve(real, str(test_set), resamples=resamples, chance=chance)
         curves.append(curve)
         curve_cols = {"curve_a": curve.params[0] if curve.params else math.nan,
                       "curve_b": curve.params[1] if curve.params else math.nan,
@@ -430,6 +452,9 @@ def exchange_rates(results: pd.DataFrame, *, provenance: dict[str, Any] | None =
                       "fit_min_size": curve.sizes[0] if curve.sizes else math.nan,
                       "fit_max_size": curve.sizes[-1] if curve.sizes else math.nan,
                       "curve_status": curve.status, "failed_fits": curve.failed, "resamples": curve.resamples,
+                      "curve_fit": curve.lof.text() if curve.params else "", "lof_chi2": curve.lof.chi2,
+                      "lof_df": curve.lof.df if curve.params else math.nan, "lof_p": curve.lof.p,
+                      "chance": chance[0] if chance else math.nan,
                       "grid": grid or "complete"}
         keys = ["filter", "generator", "composition", "size", "ratio", "augment_factor"]
         for (filt, gen, comp, size, ratio, af), g in synth.groupby(keys, sort=True, dropna=False):

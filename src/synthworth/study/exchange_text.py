@@ -108,3 +108,25 @@ def statement(g: Group, row: dict[str, Any], lo_n: int, hi_n: int) -> str:
     return (f"{lead} {'is' if mixture else 'are'} worth {_fmt(worth)} real images "
             f"(95 % CI {_interval(lo_w, hi_w, below, above)}): one real image is worth {_fmt(row['rate'])} {gen} "
             f"images (CI {rate_ci}).")
+
+
+def harm_statement(g: Group, row: dict[str, Any], lo_n: int, hi_n: int) -> str:
+    """The sentence of a mixture below its own real part where the curve can say by how much: a
+    cost in real images with its interval. Whether the synthetic images hurt is said from the
+    interval (its upper end below the real part), never from the point alone."""
+    lead, n_real, acc = _lead(g), g.n_real, row["accuracy_mean"]
+    high, low = row["n_eff_ci_high"], row["n_eff_ci_low"]
+    most = _fmt(n_real - low) if math.isfinite(low) else f"over {_fmt(n_real - lo_n)}"   # the interval's worst
+    if row["status"].startswith(WORSE) and row["bound"]:   # below the measured range
+        return (f"{lead} {row['bound']} (95 % interval; its accuracy, {acc:.3f}, lies below the real sizes measured, "
+                f"{lo_n}–{hi_n}): the synthetic images hurt.")
+    cost = n_real - row["n_eff"]
+    if row["status"].startswith(WORSE):
+        least = _fmt(n_real - high)
+        return (f"{lead} cost the equivalent of {_fmt(cost)} real images (95 % CI {least}–{most}): its accuracy "
+                f"({acc:.3f}) is what {_fmt(row['n_eff'])} real images reach on the real learning curve, fewer than "
+                f"its own {n_real}; the synthetic images hurt.")
+    gain = _fmt(high - n_real) if math.isfinite(high) else f"over {_fmt(hi_n - n_real)}"
+    return (f"{lead} is worth nothing measurable: its accuracy ({acc:.3f}) is what {_fmt(row['n_eff'])} real images "
+            f"reach on the real learning curve, {_fmt(cost)} fewer than its own {n_real} (95 % CI from a cost of "
+            f"{most} to a gain of {gain} real images).")

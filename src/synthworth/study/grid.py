@@ -8,7 +8,15 @@ Compositions at size N and seed s (real pool R, a generator's synthetic pool S, 
 - ``subset_real``: the real part of ``mixed`` alone:   ``subset(R, count=N - round(N r), seed=s)``,
                    the very same images (the source study's Mixed vs Subset_real relation)
 - ``augmented``:   the ``real`` cell's N images plus round(k N) synthetic ones, for each factor k
+                   (``augment(R, S, count=N, extra=round(k N), seed=s)``)
 - ``ratio_sweep``: ``mix`` at every ratio of the spec at size N
+
+Every composition holds the per-class counts of ``real`` at its size (N; N + round(k N) for
+``augmented``): ``artificial`` draws exactly those counts from S, and the mixtures are
+stratified jointly (see :mod:`synthworth.data.compose`), so a real-vs-synthetic comparison
+never also compares class balances. ``subset_real`` holds those of ``real`` at its own size
+(where S lacks images of a class, ``mix`` takes more real ones of it, and the mixture's real
+part is then no longer exactly ``subset_real``'s; ``artificial`` and ``augmented`` are refused).
 
 ``real`` and ``subset_real`` hold no synthetic image: one cell each, not one per generator.
 Every other composition runs once per filter of the spec (``none``: the synthetic pool as it is;
@@ -32,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from synthworth.data.compose import concat, mix, subset
-from synthworth.data.dataset import Dataset, derive_fingerprint
+from synthworth.data.compose import augment, balanced_counts, class_sizes, mix, subset
+from synthworth.data.dataset import Dataset
 from synthworth.engine.config import RESUMABLE_CHANGES
 from synthworth.errors import DataError, SynthworthError
 from synthworth.study.inputs import StudyInputs
@@ -138,9 +146,17 @@ def check_sizes(cells: list[Cell], inputs: StudyInputs, mixed_ratio: float) -> N
 
     for cell in cells:
         n_real, n_synth = counts(cell, mixed_ratio)
+        before = len(problems)
         need("real", inputs.pool, n_real, cell)
         if n_synth:
             need(f"synthetic ({cell.generator})", inputs.synthetic_pool(cell.generator, cell.filter), n_synth, cell)
+        if len(problems) == before:
+            # Enough images in all, but perhaps not of every class real's balance asks for.
+            try:
+                training_set(cell, inputs, mixed_ratio)
+            except DataError as exc:
+                problems.setdefault(f"{cell.composition}:{cell.generator}:{cell.filter}:{cell.size}:{cell.ratio}",
+                                    f"{cell.label()} (which holds real's per-class counts at its size): {exc}")
     if problems:
         raise DataError("too few images for the asked sizes: " + "; ".join(problems.values()))
 
@@ -153,16 +169,18 @@ def training_set(cell: Cell, inputs: StudyInputs, mixed_ratio: float) -> Dataset
         return subset(real, count=n_real, seed=s)
     synthetic = inputs.synthetic_pool(cell.generator, cell.filter)
     if cell.composition == "artificial":
-        return subset(synthetic, count=n_synth, seed=s)
+        # The classes of a real draw of this size, not of a draw from S (S may be unbalanced).
+        return subset(synthetic, class_counts=balanced_counts(n_synth, class_sizes(real)), seed=s)
     if cell.composition in ("mixed", "ratio_sweep"):
         return mix(real, synthetic, size=cell.size, ratio=cell.ratio, seed=s)
     if cell.composition == "augmented":
-        # The synthetic draw uses seed + 1, as mix() does for its second part.
-        parts = [subset(real, count=n_real, seed=s), subset(synthetic, count=n_synth, seed=s + 1)]
-        fp = derive_fingerprint("augment", {"real": n_real, "synthetic": n_synth, "seed": s},
-                                [real.fingerprint, synthetic.fingerprint])
-        return concat(parts, fingerprint=fp)
+        return augment(real, synthetic, count=n_real, extra=n_synth, seed=s)
     raise DataError(f"unknown composition {cell.composition!r}")
+
+
+def class_counts(train_set: Dataset) -> list[int]:
+    """Images per class of a training set (recorded with each cell, see study/cell.py)."""
+    return np.bincount(train_set.labels[train_set.labels >= 0], minlength=len(train_set.class_names)).tolist()
 
 
 def cell_classifier(config, seed: int):

@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import time
 import traceback
 import warnings
@@ -56,9 +57,10 @@ from synthworth.data.dataset import Dataset
 from synthworth.errors import SynthworthError
 from synthworth.safety import LockedError, output_lock, safe_name
 from synthworth.study.cache import CellStore, check_results_folder, claim_results_folder, write_json_atomic
-from synthworth.study.cell import _score_on_synthetic
+from synthworth.study.cell import _add_predictions, _score_on_synthetic, lacks_predictions
 from synthworth.study.grid import parse_shard, shard_of
 from synthworth.study.inputs import StudyWarning, shape_text
+from synthworth.study.predictions import lacking_note
 from synthworth.study.plan import METRICS_JOB, PlannedCell, StudyPlan, _log, cell_threads, plan_study
 from synthworth.study.spec import StudySpec, load_spec
 from synthworth.study.tables import grid_state, metrics_file, read_metrics, write_tables
@@ -83,6 +85,7 @@ class StudyRun:
     elsewhere: list[str] = field(default_factory=list)       # cells another process was training
     grid: dict[str, Any] = field(default_factory=dict)       # what grid.json says after the run
     metrics: list[str] = field(default_factory=list)
+    predictions_added: list[str] = field(default_factory=list)  # finished cells given predictions from saved models
     notes: list[str] = field(default_factory=list)
     tables: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
@@ -140,12 +143,18 @@ def run_study(spec: str | os.PathLike | StudySpec, *, shard: str | tuple[int, in
             {"trained": report.trained, "skipped": report.skipped, "failed": report.failed,
              "elsewhere": report.elsewhere}[outcomes[key]].append(key)
         for key in todo:
-            if not by_key[key].cell.generator and key not in report.failed:
-                try:
-                    _score_on_synthetic(plan, by_key[key], store)
-                except Exception as exc:  # noqa: BLE001 (e.g. a damaged saved model: reported at the end)
-                    _log(plan, f"failed scoring {key} on the synthetic test sets: {type(exc).__name__}: {exc}")
-                    report.failed.append(key)
+            if key in report.failed:
+                continue
+            try:
+                # A cell finished before predictions were kept gets them from its saved model.
+                added = _add_predictions(plan, by_key[key], store)
+                if not by_key[key].cell.generator:
+                    added += _score_on_synthetic(plan, by_key[key], store)
+                if added:
+                    report.predictions_added.append(key)
+            except Exception as exc:  # noqa: BLE001 (e.g. a damaged saved model: reported at the end)
+                _log(plan, f"failed scoring {key} on its test sets: {type(exc).__name__}: {exc}")
+                report.failed.append(key)
         for job in sorted(j for j in mine if j.startswith(METRICS_JOB)):
             generator = job[len(METRICS_JOB):]
             outcome = _attempt_metrics(plan, generator, progress)
@@ -171,8 +180,12 @@ def _finish(plan: StudyPlan, report: StudyRun, by_key: dict[str, PlannedCell]) -
     if not grid["complete"] and not report.failed and not report.elsewhere:
         missing = [f"{grid['planned_cells'] - grid['finished_cells']} cell(s)"] if grid["missing"] else []
         missing += [f"the metrics of {', '.join(grid['metrics_missing'])}"] if grid["metrics_missing"] else []
+        # Shards complete one study only when they share its results folder (there is no merge of
+        # separate folders): say which folder every shard must write into.
         warnings.warn(f"the study is partial: {' and '.join(missing)} not done yet (other shards, or running "
-                      f"elsewhere); {partial}; 'synthworth study status' lists them", StudyWarning, stacklevel=3)
+                      f"elsewhere); {partial}; every shard completes this study only when run with --out "
+                      f"{shlex.quote(str(plan.out))}; 'synthworth study status' lists what is left",
+                      StudyWarning, stacklevel=3)
     if report.failed:
         names = [by_key[k].cell.label() if k in by_key else k.replace(METRICS_JOB, "metrics of ")
                  for k in report.failed]
@@ -198,6 +211,7 @@ class StudyStatus:
     metrics_pending: list[str]
     per_composition: dict[str, tuple[int, int]]   # composition -> (complete cells, cells)
     grid: dict[str, Any]                          # grid.json's content, as it would be written now
+    lacking_predictions: list[str] = field(default_factory=list)  # complete cells without current predictions
 
     def format(self) -> str:
         g = self.grid
@@ -213,6 +227,8 @@ class StudyStatus:
         if self.metrics_done or self.metrics_pending:
             lines.append(f"metrics    done: {', '.join(self.metrics_done) or '-'}; "
                          f"to do: {', '.join(self.metrics_pending) or '-'}")
+        if self.lacking_predictions:
+            lines.append(lacking_note(len(self.lacking_predictions), len(self.complete)))
         return "\n".join(lines)
 
 
@@ -230,6 +246,8 @@ def study_status(spec: str | os.PathLike | StudySpec, *, out: str | os.PathLike 
     metrics = list(plan.spec.synthetic) if plan.spec.metrics.enabled else []
     done_metrics = _metrics_done(plan)
 
+    by_key = plan.by_key()
+
     def having(state: str) -> list[str]:
         return [k for k, s in states.items() if s == state]
 
@@ -238,7 +256,8 @@ def study_status(spec: str | os.PathLike | StudySpec, *, out: str | os.PathLike 
                        running=[k for k in having("interrupted") if store.running_elsewhere(k)],
                        metrics_done=[g for g in metrics if g in done_metrics],
                        metrics_pending=[g for g in metrics if g not in done_metrics], per_composition=per,
-                       grid=grid_state(plan, store, done_metrics))
+                       grid=grid_state(plan, store, done_metrics),
+                       lacking_predictions=[k for k in having("complete") if lacks_predictions(plan, by_key[k], store)])
 
 
 # ------------------------------------------------------------------------------ metrics

@@ -38,6 +38,7 @@ import pandas as pd
 from synthworth import safety
 from synthworth.study.cache import CellStore, read_json, tables_lock, write_json_atomic
 from synthworth.study.exchange import exchange_rates, provenance_of, study_frame
+from synthworth.study.grid import class_counts
 from synthworth.study.leakage import mark
 from synthworth.study.stats import _trials, compare, proportion_interval, summarise
 
@@ -101,6 +102,9 @@ def result_rows(plan: StudyPlan, store: CellStore) -> tuple[list[dict], list[dic
             "filter": cell.filter, "size": cell.size, "per_class": cell.per_class, "ratio": cell.ratio,
             "augment_factor": cell.augment_factor, "seed": cell.seed,
             "n_train": res["n_train"], "n_real": res["n_real"], "n_synthetic": res["n_synthetic"],
+            # Images per class of the training set (read from the plan, so older results get it too:
+            # the key fixes the images).
+            "class_counts": json.dumps(class_counts(planned.train_set)),
             "accuracy": real_test["accuracy"], "macro_f1": real_test["macro_f1"],
             "synthetic_accuracy": synth_test.get("accuracy"), "synthetic_macro_f1": synth_test.get("macro_f1"),
             "n_test": real_test["n"], "n_synthetic_test": synth_test.get("n"),
