@@ -63,6 +63,7 @@ from synthworth.study.stats import CONFIDENCE, NO_FILTER, _with_filter, holm, pa
 N_BOOT = 4000
 RNG_SEED = 20240521  # fixed: the same results give the same table
 _CHUNK = 1_000_000  # image weights drawn per block: at most this many numbers in memory at once
+POOL_LEVEL = 0.25  # the preliminary F-test's level of the sometimes-pool rule (variance_components)
 PRIMARY, EXPLORATORY = "primary", "exploratory"
 BOOTSTRAP = "paired bootstrap over seeds and test images"
 T_TEST = "paired t-test on seed means"
@@ -89,15 +90,23 @@ def variance_components(d: np.ndarray) -> dict[str, float]:
     ms_e = float((resid ** 2).sum()) / ((n_seeds - 1) * max(n_images - 1, 1))
     # E[MS_seed] = N s2_seed + s2_e, E[MS_image] = S s2_image + s2_e, E[MS_e] = s2_e, and
     # Var(mean) = s2_seed / S + s2_image / N + s2_e / (S N) = (MS_seed + MS_image - MS_e) / (S N).
-    if ms_seed > ms_e:
+    # Bancroft's sometimes-pool rule: the seed component counts when its F-test at the 25 % level
+    # finds one (Bozivich, Bancroft & Hartley 1956); at 3 seeds counting it whenever
+    # MS_seed > MS_e would inflate the variance by about a third when there is none.
+    from scipy import stats
+
+    f_crit = float(stats.f.ppf(1 - POOL_LEVEL, n_seeds - 1, (n_seeds - 1) * max(n_images - 1, 1)))
+    seeds_count = ms_seed > ms_e and (ms_e == 0 or ms_seed / ms_e > f_crit)
+    if seeds_count:
         total = ms_seed + ms_img - ms_e
         denom = ms_seed ** 2 / (n_seeds - 1) + ms_img ** 2 / max(n_images - 1, 1) + \
             ms_e ** 2 / ((n_seeds - 1) * max(n_images - 1, 1))
-    else:  # the seeds differ no more than the image noise explains: no seed component
+    else:  # the seeds differ no more than the image noise explains: pooled, no seed component
         total, denom = ms_img, ms_img ** 2 / max(n_images - 1, 1)
     df = total ** 2 / denom if denom > 0 else math.inf
     return {"ms_seed": ms_seed, "ms_image": ms_img, "ms_resid": ms_e,
-            "seed_var": max(ms_seed - ms_e, 0.0) / n_images, "var": total / (n_seeds * n_images), "df": df}
+            "seed_var": (ms_seed - ms_e) / n_images if seeds_count else 0.0,
+            "var": total / (n_seeds * n_images), "df": df}
 
 
 def two_way_bootstrap(a: np.ndarray, b: np.ndarray, *, n_boot: int = N_BOOT, confidence: float = CONFIDENCE,
