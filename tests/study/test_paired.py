@@ -123,5 +123,6 @@ def test_a_study_with_comparisons_in_its_spec_gets_families_and_bootstrap_interv
     from synthworth.report import build_report
 
     page = build_report(out, tmp_path / "report" / "index.html").read_text(encoding="utf-8")
-    assert "p (Holm, primary)" in page and "Primary: the 2 comparisons the spec names" in page
+    assert "p (primary: Holm-adjusted; exploratory: raw)" in page and "Primary: the 2 comparisons the spec names" in page
+    assert page.count(" (Holm)</td>") == 2 and page.count(" (raw)</td>") == 2
     assert "Exploratory: the other 2" in page

@@ -252,14 +252,15 @@ class Report(Sections):
     @staticmethod
     def _comparison_table(c: pd.DataFrame) -> str:
         """The paired comparisons. With a ``family`` column (this synthworth), a primary row shows
-        only its Holm-adjusted p and an exploratory row only its raw p; older tables show both."""
+        only its Holm-adjusted p and an exploratory row only its raw p, each labelled; older
+        tables show both."""
         holm = "p_holm" in c.columns
         families = "family" in c.columns
         if families:
-            p_head = "<th>p (Holm, primary)</th><th>p (raw, exploratory)</th>"
+            p_head = "<th>p (primary: Holm-adjusted; exploratory: raw)</th>"
         else:
             p_head = "<th>p</th>" + ("<th>p (Holm)</th>" if holm else "")
-        images = "n_images" in c.columns
+        images = "n_images" in c.columns and bool(pd.to_numeric(c["n_images"], errors="coerce").notna().any())
         head = ("<tr>" + ("<th class='l'>family</th>" if families else "") + "<th class='l'>A</th><th class='l'>B</th>"
                 "<th>size</th><th>seeds</th>" + ("<th>test images</th>" if images else "")
                 + "<th>mean A</th><th>mean B</th><th>A − B</th><th>95 % CI</th>" + p_head
@@ -273,13 +274,12 @@ class Report(Sections):
             ci = interval(r.ci_low, r.ci_high, "signed")
             if families:
                 primary = r.family == "primary"
-                p_cells = (f"<td>{num(r.p_holm) if primary else '—'}</td>"
-                           f"<td>{'—' if primary else num(r.p_value)}</td>")
+                p_cells = (f"<td>{num(r.p_holm)} (Holm)</td>" if primary else f"<td>{num(r.p_value)} (raw)</td>")
             else:
                 p_cells = f"<td>{num(r.p_value)}</td>" + (f"<td>{num(r.p_holm)}</td>" if holm else "")
             rows.append("<tr>" + (f"<td class='l'>{esc(r.family)}</td>" if families else "")
                         + f"<td class='l'>{esc(a)}</td><td class='l'>{esc(b)}</td><td>{num(r.size, 'count')}</td>"
-                        f"<td>{num(r.n, 'count')}</td>" + (f"<td>{num(r.n_images, 'count')}</td>" if images else "")
+                        f"<td>{num(r.n, 'count')}</td>" + (f"<td>{_images(r.n_images)}</td>" if images else "")
                         + f"<td>{num(r.mean_a)}</td><td>{num(r.mean_b)}</td>"
                         f"<td>{num(r.diff, 'signed')}</td><td>{ci}</td>{p_cells}"
                         + (f"<td class='l'>{esc(r.method)}</td>" if "method" in c.columns else "") + "</tr>")
@@ -368,3 +368,6 @@ class Report(Sections):
                 + f"{inputs}{spec}{run_configs}")
 
 
+def _images(n) -> str:
+    """The test images a paired comparison resampled; a t-test row used the seed means only."""
+    return "seed means only" if pd.isna(n) else num(n, "count")
