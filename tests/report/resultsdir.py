@@ -14,7 +14,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from synthworth.study.stats import compare, summarise
+from synthworth.study.paired import compare
+from synthworth.study.stats import summarise
 
 PAIRS = [("real", "artificial"), ("real", "mixed"), ("mixed", "subset_real"), ("artificial", "mixed")]
 

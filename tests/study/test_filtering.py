@@ -185,7 +185,11 @@ def test_the_study_tables_show_the_filter_and_its_paired_test(tmp_path, digits16
 
     page = build_report(out, tmp_path / "report" / "index.html").read_text(encoding="utf-8")
     assert "<h2>Filtering synthetic data</h2>" in page and "artificial (gen) filtered: confidence" in page
-    assert f"Holm-adjusted over all {comparisons['p_value'].notna().sum()} paired comparisons" in page
+    # filter comparisons are exploratory: raw p, no Holm; the note counts the primary family only
+    assert set(comparisons.loc[comparisons["kind"] == "filter", "family"]) == {"exploratory"}
+    assert comparisons.loc[comparisons["kind"] == "filter", "p_holm"].eq("").all()
+    n_primary = int((comparisons["family"] == "primary").sum())
+    assert f"Primary: the {n_primary} comparisons the spec names" in page
 
 
 def test_choose_keeps_the_top_share_of_each_class():

@@ -7,7 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from synthworth.study.stats import compare, holm
+from synthworth.study.paired import compare
+from synthworth.study.stats import holm
 
 
 def test_a_hand_computed_example():
@@ -34,13 +35,26 @@ def test_nan_stays_nan_and_is_not_counted_as_a_test():
     assert holm([]) == [] and all(math.isnan(v) for v in holm([math.nan, math.nan]))
 
 
-def test_comparisons_carry_p_holm_over_every_row():
+def test_holm_runs_over_the_primary_family_only():
     rows = []
-    for seed, (real, art, mix) in enumerate([(0.9, 0.5, 0.8), (0.8, 0.6, 0.85), (0.85, 0.4, 0.7)]):
+    # generator h: a noisy shift against g, so its (exploratory) p-values are neither 0 nor 1
+    for seed, (real, art, mix, dh) in enumerate([(0.9, 0.5, 0.8, 0.1), (0.8, 0.6, 0.85, 0.05),
+                                                 (0.85, 0.4, 0.7, 0.12)]):
         rows += [{"composition": "real", "generator": "", "size": 10, "seed": seed, "accuracy": real},
                  {"composition": "artificial", "generator": "g", "size": 10, "seed": seed, "accuracy": art},
-                 {"composition": "mixed", "generator": "g", "size": 10, "seed": seed, "accuracy": mix}]
+                 {"composition": "artificial", "generator": "h", "size": 10, "seed": seed, "accuracy": art - dh},
+                 {"composition": "mixed", "generator": "g", "size": 10, "seed": seed, "accuracy": mix},
+                 {"composition": "mixed", "generator": "h", "size": 10, "seed": seed, "accuracy": mix - dh / 2}]
     table = compare(pd.DataFrame(rows), [("real", "artificial"), ("real", "mixed")])
-    assert list(table["filter_a"]) == ["none", "none"]  # results from before filters: all unfiltered
-    assert table["p_holm"].tolist() == pytest.approx(holm(table["p_value"].tolist()))
-    assert (table["p_holm"] >= table["p_value"]).all()
+    assert list(table["filter_a"].unique()) == ["none"]  # results from before filters: all unfiltered
+    primary = table[table["family"] == "primary"]
+    exploratory = table[table["family"] == "exploratory"]
+    assert set(primary["kind"]) == {"composition"} and len(primary) == 4  # 2 pairs x 2 generators
+    assert set(exploratory["kind"]) == {"generator"} and len(exploratory) == 2  # artificial, mixed: g vs h
+    # m = 4 (the primary rows), not 6: the exploratory rows neither count nor get an adjusted p
+    assert primary["p_holm"].tolist() == pytest.approx(holm(primary["p_value"].tolist()))
+    assert primary["p_holm"].tolist() != pytest.approx(holm(table["p_value"].tolist())[:4])
+    assert exploratory["p_holm"].isna().all() and exploratory["p_value"].notna().all()
+    # no predictions given: every row is the t-test on seed means, and says so
+    assert table["method"].str.startswith("paired t-test on seed means (no per-image predictions)").all()
+    assert (table["p_value"] == table["t_p_value"]).all()

@@ -12,7 +12,8 @@ from synthworth.data.dataset import Dataset
 from synthworth.study.grid import Cell, build_grid, check_sizes, shard_of, training_set
 from synthworth.study.inputs import StudyInputs
 from synthworth.study.spec import StudySpec
-from synthworth.study.stats import compare, paired, summarise, t_interval
+from synthworth.study.paired import compare
+from synthworth.study.stats import paired, summarise, t_interval
 
 T_975_2 = 4.302652729911275  # Student t, 97.5 % quantile, 2 degrees of freedom
 

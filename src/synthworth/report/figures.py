@@ -195,7 +195,7 @@ def ratio_curves(summary: pd.DataFrame, path: Path, metric: str = "accuracy", sc
 
 
 def paired_differences(comparisons: pd.DataFrame, path: Path, scope: str = "") -> Path | None:
-    """Paired differences (A - B on the same seeds) with their 95 % intervals."""
+    """Paired differences (A - B on the same seeds, and test images where kept) with their 95 % intervals."""
     part = comparisons.dropna(subset=["diff"])
     if part.empty:
         return None
@@ -208,7 +208,7 @@ def paired_differences(comparisons: pd.DataFrame, path: Path, scope: str = "") -
                 fmt="o", capsize=3, color="black")
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(y, labels, fontsize=7)
-    ax.set_xlabel("difference in accuracy (A − B, same seeds), 95 % CI")
+    ax.set_xlabel("difference in accuracy (A − B, paired), 95 % CI")
     _title(ax, "Paired comparisons: an interval that crosses 0 is not a demonstrated effect", scope, 70)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)

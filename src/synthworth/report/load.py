@@ -28,7 +28,8 @@ RERUN = "re-run 'synthworth study run SPEC.yaml' on its spec to rewrite the tabl
 # columns that must hold whole numbers (counts, sizes, seeds), the columns no row may leave empty and
 # those that hold a share (accuracy, p-value: between 0 and 1; the figures place text by them).
 TEXT = ("study", "composition", "generator", "generator_a", "generator_b", "composition_a",
-        "composition_b", "kind", "metric", "device", "features", "features_label", "host")
+        "composition_b", "kind", "metric", "device", "features", "features_label", "host", "family", "method",
+        "interval_covers")
 SCHEMA: dict[str, dict[str, tuple[str, ...]]] = {
     "results": {
         "required": ("composition", "generator", "size", "seed", "accuracy"),
@@ -50,10 +51,11 @@ SCHEMA: dict[str, dict[str, tuple[str, ...]]] = {
     "comparisons": {
         "required": ("composition_a", "generator_a", "composition_b", "generator_b", "size", "n", "mean_a",
                      "mean_b", "diff", "ci_low", "ci_high", "p_value"),
-        "numbers": ("size", "n", "mean_a", "mean_b", "diff", "diff_sd", "ci_low", "ci_high", "p_value"),
-        "whole": ("size", "n"),
+        "numbers": ("size", "n", "n_images", "mean_a", "mean_b", "diff", "diff_sd", "ci_low", "ci_high", "p_value",
+                    "p_holm", "t_ci_low", "t_ci_high", "t_p_value"),
+        "whole": ("size", "n", "n_images"),
         "filled": ("composition_a", "composition_b", "size", "n"),
-        "unit": ("mean_a", "mean_b", "p_value"),
+        "unit": ("mean_a", "mean_b", "p_value", "p_holm", "t_p_value"),
     },
     "metrics": {
         "required": ("generator",),

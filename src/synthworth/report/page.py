@@ -236,7 +236,9 @@ class Report(Sections):
                                  "Accuracy against the synthetic share of a fixed-size training set."))
         if len(c):
             parts.append(self.figure(figures.paired_differences(c, self.target("paired_differences.png"), scope=scope),
-                                     "Paired differences between compositions on the same seeds (95 % CI)."))
+                                     "Paired differences between compositions on the same seeds (and, where the cells kept "
+                                     "per-image predictions, the same test images), with 95 % intervals: the note "
+                                     "below the table says what each covers."))
             parts.append(f"<h3>Paired comparisons{self.table_scope()}</h3><div class='wide'>"
                          + self._comparison_table(c) + "</div>" + self.holm_note())
         if self.headline is not None and len(r):
@@ -249,10 +251,20 @@ class Report(Sections):
 
     @staticmethod
     def _comparison_table(c: pd.DataFrame) -> str:
+        """The paired comparisons. With a ``family`` column (this synthworth), a primary row shows
+        only its Holm-adjusted p and an exploratory row only its raw p, each labelled; older
+        tables show both."""
         holm = "p_holm" in c.columns
-        head = ("<tr><th class='l'>A</th><th class='l'>B</th><th>size</th><th>seeds</th><th>mean A</th>"
-                "<th>mean B</th><th>A − B</th><th>95 % CI</th><th>p</th>"
-                + ("<th>p (Holm)</th>" if holm else "") + "</tr>")
+        families = "family" in c.columns
+        if families:
+            p_head = "<th>p (primary: Holm-adjusted; exploratory: raw)</th>"
+        else:
+            p_head = "<th>p</th>" + ("<th>p (Holm)</th>" if holm else "")
+        images = "n_images" in c.columns and bool(pd.to_numeric(c["n_images"], errors="coerce").notna().any())
+        head = ("<tr>" + ("<th class='l'>family</th>" if families else "") + "<th class='l'>A</th><th class='l'>B</th>"
+                "<th>size</th><th>seeds</th>" + ("<th>test images</th>" if images else "")
+                + "<th>mean A</th><th>mean B</th><th>A − B</th><th>95 % CI</th>" + p_head
+                + ("<th class='l'>interval from</th>" if "method" in c.columns else "") + "</tr>")
         rows = []
         for r in c.itertuples():
             a = r.composition_a + (f" ({r.generator_a})" if r.generator_a else "")
@@ -260,22 +272,48 @@ class Report(Sections):
             if getattr(r, "kind", "") == "filter":
                 a, b = f"{a} filtered: {r.filter_a}", f"{b} unfiltered"
             ci = interval(r.ci_low, r.ci_high, "signed")
-            rows.append(f"<tr><td class='l'>{esc(a)}</td><td class='l'>{esc(b)}</td><td>{num(r.size, 'count')}</td>"
-                        f"<td>{num(r.n, 'count')}</td><td>{num(r.mean_a)}</td><td>{num(r.mean_b)}</td>"
-                        f"<td>{num(r.diff, 'signed')}</td><td>{ci}</td><td>{num(r.p_value)}</td>"
-                        + (f"<td>{num(r.p_holm)}</td>" if holm else "") + "</tr>")
+            if families:
+                primary = r.family == "primary"
+                p_cells = (f"<td>{num(r.p_holm)} (Holm)</td>" if primary else f"<td>{num(r.p_value)} (raw)</td>")
+            else:
+                p_cells = f"<td>{num(r.p_value)}</td>" + (f"<td>{num(r.p_holm)}</td>" if holm else "")
+            rows.append("<tr>" + (f"<td class='l'>{esc(r.family)}</td>" if families else "")
+                        + f"<td class='l'>{esc(a)}</td><td class='l'>{esc(b)}</td><td>{num(r.size, 'count')}</td>"
+                        f"<td>{num(r.n, 'count')}</td>" + (f"<td>{_images(r.n_images)}</td>" if images else "")
+                        + f"<td>{num(r.mean_a)}</td><td>{num(r.mean_b)}</td>"
+                        f"<td>{num(r.diff, 'signed')}</td><td>{ci}</td>{p_cells}"
+                        + (f"<td class='l'>{esc(r.method)}</td>" if "method" in c.columns else "") + "</tr>")
         return "<table>" + head + "".join(rows) + "</table>"
 
     def holm_note(self) -> str:
-        """Says how many tests the Holm adjustment covers (every comparison of comparisons.csv)."""
+        """Says which comparisons form the primary family, how many tests Holm covers, and what
+        the intervals cover (seeds and test images, or seeds only where predictions are missing)."""
         c = self.all_comparisons
         if "p_holm" not in c.columns or "p_value" not in c.columns:
             return ("<p>p-values are not adjusted for the number of comparisons (comparisons.csv has no p_holm "
                     "column: run the study again with this synthworth to get them).</p>")
         tests = int(pd.to_numeric(c["p_value"], errors="coerce").notna().sum())
-        return (f"<p>p: the paired t-test's p-value; p (Holm): the same, Holm-adjusted over all {tests} "
-                "paired comparisons of this study (comparisons.csv), so that a small adjusted p is unlikely "
-                "to be one lucky test among many.</p>")
+        if "family" not in c.columns:
+            return (f"<p>p: the paired t-test's p-value; p (Holm): the same, Holm-adjusted over all {tests} "
+                    "paired comparisons of this study (comparisons.csv), so that a small adjusted p is unlikely "
+                    "to be one lucky test among many.</p>")
+        primary = c["family"] == "primary"
+        n_primary = int(pd.to_numeric(c.loc[primary, "p_value"], errors="coerce").notna().sum())
+        method = c["method"].fillna("").astype(str) if "method" in c.columns else pd.Series("", index=c.index)
+        boot = int(method.str.startswith("paired bootstrap").sum())
+        fallback = len(c) - boot
+        how = (f"{boot} of {len(c)} comparisons use a paired bootstrap over seeds and the same test images (seeds "
+               "paired by seed, images by index): their 95 % intervals and p-values cover the seed-to-seed and the "
+               "test-image variation, not the generators' retraining, and hold for test images like these. ")
+        if fallback:
+            how += (f"{fallback} fall back to the paired t-test on seed means (their cells lack per-image "
+                    "predictions: the method column says why), which covers the seeds only, conditional on this "
+                    "test set. ")
+        return (f"<p>{esc(how)}Primary: the {n_primary} comparisons the spec names under <code>comparisons</code> "
+                "(each pair at each size and generator), decided before the results; their p is Holm-adjusted over "
+                "those only, so a small adjusted p is unlikely to be one lucky test among them. Exploratory: the "
+                f"other {tests - n_primary} (generators, filters), shown with their raw p and no adjustment: leads to "
+                "test in a new study, not findings.</p>")
 
     def filtering(self) -> str:
         """The effect of the spec's filters: filtered against unfiltered cells on the same seeds."""
@@ -330,3 +368,6 @@ class Report(Sections):
                 + f"{inputs}{spec}{run_configs}")
 
 
+def _images(n) -> str:
+    """The test images a paired comparison resampled; a t-test row used the seed means only."""
+    return "seed means only" if pd.isna(n) else num(n, "count")

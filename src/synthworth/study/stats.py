@@ -16,9 +16,11 @@ number of test images; ``n`` unknown: 0.001). ``_mean`` and ``_sd`` stay the pla
 standard deviation of the seeds. Differences (:func:`paired`) keep the plain t-interval: they
 may be negative.
 
-A study makes dozens of such comparisons, so ``p_holm`` adjusts each p-value for all the
-comparisons of the study (Holm's step-down method, which controls the chance of any false
-"significant" among them without assuming they are independent).
+The study's comparisons table is built by :mod:`synthworth.study.paired`: a two-way bootstrap
+over seeds and test images where the cells kept per-image predictions (the t-test here where
+they did not), and :func:`holm` over the spec's pre-specified comparisons only (Holm's step-down
+method, which controls the chance of any false "significant" among them without assuming they
+are independent).
 """
 
 from __future__ import annotations
@@ -163,71 +165,3 @@ def _with_filter(results: pd.DataFrame) -> pd.DataFrame:
     if "filter" in results.columns:
         return results.assign(filter=results["filter"].fillna(NO_FILTER))
     return results.assign(filter=pd.Series(NO_FILTER, index=results.index, dtype=object))
-
-
-def compare(results: pd.DataFrame, pairs: Iterable[tuple[str, str]], metric: str = "accuracy") -> pd.DataFrame:
-    """Paired comparisons on the same seeds.
-
-    - ``kind="composition"``: for each pair (A, B), generator and size, A's and B's cells on the
-      seeds both have. A composition without synthetic data (real, subset_real) pairs with
-      every generator's cells of the other.
-    - ``kind="generator"``: for each composition with synthetic data and size, every pair of
-      generators (the source study's "generators compared").
-    - ``kind="filter"``: for each composition with synthetic data, generator, size and filter,
-      the filtered cells against the unfiltered ones (same draw seeds and classifier seeds).
-
-    The composition and generator comparisons are between unfiltered cells. ``p_holm`` is the
-    p-value adjusted (Holm) over every row of the table.
-    """
-    columns = ["kind", "composition_a", "generator_a", "filter_a", "composition_b", "generator_b", "filter_b",
-               "size", "metric", "n", "mean_a", "mean_b", "diff", "diff_sd", "ci_low", "ci_high", "p_value",
-               "p_holm"]
-    rows: list[dict] = []
-    if results.empty:
-        return pd.DataFrame(columns=columns)
-    # ratio_sweep and augmented have several cells per (composition, generator, size); they
-    # are compared through the summary, not here.
-    results = _with_filter(results)
-    simple = results[~results["composition"].isin(["ratio_sweep", "augmented"])]
-
-    def series(comp: str, gen: str, size: int, filt: str = NO_FILTER) -> pd.Series:
-        part = simple[(simple["composition"] == comp) & (simple["generator"] == gen) & (simple["size"] == size)
-                      & (simple["filter"] == filt)]
-        return part.drop_duplicates("seed").set_index("seed")[metric]
-
-    generators = sorted(g for g in simple["generator"].unique() if g)
-    sizes = sorted(simple["size"].unique())
-    filters = sorted(f for f in simple["filter"].unique() if f != NO_FILTER)
-    for comp_a, comp_b in pairs:
-        for size in sizes:
-            for gen in generators or [""]:
-                gen_a = "" if comp_a in ("real", "subset_real") else gen
-                gen_b = "" if comp_b in ("real", "subset_real") else gen
-                rows += _pair_row("composition", comp_a, gen_a, comp_b, gen_b, size, metric, series)
-                if not gen_a and not gen_b:
-                    break  # neither side depends on the generator: one comparison, not one per generator
-    synthetic = [c for c in simple["composition"].unique() if c not in ("real", "subset_real")]
-    for comp in synthetic:
-        for size in sizes:
-            for i, gen_a in enumerate(generators):
-                for gen_b in generators[i + 1:]:
-                    rows += _pair_row("generator", comp, gen_a, comp, gen_b, size, metric, series)
-    for comp in synthetic:
-        for size in sizes:
-            for gen in generators:
-                for filt in filters:
-                    rows += _pair_row("filter", comp, gen, comp, gen, size, metric, series, filters=(filt, NO_FILTER))
-    table = pd.DataFrame(rows, columns=columns)
-    table["p_holm"] = holm(table["p_value"].to_numpy(dtype=np.float64))
-    return table
-
-
-def _pair_row(kind, comp_a, gen_a, comp_b, gen_b, size, metric, series, filters=(NO_FILTER, NO_FILTER)) -> list[dict]:
-    a, b = series(comp_a, gen_a, size, filters[0]), series(comp_b, gen_b, size, filters[1])
-    seeds = sorted(set(a.index) & set(b.index))
-    if not seeds:
-        return []
-    stats = paired(a.loc[seeds].to_numpy(), b.loc[seeds].to_numpy())
-    return [{"kind": kind, "composition_a": comp_a, "generator_a": gen_a, "filter_a": filters[0],
-             "composition_b": comp_b, "generator_b": gen_b, "filter_b": filters[1], "size": int(size),
-             "metric": metric, **stats}]

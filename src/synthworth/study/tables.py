@@ -7,6 +7,8 @@ that is partial (interrupted, one shard of several, failed cells) says so everyw
   each synthetic cell group is worth, from the real learning curve (:mod:`synthworth.study.exchange`);
 - ``results.csv``, ``summary.csv`` and ``exchange_rates.csv`` carry ``planned_cells`` and ``finished_cells`` (the
   whole grid's cell counts; the same on every row);
+- ``comparisons.csv``: paired differences, the spec's ``comparisons`` as the primary family
+  (:mod:`synthworth.study.paired`);
 - every table carries ``test_leakage``: the real test images the row's generator saw (0: none found;
   more only where the spec allowed it, see :mod:`synthworth.study.leakage`);
 - ``grid.json`` is the contract a reader (the report) relies on::
@@ -40,7 +42,9 @@ from synthworth.study.cache import CellStore, read_json, tables_lock, write_json
 from synthworth.study.exchange import exchange_rates, provenance_of, study_frame
 from synthworth.study.grid import class_counts
 from synthworth.study.leakage import mark
-from synthworth.study.stats import _trials, compare, proportion_interval, summarise
+from synthworth.study.paired import compare
+from synthworth.study.predictions import read_predictions
+from synthworth.study.stats import _trials, proportion_interval, summarise
 
 # What a cell's training ran, beside its budget mode (see synthworth.study.budget): the steps
 # budget, batches, optimizer steps, epochs (a fraction when a budget ended one early) and, under
@@ -207,7 +211,11 @@ def write_tables(plan: StudyPlan, store: CellStore, metrics_done: list[str]) -> 
         paths = _write_table(_with_counts(results, state), plan.out, "results")
         paths.update(_write_table(mark(pd.DataFrame(evals), leaks), plan.out, "evaluations"))
         paths.update(_write_table(_with_counts(mark(summarise(results), leaks), state), plan.out, "summary"))
-        paths.update(_write_table(mark(compare(results, plan.spec.comparisons), leaks), plan.out, "comparisons"))
+        # The paired bootstrap reads the cells' per-image predictions (after evaluations.csv, which
+        # indexes them, is written); cells without any fall back to the t-test, row by row.
+        predictions = read_predictions(plan.out, warn=False) if len(results) else None
+        paths.update(_write_table(mark(compare(results, plan.spec.comparisons, predictions=predictions), leaks),
+                                  plan.out, "comparisons"))
         if len(results):   # always rewritten (empty without synthetic cells), so it never outlives its results
             scope = "complete" if state["complete"] else f"partial: {state['finished_cells']} of {state['planned_cells']} cells"
             prov = provenance_of(read_json(plan.out / "inputs.json"))
