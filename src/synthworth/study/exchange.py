@@ -28,8 +28,8 @@ Method (the decisions, and why):
   degrees of freedom; clipped to [0, 1]), refits the curve and inverts again; the 95 % interval
   is the 2.5 / 97.5 percentiles. For a single mean this is exactly the Student-t interval a
   reader expects from k seeds; through the curve it carries that uncertainty to n_eff and the
-  rate. Drawing each size and group independently ignores that a mixture and the real cell of
-  the same seed share a real draw, which makes the intervals, if anything, wider. The generator
+  rate. With per-image predictions the bootstrap also resamples the test images, one draw shared
+  by every cell (:mod:`synthworth.study.resample`; ``interval_covers`` says which). The generator
   is seeded (:data:`BOOTSTRAP_SEED`; each cell group's draws by its own key, :func:`group_rng`),
   so the same results give the same table on every run, and one group's interval does not
   depend on which other groups the study has.
