@@ -389,6 +389,7 @@ def test_end_to_end_through_the_study_the_cli_and_the_report(held_out_study, tmp
     assert one(real, size=SIZES_E2E[1])["n_eff"] == pytest.approx(SIZES_E2E[1], rel=0.15)
     assert set(real["chance"].round(3)) == {0.103}   # the majority digit's share of the 360 test images
     assert set(real["provenance"]) == {"provenance not recorded"}
+    assert set(real["interval_covers"]) == {"seeds + test images"}   # every cell kept its predictions
 
     # the command: from the CSV, then computed from results.csv with the same sentences
     assert main(["study", "exchange", str(held_out_study)]) == 0
@@ -397,7 +398,8 @@ def test_end_to_end_through_the_study_the_cli_and_the_report(held_out_study, tmp
     for statement in table["statement"]:
         assert statement in out
     copy = tmp_path / "copy"
-    shutil.copytree(held_out_study, copy, ignore=shutil.ignore_patterns("cells", "exchange_rates.*"))
+    # (the cells travel too: their per-image predictions are the test-image part of every interval)
+    shutil.copytree(held_out_study, copy, ignore=shutil.ignore_patterns("exchange_rates.*"))
     assert main(["study", "exchange", str(copy)]) == 0
     again = capsys.readouterr().out
     assert "computed from" in again and "(no exchange_rates.csv)" in again

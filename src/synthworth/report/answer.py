@@ -21,6 +21,7 @@ from synthworth.report import figures
 from synthworth.report.base import ReportBase
 from synthworth.study.exchange import OK, SYNTHETIC_COMPOSITIONS, Curve, exchange_rates, has_sweep, provenance_of
 from synthworth.study.exchange_text import WORSE, series_name
+from synthworth.study.resample import BOTH, spend_sentence
 
 MARKERS = {"artificial": "s", "mixed": "D", "augmented": "^", "ratio_sweep": "v"}
 GEN_COLOURS = ["#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
@@ -43,7 +44,7 @@ def section(report: ReportBase) -> str:
                 f"real cells at 3 or more sizes to fit the real learning curve; this study has sizes {esc(sizes)}. "
                 "Add sizes to the spec's <code>sizes</code> and run it again.</p>")
     table, curves = exchange_rates(results.assign(test_set="real_test"), provenance=provenance_of(report.inputs),
-                                   grid=report.scope or "complete")
+                                   grid=report.scope or "complete", predictions=predictions_of(report))
     curve = curves[0]
     scope = f"<span class='scope'>[{esc(report.scope)}]</span> " if report.scope else ""
     parts = ["<h2>The answer: what a synthetic image is worth</h2>",
@@ -52,10 +53,8 @@ def section(report: ReportBase) -> str:
              f"cells at {esc(', '.join(str(s) for s in curve.sizes))} real images, on the real test images, each "
              "mean weighted by the inverse of its variance over the seeds): it is worth the "
              "number of real images that reach its accuracy; a mixture below its own real part has a negative "
-             "worth, the real images its synthetic part cost. Rate = synthetic images per real image. 95 % "
-             f"intervals: a parametric bootstrap over seeds ({curve.resamples} resamples, each mean drawn from its "
-             "Student-t distribution over the seeds, refitting the curve each time), so that few seeds give the "
-             "wide intervals they deserve. Outside the real sizes measured the page gives a bound, not a number. "
+             "worth, the real images its synthetic part cost. Rate = synthetic images per real image. "
+             f"{covers_text(curve)} Outside the real sizes measured the page gives a bound, not a number. "
              "The same numbers are in "
              "<code>exchange_rates.csv</code> and <code>synthworth study exchange RESULTS</code>.</p>"]
     if curve.status != OK:
@@ -76,7 +75,9 @@ def section(report: ReportBase) -> str:
         parts.append(f"<h3>{esc(gen)}</h3><p class='note'>What this generator saw: "
                      f"{esc(rows['provenance'].iloc[0])}.</p><ul>")
         for _, r in rows.sort_values(["filter", "size", "composition", "ratio"]).iterrows():
-            parts.append(f"<li>{esc(r['statement'])}{model_check(r, curve)}</li>")   # it names the filter
+            spend = spend_sentence(r)   # where the next run's effort would narrow this interval most
+            spend = f" <span class='note'>{esc(spend)}</span>" if spend else ""
+            parts.append(f"<li>{esc(r['statement'])}{model_check(r, curve)}{spend}</li>")   # it names the filter
         parts.append("</ul>")
     if curve.status == OK:
         path = plot(curve, table, report.target("exchange_curve.png"), scope=report.scope)
@@ -85,6 +86,31 @@ def section(report: ReportBase) -> str:
                                          "mixed result placed at the real-image count it is worth, with its 95 % "
                                          "interval (triangles at the edge: outside the measured range)."))
     return "\n".join(parts)
+
+
+def predictions_of(report: ReportBase) -> pd.DataFrame | None:
+    """The study's per-image predictions (None: an older results folder without them, or none readable)."""
+    from synthworth.errors import SynthworthError
+    from synthworth.study.predictions import read_predictions
+
+    try:
+        return read_predictions(report.results, warn=False)
+    except (SynthworthError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def covers_text(curve: Curve) -> str:
+    """What the 95 % intervals resample, and what they do not cover."""
+    images = curve.covers == BOTH
+    how = ("a two-way bootstrap over seeds and test images (each resample draws the test images again, one draw "
+           "shared by every cell so real and synthetic results stay paired on the same images, and each mean's "
+           "seed effect from its Student-t distribution over the seeds), refitting the curve each time"
+           if images else
+           "a parametric bootstrap over seeds only (each mean drawn from its Student-t distribution over the "
+           "seeds, refitting the curve each time): these results have no per-image predictions, so test-image "
+           "noise is not in the interval (run the spec again to add them, nothing is retrained)")
+    return (f"95 % intervals: {how}; {curve.resamples} resamples. They do not cover retraining the generator "
+            "(it was trained once), and the results are conditional on this real test set.")
 
 
 def harm(table: pd.DataFrame) -> list[str]:

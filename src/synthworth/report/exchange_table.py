@@ -9,6 +9,7 @@ import shlex
 
 import pandas as pd
 
+from synthworth.errors import SynthworthError
 from synthworth.safety import one_line
 from synthworth.study.exchange import exchange_rates, has_sweep, provenance_of, study_frame
 from synthworth.study.leakage import COLUMN as LEAKAGE, leaks_of, mark, warning_lines
@@ -67,7 +68,12 @@ def _table(folder, data) -> tuple[pd.DataFrame, str]:
             evals["accuracy"] = pd.to_numeric(evals["accuracy"], errors="coerce")
         except (OSError, UnicodeDecodeError, pd.errors.ParserError, ValueError, KeyError):
             evals = None
-    table, _ = exchange_rates(study_frame(results, evals), provenance=provenance_of(data.inputs),
+    try:   # the test images' part of the interval; an older folder without predictions: seeds only
+        from synthworth.study.predictions import read_predictions
+        predictions = read_predictions(folder, warn=False)
+    except (SynthworthError, OSError, ValueError, KeyError):
+        predictions = None
+    table, _ = exchange_rates(study_frame(results, evals), provenance=provenance_of(data.inputs), predictions=predictions,
                               grid=grid.scope or "complete")
     return table, f"computed from {folder / 'results.csv'} (no exchange_rates.csv)"
 

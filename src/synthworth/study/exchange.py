@@ -28,8 +28,8 @@ Method (the decisions, and why):
   degrees of freedom; clipped to [0, 1]), refits the curve and inverts again; the 95 % interval
   is the 2.5 / 97.5 percentiles. For a single mean this is exactly the Student-t interval a
   reader expects from k seeds; through the curve it carries that uncertainty to n_eff and the
-  rate. Drawing each size and group independently ignores that a mixture and the real cell of
-  the same seed share a real draw, which makes the intervals, if anything, wider. The generator
+  rate. With per-image predictions the bootstrap also resamples the test images, one draw shared
+  by every cell (:mod:`synthworth.study.resample`; ``interval_covers`` says which). The generator
   is seeded (:data:`BOOTSTRAP_SEED`; each cell group's draws by its own key, :func:`group_rng`),
   so the same results give the same table on every run, and one group's interval does not
   depend on which other groups the study has.
@@ -68,6 +68,7 @@ from synthworth.study.curve import (B_GRID, LackOfFit, Monotone, fit_curve, fit_
 from synthworth.study.exchange_text import WORSE, Group, beyond, harm_statement, statement
 from synthworth.safety import one_line
 from synthworth.study.grid import Cell, counts
+from synthworth.study.resample import BOTH, BREAKDOWN_COLUMNS, MODES, SEEDS, Sampler, breakdown, correctness, n_eff_many
 
 BOOTSTRAP_SEED = 20240611
 RESAMPLES = 1000
@@ -83,7 +84,7 @@ COLUMNS = ["test_set", "filter", "generator", "composition", "size", "ratio", "a
            "rate_ci_low", "rate_ci_high", "worth", "worth_ci_low", "worth_ci_high", "n_eff_interp", "status",
            "bound", "statement", "provenance", "curve_a", "curve_b", "curve_c", "curve_sizes", "fit_min_size",
            "fit_max_size", "curve_status", "curve_fit", "lof_chi2", "lof_df", "lof_p", "chance", "failed_fits",
-           "resamples", "grid"]
+           "resamples", *BREAKDOWN_COLUMNS, "grid"]
 CHANCE_MARGIN = 0.2   # "clearly above chance": a fifth of the way from chance to a perfect score
 
 
@@ -98,6 +99,8 @@ class Curve:
     status: str = OK                        # OK, or why no rate is given
     params: tuple[float, float, float] | None = None
     boot: np.ndarray = field(default_factory=lambda: np.empty((0, 3)))   # refits that succeeded
+    boots: dict = field(default_factory=dict)   # {mode: (R, 3) refits, NaN rows failed} (module resample.py)
+    covers: str = SEEDS                     # what the interval resamples: seeds, or seeds + test images
     failed: int = 0
     resamples: int = 0
     lof: LackOfFit = field(default_factory=LackOfFit)
@@ -119,9 +122,11 @@ def _seed_values(df: pd.DataFrame, sizes: list[int]) -> list[np.ndarray]:
 
 
 def real_curve(real: pd.DataFrame, test_set: str, *, resamples: int = RESAMPLES,
-               rng: np.random.Generator | None = None, chance: tuple[float, str] | None = None) -> Curve:
+               rng: np.random.Generator | None = None, chance: tuple[float, str] | None = None,
+               sampler: Sampler | None = None) -> Curve:
     """Fit and bootstrap the curve of the ``real`` rows (columns size, seed, accuracy);
-    ``chance``: (the accuracy of always guessing the majority class, how that is known)."""
+    ``chance``: (the accuracy of always guessing the majority class, how that is known);
+    ``sampler``: the test set's image resample (None: seeds only)."""
     from scipy import stats
 
     rng = np.random.default_rng(BOOTSTRAP_SEED) if rng is None else rng
@@ -168,8 +173,12 @@ def real_curve(real: pd.DataFrame, test_set: str, *, resamples: int = RESAMPLES,
                         "would be needed")
         return curve
     # Draws in a fixed order (size by size, all resamples at once) so a plain loop can repeat them.
-    draws = [mean_draws(v, resamples, rng) for v in values]
-    boot = fit_many(sizes, 1.0 - np.stack(draws, axis=1), weights)
+    sampler = sampler or Sampler(real, None, resamples, rng)
+    draws = [sampler.draws(real.index[real["size"] == s], v, rng) for s, v in zip(sizes, values)]
+    curve.covers = sampler.covers
+    for mode in MODES if sampler.covers == BOTH else (BOTH,):
+        curve.boots[mode] = fit_many(sizes, 1.0 - np.stack([d[mode] for d in draws], axis=1), weights)
+    boot = curve.boots[BOTH]
     ok = ~np.isnan(boot).any(axis=1)
     curve.boot, curve.failed = boot[ok], int((~ok).sum())
     if curve.failed > MAX_FAILED_FITS * resamples:
@@ -213,11 +222,6 @@ def mean_draws(values: np.ndarray, resamples: int, rng: np.random.Generator) -> 
     return np.clip(mean + se * rng.standard_t(k - 1, resamples), 0.0, 1.0)
 
 
-def group_draws(values: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Resampled means of a cell group's seed accuracies."""
-    return mean_draws(values, resamples, rng)
-
-
 def group_rng(test_set, filt, generator, composition, size, ratio, augment_factor) -> np.random.Generator:
     """The random stream of one cell group's draws, seeded by the group's key. One stream shared
     by every group in turn would tie each group's interval to the groups drawn before it (adding
@@ -235,15 +239,17 @@ def keyed_rng(*key: str) -> np.random.Generator:
     return np.random.default_rng([BOOTSTRAP_SEED + 1, digest])
 
 
-def rate_row(curve: Curve, g: Group, draws: np.ndarray | None) -> dict[str, Any]:
-    """The row of ``exchange_rates.csv`` for one cell group (``draws``: its bootstrap means)."""
+def rate_row(curve: Curve, g: Group, draws: dict[str, np.ndarray] | None) -> dict[str, Any]:
+    """The row of ``exchange_rates.csv`` for one cell group (``draws``: its bootstrap means per
+    mode of :mod:`synthworth.study.resample`, replicate by replicate with the curve's refits)."""
     row: dict[str, Any] = {"generator": g.generator, "composition": g.composition, "size": g.size,
                            "ratio": g.ratio, "augment_factor": g.augment_factor, "n_real": g.n_real,
                            "n_synthetic": g.n_synthetic, "n_seeds": len(g.values),
                            "accuracy_mean": float(g.values.mean()),
                            **{k: math.nan for k in ("n_eff", "n_eff_ci_low", "n_eff_ci_high", "rate", "rate_ci_low",
                                                     "rate_ci_high", "worth", "worth_ci_low", "worth_ci_high",
-                                                    "n_eff_interp")}, "bound": ""}
+                                                    "n_eff_interp")}, "bound": "",
+                           **breakdown({}, {}, SEEDS)}
     gen, m, n_real = g.label, g.n_synthetic, g.n_real
     mixture = g.composition != "artificial"
     what = (f"{m} {gen} images alone" if not mixture
@@ -257,12 +263,15 @@ def rate_row(curve: Curve, g: Group, draws: np.ndarray | None) -> dict[str, Any]
         return row
     lo_n, hi_n = curve.sizes[0], curve.sizes[-1]
     point = invert(curve.params, row["accuracy_mean"])
-    reps = np.array([invert(p, y) for p, y in zip(curve.boot, draws[:len(curve.boot)])])
+    reps = n_eff_many(curve.boots[BOTH], draws[BOTH])   # paired: replicate r of the curve with r of the group
+    reps = reps[~np.isnan(reps)]
     q = 100 * (1 - CONFIDENCE) / 2
     ci = np.percentile(np.minimum(reps, 1e18), [q, 100 - q])   # inf (above the asymptote) sorts last
     if curve.alt is not None:
         row["n_eff_interp"] = curve.alt.invert(row["accuracy_mean"])
     _read(row, g, point, ci, lo_n, hi_n)
+    row.update(breakdown(curve.boots, draws, curve.covers) if math.isfinite(row["n_eff"]) else
+               {"interval_covers": curve.covers})
     for end in ("", "_ci_low", "_ci_high"):   # real images the synthetic part is worth (< 0: it cost)
         row[f"worth{end}"] = row[f"n_eff{end}"] - (n_real if mixture else 0)
     if curve.lof.fails:   # beside every number read off this curve
@@ -420,13 +429,16 @@ def has_sweep(results: pd.DataFrame) -> bool:
 
 
 def exchange_rates(results: pd.DataFrame, *, provenance: dict[str, Any] | None = None, grid: str = "",
-                   resamples: int = RESAMPLES) -> tuple[pd.DataFrame, list[Curve]]:
+                   resamples: int = RESAMPLES, predictions: pd.DataFrame | None = None
+                   ) -> tuple[pd.DataFrame, list[Curve]]:
     """(the exchange-rate table, the curves) of a tidy results table.
 
     ``results`` has one row per cell: composition, generator, size, ratio, augment_factor, seed,
     accuracy, and optionally test_set (default ``real_test``), filter, n_real, n_synthetic.
     ``provenance`` maps a generator to its recorded provenance (dict or None); ``grid`` is the
-    completeness scope ("" when complete, else e.g. "partial: 5 of 8 cells")."""
+    completeness scope ("" when complete, else e.g. "partial: 5 of 8 cells"). ``predictions``
+    (:func:`synthworth.study.predictions.read_predictions`, joined by the cells' ``key``) adds the
+    test images to the bootstrap of every test set whose cells all have them."""
     df = results.copy()
     if "test_set" not in df.columns:
         df["test_set"] = "real_test"
@@ -443,7 +455,10 @@ def exchange_rates(results: pd.DataFrame, *, provenance: dict[str, Any] | None =
         real = part[part["composition"] == "real"]
         synth = part[part["composition"].isin(SYNTHETIC_COMPOSITIONS)]
         chance = chance_of(real, df)
-        curve = real_curve(real, str(test_set), resamples=resamples, chance=chance)
+        used = pd.concat([real, synth])
+        sampler = Sampler(used, correctness(used, predictions, str(test_set)), resamples,
+                          keyed_rng("test images", str(test_set)))
+        curve = real_curve(real, str(test_set), resamples=resamples, chance=chance, sampler=sampler)
         curves.append(curve)
         curve_cols = {"curve_a": curve.params[0] if curve.params else math.nan,
                       "curve_b": curve.params[1] if curve.params else math.nan,
@@ -463,11 +478,11 @@ def exchange_rates(results: pd.DataFrame, *, provenance: dict[str, Any] | None =
             group = Group(gen, comp, int(size), float(ratio), None if pd.isna(af) else float(af), n_real,
                           int(g["n_synthetic"].iloc[0]), g["accuracy"].to_numpy(float), filt, real_acc)
             rng = group_rng(test_set, filt, gen, comp, size, ratio, af)
-            draws = group_draws(group.values, resamples, rng) if curve.status == OK else None
+            draws = sampler.draws(g.index, group.values, rng) if curve.status == OK else None
             row = rate_row(curve, group, draws)
             row.update(test_set=test_set, filter=filt,
                        provenance=one_line(provenance_text((provenance or {}).get(gen))),
-                       **curve_cols)
+                       **{**curve_cols, "interval_covers": curve.covers})
             rows.append(row)
     table = pd.DataFrame(rows, columns=COLUMNS)
     if not has_filter:
