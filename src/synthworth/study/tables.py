@@ -222,10 +222,9 @@ def write_tables(plan: StudyPlan, store: CellStore, metrics_done: list[str]) -> 
             for name, syn in plan.inputs.synthetic.items():  # Datasets that record it, where inputs.json does not
                 if prov.get(name) is None:
                     prov[name] = (getattr(syn.pool, "manifest", None) or {}).get("provenance")
-            from synthworth.study.predictions import read_predictions   # the test images' part of the interval
-
+            # The same per-image predictions give the test images' part of the rates' intervals.
             rates, _ = exchange_rates(study_frame(results, pd.DataFrame(evals)), grid=scope, provenance=prov,
-                                      predictions=read_predictions(plan.out, warn=False))
+                                      predictions=predictions)
             paths.update(_write_table(_with_counts(mark(rates, leaks), state), plan.out, "exchange_rates"))
         metric_rows = metrics_rows(plan, results, metrics_done)
         if metric_rows:
