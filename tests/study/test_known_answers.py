@@ -154,7 +154,10 @@ def test_each_real_image_present_twice_is_worth_half_a_real_image(known_study):
     assert row["status"].startswith(OK), row["statement"]
     assert contains(row["rate_ci_low"], row["rate_ci_high"], 2.0), row["statement"]
     assert contains(row["n_eff_ci_low"], row["n_eff_ci_high"], N_DUP), row["statement"]
-    # measured: n_eff 75 (CI 53-106), rate 1.86 (CI 1.33-2.66): a duplicate is not a fresh image
+    # measured: n_eff 75 (CI 53-106), rate 1.86 (CI 1.33-2.66). Caveat: ``held`` (true rate 1)
+    # came out at 77 real images at 140 too (rate 1.82, CI open-2.87), so at this size the study
+    # cannot tell these duplicates from fresh held-out images; 1 outside the interval is
+    # asserted because it holds, not as evidence that a duplicate is worth half an image.
     assert not contains(row["rate_ci_low"], row["rate_ci_high"], 1.0), row["statement"]
 
 
