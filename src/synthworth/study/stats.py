@@ -16,6 +16,18 @@ number of test images; ``n`` unknown: 0.001). ``_mean`` and ``_sd`` stay the pla
 standard deviation of the seeds. Differences (:func:`paired`) keep the plain t-interval: they
 may be negative.
 
+Where the cells kept per-image predictions (``summarise(..., predictions=)``, from
+:func:`synthworth.study.predictions.read_predictions`), the **accuracy** interval is instead the
+one the exchange rates and paired comparisons use: the two-way bootstrap over seeds **and** the
+shared test images of :mod:`synthworth.study.resample` (its :class:`~synthworth.study.resample.Sampler`:
+one multinomial resample of the test images per replicate, plus a Student-t draw of the seed mean
+with the seed scale reduced to the seed effect alone), read as a 95 % percentile interval of the
+mean accuracy over the seeds. It is an interval for the plain mean ``accuracy_mean`` (a mean of
+shares stays inside [0, 1] replicate by replicate). ``accuracy_interval`` says which interval a
+row holds: :data:`TWO_WAY` ("seeds + test images") or :data:`LOGIT_T` ("seeds only (logit t)",
+the fallback for a group whose cells lack predictions). Both are conditional on this real test
+set's labels being right, and neither covers retraining the generator.
+
 The study's comparisons table is built by :mod:`synthworth.study.paired`: a two-way bootstrap
 over seeds and test images where the cells kept per-image predictions (the t-test here where
 they did not), and :func:`holm` over the spec's pre-specified comparisons only (Holm's step-down
@@ -25,11 +37,15 @@ are independent).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+
+from synthworth.study.resample import BOTH, Sampler, correctness
 
 GROUP_COLUMNS = ["composition", "generator", "filter", "size", "per_class", "ratio", "augment_factor"]
 NO_FILTER = "none"
@@ -37,6 +53,9 @@ METRICS = ["accuracy", "macro_f1", "synthetic_accuracy"]
 # results.csv's count of test images behind each metric (moves a share of 0 or 1 inwards)
 TRIALS = {"accuracy": "n_test", "macro_f1": "n_test", "synthetic_accuracy": "n_synthetic_test"}
 CONFIDENCE = 0.95
+TWO_WAY, LOGIT_T = "seeds + test images", "seeds only (logit t)"
+RESAMPLES = 2000          # replicates of the accuracy interval's two-way bootstrap
+SUMMARY_SEED = 20240612   # its random stream (per group, keyed by the group), so the table repeats
 
 
 def _present(values: Sequence[float]) -> np.ndarray:
@@ -130,13 +149,18 @@ def _isnan(v) -> bool:
         return False
 
 
-def summarise(results: pd.DataFrame, metrics: Iterable[str] = METRICS) -> pd.DataFrame:
+def summarise(results: pd.DataFrame, metrics: Iterable[str] = METRICS, *,
+              predictions: pd.DataFrame | None = None, resamples: int = RESAMPLES) -> pd.DataFrame:
     """One row per cell group (every column of GROUP_COLUMNS) with n_seeds and, per metric,
-    ``<metric>_mean``, ``_sd``, ``_ci_low``, ``_ci_high``; the interval is the logit-scale t
-    interval of :func:`proportion_interval` (every metric here is a share in [0, 1])."""
+    ``<metric>_mean``, ``_sd``, ``_ci_low``, ``_ci_high``. The accuracy interval is the two-way
+    bootstrap over seeds and test images where every cell of the group has per-image
+    ``predictions`` on the real test set, else (and for the other metrics) the logit-scale t
+    interval of :func:`proportion_interval`; ``accuracy_interval`` says which (module docstring)."""
     metrics = [m for m in metrics if m in results.columns]
     results = _with_filter(results)
     columns = GROUP_COLUMNS + ["n_seeds"] + [f"{m}_{s}" for m in metrics for s in ("mean", "sd", "ci_low", "ci_high")]
+    if "accuracy" in metrics:
+        columns.insert(columns.index("accuracy_ci_high") + 1, "accuracy_interval")
     if results.empty:
         return pd.DataFrame(columns=columns)
     rows = []
@@ -148,8 +172,34 @@ def summarise(results: pd.DataFrame, metrics: Iterable[str] = METRICS) -> pd.Dat
         for m in metrics:
             mean, sd, low, high = proportion_interval(part[m].tolist(), _trials(part, m))
             row.update({f"{m}_mean": mean, f"{m}_sd": sd, f"{m}_ci_low": low, f"{m}_ci_high": high})
+        if "accuracy" in metrics:
+            two_way = accuracy_interval(part, predictions, group, resamples)
+            row["accuracy_interval"] = LOGIT_T if two_way is None else TWO_WAY
+            if two_way is not None:
+                row["accuracy_ci_low"], row["accuracy_ci_high"] = two_way
         rows.append(row)
     return pd.DataFrame(rows, columns=columns)
+
+
+def accuracy_interval(part: pd.DataFrame, predictions: pd.DataFrame | None, group,
+                      resamples: int = RESAMPLES, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """(low, high) of the mean accuracy over the seeds of ``part`` (one row per seed) from the
+    two-way bootstrap of :mod:`synthworth.study.resample`, or None when a cell lacks per-image
+    predictions on the real test set (or the group has no accuracy)."""
+    part = part[np.isfinite(pd.to_numeric(part["accuracy"], errors="coerce").to_numpy(float))]
+    # One seed has no seed spread to draw from: its interval would cover the test images only.
+    x = correctness(part, predictions, "real_test") if len(part) >= 2 else None
+    if x is None:
+        return None
+    # The group's own random stream (SHA-256 of its key, not hash(): Python salts it per process).
+    digest = hashlib.sha256(json.dumps([str(v) for v in group]).encode("utf-8")).digest()[:8]
+    rng = np.random.default_rng([SUMMARY_SEED, int.from_bytes(digest, "little")])
+    # The mean over seeds is the mean of the correctness matrix's rows, so the point estimate the
+    # replicates centre on is accuracy_mean itself (each row's accuracy is its row mean).
+    draws = Sampler(part, x, resamples, rng).draws(part.index, x.mean(axis=1), rng)[BOTH]
+    q = 100 * (1 - confidence) / 2
+    low, high = np.percentile(draws, [q, 100 - q])
+    return float(low), float(high)
 
 
 def _trials(part: pd.DataFrame, metric: str) -> float | None:

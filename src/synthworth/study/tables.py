@@ -210,10 +210,12 @@ def write_tables(plan: StudyPlan, store: CellStore, metrics_done: list[str]) -> 
         results = mark(pd.DataFrame(rows), leaks)
         paths = _write_table(_with_counts(results, state), plan.out, "results")
         paths.update(_write_table(mark(pd.DataFrame(evals), leaks), plan.out, "evaluations"))
-        paths.update(_write_table(_with_counts(mark(summarise(results), leaks), state), plan.out, "summary"))
-        # The paired bootstrap reads the cells' per-image predictions (after evaluations.csv, which
-        # indexes them, is written); cells without any fall back to the t-test, row by row.
+        # The accuracy intervals and the paired bootstrap read the cells' per-image predictions
+        # (after evaluations.csv, which indexes them, is written); cells without any fall back to
+        # the logit-t interval and the t-test, group by group.
         predictions = read_predictions(plan.out, warn=False) if len(results) else None
+        paths.update(_write_table(_with_counts(mark(summarise(results, predictions=predictions), leaks), state),
+                                  plan.out, "summary"))
         paths.update(_write_table(mark(compare(results, plan.spec.comparisons, predictions=predictions), leaks),
                                   plan.out, "comparisons"))
         if len(results):   # always rewritten (empty without synthetic cells), so it never outlives its results
