@@ -28,6 +28,7 @@ from synthworth.report.load import ResultsError, load
 from synthworth.report.numbers import esc, fmt, num  # noqa: F401 (esc, num: used by callers too)
 from synthworth.report.sections import Sections
 from synthworth.study import leakage
+from synthworth.study.stats import LOGIT_T, TWO_WAY
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
@@ -136,19 +137,40 @@ class Report(Sections):
                 "</p>" + self.headline_text())
 
     def interval_method(self) -> str:
-        """Which interval summary.csv holds: this synthworth writes logit-scale t intervals
-        (asymmetric around the mean); a summary whose every interval is symmetric was written by an
-        older synthworth with plain t intervals, which can run past 0 or 1."""
+        """Which interval summary.csv holds (its ``accuracy_interval`` column): the two-way bootstrap
+        over seeds and test images, the logit-scale t over the seeds, or both (row by row). A
+        summary without the column was written by an older synthworth: logit-scale t, or a plain t
+        when every interval is symmetric (it can run past 0 or 1)."""
         s = self.t["summary"]
+        logit = "a logit-scale Student-t interval over the seeds (it stays inside [0, 1])"
         if s.empty:
-            return "a logit-scale Student-t interval over the seeds (it stays inside [0, 1])"
+            return logit
+        if "accuracy_interval" in s.columns:
+            kinds = set(s["accuracy_interval"].fillna("").astype(str)) - {""}
+            both = ("a 95 % bootstrap interval of the mean over seeds and the shared real test images "
+                    "(the resampling the exchange rates use; conditional on this real test set)")
+            if kinds == {TWO_WAY}:
+                return both
+            if TWO_WAY in kinds:
+                return (f"{both} where the cells kept per-image predictions, else (marked †) {logit}")
         mean, low, high = s["accuracy_mean"], s["accuracy_ci_low"], s["accuracy_ci_high"]
         spread = (high - low) > 1e-9
         symmetric = ((high - mean) - (mean - low)).abs() < 1e-9
         if spread.any() and symmetric[spread].all():
             return ("a plain Student-t interval over the seeds, as an older synthworth wrote summary.csv (it can "
                     "run past 0 or 1; this version writes logit-scale intervals, which stay inside [0, 1])")
-        return "a logit-scale Student-t interval over the seeds (it stays inside [0, 1])"
+        return logit
+
+    def interval_short(self) -> str:
+        """The table note's few words for the accuracy interval (see :meth:`interval_method`)."""
+        s = self.t["summary"]
+        kinds = (set(s["accuracy_interval"].fillna("").astype(str)) - {""}
+                 if "accuracy_interval" in s.columns and len(s) else set())
+        if kinds == {TWO_WAY}:
+            return "bootstrap over seeds and test images"
+        if TWO_WAY in kinds:
+            return "bootstrap over seeds and test images; †: logit-scale t over the seeds, no predictions kept"
+        return "logit-scale t over the seeds"
 
     def headline_text(self) -> str:
         """One sentence with the headline size's accuracies, and how that size was chosen."""
@@ -158,13 +180,13 @@ class Report(Sections):
         part = s[(s["size"] == size) & s["composition"].isin(SOURCE_ROWS)]
         part = part.assign(order=part["composition"].map(SOURCE_ROWS.index)).sort_values(["order", "generator"])
         items = [f"{esc(r.composition)}{' (' + esc(r.generator) + ')' if r.generator else ''} "
-                 f"<b>{num(r.accuracy_mean)}</b> {interval(r.accuracy_ci_low, r.accuracy_ci_high)}"
+                 f"<b>{num(r.accuracy_mean)}</b> {interval(r.accuracy_ci_low, r.accuracy_ci_high)}{self._mark(r)}"
                  for r in part.itertuples()]
         if not items:
             return ""
         return (f"<p><b>Headline, at {num(size, 'count')} training images</b> (real: {num(size, 'count')} real "
-                f"images; mixed: half real, half generated): accuracy on the real test images, "
-                f"{'; '.join(items)}.</p><p class='note'>The headline size is the first size the study's spec lists "
+                f"images; mixed: half real, half generated): accuracy on the real test images, mean "
+                f"[95 % CI, {esc(self.interval_short())}], {'; '.join(items)}.</p><p class='note'>The headline size is the first size the study's spec lists "
                 "at which every composition exists for every generator (the smallest such size when the spec "
                 "lists none).</p>")
 
@@ -176,7 +198,7 @@ class Report(Sections):
         gens = sorted(g for g in simple["generator"].unique() if g)
         out = ["<h2>The source study's table</h2>",
                "<p class='note'>Rows: training-set composition; columns: the generator of the synthetic images. "
-               "Cells: accuracy on real test images, mean [95 % CI, logit-scale t over the seeds] (number of "
+               f"Cells: accuracy on real test images, mean [95 % CI, {esc(self.interval_short())}] (number of "
                "seeds). "
                "<i>real</i> and <i>subset_real</i> use no generated image and are the same in every column. "
                "<i>subset_real</i> is the real half of <i>mixed</i>.</p>"]
@@ -200,10 +222,14 @@ class Report(Sections):
                        f"<table><tr><th class='l'>composition</th>{head}</tr>" + "".join(rows) + "</table></div>")
         return "\n".join(out)
 
-    @staticmethod
-    def _cell(row) -> str:
+    def _mark(self, row) -> str:
+        """† beside a logit-t interval in a summary that mixes it with bootstrap intervals."""
+        mixed = "†" in self.interval_short()
+        return "†" if mixed and getattr(row, "accuracy_interval", "") == LOGIT_T else ""
+
+    def _cell(self, row) -> str:
         ci = interval(row["accuracy_ci_low"], row["accuracy_ci_high"])
-        return (f"{num(row['accuracy_mean'])} <span class='note'><span class='ci'>{ci}</span> "
+        return (f"{num(row['accuracy_mean'])} <span class='note'><span class='ci'>{ci}</span>{self._mark(row)} "
                 f"({num(row['n_seeds'], 'count')})</span>")
 
     def source_figures(self) -> str:
