@@ -493,6 +493,8 @@ def test_a_step_shaped_real_curve_gives_a_status_not_a_number():
     row = one(table, generator="g")
     assert row["status"].startswith("no rate: the real learning curve is a step"), row["status"]
     assert not np.isfinite(row["n_eff"]) and not np.isfinite(row["rate"])
+    # no interval at all: the row must not claim one that covers the seeds
+    assert pd.isna(row["interval_covers"]) or row["interval_covers"] == "", row["interval_covers"]
 
 
 def test_figure_keeps_accuracy_whiskers_in_range_and_keys_colours_and_markers_apart(tmp_path, monkeypatch):
