@@ -239,13 +239,6 @@ def keyed_rng(*key: str) -> np.random.Generator:
     return np.random.default_rng([BOOTSTRAP_SEED + 1, digest])
 
 
-def has_interval(row: dict[str, Any]) -> bool:
-    """Whether a row carries any interval (n_eff, rate or worth): only then may it say what the
-    interval covers; a row with no rate and no interval ("no rate: ... a step") leaves it empty."""
-    return any(isinstance(row.get(c), (int, float)) and math.isfinite(row[c])
-               for c in ("n_eff_ci_low", "n_eff_ci_high", "rate_ci_low", "rate_ci_high", "worth_ci_low", "worth_ci_high"))
-
-
 def rate_row(curve: Curve, g: Group, draws: dict[str, np.ndarray] | None) -> dict[str, Any]:
     """The row of ``exchange_rates.csv`` for one cell group (``draws``: its bootstrap means per
     mode of :mod:`synthworth.study.resample`, replicate by replicate with the curve's refits)."""
@@ -489,7 +482,9 @@ def exchange_rates(results: pd.DataFrame, *, provenance: dict[str, Any] | None =
             row = rate_row(curve, group, draws)
             row.update(test_set=test_set, filter=filt,
                        provenance=one_line(provenance_text((provenance or {}).get(gen))),
-                       **{**curve_cols, "interval_covers": curve.covers if has_interval(row) else ""})
+                       # what the bootstrap resampled, wherever one ran (its interval may be open at
+                       # both ends); a row that got no bootstrap (no curve to read) claims nothing
+                       **{**curve_cols, "interval_covers": curve.covers if draws is not None else ""})
             rows.append(row)
     table = pd.DataFrame(rows, columns=COLUMNS)
     if not has_filter:
