@@ -23,6 +23,7 @@ def test_thesis_examples_follow_the_source_study():
     for name in ("animals-thesis.yaml", "fruits-thesis.yaml"):
         spec, _ = load_spec(Path(__file__).parents[1] / "examples" / name)
         assert spec.classifier_preset == "thesis" and spec.sizes == [1000]
+        assert spec.budget == "epochs"  # the source study trained every set for 30 epochs
         assert sorted(spec.synthetic) == sorted(["sd21", "realistic-vision-14", "openjourney-v4", "kandinsky-22"])
 
 

@@ -1,17 +1,18 @@
 """The training budget of a study's cells (the spec's ``budget``): what a learning curve measures.
 
-- ``epochs`` (the default, the behaviour before budgets existed): every cell trains the
-  classifier's ``train.epochs``; a set of 400 images gets 8 times the optimizer steps of a set of
-  50 (only ``min_steps`` floors the small ones), so a curve over sizes measures data and compute
-  together.
-- ``steps``: every cell trains the same number of optimizer steps (``budget_steps``, or by default
-  what the largest size trains under ``epochs``); only the data differ between sizes.
+- ``steps`` (the default): every cell trains the same number of optimizer steps
+  (``budget_steps``, or by default what the largest size trains under ``epochs``); only the data
+  differ between sizes, so a learning curve, and every exchange rate read from it, measures data.
+- ``epochs`` (the default of earlier versions): every cell trains the classifier's
+  ``train.epochs``; a set of 400 images gets 8 times the optimizer steps of a set of 50 (only
+  ``min_steps`` floors the small ones), so a curve over sizes measures data and compute together.
 - ``converge``: each cell holds out a stratified share of its own training set and stops when the
   validation loss stops improving (:mod:`synthworth.classifiers.early_stop`), capped at the steps
   budget; each set is trained to its own best, as a practitioner would.
 
 A cell's key includes the budget only when it is not ``epochs``, so results stored before budgets
-existed keep their keys.
+existed keep their keys for a spec that sets ``budget: epochs``; a spec that leaves ``budget``
+out now trains under ``steps``, in other cells.
 """
 
 from __future__ import annotations

@@ -192,8 +192,9 @@ def cell_key(classifier: dict[str, Any], train_fingerprint: str, test_fingerprin
              version: str, threads: int, budget: dict[str, Any] | None = None) -> tuple[str, dict]:
     """(key, the payload it hashes). ``threads``: torch's CPU threads while the cell trains, which
     change its numbers (reductions split differently), so another count is another cell.
-    ``budget``: the training budget when it is not the default (epochs), which is left out of the
-    payload so the keys of results stored before budgets existed stay valid."""
+    ``budget``: the training budget when it is not ``epochs`` (the default of earlier versions),
+    which is left out of the payload so the keys of results stored before budgets existed stay
+    valid for specs that set ``budget: epochs``."""
     train = {k: v for k, v in classifier["train"].items() if k not in NOT_RESULT_KEYS}
     payload = {"classifier": {**classifier, "train": train}, "train_set": train_fingerprint,
                "test_set": test_fingerprint, "threads": threads, "synthworth_version": version}

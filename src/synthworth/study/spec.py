@@ -103,15 +103,18 @@ class StudySpec(StrictModel):
     classifier_preset: str = Field("thesis", description="Classifier preset (thesis: the source study's ResNet-34; small; tiny).")
     classifier: dict[str, Any] = Field({}, description="ClassifierConfig keys over the preset, e.g. {train: {epochs: 10}}.",
                                        json_schema_extra={"config_model": "synthworth.classifiers.task:ClassifierConfig"})
-    budget: Budget = Field("epochs", description=(
-        "Training budget of every cell. epochs: the classifier's train.epochs (min_steps floors it), so a "
-        "larger training set also gets more optimizer steps and a learning curve measures data and compute "
-        "together. steps: every cell runs the same number of optimizer steps (budget_steps), whatever its "
-        "size; the curve then measures data at fixed compute. converge: a stratified share "
-        "(budget_validation) of each cell's own training set is held out and training stops after "
-        "budget_patience epochs without a lower validation loss (at most budget_steps steps), keeping the "
-        "best epoch's weights; the curve measures data with each set trained to its own best. Each cell "
-        "records its budget, epochs and optimizer steps in results.csv. See the README's 'Training budget'."))
+    budget: Budget = Field("steps", description=(
+        "Training budget of every cell. steps (the default): every cell runs the same number of optimizer "
+        "steps (budget_steps, by default what the largest size trains under epochs), whatever its size, so "
+        "a learning curve measures data at fixed compute. epochs (the default of earlier versions; set it "
+        "to keep the cells of their results): the classifier's train.epochs (min_steps floors it), so a "
+        "larger training set also gets more optimizer steps and the curve measures data and compute "
+        "together. converge: a "
+        "stratified share (budget_validation) of each cell's own training set is held out and training "
+        "stops after budget_patience epochs without a lower validation loss (at most budget_steps steps), "
+        "keeping the best epoch's weights; the curve measures data with each set trained to its own best. "
+        "Each cell records its budget, epochs and optimizer steps in results.csv. See the README's "
+        "'Training budget'."))
     budget_steps: int | None = Field(None, ge=1, description=(
         "Optimizer steps of every cell under budget steps, and the cap under converge. Null: the steps the "
         "largest size's cell trains under budget epochs (train.epochs x batches per epoch of that size, "
