@@ -144,6 +144,18 @@ def test_report_is_offline_and_every_reference_exists(demo):
             "run-dcgan-loss_per_iteration.png", "run-ddpm-loss_per_epoch.png"} <= names
 
 
+def test_the_page_says_how_long_each_classifier_trained(demo):
+    """The budget decides whether the curve measures data or compute: the page says which, with
+    the optimizer steps results.csv records (the quick demo: the default, equal steps)."""
+    results = pd.read_csv(demo / "study" / "results.csv")
+    assert set(results["budget"]) == {"steps"} and results["optimizer_steps"].nunique() == 1
+    text = (demo / "report" / "index.html").read_text(encoding="utf-8")
+    steps = int(results["optimizer_steps"].iloc[0])
+    assert ("Training budget, steps: the same number of optimizer steps for every classifier, so the learning "
+            f"curve measures data, not compute ({steps} optimizer steps per classifier).") in text
+    assert "for paired differences a Student-t interval." not in text   # the comparisons use a bootstrap
+
+
 def test_report_table_cells_match_the_summary(demo):
     summary = pd.read_csv(demo / "study" / "summary.csv")
     real = summary[(summary["composition"] == "real") & (summary["size"] == 20)].iloc[0]

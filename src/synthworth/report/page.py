@@ -133,8 +133,32 @@ class Report(Sections):
                 f"{esc(real.get('shape', ''))}, classes: {esc(', '.join(self.class_names))}). "
                 f"{num(trained, 'count')} classifiers trained{shared}, seeds {esc(', '.join(map(str, seeds)))}. "
                 "Every accuracy is a mean over seeds with a 95 % confidence interval, so differences can be told "
-                f"from noise: for accuracies {self.interval_method()}, for paired differences a Student-t interval."
+                f"from noise: for accuracies {self.interval_method()}, for paired differences the interval the "
+                "comparisons table names beside each (a paired bootstrap over seeds and test images where the "
+                f"cells kept their predictions, else a Student-t interval over the seeds).{self.budget_text()}"
                 "</p>" + self.headline_text())
+
+    def budget_text(self) -> str:
+        """How long each classifier trained (results.csv's ``budget`` and ``optimizer_steps``): under
+        a fixed number of epochs a bigger set also gets more steps, and the reader must know which
+        of the two the learning curve measures. Results written before budgets existed say nothing."""
+        r = self.t["results"]
+        if "budget" not in r.columns or r["budget"].isna().all():
+            return ""
+        modes = sorted(set(r["budget"].dropna().astype(str)))
+        what = {"steps": "the same number of optimizer steps for every classifier, so the learning curve measures "
+                         "data, not compute",
+                "epochs": "a fixed number of epochs, so bigger sets also got more optimizer steps: the learning "
+                          "curve measures data and compute together",
+                "converge": "until the validation loss on a share of each classifier's own training set stopped "
+                            "falling (early stopping)"}
+        said = "; ".join(f"{esc(m)}: {what.get(m, 'see results.csv')}" for m in modes)
+        steps = pd.to_numeric(r["optimizer_steps"], errors="coerce").dropna() if "optimizer_steps" in r.columns \
+            else pd.Series(dtype=float)
+        span = ("" if steps.empty else f" ({num(steps.min(), 'count')} optimizer steps per classifier)"
+                if steps.min() == steps.max() else
+                f" ({num(steps.min(), 'count')}–{num(steps.max(), 'count')} optimizer steps per classifier)")
+        return f" Training budget, {said}{span}."
 
     def interval_method(self) -> str:
         """Which interval summary.csv holds (its ``accuracy_interval`` column): the two-way bootstrap
