@@ -5,7 +5,8 @@ The report never trains or samples anything. It reads the study's tables (``resu
 cover), ``study.yaml`` and ``inputs.json``, all checked by :mod:`synthworth.report.load`.
 Everything in that folder is untrusted: every value printed is escaped, every name drawn in a
 figure is made literal, and a path stored in it (a Dataset, a run folder) is followed only when
-it resolves inside the results folder. Run folders (per-epoch sample grids, loss curves,
+it resolves inside the results folder, or inside the demo's folder when the results folder is
+the study of a demo (its parent carries the demo's own marker). Run folders (per-epoch sample grids, loss curves,
 configs) and Datasets (sample grids) elsewhere are shown when named explicitly
 (``--run NAME=PATH``, ``--dataset NAME=PATH``). Figures are PNG files in the page's own
 figures folder (:mod:`synthworth.report.output`: nothing the report did not write is replaced);
