@@ -276,3 +276,19 @@ def test_a_demo_folder_written_under_the_old_name_is_recognised_and_continued(de
     page = old / "report" / "index.html"
     assert "content='synthworth" in page.read_text(encoding="utf-8")
     assert "run-dcgan-epoch-001.png" in {Path(s).name for s in parse(page).images}
+
+
+def test_a_bare_demo_marker_does_not_open_the_parent_folder(demo, tmp_path):
+    """runs.json is followed into the demo's folder only when the results folder is that demo's
+    `study` and its marker lists what the demo wrote; a marker file with just the kind does not
+    let a results folder reach its neighbours."""
+    import shutil
+
+    copy = tmp_path / "unpacked"
+    shutil.copytree(demo / "study", copy / "study")
+    shutil.copytree(demo / "runs", copy / "runs")
+    (copy / ".synthworth").write_text(json.dumps({"kind": "demo"}))
+    assert main(["report", str(copy / "study"), "--out", str(tmp_path / "page" / "index.html")]) == 0
+    notes = _not_read(tmp_path / "page" / "index.html")
+    for run in ("dcgan", "ddpm"):   # ../runs/NAME lies inside the copy, but outside its results folder
+        assert any(n.startswith(f"run {run}: ") and "named in runs.json" in n for n in notes), notes

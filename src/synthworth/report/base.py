@@ -40,6 +40,15 @@ def interval(low: Any, high: Any, kind: str = "value") -> str:
     return f"[{num(low, kind)}, {num(high, kind)}]"
 
 
+def _demo_study(results: Path) -> bool:
+    """Whether ``results`` is the study folder of a demo: named ``study``, inside a folder whose
+    own marker is the demo's and lists ``study`` and ``runs`` among what the demo wrote (so a
+    stray marker file alone does not open a whole parent folder to the report)."""
+    marker = read_marker(results.absolute().parent) or {}
+    entries = marker.get("entries") if isinstance(marker.get("entries"), list) else []
+    return results.absolute().name == "study" and marker.get("kind") == "demo" and {"study", "runs"} <= set(entries)
+
+
 class ReportBase:
     """A page's state and helpers; the sections (each returns HTML, an empty string when it has
     nothing to show) are the subclasses' methods."""
@@ -66,8 +75,7 @@ class ReportBase:
         # The demo keeps its runs and Datasets beside its results (DEMO/runs next to DEMO/study):
         # there runs.json and inputs.json are followed anywhere inside the demo's folder,
         # recognised by the demo's own marker; elsewhere only inside the results folder.
-        self.home = home = (self.results.parent if (read_marker(self.results.parent) or {}).get("kind") == "demo"
-                            else self.results)
+        self.home = home = self.results.parent if _demo_study(Path(self.results)) else self.results
         self.runs: dict[str, tuple[Path, Path]] = {}
         for name, path in data.runs.items():
             if name in runs:
