@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 
 import numpy as np
@@ -67,13 +68,15 @@ def test_a_known_power_law_is_recovered():
     assert b == pytest.approx(B, abs=0.12) and c == pytest.approx(C, abs=0.02) and a == pytest.approx(A, rel=0.4)
     # the curve itself, where it was measured, within a fraction of a point
     assert np.abs(curve.accuracy(SIZES) - acc(SIZES)).max() < 0.005
-    # the same weighted least-squares optimum as scipy's curve_fit (sigma: each mean's standard
-    # error over the seeds) started near it
+    # the same weighted least-squares optimum as scipy's curve_fit (sigma: each mean's moderated
+    # standard error over the seeds) started near it
     from scipy.optimize import curve_fit
+
+    from synthworth.study.curve import seed_variances
 
     frame = pd.DataFrame(rows)
     means = frame.groupby("size")["accuracy"].mean()
-    var = frame.groupby("size")["accuracy"].var(ddof=1).to_numpy() / 5
+    var = seed_variances([g.to_numpy(float) for _, g in frame.groupby("size")["accuracy"]], SIZES)
     err = 1 - means.to_numpy()
     ref, _ = curve_fit(power_law, means.index.to_numpy(float), err, p0=(A, B, C), sigma=np.sqrt(var),
                        bounds=([0, 0, 0], [np.inf, 10, 1]))
@@ -554,9 +557,14 @@ def test_weighting_by_the_seed_noise_removes_the_pull_of_the_noisy_sizes():
     """The seeds' spread differs 20-fold between sizes and the noisy small sizes happen to come
     out low (by 1.5 to 2.5 standard errors): held-out real images used as "synthetic" (worth
     their own count) at the middle sizes. Unweighted, the curve bends to the noisy sizes and
-    n_eff lands 10-15 % high; weighted by 1 / se², within 8 % (and within the 15 % the method
-    promises). Over 60 simulated studies with that spread, weighting halves the typical error."""
-    from synthworth.study.curve import fit_curve, seed_variances
+    n_eff lands 10-15 % high; weighted by the moderated 1 / se², within the 15 % the method
+    promises (9 % at 100: the moderation smooths the spread's pattern, which here is not a line in
+    log n; with the raw variances, which this construction makes exact, 5 %). Over 60 simulated
+    studies with that spread, weighting halves the typical error, and the moderated weights do
+    about as well as the raw ones (over 400 studies with a noisy synthetic group too: median
+    |log(n_eff / n)| 0.049 against 0.050, 94 % against 92 % within 15 %; the true variances as
+    weights: 0.048, 95 %)."""
+    from synthworth.study.curve import _floored, fit_curve, seed_variances
 
     low = {25: 0.06, 50: 0.045}
     rows = [{"composition": "real", "generator": "", "size": n, "ratio": 0.0, "seed": s,
@@ -571,29 +579,41 @@ def test_weighting_by_the_seed_noise_removes_the_pull_of_the_noisy_sizes():
     for n in (100, 200):
         row = one(table, size=n)
         assert row["status"].startswith(OK), row["statement"]
-        assert row["n_eff"] == pytest.approx(n, rel=0.08), row["statement"]
+        assert row["n_eff"] == pytest.approx(n, rel=0.15), row["statement"]
         assert invert(unweighted, acc(n)) > n * 1.04 and invert(unweighted, acc(n)) > row["n_eff"]
     assert "passes a lack-of-fit test" in one(table, size=100)["curve_fit"]
 
-    errors = {"weighted": [], "unweighted": []}
+    errors = {"weighted": [], "raw": [], "unweighted": []}
     for k in range(60):
         rng = np.random.default_rng(500 + k)
         values = [acc(n) + SPREAD[n] * rng.standard_normal(3) for n in SIZES]
         err = 1 - np.array([v.mean() for v in values])
-        for name, w in (("weighted", 1 / seed_variances(values)), ("unweighted", None)):
+        raw = _floored(np.array([[np.var(v, ddof=1) for v in values]]), np.full(len(SIZES), 3.0))[0] / 3
+        for name, w in (("weighted", 1 / seed_variances(values, SIZES)), ("raw", 1 / raw), ("unweighted", None)):
             p = fit_curve(np.array(SIZES), err, w)
             errors[name] += [abs(invert(p, acc(n)) / n - 1) for n in (100, 200)]
     weighted, unweighted = np.median(errors["weighted"]), np.median(errors["unweighted"])
     assert weighted < 0.6 * unweighted, (weighted, unweighted)
+    # about as good as the raw weights here (0.032 against 0.030), and better where the spread is
+    # flat in n (400 studies, sd 0.01 at every size: 0.080 against 0.081 and 78 % against 75 % within 15 %)
+    assert weighted <= np.median(errors["raw"]) * 1.1, (weighted, np.median(errors["raw"]))
     assert np.mean(np.array(errors["weighted"]) < 0.15) >= 0.95
 
 
-def test_sizes_without_seed_noise_get_the_pooled_floor_not_an_infinite_weight():
+def test_sizes_without_seed_noise_get_the_floor_and_a_one_seed_size_the_trend():
+    """A size whose seeds agree exactly is floored at a share of the pooled variance before the
+    moderation (never an infinite weight), a one-seed size takes the trend's value, and with no
+    seed noise anywhere there is nothing to weight by."""
     from synthworth.study.curve import VAR_FLOOR_SHARE, seed_variances
 
-    var = seed_variances([np.array([0.5, 0.6, 0.7]), np.array([0.8, 0.8, 0.8]), np.array([0.9])])
+    var = seed_variances([np.array([0.5, 0.6, 0.7]), np.array([0.8, 0.8, 0.8]), np.array([0.9])], [25, 50, 100])
     pooled = (2 * 0.01 + 2 * 0.0) / 4   # over the sizes' degrees of freedom (the one-seed size has none)
-    assert var == pytest.approx([0.01 / 3, VAR_FLOOR_SHARE * pooled / 3, pooled / 1])
+    assert np.isfinite(var).all() and (var > 0).all()
+    # the agreeing size is at least its floor, and no larger than the noisy one's
+    assert VAR_FLOOR_SHARE * pooled / 3 <= var[1] * (1 + 1e-9) and var[1] <= var[0]
+    # the trend in log n through two sizes, extended to the third (one seed: var / 1)
+    slope = (math.log(var[1] * 3) - math.log(var[0] * 3)) / math.log(2)
+    assert var[2] == pytest.approx(var[1] * 3 * 2 ** slope, rel=1e-6)
     assert np.isnan(seed_variances([np.array([0.5]), np.array([0.6]), np.array([0.7])])).all()
     # no seed noise anywhere: the fit is unweighted and the lack of fit untestable, not a crash
     rows = real_rows(seeds=1) + group_rows("artificial", "g", 200, [acc(100.0)])
@@ -632,7 +652,7 @@ def test_the_lack_of_fit_test_keeps_its_level_on_a_true_power_law():
     for k in range(60):
         rng = np.random.default_rng(900 + k)
         values = [acc(n) + SPREAD[n] * rng.standard_normal(3) for n in SIZES]
-        var = seed_variances(values)
+        var = seed_variances(values, SIZES)
         p = fit_curve(np.array(SIZES), 1 - np.array([v.mean() for v in values]), 1 / var)
         rejected.append(lack_of_fit(SIZES, values, p, np.random.default_rng(k), resamples=200).fails)
     assert np.mean(rejected) <= 0.12, np.mean(rejected)
@@ -686,3 +706,29 @@ def test_harm_below_the_measured_range_is_a_bound_from_the_interval():
     assert row["status"] == f"{WORSE}; below the measured range", row["statement"]
     assert math.isnan(row["n_eff"]) and row["bound"] == "cost the equivalent of at least 25 real images"
     assert "(95 % interval; its accuracy" in row["statement"] and "the synthetic images hurt." in row["statement"]
+
+
+def test_a_mixture_at_the_largest_real_size_is_called_worse_only_from_its_interval():
+    """Its real part (800) is the largest real size and the real cells there sit above the fitted
+    curve's end, as do the mixtures: no gain or cost in real images can be read off the curve, so
+    each is compared with its real part's cells (paired on the test images). A loss within the
+    noise is "no different", a clear loss is worse with the difference's interval, a clear gain
+    is said as one."""
+    rng = np.random.default_rng(3)
+    rows = [dict(r, accuracy=r["accuracy"] + (0.03 if r["size"] == 800 else 0.0)) for r in real_rows(rng=rng, sd=0.004)]
+    real = np.mean([r["accuracy"] for r in rows if r["size"] == 800])
+    noise = np.linspace(-0.004, 0.004, 5)
+    rows += group_rows("mixed", "close", 1600, real - 0.002 + noise)
+    rows += group_rows("mixed", "bad", 1600, real - 0.01 + noise)
+    rows += group_rows("mixed", "good", 1600, real + 0.02 + noise)
+    table, curve = rates(rows)
+    assert curve.accuracy([800])[0] < real - 0.01   # all three above the curve's end
+    close, bad, good = (one(table, generator=g) for g in ("close", "bad", "good"))
+    assert close["status"] == "beyond the largest real size", close["statement"]
+    assert "no different from the" in close["statement"] and "95 % CI -0.0" in close["statement"]
+    assert "hurt" not in close["statement"]
+    assert bad["status"] == WORSE and "the synthetic images hurt" in bad["statement"], bad["statement"]
+    lo, hi = (float(x) for x in re.search(r"95 % CI ([-+][\d.]+) to ([-+][\d.]+)", bad["statement"]).groups())
+    assert lo < -0.01 < hi < 0
+    assert good["status"] == "beyond the largest real size" and ", above the" in good["statement"], good["statement"]
+    assert math.isnan(bad["rate"]) and math.isnan(close["n_eff"])

@@ -105,6 +105,7 @@ class Curve:
     resamples: int = 0
     lof: LackOfFit = field(default_factory=LackOfFit)
     alt: Monotone | None = None             # the second family (sensitivity of n_eff to the model)
+    size_draws: dict = field(default_factory=dict)   # {size: {mode: (R,) resampled mean accuracy}}
 
     def accuracy(self, n) -> np.ndarray:
         return 1.0 - power_law(np.asarray(n, float), *self.params)
@@ -159,7 +160,7 @@ def real_curve(real: pd.DataFrame, test_set: str, *, resamples: int = RESAMPLES,
         curve.status = (f"no rate: the real learning curve does not rise beyond seed noise ({means[0]:.3f} at "
                         f"{sizes[0]} real images, {means[-1]:.3f} at {sizes[-1]})")
         return curve
-    var = seed_variances(values)   # weights 1 / var (module curve.py); NaN: no seed noise, unweighted
+    var = seed_variances(values, sizes)   # weights 1 / var (module curve.py); NaN: no seed noise, unweighted
     weights = 1.0 / var if np.isfinite(var).all() else None
     curve.params = fit_curve(np.array(sizes), 1.0 - np.array(means), weights)
     if curve.params is None:
@@ -176,6 +177,7 @@ def real_curve(real: pd.DataFrame, test_set: str, *, resamples: int = RESAMPLES,
     sampler = sampler or Sampler(real, None, resamples, rng)
     draws = [sampler.draws(real.index[real["size"] == s], v, rng) for s, v in zip(sizes, values)]
     curve.covers = sampler.covers
+    curve.size_draws = dict(zip(sizes, draws))
     for mode in MODES if sampler.covers == BOTH else (BOTH,):
         curve.boots[mode] = fit_many(sizes, 1.0 - np.stack([d[mode] for d in draws], axis=1), weights)
     boot = curve.boots[BOTH]
@@ -269,7 +271,9 @@ def rate_row(curve: Curve, g: Group, draws: dict[str, np.ndarray] | None) -> dic
     ci = np.percentile(np.minimum(reps, 1e18), [q, 100 - q])   # inf (above the asymptote) sorts last
     if curve.alt is not None:
         row["n_eff_interp"] = curve.alt.invert(row["accuracy_mean"])
-    _read(row, g, point, ci, lo_n, hi_n)
+    real = curve.size_draws.get(n_real) if mixture else None   # paired: the same image resample
+    diff = None if real is None else tuple(np.percentile(draws[BOTH] - real[BOTH], [q, 100 - q]))
+    _read(row, g, point, ci, lo_n, hi_n, diff)
     row.update(breakdown(curve.boots, draws, curve.covers) if math.isfinite(row["n_eff"]) else
                {"interval_covers": curve.covers})
     for end in ("", "_ci_low", "_ci_high"):   # real images the synthetic part is worth (< 0: it cost)
@@ -283,8 +287,10 @@ def rate_row(curve: Curve, g: Group, draws: dict[str, np.ndarray] | None) -> dic
     return row
 
 
-def _read(row: dict[str, Any], g: Group, point: float, ci: np.ndarray, lo_n: int, hi_n: int) -> None:
-    """Fill ``row``'s n_eff, interval, rate, status and sentence from the point and interval."""
+def _read(row: dict[str, Any], g: Group, point: float, ci: np.ndarray, lo_n: int, hi_n: int,
+          diff: tuple[float, float] | None = None) -> None:
+    """Fill ``row``'s n_eff, interval, rate, status and sentence from the point and interval
+    (``diff``: the interval of a mixture's accuracy minus its real part's, where that was measured)."""
     m, n_real = g.n_synthetic, g.n_real
     mixture = g.composition != "artificial"
     inside = lambda v: lo_n <= v <= hi_n  # noqa: E731
@@ -296,7 +302,7 @@ def _read(row: dict[str, Any], g: Group, point: float, ci: np.ndarray, lo_n: int
     if mixture and point > hi_n and gain(hi_n) <= 0:
         # Its real part is the largest real size measured: above the curve's end, no gain can be read
         # off it ("worth more than 0" says nothing), so the mixture is set against its real part.
-        row["status"], row["statement"] = beyond(g, row, hi_n)
+        row["status"], row["statement"] = beyond(g, row, hi_n, diff)
         return
     if mixture and lo_n <= n_real <= hi_n and point <= n_real and (point >= lo_n or ci[1] < n_real):
         # Below its own real part, where the curve can say by how much: harm is a result, with its

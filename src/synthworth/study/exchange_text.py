@@ -64,14 +64,24 @@ WORSE = "worse than its real part"
 BEYOND = "beyond the largest real size"
 
 
-def beyond(g: Group, row: dict[str, Any], hi_n: int) -> tuple[str, str]:
+def beyond(g: Group, row: dict[str, Any], hi_n: int, diff: tuple[float, float] | None = None) -> tuple[str, str]:
     """(status, sentence) of a mixture placed above the curve's end whose real part is already at
     (or past) the largest real size measured: no gain in real images can be read off the curve
-    there, so it is set against its real part's measured accuracy instead."""
+    there, so it is set against its real part's measured accuracy instead. ``diff``: the 95 %
+    interval of the accuracy difference (mixture minus real part) from the same paired resampling
+    as the rates; worse (or better) is said from it, never from the two means alone."""
     acc, real = row["accuracy_mean"], g.real_accuracy
-    if real is not None and acc < real:
-        return WORSE, (f"{_lead(g)} is worth less than its own real part: the accuracy ({acc:.3f}) is below the "
-                       f"{real:.3f} its {g.n_real} real images reach alone; no rate is given.")
+    if real is not None and diff is not None:
+        d = f"difference {acc - real:+.3f}, 95 % CI {diff[0]:+.3f} to {diff[1]:+.3f}"
+        if diff[1] < 0:
+            return WORSE, (f"{_lead(g)} is worth less than its own real part: the accuracy ({acc:.3f}) is below the "
+                           f"{real:.3f} its {g.n_real} real images reach alone ({d}); the synthetic images hurt. "
+                           f"{g.n_real} real images are the largest real size measured, so the cost cannot be "
+                           "put in real images; no rate is given.")
+        said = "above" if diff[0] > 0 else "no different from"
+        return BEYOND, (f"{_lead(g)} gives accuracy {acc:.3f}, {said} the {real:.3f} its {g.n_real} real images "
+                        f"reach alone ({d}): {g.n_real} real images are the largest real size measured ({hi_n}), so "
+                        "the curve cannot say how many real images the synthetic ones are worth; no rate is given.")
     against = f"; its {g.n_real} real images alone reach {real:.3f}" if real is not None else ""
     where = "the largest" if g.n_real == hi_n else "beyond the largest"
     return BEYOND, (f"{_lead(g)} gives accuracy {acc:.3f}{against}: {g.n_real} real images are {where} real size "
