@@ -8,8 +8,8 @@ test, and a model-free monotone interpolation to measure how much n_eff depends 
   at 100 and 200).
 - **Moderated variances, not raw ones.** A size's variance from 3 seeds has 2 degrees of
   freedom, and 1 / s² then has no finite mean: raw weights are mostly luck (two sizes with the
-  same true spread differ 20-fold in s² one time in ten), and a size whose 3 seeds happen to agree
-  takes the fit over (held-out real images came out worth 53 instead of 70 that way). So each
+  same true spread differ 19-fold or more in s² one time in ten: F(2, 2)), and a size whose 3
+  seeds happen to agree takes the fit over. So each
   size's variance is shrunk towards a trend over sizes, the empirical-Bayes "moderated variance"
   of Smyth (2004, Stat. Appl. Genet. Mol. Biol. 3:1, section 6.2, with the trend of limma's
   ``squeezeVar``): log s² is regressed on log n (weighted by the inverse of its sampling
