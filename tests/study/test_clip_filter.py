@@ -371,3 +371,21 @@ def test_a_folder_that_is_not_a_usable_clip_is_refused_with_the_advice(tmp_path,
     with pytest.raises(ConfigError, match="holds a dinov2 model, not CLIP"):
         resolve_clip(other)
     assert resolve_clip(tiny_clip) == (tiny_clip, None)
+
+
+def test_offline_a_cached_hub_id_loads_from_the_cache(offline_hub, tiny_clip, monkeypatch):
+    import shutil
+
+    from synthworth.metrics.clip import ENV_CLIP, ClipEmbedder, resolve_clip
+
+    repo = offline_hub / "models--someone--tiny-clip"
+    shutil.copytree(tiny_clip, repo / "snapshots" / "0123abcd")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setenv(ENV_CLIP, "someone/tiny-clip")   # named by the variable, as the spec's null says
+    folder, hub_id = resolve_clip(None)
+    assert (folder, hub_id) == (repo / "snapshots" / "0123abcd", "someone/tiny-clip")
+    embedder = ClipEmbedder(folder, hub_id, device="cpu")
+    assert embedder.identity["model"] == "someone/tiny-clip"
+    images = embedder.images(np.zeros((3, 16, 16, 1), np.uint8))
+    assert images.shape == (3, 8) and np.allclose(np.linalg.norm(images, axis=1), 1, atol=1e-5)

@@ -216,7 +216,8 @@ class ClipEmbedder:
             chunk = pixels[start:start + batch_size]
             if chunk.shape[-1] == 1:
                 chunk = np.repeat(chunk, 3, axis=-1)
-            inputs = self.processor(images=list(chunk), return_tensors="pt", input_data_format="channels_last")
+            inputs = self.processor.image_processor(images=list(chunk), return_tensors="pt",
+                                                    input_data_format="channels_last")
             x = inputs["pixel_values"].to(self.device, self.model.dtype)
             out.append(_unit(_pooled(self.model.get_image_features(pixel_values=x))))
         d = self.model.config.projection_dim
