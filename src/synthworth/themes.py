@@ -109,6 +109,15 @@ class Theme(StrictModel):
                 picks[placeholder] = values[int.from_bytes(digest[8 * n:8 * n + 8], "big") % len(values)]
         return self.template.format(**picks)
 
+    def all_prompts(self, subject: str) -> list[str]:
+        """Every prompt :meth:`prompt` can make for ``subject``: each distance with each angle the
+        template uses, in list order (one prompt when it uses neither)."""
+        used = [(p, getattr(self, key)) for p, key in _LISTS.items() if "{" + p + "}" in self.template]
+        combos: list[dict[str, str]] = [{}]
+        for placeholder, values in used:
+            combos = [{**c, placeholder: v} for c in combos for v in values]
+        return [self.template.format(subject=self.words(subject), **c) for c in combos]
+
     def with_subjects(self, subjects: list[str]) -> Theme:
         """The same theme for other subjects (e.g. a real Dataset's class names)."""
         words = {k: v for k, v in self.subject_words.items() if k in subjects}

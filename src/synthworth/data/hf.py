@@ -279,6 +279,13 @@ def _real_data_facts(provenance: Any) -> list[tuple[str, Any]]:
     facts: list[tuple[str, Any]] = []
     while isinstance(provenance, dict) and provenance.get("kind") == "filtered":
         f = provenance.get("filter") if isinstance(provenance.get("filter"), dict) else {}
+        if f.get("method") == "clip":   # a pretrained CLIP chose the images: it saw no real data of the user's
+            model = f.get("model") if isinstance(f.get("model"), dict) else {}
+            facts.append(("filter", {"kind": "clip", "keep": f.get("keep"), "kept": f.get("kept"), "of": f.get("of"),
+                                     "model": model.get("model"), "sha256": model.get("sha256")}))
+            facts.append(("real data the filter's model saw", f.get("note") or "external data (a pretrained CLIP)"))
+            provenance = provenance.get("parent")
+            continue
         classifier = f.get("classifier") if isinstance(f.get("classifier"), dict) else {}
         model = classifier.get("model") if isinstance(classifier.get("model"), dict) else {}
         facts.append(("filter", {"kind": f.get("method"), "keep": f.get("keep"), "kept": f.get("kept"),

@@ -374,15 +374,27 @@ class Report(Sections):
         pairs = c[c["kind"] == "filter"] if "kind" in c.columns else c.iloc[0:0]
         if self.filtered_summary.empty and pairs.empty:
             return ""
-        keep = self.spec.get("filter_keep")
-        said = (f"The confidence filter kept {esc(keep)} of each class of each synthetic Dataset: the images a "
-                "classifier trained only on the generator's own real data labels as their intended class with the "
-                "highest confidence. ")
+        said = self._filters_said()
         parts = [f"<h2>Filtering synthetic data</h2><p>{said}Filtered and unfiltered cells of the same composition, "
                  "size and seed are compared pairwise (filtered − unfiltered accuracy).</p>"]
         if len(pairs):
             parts.append(self._comparison_table(pairs) + self.holm_note())
         return "\n".join(parts)
+
+    def _filters_said(self) -> str:
+        """One sentence per filter the study ran (the spec's, else those in its tables)."""
+        keep = self.spec.get("filter_keep")
+        names = [f for f in self.spec.get("filters") or [] if f != "none"]
+        if not names and "filter" in self.filtered_summary.columns:
+            names = sorted(set(self.filtered_summary["filter"].astype(str)))
+        said = {"confidence": f"The confidence filter kept {esc(keep)} of each class of each synthetic Dataset: the "
+                              "images a classifier trained only on the generator's own real data labels as their "
+                              "intended class with the highest confidence. ",
+                "clip": f"The clip filter kept {esc(keep)} of each class of each synthetic Dataset: the images whose "
+                        f"CLIP image embedding ({esc(self.spec.get('clip_model') or 'the default CLIP model')}) is "
+                        "closest to the embedding of their class's prompts (the theme the images were generated "
+                        "with, else the spec's clip_theme); CLIP saw no real image of this study. "}
+        return "".join(said.get(f, f"The {esc(f)} filter kept {esc(keep)} of each class. ") for f in names)
 
     def provenance(self) -> str:
         r = self.t["results"]

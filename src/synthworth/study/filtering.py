@@ -1,4 +1,7 @@
-"""Filtering a synthetic pool before cells draw from it (``filters: [none, confidence]``).
+"""Filtering a synthetic pool before cells draw from it (``filters: [none, confidence, clip]``).
+
+Every filter scores each image of a generator's pool and keeps, per class, the ``filter_keep``
+share with the highest scores (at least one image per class; :func:`choose`).
 
 ``confidence`` keeps, per class, the ``filter_keep`` share of a generator's pool (at least one
 image per class) that a classifier labels as their intended class with the highest softmax
@@ -9,18 +12,25 @@ adds no real information the generator did not have. A generator whose real data
 (a pretrained pipeline, a Dataset from before provenance, a real Dataset moved or changed) is
 refused with one line saying why, never filtered with the study's own real data instead.
 
+``clip`` scores each image by how well its CLIP embedding agrees with its class's prompts (see
+:mod:`synthworth.study.clip_filter`); it sees no real image of the study, so it needs no real
+data and filters a pretrained pipeline's images too.
+
 The filtered pool is a Dataset of its own, cached in the results folder::
 
     RESULTS/filtered/<key>/     a packed Dataset (images, labels, items.jsonl with each kept
                                 image's pool index and confidence, manifest.json), marker kind
                                 "filtered-synthetic"; classifier/ holds the filter's classifier
 
-``<key>`` hashes the parent pool's fingerprint, the method, the keep share, the classifier config
-and the fingerprint of the real training set, so a rerun reuses it and any change makes a new one.
+``<key>`` hashes the parent pool's fingerprint, the method, the keep share and what scores it (the
+classifier config and the fingerprint of the real training set; the CLIP model's fingerprint and
+the prompts), so a rerun reuses it and any change makes a new one. The clip filter also writes
+``clip_scores.npy`` (every pool image's score) and caches the pool's embeddings beside the folders.
 It is written into a temporary folder and renamed into place once complete, under a lock per key:
 shards of one study sharing the results folder wait for the one building it, then reuse it.
 The manifest's provenance is ``{"kind": "filtered", "parent": <the parent's provenance>,
-"trained_on": <the parent's>, "filter": {...}}``.
+"trained_on": <the parent's>, "filter": {...}}``; a clip filter's ``filter`` records the model's
+identity, the prompts of each class and, per class, how many were kept and the lowest kept score.
 """
 
 from __future__ import annotations
@@ -41,7 +51,7 @@ from synthworth.study.inputs import StudyInputs, SyntheticInput, align_classes, 
 
 KIND = "filtered-synthetic"
 FOLDER = "filtered"
-METHODS = ("confidence",)
+METHODS = ("confidence", "clip")
 
 
 def _refuse(name: str, syn: SyntheticInput, why: str) -> ConfigError:
@@ -144,21 +154,71 @@ def apply_filters(spec, inputs: StudyInputs, classifier, out: Path, *, build: bo
     config = _filter_classifier(classifier)
     dumped = dump_config(config)
     dumped = {**dumped, "train": {k: v for k, v in dumped["train"].items() if k not in NOT_RESULT_KEYS}}
+    clip_model = None
+    if "clip" in methods:
+        from synthworth.study.clip_filter import find_model
+
+        clip_model = find_model(spec, download=build)
     todo = []
     for name, syn in inputs.synthetic.items():
-        train_set, on = generator_real_data(name, syn, inputs.real, spec.synthetic[name].class_map)
+        if "confidence" in methods:
+            train_set, on = generator_real_data(name, syn, inputs.real, spec.synthetic[name].class_map)
         for method in methods:
-            key = filter_key(syn.pool, method, spec.filter_keep, dumped, train_set)
-            todo.append((name, syn, method, key, train_set, on))
-    for name, syn, method, key, train_set, on in todo:
+            if method == "confidence":
+                key = filter_key(syn.pool, method, spec.filter_keep, dumped, train_set)
+                todo.append((name, syn, method, key, _confidence_scorer(config, train_set, on)))
+            else:
+                key, scorer = _clip_scorer(name, syn, spec, clip_model, out)
+                todo.append((name, syn, method, key, scorer))
+    for name, syn, method, key, scorer in todo:
         final = out / FOLDER / key
         cached = _cached(final, key)
         if cached is None and not build:
             raise ConfigError(f"the {method} filter of generator {name!r} is not made yet; 'synthworth study run' "
                               "makes it (then status can tell)")
         if cached is None:
-            cached = _build(final, key, name, syn, method, spec.filter_keep, config, train_set, on, out)
+            cached = _build(final, key, name, syn, method, spec.filter_keep, scorer, out)
         syn.filtered[method] = cached
+
+
+def _confidence_scorer(config, train_set: Dataset, on: dict[str, Any]):
+    """Scores of the confidence filter: the probability of each image's intended class by a
+    classifier trained (into ``tmp/classifier``) on the generator's own real data."""
+
+    def score(tmp: Path, pool: Dataset) -> tuple[np.ndarray, dict[str, Any]]:
+        from synthworth.classifiers.evaluate import probabilities
+        from synthworth.classifiers.task import train_classifier
+
+        model, _ = train_classifier(train_set, tmp / "classifier", config)
+        shutil.rmtree(tmp / "classifier" / "checkpoints", ignore_errors=True)
+        probs = probabilities(model, pool, config.eval_batch_size)
+        return probs[np.arange(len(pool)), pool.labels], {
+            "classifier": dump_config(config), "real_fingerprint": on["fingerprint"], "real_path": on["path"],
+            "real_split": on["split"], "train_set_fingerprint": train_set.fingerprint,
+            "train_images": len(train_set)}
+
+    score.item_key = "confidence"
+    return score
+
+
+def _clip_scorer(name: str, syn: SyntheticInput, spec, model, out: Path):
+    """(key, scores) of the clip filter (see synthworth.study.clip_filter): its prompts are found
+    now, so a generator without any is refused before anything is written."""
+    from synthworth.study.clip_filter import EMBEDDINGS, SCORE, SCORES_FILE, class_prompts, clip_key, clip_scores
+
+    prompts, source = class_prompts(name, syn, spec.clip_theme, spec.synthetic[name].class_map)
+    key = clip_key(syn.pool, spec.filter_keep, model.identity, prompts)
+
+    def score(tmp: Path, pool: Dataset) -> tuple[np.ndarray, dict[str, Any]]:
+        scores = clip_scores(model, pool, prompts, out / FOLDER / EMBEDDINGS)
+        np.save(tmp / SCORES_FILE, scores.astype(np.float32))
+        embedder = model.embedder()  # loaded by now: its identity also names the architecture
+        return scores, {"model": embedder.identity, "device": str(embedder.device), "prompts": prompts,
+                        "prompt_source": source, "score": SCORE, "scores_file": SCORES_FILE,
+                        "note": "CLIP was trained on external data, none of this study's real images"}
+
+    score.item_key = "clip_score"
+    return key, score
 
 
 def _filter_classifier(classifier):
@@ -178,10 +238,8 @@ def _cached(final: Path, key: str) -> Dataset | None:
     return ds if ok else None
 
 
-def _build(final: Path, key: str, name: str, syn: SyntheticInput, method: str, keep: float, config,
-           train_set: Dataset, on: dict[str, Any], out: Path) -> Dataset:
-    from synthworth.classifiers.evaluate import probabilities
-    from synthworth.classifiers.task import train_classifier
+def _build(final: Path, key: str, name: str, syn: SyntheticInput, method: str, keep: float, scorer,
+           out: Path) -> Dataset:
     from synthworth.safety import output_lock
     from synthworth.study.cache import claim_results_folder
 
@@ -196,23 +254,32 @@ def _build(final: Path, key: str, name: str, syn: SyntheticInput, method: str, k
             return cached
         clean_stale_temps(final)
         with atomic_folder(final, kind=KIND, replace=True) as tmp:
-            model, _ = train_classifier(train_set, tmp / "classifier", config)
-            shutil.rmtree(tmp / "classifier" / "checkpoints", ignore_errors=True)
             pool = syn.pool
-            probs = probabilities(model, pool, config.eval_batch_size)
-            confidence = probs[np.arange(len(pool)), pool.labels]
-            kept = choose(pool.labels, confidence, keep)
-            items = [{"pool_index": int(i), "confidence": float(confidence[i])} for i in kept]
+            scores, details = scorer(tmp, pool)
+            kept = choose(pool.labels, scores, keep)
+            items = [{"pool_index": int(i), scorer.item_key: float(scores[i])} for i in kept]
             parent = syn.provenance
-            filt = {"method": method, "keep": keep, "key": key, "classifier": dump_config(config),
-                    "real_fingerprint": on["fingerprint"], "real_path": on["path"], "real_split": on["split"],
-                    "train_set_fingerprint": train_set.fingerprint, "train_images": len(train_set),
+            filt = {"method": method, "keep": keep, "key": key, **details,
                     "parent_fingerprint": pool.fingerprint, "parent_path": syn.path,
                     "kept": int(len(kept)), "of": int(len(pool))}
+            if method != "confidence":  # per class: how many were kept and the lowest kept score
+                filt["per_class"] = per_class(pool, scores, kept)
             write_packed(tmp, pool.take(kept), pool.labels[kept], np.full(len(kept), "train"), pool.class_names,
                          items, {"kind": "filtered", "source": {"kind": "filter", "generator": name, "path": syn.path},
-                                 "provenance": {"kind": "filtered", "trained_on": parent.get("trained_on"),
+                                 "provenance": {"kind": "filtered", "trained_on": (parent or {}).get("trained_on"),
                                                 "parent": parent, "filter": filt,
                                                 "note": f"{method} filter (keep {keep:g}) of {name!r}: "
                                                         f"{len(kept)} of {len(pool)} images"}})
     return Dataset.open(final)
+
+
+def per_class(pool: Dataset, scores: np.ndarray, kept: np.ndarray) -> dict[str, dict[str, Any]]:
+    """{class: {"kept", "of", "threshold": the lowest score kept}} for the classes the pool has."""
+    out = {}
+    for label, name in enumerate(pool.class_names):
+        members = pool.labels == label
+        mine = kept[pool.labels[kept] == label]
+        if members.any():
+            out[name] = {"kept": int(len(mine)), "of": int(members.sum()),
+                         "threshold": float(scores[mine].min()) if len(mine) else None}
+    return out

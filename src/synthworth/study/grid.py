@@ -20,7 +20,7 @@ part is then no longer exactly ``subset_real``'s; ``artificial`` and ``augmented
 
 ``real`` and ``subset_real`` hold no synthetic image: one cell each, not one per generator.
 Every other composition runs once per filter of the spec (``none``: the synthetic pool as it is;
-``confidence``: its filtered Dataset, see :mod:`synthworth.study.filtering`); a filtered cell
+``confidence``, ``clip``: its filtered Dataset, see :mod:`synthworth.study.filtering`); a filtered cell
 draws from the filtered pool, so only its key differs from the unfiltered cell's.
 A cell's cache key hashes what decides its result: the classifier config (with the cell's
 seed), the training set's fingerprint (derived from its inputs' fingerprints and the draw's

@@ -13,14 +13,18 @@ Example (the bundled digits, scarce real data, two generators)::
     classifier_preset: small
     classifier: {train: {epochs: 20}} # any ClassifierConfig key over the preset
     metrics: {enabled: true}
-    filters: [none, confidence]        # also train on each synthetic Dataset filtered (see below)
-    filter_keep: 0.5                   # the confidence filter keeps this share of each class
+    filters: [none, confidence, clip]  # also train on each synthetic Dataset filtered (see below)
+    filter_keep: 0.5                   # each filter keeps this share of each class
+    clip_model: models/clip-vit-b32    # the clip filter's CLIP (a save_pretrained folder or a hub id)
+    clip_theme: digits-theme.yaml      # its prompts where a Dataset records no theme
 
 Filters: ``confidence`` keeps, per class, the ``filter_keep`` share of a synthetic Dataset's
 images that a classifier labels as their intended class with the highest probability. That
 classifier (the study's classifier config) is trained only on the real data the generator itself
 was trained on (its ``provenance``), so filtering adds no real information the generator did not
 have; a generator whose real data is unknown or unavailable (a pretrained pipeline) is refused.
+``clip`` keeps the share whose CLIP image embedding is closest to their class's prompts (those of
+the theme a text-to-image Dataset records, else of ``clip_theme``; see study/clip_filter.py).
 Every composition that draws synthetic images then runs once per filter (``none``: unfiltered).
 
 Relative paths are relative to the spec file's folder.
@@ -51,8 +55,8 @@ COMPOSITIONS = ("real", "artificial", "mixed", "subset_real", "augmented", "rati
 # Compositions whose training set holds no synthetic image: trained once, not once per generator.
 REAL_ONLY = ("real", "subset_real")
 Composition = Literal["real", "artificial", "mixed", "subset_real", "augmented", "ratio_sweep"]
-FILTERS = ("none", "confidence")
-Filter = Literal["none", "confidence"]
+FILTERS = ("none", "confidence", "clip")
+Filter = Literal["none", "confidence", "clip"]
 BUDGETS = ("epochs", "steps", "converge")
 Budget = Literal["epochs", "steps", "converge"]
 # Seeds reach numpy's legacy seeding (< 2**32) and a cell's second draw uses seed + 1: keep
@@ -124,8 +128,10 @@ class StudySpec(StrictModel):
     comparisons: list[tuple[Composition, Composition]] = Field(
         [("real", "artificial"), ("real", "mixed"), ("mixed", "subset_real")],
         description="Pairs of compositions compared on the same seeds (difference, 95% CI, p-value).")
-    filters: list[Filter] = Field(["none"], min_length=1, description="Filters applied to each synthetic Dataset before cells draw from it: none (unfiltered), confidence (keep the images a classifier trained on the generator's own real data finds most clearly of their class).")
-    filter_keep: float = Field(0.5, gt=0, le=1, description="Share of each class the confidence filter keeps (0 < keep <= 1).")
+    filters: list[Filter] = Field(["none"], min_length=1, description="Filters applied to each synthetic Dataset before cells draw from it: none (unfiltered), confidence (keep the images a classifier trained on the generator's own real data finds most clearly of their class), clip (keep the images whose CLIP embedding agrees best with their class's prompt).")
+    filter_keep: float = Field(0.5, gt=0, le=1, description="Share of each class every filter keeps (0 < keep <= 1).")
+    clip_model: str | None = Field(None, description="CLIP model of the clip filter: a folder written by CLIPModel and CLIPProcessor save_pretrained (relative to the spec), or a hub id; null: ${SYNTHWORTH_CLIP_WEIGHTS}, else openai/clip-vit-base-patch32.")
+    clip_theme: str | None = Field(None, description="Prompts of the clip filter for a synthetic Dataset that records no theme: a shipped theme (animals, fruits) or a theme YAML file (relative to the spec); a text-to-image Dataset's own theme is used where recorded.")
     allow_test_leakage: bool = Field(False, description="Run even when a generator (or the filter that made its Dataset) was trained on real test images of this study; every affected number is then marked (test_leakage column, report, study exchange).")
     threads: int | None = Field(None, ge=1, description="Torch CPU threads of each cell (null: 1). Fixed, whatever the workers: a cell's numbers depend on it, so it is part of each cell's key (another count trains the cells again).")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="What each cell reserves on a Ray cluster (--executor ray).")
@@ -282,6 +288,11 @@ def _absolute(spec: StudySpec, base: Path) -> StudySpec:
         metrics["dinov2_weights"] = fix(spec.metrics.dinov2_weights)
     if metrics:
         update["metrics"] = spec.metrics.model_copy(update=metrics)
+    # A CLIP model or a theme file is a path relative to the spec; a hub id or a theme name stays.
+    for key in ("clip_model", "clip_theme"):
+        value = getattr(spec, key)
+        if value and (base / Path(value).expanduser()).exists():
+            update[key] = fix(value)
     return spec.model_copy(update=update)
 
 
