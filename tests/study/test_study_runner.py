@@ -241,7 +241,8 @@ def test_a_resolution_mismatch_is_resized_with_a_warning_and_recorded(write_spec
 
 
 def test_other_bad_specs(write_spec, tmp_path, digits16):
-    with pytest.raises(DataError, match="real Dataset: Dataset folder .*nowhere does not exist"):
+    with pytest.raises(DataError, match="real Dataset: Dataset folder .*nowhere does not exist; a relative path in "
+                                        "a spec is read from the spec file's folder"):
         run_study(write_spec(real=str(tmp_path / "nowhere")), progress=False)
     with pytest.raises(DataError, match="has no 'holdout' split"):
         run_study(write_spec(real_test_split="holdout"), progress=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -91,7 +92,11 @@ def _open(path: str, what: str) -> Dataset:
     try:
         return Dataset.open(path)
     except DataError as exc:
-        raise DataError(f"{what}: {exc}") from None
+        # the spec's relative paths were made absolute against the spec file's folder, not the
+        # folder the command ran in: the path printed is already the one read, and this says why
+        hint = ("; a relative path in a spec is read from the spec file's folder, not from where the command "
+                "runs") if not Path(path).exists() else ""
+        raise DataError(f"{what}: {exc}{hint}") from None
 
 
 def _split(ds: Dataset, name: str, what: str, path: str) -> Dataset:
