@@ -5,6 +5,8 @@ that is partial (interrupted, one shard of several, failed cells) says so everyw
 
 - ``exchange_rates.csv``: how many real images
   each synthetic cell group is worth, from the real learning curve (:mod:`synthworth.study.exchange`);
+- ``exchange_rates_by_class.csv``: the same, class by class, from each class's recall on the real
+  test images (:mod:`synthworth.study.by_class`);
 - ``results.csv``, ``summary.csv`` and ``exchange_rates.csv`` carry ``planned_cells`` and ``finished_cells`` (the
   whole grid's cell counts; the same on every row);
 - ``comparisons.csv``: paired differences, the spec's ``comparisons`` as the primary family
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from synthworth import safety
+from synthworth.study.by_class import exchange_rates_by_class
 from synthworth.study.cache import CellStore, read_json, tables_lock, write_json_atomic
 from synthworth.study.exchange import exchange_rates, provenance_of, study_frame
 from synthworth.study.grid import class_counts
@@ -228,6 +231,9 @@ def write_tables(plan: StudyPlan, store: CellStore, metrics_done: list[str]) -> 
             rates, _ = exchange_rates(study_frame(results, pd.DataFrame(evals)), grid=scope, provenance=prov,
                                       predictions=predictions)
             paths.update(_write_table(_with_counts(mark(rates, leaks), state), plan.out, "exchange_rates"))
+            by_class, _ = exchange_rates_by_class(results, predictions=predictions, grid=scope, provenance=prov,
+                                                  class_names=plan.inputs.real.class_names)
+            paths.update(_write_table(_with_counts(mark(by_class, leaks), state), plan.out, "exchange_rates_by_class"))
         metric_rows = metrics_rows(plan, results, metrics_done)
         if metric_rows:
             paths.update(_write_table(mark(pd.DataFrame(metric_rows), leaks), plan.out, "metrics"))
