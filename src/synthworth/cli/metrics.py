@@ -72,7 +72,11 @@ def _refuse_generator(flag: str, path: str) -> None:
     folder = Path(path)
     if not folder.is_dir() or (folder / "manifest.json").is_file():
         return
-    if is_run(folder):
+    from synthworth.engine.replicates import is_replicates
+
+    if is_replicates(folder):
+        what, run = "a folder of trained replicates", folder
+    elif is_run(folder):
         what, run = "a training run", folder
     elif (folder / MODEL_CONFIG).is_file():
         what, run = "a saved generator", folder.parent if is_run(folder.parent) else folder
