@@ -204,3 +204,38 @@ def test_compare_with_one_run_says_its_interval_covers_sampling_only(world, tmp_
     assert "the ranking may not survive a retrain" in printed
     page = (out / "report" / "index.html").read_text()
     assert "covers the sampling of images only" in page and "not tested" in page
+
+
+def test_a_run_saved_before_train_threads_existed_resumes_and_records_the_setting(world, tmp_path):
+    from synthworth.engine import checkpoint as ckpt
+    from synthworth.train import train
+
+    _, digits = world
+    run = tmp_path / "old"
+    train("dcgan", digits.path, run, preset="tiny", overrides=["train.max_steps=2", "train.checkpoint_every=2"])
+    # What an older synthworth wrote: no train.threads in the config or in the checkpoint's state.
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    del config["train"]["threads"]
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    for step in ckpt.complete_checkpoints(run / "checkpoints"):
+        state = json.loads((step / ckpt.STATE_FILE).read_text())
+        del state["config"]["train"]["threads"]
+        (step / ckpt.STATE_FILE).write_text(json.dumps(state))
+    train("dcgan", digits.path, run, resume=True, overrides=["train.max_steps=4"])
+    resumed = json.loads((run / "run.json").read_text())["history"][-1]
+    assert resumed["changes"]["train.threads"] == {"was": None, "now": 1} and resumed["threads"] == 1
+    # Once recorded, the count is part of the run: another one is refused on resume.
+    with pytest.raises(SynthworthError, match=r"train.threads was 1, now 2"):
+        train("dcgan", digits.path, run, resume=True, overrides=["train.max_steps=6", "train.threads=2"])
+
+
+def test_a_study_sets_its_cells_threads_with_its_own_key_only(digits16):
+    from synthworth.study.spec import StudySpec, classifier_config
+
+    def spec(**given):
+        return StudySpec(real=str(digits16.path), compositions=["real"], classifier_preset="tiny", **given)
+
+    assert classifier_config(spec(threads=2)).train.threads == 2
+    assert classifier_config(spec()).train.threads == 1
+    with pytest.raises(SynthworthError, match="its own 'threads' key"):
+        classifier_config(spec(classifier={"train": {"threads": 4}}))
