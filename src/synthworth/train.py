@@ -168,6 +168,9 @@ def train_replicates(kind: str, data: str | Path, out: str | Path, *, replicates
     if seeds is not None and any(o.partition("=")[0].strip() == "train.seed" for o in overrides):
         raise ConfigError("train.seed=... and --seeds both set the seeds; give the seeds with --seeds alone")
     safety.check_apart(out, [data])
+    if safety.owned_kind(out) == "run":
+        raise SynthworthError(f"--out {out} holds one training run, not a folder of replicates; train the replicates "
+                              f"into a new folder, e.g. {safety.suggest_new(out)}")
     safety.check_replaceable(out, KIND)
     found = ReplicatesFolder(out) if is_replicates(out) else None
     recipe = None

@@ -239,3 +239,20 @@ def test_a_study_sets_its_cells_threads_with_its_own_key_only(digits16):
     assert classifier_config(spec()).train.threads == 1
     with pytest.raises(SynthworthError, match="its own 'threads' key"):
         classifier_config(spec(classifier={"train": {"threads": 4}}))
+
+
+def test_replicates_are_refused_into_a_run_folder_and_a_changed_epoch_count_asks_for_resume(world, tmp_path):
+    from synthworth.train import train_replicates
+
+    root, digits = world
+    with pytest.raises(SynthworthError, match="holds one training run, not a folder of replicates"):
+        train_replicates("dcgan", digits.path, root / "gan" / "seed-0", replicates=2, preset="tiny")
+    out = tmp_path / "reps"
+    train_replicates("dcgan", digits.path, out, seeds=[0], preset="tiny", overrides=["train.max_steps=2"])
+    with pytest.raises(SynthworthError, match=r"train.max_steps was 2, now 4.*add --resume"):
+        train_replicates("dcgan", digits.path, out, seeds=[1], preset="tiny", overrides=["train.max_steps=4"])
+    train_replicates("dcgan", digits.path, out, seeds=[0, 1], preset="tiny", overrides=["train.max_steps=4"],
+                     resume=True)
+    steps = [max(r["step"] for r in map(json.loads, (out / f"seed-{s}" / "metrics.jsonl").read_text().splitlines()))
+             for s in (0, 1)]
+    assert steps == [4, 4] and json.loads((out / "replicates.json").read_text())["recipe"]["train"]["max_steps"] == 4

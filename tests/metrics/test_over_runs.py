@@ -79,6 +79,8 @@ def test_the_permutation_test_is_exact_and_falls_back_to_t_only_below_its_smalle
     assert small["p"] == pytest.approx(stats.ttest_rel(a[:3], b[:3]).pvalue)
     one = difference_test([1.0], b)
     assert one["method"] is None and not one["different"] and "2 or more runs" in one["reason"]
+    flat = difference_test([1.0, 1.0], [2.0, 2.0])  # no spread at all: nothing to judge a difference by
+    assert flat["method"] is None and not flat["different"] and "did not vary" in flat["reason"]
 
 
 # ------------------------------------------------------------------------------ the interval

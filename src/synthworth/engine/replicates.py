@@ -102,12 +102,15 @@ class ReplicatesFolder:
             raise SynthworthError(f"{self.path} holds replicates trained on the Dataset with fingerprint "
                                   f"{str(found.get('data'))[:12]}, not on this one ({data[:12]}); {fix}")
         changes = config_changes(found.get("recipe"), recipe)
-        allowed = resumable if resume else ()
-        refused = [c for c in changes if not any(c[0] == a or c[0].startswith(a + ".") for a in allowed)]
+
+        def outside(allowed: tuple[str, ...]) -> list:
+            return [c for c in changes if not any(c[0] == a or c[0].startswith(a + ".") for a in allowed)]
+
+        refused = outside(resumable if resume else ())
         if refused:
             shown = "; ".join(f"{k} was {old!r}, now {new!r}" for k, old, new in refused[:4])
-            more = ("" if resume or not changes else
-                    "; to train on with changed epochs or checkpoint settings, add --resume")
+            more = ("; to train them on with these settings, add --resume" if not resume and not outside(resumable)
+                    else "")
             raise SynthworthError(f"{self.path} holds replicates of another recipe ({shown}): the replicates of "
                                   f"one folder differ only in their seed; {fix}{more}")
 

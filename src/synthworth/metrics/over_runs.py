@@ -141,11 +141,8 @@ def difference_test(a: Sequence[float], b: Sequence[float], *, paired: bool = Fa
     out["smallest_p"] = floor
     diffs = a - b if paired else None
     spread = float(np.ptp(diffs)) if paired else float(np.ptp(a)) + float(np.ptp(b))
-    if spread == 0:  # the runs did not vary at all: neither test has a scale to judge the difference by
-        out["method"] = "none: the runs did not vary"
-        out["different"] = out["difference"] != 0
-        out["p"] = 0.0 if out["different"] else 1.0
-        out["low"] = out["high"] = out["difference"]
+    if spread == 0:  # the runs did not vary at all: no test has a scale to judge the difference by
+        out["reason"] = "the runs did not vary at all, so there is no spread to judge a difference by"
         return out
     if floor <= alpha:
         count = 2 ** len(a) if paired else math.comb(len(a) + len(b), len(a))
