@@ -17,8 +17,9 @@ import yaml
 from synthworth.config import read_yaml, resolve_config
 from synthworth.data.dataset import Dataset
 from synthworth.engine.loop import fit
+from synthworth.engine.replicates import ReplicatesFolder
 from synthworth.engine.run import RunFolder
-from synthworth.errors import SynthworthError
+from synthworth.errors import ConfigError, SynthworthError
 
 
 @dataclass(frozen=True)
@@ -59,18 +60,20 @@ MODELS: dict[str, TrainableModel] = {
 
 def resolve_train_config(kind: str, out: str | Path, *, preset: str | None = None,
                          config_file: str | Path | None = None,
-                         overrides: tuple[str, ...] | list[str] = (), resume: bool = False):
+                         overrides: tuple[str, ...] | list[str] = (), resume: bool = False,
+                         recipe: tuple[dict[str, Any], str] | None = None):
     """The validated config of a training run (see the module docstring for the layers).
 
     With ``resume`` and neither a preset nor a config file, the run's saved config is the base
     (``key=value`` overrides still apply); with either, the config is resolved as for a new run,
     so the original command with ``--resume`` added gives the original config. The engine then
-    compares it with the checkpoint's and refuses only a change to what was computed."""
+    compares it with the checkpoint's and refuses only a change to what was computed.
+    ``recipe``: ``(values, where from)``, the base in place of a preset (a replicates folder's)."""
     if kind not in MODELS:
         raise SynthworthError(f"unknown model {kind!r}; choose one of {', '.join(MODELS)}")
     entry = MODELS[kind]
-    base = None
-    if resume:
+    base = recipe if recipe is not None and preset is None and config_file is None else None
+    if resume and base is None:
         run = RunFolder(out)
         if run.config_file.is_file():
             try:
@@ -108,10 +111,11 @@ def resolve_train_config(kind: str, out: str | Path, *, preset: str | None = Non
 
 def train(kind: str, data: str | Path, out: str | Path, *, preset: str | None = None,
           config_file: str | Path | None = None, overrides: tuple[str, ...] | list[str] = (),
-          resume: bool = False) -> RunFolder:
-    """Train model ``kind`` on the prepared Dataset ``data`` into the run folder ``out``."""
+          resume: bool = False, recipe: tuple[dict[str, Any], str] | None = None) -> RunFolder:
+    """Train model ``kind`` on the prepared Dataset ``data`` into the run folder ``out``
+    (``recipe``: see :func:`resolve_train_config`)."""
     config = resolve_train_config(kind, out, preset=preset, config_file=config_file,
-                                  overrides=overrides, resume=resume)
+                                  overrides=overrides, resume=resume, recipe=recipe)
     dataset = Dataset.open(data)
     if kind == "classifier":  # as the study trains them: small sets get min_steps batches
         from synthworth.classifiers.task import stretch_to_min_steps
@@ -121,6 +125,74 @@ def train(kind: str, data: str | Path, out: str | Path, *, preset: str | None = 
 
     return fit(MODELS[kind].task()(config), dataset, out, config.train, resume=resume,
                hooks=training_hooks(config))
+
+
+def replicate_seeds(base: int, replicates: int | None, seeds: list[int] | None) -> list[int]:
+    """The seeds of a replicates training: ``seeds`` as given, or ``replicates`` seeds counting up
+    from the recipe's ``train.seed`` (``base``)."""
+    from synthworth.engine.config import MAX_SEED
+
+    if (replicates is None) == (seeds is None):
+        raise ConfigError("give the number of replicates (--replicates K) or their seeds (--seeds 0,1,2), not both")
+    if seeds is None:
+        if replicates < 1:
+            raise ConfigError(f"--replicates {replicates}: give 1 or more")
+        seeds = [base + i for i in range(replicates)]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {','.join(map(str, seeds))}: give one or more distinct seeds")
+    bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if bad:
+        raise ConfigError(f"--seeds: {bad[0]} is not a seed (0 to 2**32 - 1)")
+    return list(seeds)
+
+
+def train_replicates(kind: str, data: str | Path, out: str | Path, *, replicates: int | None = None,
+                     seeds: list[int] | None = None, preset: str | None = None,
+                     config_file: str | Path | None = None, overrides: tuple[str, ...] | list[str] = (),
+                     resume: bool = False) -> ReplicatesFolder:
+    """Train one recipe once per seed into the replicates folder ``out`` (``OUT/seed-N``, see
+    :mod:`synthworth.engine.replicates`): ``seeds`` as given, or ``replicates`` seeds from the
+    recipe's ``train.seed`` up. Only the seed differs between the runs: the same config (its
+    ``train.threads`` included), the same Dataset.
+
+    Into a folder that already holds replicates, more seeds of the same recipe may be added.
+    ``resume``: every replicate with a checkpoint is continued (a finished one is only exported
+    again), every other one is started, so the same call finishes whatever an interrupted one
+    left; a change of epochs or checkpoint settings is then allowed, as for one run."""
+    from synthworth import safety
+    from synthworth.config import dump_config, last_wins
+    from synthworth.engine.replicates import KIND, is_replicates, recipe_of, run_name
+    from synthworth.engine.resume import ENGINE_RESUMABLE
+
+    out = Path(out)
+    if seeds is not None and any(o.partition("=")[0].strip() == "train.seed" for o in overrides):
+        raise ConfigError("train.seed=... and --seeds both set the seeds; give the seeds with --seeds alone")
+    safety.check_apart(out, [data])
+    if safety.owned_kind(out) == "run":
+        raise SynthworthError(f"--out {out} holds one training run, not a folder of replicates; train the replicates "
+                              f"into a new folder, e.g. {safety.suggest_new(out)}")
+    safety.check_replaceable(out, KIND)
+    found = ReplicatesFolder(out) if is_replicates(out) else None
+    recipe = None
+    if found is not None and resume and preset is None and config_file is None:
+        recipe = (found.manifest().get("recipe") or {}, f"the recipe of the replicates in {out}")
+    config = resolve_train_config(kind, out, preset=preset, config_file=config_file, overrides=overrides,
+                                  recipe=recipe)
+    chosen = replicate_seeds(config.train.seed, replicates, seeds)
+    dataset = Dataset.open(data)
+    shared = recipe_of(dump_config(config))
+    with safety.output_lock(out, what="these replicates"):
+        folder = ReplicatesFolder(out)
+        if found is not None:
+            resumable = ENGINE_RESUMABLE + tuple(MODELS[kind].task().resumable_changes)
+            folder.check_recipe(kind, shared, dataset.fingerprint, resume=resume, resumable=resumable)
+        folder.write(kind, shared, dataset.fingerprint, chosen)
+        for seed in chosen:
+            member = out / run_name(seed)
+            again = resume and RunFolder(member).usable_checkpoint() is not None
+            train(kind, data, member, preset=preset, config_file=config_file, resume=again, recipe=recipe,
+                  overrides=last_wins([*overrides, f"train.seed={seed}"]))
+    return folder
 
 
 def train_dcgan(data: str | Path, out: str | Path, **options: Any):

@@ -341,17 +341,3 @@ def test_compare_writes_the_contract_findings_and_a_csv(faces_world, capsys):
     assert table["plateau_status"].tolist() == ["too few points", "improving"]
     assert json.loads((out / ".synthworth").read_text())["kind"] == "compare"
     assert not math.isnan(table["exposure_share"].iloc[0])
-
-
-def test_the_closest_model_names_only_the_models_whose_interval_overlaps_its_own():
-    from synthworth.metrics.findings_text import _closest
-
-    def model(mean, low, high):
-        return {"quality": {"fid": {"mean": mean, "low": low, "high": high}}}
-
-    findings = {"features": "file", "closest": "gan", "floor": {"fid": {"mean": 0.5}},
-                "models": {"gan": model(7.4, 6.1, 8.6), "ddpm": model(27.6, 7.8, 47.5), "ldm": model(13.4, 12.6, 14.1)}}
-    text = _closest(findings)
-    assert "overlaps ddpm's" in text and "ldm's" not in text
-    findings["models"]["ddpm"] = model(27.6, 20.0, 35.0)
-    assert "lies below every other model's" in _closest(findings)

@@ -8,7 +8,8 @@ from synthworth.cli.app import Choice, cli
 
 
 @cli.command("generate")
-@click.option("--from", "from_run", type=click.Path(), help="A trained generator: a run folder or a saved generator folder.")
+@click.option("--from", "from_run", type=click.Path(), help="A trained generator: a run folder, a saved generator folder, or a folder of "
+                   "replicates ('train --replicates': an equal share of the images from each).")
 @click.option("--pipeline", help="A text-to-image pipeline: sd21, realistic-vision-14, openjourney-v4, "
               "kandinsky-22, sdxl, another hub id, or a local diffusers folder.")
 @click.option("--prior", help="Kandinsky: its prior pipeline (hub id or folder; default: the decoder's own).")

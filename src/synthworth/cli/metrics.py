@@ -72,7 +72,11 @@ def _refuse_generator(flag: str, path: str) -> None:
     folder = Path(path)
     if not folder.is_dir() or (folder / "manifest.json").is_file():
         return
-    if is_run(folder):
+    from synthworth.engine.replicates import is_replicates
+
+    if is_replicates(folder):
+        what, run = "a folder of trained replicates", folder
+    elif is_run(folder):
         what, run = "a training run", folder
     elif (folder / MODEL_CONFIG).is_file():
         what, run = "a saved generator", folder.parent if is_run(folder.parent) else folder
@@ -89,7 +93,8 @@ def _refuse_generator(flag: str, path: str) -> None:
 
 @cli.command("compare")
 @click.option("--run", "runs", multiple=True, required=True, metavar="NAME=PATH",
-              help="A trained generator: its run folder (or saved model folder); repeatable.")
+              help="A trained generator: its run folder (or saved model folder), or a folder of replicates "
+                   "('train --replicates': intervals over its runs and a test between models); repeatable.")
 @click.option("--real", required=True, type=click.Path(), help="The real Dataset the generators were trained on.")
 @click.option("--real-split", default="test", show_default=True, help="Held-out split the samples are scored against.")
 @click.option("--train-split", default="train", show_default=True,
@@ -118,6 +123,7 @@ def compare_cmd(runs, real, real_split, train_split, draws, samples, seed, featu
     Examples:
       synthworth compare --run dcgan=runs/faces-dcgan --run ldm=runs/faces-ldm --real data/faces --out findings
       synthworth compare --run gan=runs/gan --run ddpm=runs/ddpm --real data/faces --draws 10 --samples 500 --out cmp
+      synthworth compare --run gan=runs/gan-replicates --run ldm=runs/ldm-replicates --real data/faces --out cmp
     """
     from synthworth.config import resolve_config
     from synthworth.metrics.compute import MetricsConfig

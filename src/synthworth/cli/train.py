@@ -17,12 +17,34 @@ def _train_options(func):
     func = click.option("--out", required=True, type=click.Path(), help="The run folder to create (or resume).")(func)
     func = click.option("--preset", help="A shipped preset of this model (see 'synthworth train presets').")(func)
     func = click.option("--config", "config_file", type=click.Path(), help="A YAML file of options.")(func)
-    func = click.option("--resume", is_flag=True, help="Continue the newest complete checkpoint in --out.")(func)
+    func = click.option("--resume", is_flag=True, help="Continue the newest complete checkpoint in --out "
+                                                      "(with --replicates/--seeds: every replicate).")(func)
+    func = click.option("--replicates", type=click.IntRange(min=1), metavar="K",
+                        help="Train K runs of this recipe differing only in seed (train.seed, +1, ...) into "
+                             "--out/seed-N: a replicates folder every command takes where it takes a run.")(func)
+    func = click.option("--seeds", callback=_seeds, metavar="LIST",
+                        help="As --replicates, with these seeds, e.g. 0,1,2.")(func)
     return click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")(func)
 
 
+def _seeds(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a list of whole numbers, e.g. 0,1,2") from None
+
+
 def _add_train_command(kind: str, summary: str, examples: str) -> None:
-    def command(data, out, preset, config_file, resume, overrides):
+    def command(data, out, preset, config_file, resume, replicates, seeds, overrides):
+        if replicates is not None or seeds is not None:
+            from synthworth.train import train_replicates
+
+            folder = train_replicates(kind, data, out, replicates=replicates, seeds=seeds, preset=preset,
+                                      config_file=config_file, overrides=overrides, resume=resume)
+            click.echo(str(folder.path))
+            return
         from synthworth.train import train as run_training
 
         run = run_training(kind, data, out, preset=preset, config_file=config_file,
@@ -36,7 +58,8 @@ def _add_train_command(kind: str, summary: str, examples: str) -> None:
 _add_train_command("dcgan", "Train a DCGAN (unconditional, or class-conditional with model.conditional=true).", """\
   synthworth train dcgan --data data/celeba64 --out runs/celeba-dcgan --preset celeba-dcgan
   synthworth train dcgan --data data/digits --out runs/digits-gan --preset digits train.epochs=30
-  synthworth train dcgan --data data/celeba64 --out runs/celeba-dcgan --resume""")
+  synthworth train dcgan --data data/celeba64 --out runs/celeba-dcgan --resume
+  synthworth train dcgan --data data/faces --out runs/faces-dcgan --preset dcgan --replicates 3""")
 _add_train_command("ddpm", "Train a pixel-space DDPM (diffusers UNet2DModel; conditional=true for classes).", """\
   synthworth train ddpm --data data/digits --out runs/digits-ddpm --preset digits-ddpm
   synthworth train ddpm --data data/celeba64 --out runs/celeba-ddpm --preset celeba-ddpm""")

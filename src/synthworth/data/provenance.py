@@ -6,6 +6,10 @@ generated Dataset's manifest records them under ``provenance``::
     {"kind": "trained",    "trained_on": {"fingerprint", "name", "path", "split", "images"} | null,
      "note": "...", "autoencoder": <the provenance of a latent model's autoencoder>}
     {"kind": "pretrained", "trained_on": null, "note": "trained on external data (<pipeline>)"}
+
+A Dataset generated from a folder of replicates (K runs of one recipe, differing only in seed)
+has the ``trained`` record of its first run, which all share, plus ``"replicates": [{"name",
+"seed"}, ...]``; each image's own record (``items.jsonl``) names the replicate that made it.
     {"kind": "filtered",   "trained_on": <the parent's>, "parent": <the parent's provenance>,
      "filter": {"method", "keep", "classifier", "real_fingerprint", ...}, "note": "..."}
 
@@ -43,6 +47,10 @@ def problem(prov: Any) -> str | None:
         for key in ("path", "split", "name"):
             if trained_on.get(key) is not None and not isinstance(trained_on[key], str):
                 return f"trained_on.{key} is not a string"
+    replicates = prov.get("replicates")
+    if replicates is not None and not (isinstance(replicates, list) and replicates and all(
+            isinstance(r, dict) and isinstance(r.get("name"), str) for r in replicates)):
+        return "replicates is neither null nor a list of named runs"
     if prov.get("autoencoder") is not None and problem(prov["autoencoder"]):
         return f"its autoencoder's provenance: {problem(prov['autoencoder'])}"
     if prov["kind"] == "filtered":
@@ -138,11 +146,21 @@ def describe(prov: dict[str, Any] | None) -> str:
         parent = describe(prov.get("parent")) if prov.get("parent") else "unknown"
         return f"{f.get('method', '?')} filter (keep {f.get('keep', '?')}) of a generator {parent}"
     if not on:   # its note, written by trained(), already names the autoencoder's data
-        return prov.get("note") or "trained on unrecorded data" + autoencoder_part(prov.get("autoencoder"))
+        return (prov.get("note") or "trained on unrecorded data" + autoencoder_part(prov.get("autoencoder"))) \
+            + replicates_part(prov.get("replicates"))
     images = f"{on['images']} real images" if on.get("images") is not None else "real images"
     split = f", {on['split']} split" if on.get("split") else ""
     return (f"trained on {images} ({on.get('name') or on.get('path') or '?'}{split}; fingerprint "
-            f"{on['fingerprint'][:12]})" + autoencoder_part(prov.get("autoencoder")))
+            f"{on['fingerprint'][:12]})" + autoencoder_part(prov.get("autoencoder"))
+            + replicates_part(prov.get("replicates")))
+
+
+def replicates_part(replicates: Any) -> str:
+    """'; 3 replicates of one recipe (seed-0, seed-1, seed-2), ...' where a Dataset has them."""
+    if not isinstance(replicates, list) or not replicates:
+        return ""
+    names = ", ".join(str(r.get("name")) for r in replicates if isinstance(r, dict))
+    return f"; {len(replicates)} replicates of one recipe ({names}), an equal share of the images from each"
 
 
 def autoencoder_part(ae: Any) -> str:

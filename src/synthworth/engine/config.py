@@ -28,6 +28,7 @@ class TrainConfig(StrictModel):
     grad_accum: int = Field(1, ge=1, description="Batches whose gradients are summed before an optimizer step.")
     mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="Autocast precision (fp16 needs a GPU).")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of weights, noise and data order (0 to 2**32 - 1).")
+    threads: int = Field(1, ge=1, le=1024, description="Torch CPU threads while training: part of the recipe (reductions split differently), so fixed, recorded and the same in every executor; raise it for large CPU runs.")
     split: str = Field("train", description="Split of the Dataset to train on.")
     drop_last: bool = Field(True, description="Drop each epoch's last incomplete batch (GANs); false trains on every image (classifiers).")
     checkpoint_every: int = Field(500, ge=1, description="Save the full training state every N batches (and at each epoch end).")

@@ -18,10 +18,10 @@ import math
 import shutil
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -79,16 +79,30 @@ def fit(task: Task, dataset: Dataset, run_dir: str | Path, config: TrainConfig, 
         run.check_new(inputs)
     main = PartialState().is_main_process  # the other processes of a multi-GPU run share its lock
     hooks = list(hooks)
-    for hook in hooks:
-        # Before anything is written (quality tracking refuses bad weights, a one-class Dataset
-        # for domain features here) and before this run's Accelerator (a domain extractor may
-        # need training).
-        hook.before_training(dataset, config, main)
+    with torch_threads(config.threads):
+        for hook in hooks:
+            # Before anything is written (quality tracking refuses bad weights, a one-class Dataset
+            # for domain features here) and before this run's Accelerator (a domain extractor may
+            # need training).
+            hook.before_training(dataset, config, main)
+        try:
+            with safety.output_lock(run.path, what="this run") if main else nullcontext():
+                return _fit(task, dataset, train_set, run, config, resume=resume, main=main, hooks=hooks)
+        except OSError as exc:
+            raise SynthworthError(_os_error_message(exc, run)) from exc
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Torch's CPU threads set to ``threads`` while the block runs, then set back. A run's numbers
+    depend on the count (reductions are split differently), so the engine sets the run's own
+    ``train.threads`` whatever process starts it: the CLI, a demo lane, a study worker, a Ray task."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
-        with safety.output_lock(run.path, what="this run") if main else nullcontext():
-            return _fit(task, dataset, train_set, run, config, resume=resume, main=main, hooks=hooks)
-    except OSError as exc:
-        raise SynthworthError(_os_error_message(exc, run)) from exc
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, config: TrainConfig, *,
@@ -120,7 +134,7 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
             resuming.warn(f"checkpoint {path} is damaged ({problem}); resuming from {start_from.name}")
             shutil.rmtree(path, ignore_errors=True)
         if resume:
-            run.record_resume(task.kind, resolved, data, start_from, changes)
+            run.record_resume(task.kind, resolved, data, start_from, changes, threads=torch.get_num_threads())
             if changes:  # said aloud: a preset given again may also set a value back
                 print(f"synthworth: resuming {run.path} with changed settings: "
                       + ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in changes), file=sys.stderr)
@@ -128,7 +142,7 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
             if restart:
                 resuming.warn(f"{run.path} holds a run that never saved a usable checkpoint (nothing to resume); "
                               "starting it again from the beginning")
-            run.create(task.kind, resolved, data, restart=restart)
+            run.create(task.kind, resolved, data, restart=restart, threads=torch.get_num_threads())
         ckpt.remove_partial(run.checkpoints)
     accelerator.wait_for_everyone()
     set_seed(config.seed)
@@ -179,7 +193,9 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
     models = list(task.modules.values())
     pending: list[dict[str, Any]] = []
     started = time.perf_counter()
-    stop = task.stop_training  # a run resumed after its task stopped it (early stopping) trains no further
+    # A run resumed after its task stopped it (early stopping), or after it reached train.max_steps,
+    # trains no further (it is only exported again).
+    stop = task.stop_training or bool(config.max_steps and global_step >= config.max_steps)
     while epoch < config.epochs and not stop:
         sampler.set_position(epoch, position)
         ctx.epoch = epoch

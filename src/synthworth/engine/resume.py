@@ -63,10 +63,17 @@ def config_changes(saved: Any, current: Any, path: str = "") -> list[tuple[str, 
     return [] if saved == current else [(path, saved, current)]
 
 
+# Settings added after runs were saved without them: such a checkpoint (the key absent, read as
+# None) may be resumed with the new key's value, recorded as a change. ``train.threads``: an older
+# run trained with whatever thread count its process had, which synthworth did not record.
+ADDED_LATER = ("train.threads",)
+
+
 def check_changes(changes: list[tuple[str, Any, Any]], allowed: tuple[str, ...], run: RunFolder,
                   checkpoint: Path) -> None:
     """Refuse a change outside ``allowed``, naming the keys and both values."""
-    refused = [c for c in changes if not any(c[0] == a or c[0].startswith(a + ".") for a in allowed)]
+    refused = [c for c in changes if not any(c[0] == a or c[0].startswith(a + ".") for a in allowed)
+               and not (c[0] in ADDED_LATER and c[1] is None)]
     if refused:
         shown = "; ".join(f"{key} was {old!r}, now {new!r}" for key, old, new in refused[:4])
         more = f" (and {len(refused) - 4} more)" if len(refused) > 4 else ""

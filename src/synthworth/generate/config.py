@@ -12,7 +12,7 @@ from synthworth.config import StrictModel
 class GenerateConfig(StrictModel):
     """Options of ``synthworth generate``."""
 
-    from_run: str | None = Field(None, description="A trained generator: a run folder (its model/) or a saved generator folder.")
+    from_run: str | None = Field(None, description="A trained generator: a run folder (its model/), a saved generator folder, or a folder of replicates (an equal share of the images from each).")
     pipeline: str | None = Field(None, description="A text-to-image pipeline: a known name (sd21, realistic-vision-14, openjourney-v4, kandinsky-22, sdxl), a hub id or a local diffusers folder.")
     prior: str | None = Field(None, description="Kandinsky only: the prior pipeline (hub id or folder); default: the one its decoder names.")
     theme: str | None = Field(None, description="Text-to-image: a shipped theme (animals, fruits) or a theme YAML file.")

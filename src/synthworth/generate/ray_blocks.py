@@ -28,7 +28,7 @@ class BlockWorker:
 
         from synthworth.generate.config import GenerateConfig
         from synthworth.generate.plan import _Layout
-        from synthworth.generate.sources import _Pipeline, _Trained
+        from synthworth.generate.sources import _Pipeline, trained_source
 
         torch.set_num_threads(threads)
         self.out, self.plan, self.layout = Path(out), plan, _Layout.of(plan)
@@ -37,7 +37,7 @@ class BlockWorker:
         try:
             config = GenerateConfig.model_validate_json(config_json)
             device = torch.device("cuda" if torch.cuda.is_available() and not config.cpu else "cpu")
-            self.source = _Pipeline(config, device) if config.pipeline is not None else _Trained(config)
+            self.source = _Pipeline(config, device) if config.pipeline is not None else trained_source(config)
             self.source.load(device)
         except Exception as exc:  # noqa: BLE001
             # Raised again by make(): Ray hands a task's exception back as it was (one line for the

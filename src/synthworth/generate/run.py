@@ -20,7 +20,7 @@ from synthworth.generate.config import GenerateConfig
 from synthworth.generate.finish import finalize, merge_advice
 from synthworth.generate.folder import Session, Shard, _check_output, _claim, _clear, _entries, _inputs, writing
 from synthworth.generate.plan import _Layout, _plan
-from synthworth.generate.sources import _Pipeline, _Trained
+from synthworth.generate.sources import _Pipeline, trained_source
 
 
 @dataclass
@@ -64,7 +64,7 @@ def generate(config: GenerateConfig, out: str | os.PathLike, *, shard: Shard = S
     out = Path(out)
     state = _process_state()
     device = torch.device("cpu") if config.cpu else state.device
-    source = _Pipeline(config, device) if config.pipeline is not None else _Trained(config)
+    source = _Pipeline(config, device) if config.pipeline is not None else trained_source(config)
     plan = _plan(config, source)
     _check_output(out, plan, _inputs(config, source), overwrite)
     try:

@@ -95,6 +95,101 @@ class _Trained:
         return {"device": str(getattr(self.generator, "device", "cpu"))}
 
 
+class _Replicated:
+    """The replicates of one recipe (a folder of ``synthworth train --replicates``) as one source.
+
+    Each replicate makes an equal share of the images: the images are dealt out in whole rounds of
+    the classes (image ``i`` is in round ``i // C`` for ``C`` classes, 1 when unconditional) and the
+    rounds in contiguous, equal ranges, round ``r`` of ``R`` going to replicate ``r * K // R``. So
+    each replicate makes the same number of images of every class (to within one round), image
+    ``i`` comes from the same replicate whatever the batches, shards or executor, and the seeds of
+    a replicate's images are consecutive (one sampling call per replicate within a block). Each
+    image's record names its replicate (``replicate``: its folder, ``replicate_seed``: its training
+    seed); the plan and the provenance list them all."""
+
+    def __init__(self, config: GenerateConfig):
+        from synthworth.engine.replicates import members
+
+        path = Path(config.from_run)
+        self.replicates = members(path)
+        self.parts = [_Trained(config.model_copy(update={"from_run": str(r.path), "name": r.name}))
+                      for r in self.replicates]
+        first = self.parts[0]
+        for replicate, part in zip(self.replicates[1:], self.parts[1:]):
+            gen, ref = part.generator, first.generator
+            if (gen.kind, gen.resolution, gen.channels, gen.class_names) != (ref.kind, ref.resolution, ref.channels,
+                                                                             ref.class_names):
+                raise SynthworthError(f"{replicate.path} is not a replicate of {self.replicates[0].path} (another "
+                                      "kind, size or classes); train the replicates again into a new folder")
+        self.generator, self.folder = first.generator, path
+        self.name = config.name or path.resolve().name
+        self.channels, self.native_size, self.order, self.options = (first.channels, first.native_size, first.order,
+                                                                     first.options)
+        count = config.count if config.count is not None else config.per_class * len(self.order)
+        self.first_seed, self.round = config.seed, max(1, len(self.order))
+        self.rounds = -(-count // self.round)
+
+    def replicate_of(self, seed: int) -> int:
+        """Which replicate makes the image of ``seed`` (see the class docstring)."""
+        return (seed - self.first_seed) // self.round * len(self.parts) // self.rounds
+
+    def describe(self) -> dict[str, Any]:
+        listed = [{"name": r.name, "seed": r.seed, "weights": p.describe()["weights"]}
+                  for r, p in zip(self.replicates, self.parts)]
+        weights = hashlib.blake2b(json_key(listed).encode(), digest_size=12).hexdigest()
+        return {**self.parts[0].describe(), "weights": weights, "replicates": listed}
+
+    def details(self, subject: str | None, seed: int) -> dict[str, Any]:
+        replicate = self.replicates[self.replicate_of(seed)]
+        return {"replicate": replicate.name, "replicate_seed": replicate.seed}
+
+    def provenance(self) -> dict[str, Any]:
+        """The first replicate's (they trained on one Dataset: refused otherwise), and the list."""
+        found = [p.provenance() for p in self.parts]
+        seen = {json_key(p.get("trained_on")) for p in found}
+        if len(seen) > 1:
+            raise SynthworthError(f"the replicates in {self.folder} were trained on different Datasets; train them "
+                                  "again into a new folder")
+        from synthworth.data import provenance
+
+        prov = {**found[0], "replicates": [{"name": r.name, "seed": r.seed} for r in self.replicates]}
+        if prov.get("trained_on"):  # else its note says why the data is unknown; describe() adds the list
+            prov["note"] = provenance.describe(prov)
+        return prov
+
+    def render(self, subjects: list[str | None], seeds: list[int]) -> list[tuple[np.ndarray, dict]]:
+        out: list[tuple[np.ndarray, dict]] = []
+        start = 0
+        while start < len(seeds):  # runs of consecutive images of one replicate
+            which = self.replicate_of(seeds[start])
+            stop = start + 1
+            while stop < len(seeds) and self.replicate_of(seeds[stop]) == which:
+                stop += 1
+            out += self.parts[which].render(subjects[start:stop], seeds[start:stop])
+            start = stop
+        return out
+
+    def load(self, device) -> None:
+        for part in self.parts:
+            part.load(device)
+
+    def runtime(self) -> dict[str, Any]:
+        return self.parts[0].runtime()
+
+
+def json_key(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
+def trained_source(config: GenerateConfig):
+    """The source of ``--from``: a replicates folder, or one trained generator."""
+    from synthworth.engine.replicates import is_replicates
+
+    return _Replicated(config) if is_replicates(config.from_run) else _Trained(config)
+
+
 class _Pipeline:
     """A pretrained text-to-image pipeline with a prompt theme; loaded only when images are due."""
 

@@ -146,6 +146,13 @@ def load_generator(path: str | Path) -> Generator:
     path = Path(path)
     if not path.exists():
         raise SynthworthError(f"{path} does not exist")
+    from synthworth.engine.replicates import ReplicatesFolder, is_replicates
+
+    if is_replicates(path):
+        found = ReplicatesFolder(path).replicates()
+        raise SynthworthError(f"{path} is a folder of {len(found)} replicates, not one generator: give one of "
+                              f"them, e.g. {found[0].path} ('synthworth compare' and 'generate --from' take the "
+                              "whole folder)")
     if model_config_file(path / "model").is_file():
         path = path / "model"
     elif (path / "checkpoints").is_dir() and not model_config_file(path).is_file():

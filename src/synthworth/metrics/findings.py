@@ -5,8 +5,12 @@ The source project judged by eye: (1) the diffusion faces look more real than th
 under-exposed, (4) diffusion cost far more to train. Each becomes a number with its uncertainty:
 
 1. **closest to the real images**: FID/KID/precision/recall over ``draws`` independent sample
-   draws (seeds ``seed + d * samples``), mean and Student-t 95 % interval, next to the same
-   metrics of real training images against the held-out ones (the floor);
+   draws (seeds ``seed + d * samples``) of each run of a model, next to the same metrics of real
+   training images against the held-out ones (the floor, its interval over draws of real images).
+   A model given as a folder of replicates (``train --replicates``) has K runs: each metric is the
+   mean over its runs with a 95 % interval over the runs (draws nested inside them), and "closest"
+   is a claim backed by a test between models over their runs (:mod:`synthworth.metrics.over_runs`).
+   With one run the interval covers the sampling of images only, and the ranking is not tested;
 2. **still improving or plateaued**: a least-squares line through the last half of the quality
    curve logged during training (``kind: eval`` rows of ``metrics.jsonl``), its slope's 95 %
    interval turned into a relative change over that span and read against a tolerance;
@@ -31,10 +35,12 @@ from typing import Any
 import numpy as np
 
 from synthworth.errors import SynthworthError
-from synthworth.metrics.cost import read_rows, run_folder, training_cost  # noqa: F401 (training_cost: API)
+from synthworth.metrics.cost import training_cost  # noqa: F401 (training_cost: API)
+from synthworth.metrics.over_runs import closest, over_runs, t_interval
+from synthworth.metrics.plateau import (  # noqa: F401 (API: the plateau finding lives there)
+    EVAL_SETTINGS, LOWER_IS_BETTER, _plateau_of, eval_points, plateau)
 
 KEPT = ("fid", "kid", "precision", "recall", "density", "coverage")
-LOWER_IS_BETTER = {"fid", "kid"}
 
 
 # ------------------------------------------------------------------------------ exposure
@@ -79,110 +85,6 @@ def exposure(samples: np.ndarray, low: float, high: float) -> dict[str, Any]:
             "dark": dark / n, "bright": bright / n, "n": n, "dark_count": dark, "bright_count": bright}
 
 
-# ------------------------------------------------------------------------------ plateau
-def plateau(points: list[tuple[int, float]], metric: str = "fid", tolerance: float = 0.10) -> dict[str, Any]:
-    """Is the quality curve ``points`` ((epoch, value) pairs) still improving, plateaued,
-    worsening, or is it too uncertain to say?
-
-    A line is fitted (scipy.stats.linregress) through the last half of the finite points (at
-    least 4 when there are 4 or more; all 3 when there are 3). Its change over that span,
-    relative to the window's mean value, and the change's 95 % interval (slope +- t * stderr)
-    decide: improving / worsening when the slope's interval excludes 0 in that direction and the
-    change is at least ``tolerance``; plateaued when the change's whole interval lies within
-    +-``tolerance``; otherwise undecided. For FID and KID lower is better; for the others higher.
-    """
-    from scipy.stats import linregress, t
-
-    finite = {int(e): float(v) for e, v in points if v is not None and math.isfinite(v)}  # last value per epoch
-    ordered = sorted(finite.items())
-    out: dict[str, Any] = {"metric": metric, "status": "too few points", "first_epoch": None, "last_epoch": None,
-                           "points": len(ordered), "slope": None, "low": None, "high": None,
-                           "relative_change": None, "relative_low": None, "relative_high": None,
-                           "tolerance": tolerance}
-    name = metric.upper() if metric in LOWER_IS_BETTER else metric
-    if len(ordered) < 3:
-        logged = f"only {len(ordered)} evaluation(s) of {name}" if ordered else f"no {name}"
-        out["statement"] = (f"too few points: {logged} logged during training, 3 are needed (train with "
-                            f"eval.every set so that quality is logged at 3 or more epochs)")
-        return out
-    size = max(math.ceil(len(ordered) / 2), min(len(ordered), 4))
-    window = ordered[-size:]
-    epochs = np.array([e for e, _ in window], dtype=np.float64)
-    values = np.array([v for _, v in window])
-    fit = linregress(epochs, values)
-    # a perfectly flat curve (a collapsed generator scores the same every epoch): scipy gives no
-    # stderr (r is undefined), but the line fits exactly, so its slope 0 is certain
-    stderr = 0.0 if np.ptp(values) == 0 else fit.stderr
-    half = t.ppf(0.975, len(window) - 2) * stderr
-    span, mean = epochs[-1] - epochs[0], values.mean()
-    out.update(first_epoch=int(epochs[0]), last_epoch=int(epochs[-1]), points=len(window),
-               slope=float(fit.slope), low=float(fit.slope - half), high=float(fit.slope + half))
-    where = f"over epochs {out['first_epoch']}–{out['last_epoch']}"
-    if not mean > 0:
-        out["status"] = "undecided"
-        out["statement"] = (f"undecided: {where} its mean {name} is {mean:.3g}, so a relative change cannot be "
-                            f"measured (slope {fit.slope:.3g} per epoch)")
-        return out
-    rel, rel_low, rel_high = fit.slope * span / mean, out["low"] * span / mean, out["high"] * span / mean
-    out.update(relative_change=float(rel), relative_low=float(rel_low), relative_high=float(rel_high))
-    sign = -1 if metric in LOWER_IS_BETTER else 1  # a better value: lower FID, higher precision
-    numbers = f"by {_pct(rel)} (95 % CI {_pct(rel_low)} to {_pct(rel_high)})"
-    tol = f"{tolerance * 100:.0f} %"
-    if out["high"] < 0 and rel <= -tolerance or out["low"] > 0 and rel >= tolerance:
-        better = (rel < 0) == (sign < 0)
-        out["status"] = "improving" if better else "worsening"
-        moved = "fell" if rel < 0 else "rose"
-        tail = "; it had not converged" if better else "; it was getting worse"
-        out["statement"] = f"{out['status']}: {where} its {name} {moved} {numbers}, more than {tol}{tail}"
-    elif -tolerance <= rel_low and rel_high <= tolerance:
-        out["status"] = "plateaued"
-        out["statement"] = f"plateaued: {where} its {name} changed {numbers}, within ±{tol}"
-    else:
-        out["status"] = "undecided"
-        out["statement"] = (f"undecided: {where} its {name} changed {numbers}: too uncertain to say whether it "
-                            f"is still changing by more than ±{tol} or has plateaued")
-    return out
-
-
-def _pct(x: float) -> str:
-    """A relative change as a signed percentage with a real minus sign (−2 %, +3 %)."""
-    text = f"{x * 100:+.0f} %"
-    return text.replace("-", "−") if not text.startswith("+0 ") and not text.startswith("-0 ") else "0 %"
-
-
-# What makes two logged evaluations comparable: FID and KID depend on the sample count and the
-# features, so a run resumed with other eval settings must not join its curves into one slope.
-EVAL_SETTINGS = ("samples", "seed", "features", "features_label", "real_split", "real_images")
-
-
-def eval_points(run: str | Path, metric: str = "fid") -> list[tuple[int, float]]:
-    """(epoch, value) of ``metric`` from a run's ``kind: eval`` rows (failed evaluations skipped),
-    only those logged with the same evaluation settings as the last one."""
-    return _eval_points(run, metric)[0]
-
-
-def _eval_points(run: str | Path, metric: str = "fid") -> tuple[list[tuple[int, float]], int]:
-    """:func:`eval_points` and how many evaluations were left out for other settings."""
-    rows = [r for r in read_rows(run_folder(run))
-            if r.get("kind") == "eval" and "error" not in r and isinstance(r.get(metric), (int, float))
-            and not isinstance(r.get(metric), bool) and isinstance(r.get("epoch"), int)]
-    if not rows:
-        return [], 0
-    last = [rows[-1].get(k) for k in EVAL_SETTINGS]
-    kept = [r for r in rows if [r.get(k) for k in EVAL_SETTINGS] == last]
-    return [(int(r["epoch"]), float(r[metric])) for r in kept], len(rows) - len(kept)
-
-
-def _plateau_of(run: str | Path, metric: str = "fid") -> dict[str, Any]:
-    points, other = _eval_points(run, metric)
-    result = plateau(points, metric)
-    if other:
-        result["statement"] += (f" ({other} earlier evaluation(s) logged with other eval settings — sample "
-                                "count, seed, features or real images — are left out: their values are not "
-                                "comparable)")
-    return result
-
-
 # ------------------------------------------------------------------------------ quality
 # Where a metric can lie: a t interval over a few draws can reach past it, and is cut there.
 BOUNDS = {"fid": (0.0, None), "precision": (0.0, 1.0), "recall": (0.0, 1.0), "density": (0.0, None),
@@ -192,18 +94,7 @@ BOUNDS = {"fid": (0.0, None), "precision": (0.0, 1.0), "recall": (0.0, 1.0), "de
 def interval(values: list[float | None], bounds: tuple[float | None, float | None] = (None, None)) -> dict[str, Any]:
     """Mean and Student-t 95 % interval of ``values`` (the finite ones), values kept; the
     interval is cut at ``bounds``, the range the metric can take."""
-    from scipy.stats import t
-
-    kept = [float(v) if v is not None and math.isfinite(v) else None for v in values]
-    finite = np.array([v for v in kept if v is not None])
-    out: dict[str, Any] = {"mean": float(finite.mean()) if len(finite) else None, "low": None, "high": None,
-                           "values": kept}
-    if len(finite) >= 2:
-        half = t.ppf(0.975, len(finite) - 1) * finite.std(ddof=1) / math.sqrt(len(finite))
-        low, high = float(finite.mean() - half), float(finite.mean() + half)
-        out["low"] = low if bounds[0] is None else max(low, bounds[0])
-        out["high"] = high if bounds[1] is None else min(high, bounds[1])
-    return out
+    return t_interval(values, bounds)
 
 
 def _check_draws(draws: int, samples: int) -> None:
@@ -281,21 +172,120 @@ def _check_real(dataset, real: Path, reference_split: str, train_split: str) -> 
         raise DataError(f"the real Dataset {real} {problem}: {advice}")
 
 
-def _open_generators(runs: dict[str, Path], dataset) -> dict[str, Any]:
+def _open_generators(runs: dict[str, Path], dataset) -> dict[str, list[tuple[Any, Any]]]:
+    """Each model's (replicate, generator) pairs: every run of a replicates folder, else the one."""
+    from synthworth.engine.replicates import is_replicates, members
     from synthworth.generators import load_generator
 
     opened = {}
     for name, path in runs.items():
-        try:
-            gen = load_generator(path)
-        except SynthworthError as exc:
-            raise SynthworthError(f"--run {name}={path}: {exc}") from None
-        if (gen.resolution, gen.channels) != (dataset.resolution, dataset.channels):
-            raise SynthworthError(f"--run {name}={path} makes {gen.resolution}x{gen.resolution}x{gen.channels} "
-                                  f"images but the real Dataset holds {dataset.resolution}x{dataset.resolution}x"
-                                  f"{dataset.channels}: compare generators trained on this Dataset")
-        opened[name] = gen
+        opened[name] = []
+        for replicate in members(path):
+            where = f"--run {name}={path}" + (f" ({replicate.name})" if is_replicates(path) else "")
+            try:
+                gen = load_generator(replicate.path)
+            except SynthworthError as exc:
+                raise SynthworthError(f"{where}: {exc}") from None
+            if (gen.resolution, gen.channels) != (dataset.resolution, dataset.channels):
+                raise SynthworthError(f"{where} makes {gen.resolution}x{gen.resolution}x{gen.channels} images but "
+                                      f"the real Dataset holds {dataset.resolution}x{dataset.resolution}x"
+                                      f"{dataset.channels}: compare generators trained on this Dataset")
+            opened[name].append((replicate, gen))
     return opened
+
+
+def _flat(runs: dict[str, Path], opened: dict[str, list]) -> tuple[dict[str, Path], dict[str, Any]]:
+    """One entry per run (``NAME (seed-N)`` for a replicate), for the checks made run by run."""
+    paths, gens = {}, {}
+    for name, pairs in opened.items():
+        for replicate, gen in pairs:
+            label = name if len(pairs) == 1 and replicate.path == runs[name] else f"{name} ({replicate.name})"
+            paths[label], gens[label] = replicate.path, gen
+    return paths, gens
+
+
+def measure_model(path: Path, pairs: list[tuple[Any, Any]], draw, low: float, high: float) -> dict[str, Any]:
+    """One model's findings from its runs: each run's draws (``draw(generator)``: quality over
+    draws and each draw's brightness), exposure, plateau and cost; then each quality metric over
+    the runs (:func:`synthworth.metrics.over_runs.over_runs`), the exposure and the plateau of all
+    runs together and the mean cost of a run. ``replicates`` keeps every run's own numbers."""
+    reps = []
+    for replicate, gen in pairs:
+        quality, shades = draw(gen)
+        reps.append({"name": replicate.name, "seed": replicate.seed, "run": str(replicate.path), "quality": quality,
+                     "exposure": exposure(np.concatenate(shades), low, high), "plateau": _plateau_of(replicate.path),
+                     "cost": training_cost(replicate.path), "shades": shades})
+    gen = pairs[0][1]
+    pooled = exposure(np.concatenate([s for r in reps for s in r.pop("shades")]), low, high)
+    if len(reps) > 1:  # the share's interval over the runs (each run drew as many samples)
+        over = t_interval([r["exposure"]["share"] for r in reps], (0.0, 1.0))
+        pooled.update(low=over["low"], high=over["high"])
+    pooled["covers"] = "runs" if len(reps) > 1 else "sampling"
+    first = reps[0]["cost"]
+    return {"kind": gen.kind, "run": str(path), "runs": len(reps), "seeds": [r["seed"] for r in reps],
+            "epochs": first.get("epochs"), "steps": first.get("steps"), "pairing": _pairing(reps),
+            "labels": (f"evenly over its {len(gen.class_names)} classes ({', '.join(gen.class_names)})"
+                       if gen.conditional else None),
+            "quality": {m: over_runs([r["quality"][m]["values"] for r in reps], BOUNDS.get(m, (None, None)))
+                        for m in KEPT},
+            "plateau": _plateau_over(reps), "exposure": pooled, "cost": _cost_over([r["cost"] for r in reps]),
+            "replicates": reps}
+
+
+def _plateau_over(reps: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run's plateau; for several, the plateau of their mean curve (at the epochs every run
+    evaluated), each run's own status beside it."""
+    curves = [dict(eval_points(r["run"], "fid")) for r in reps]
+    common = sorted(set.intersection(*(set(c) for c in curves)))
+    if len(reps) == 1 or not common:
+        found = dict(reps[0]["plateau"])
+        if len(reps) > 1:
+            found["statement"] += (f" (the first run's, {reps[0]['name']}: its {len(reps)} runs share no epoch at "
+                                   "which all of them evaluated FID)")
+        return found
+    result = plateau([(e, float(np.mean([c[e] for c in curves]))) for e in common], "fid")
+    result["replicates"] = {r["name"]: r["plateau"]["status"] for r in reps}
+    result["statement"] += (f" (the mean curve of its {len(reps)} runs, at the {len(common)} epoch(s) all of them "
+                            "evaluated; each run: " + ", ".join(f"{n} {s}" for n, s in result["replicates"].items())
+                            + ")")
+    return result
+
+
+def _cost_over(costs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The cost of one run of the recipe: the mean over its runs (``runs``, ``all_seconds``: the
+    training seconds of them all, an autoencoder counted once)."""
+    out = {k: v for k, v in costs[0].items() if k not in ("epochs", "steps")}
+    if len(costs) > 1:
+        for key in ("train_seconds", "total_seconds"):
+            values = [c[key] for c in costs]
+            out[key] = float(np.mean(values)) if None not in values else None
+        trained = [c["train_seconds"] for c in costs]
+        out["all_seconds"] = (sum(trained) + (costs[0]["extra_seconds"] or 0.0)) if None not in trained else None
+    out["runs"] = len(costs)
+    return out
+
+
+def _pairing(reps: list[dict[str, Any]]) -> str | None:
+    """What the seed of these runs fed that another model's runs may share: the Dataset and the
+    batch size (so a seed gave the same order of training images), when every run recorded both
+    and they agree; None otherwise (a model's runs then never pair with another's)."""
+    import yaml
+
+    from synthworth.metrics.cost import run_folder
+    from synthworth.metrics.trained_on import recorded_data
+
+    found = set()
+    for r in reps:
+        run, data = run_folder(r["run"]), recorded_data(Path(r["run"]))
+        try:
+            config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError, yaml.YAMLError):
+            return None
+        batch = ((config or {}).get("train") or {}).get("batch_size") if isinstance(config, dict) else None
+        if data is None or not isinstance(batch, int):
+            return None
+        found.add(f"{data['fingerprint']}:{data.get('split')}:{batch}")
+    return found.pop() if len(found) == 1 else None
 
 
 # The comparison's page inside its output folder (written by 'synthworth compare' after the findings).
@@ -345,7 +335,7 @@ def compare_generators(runs: dict[str, Path], real: Path, out: Path, *, referenc
         raise SynthworthError(f"the {reference_split!r} split of {real} holds {len(reference)} images; the metrics "
                               f"need at least {needed}: prepare it again with a larger --test-fraction")
     generators = _open_generators(runs, dataset)
-    data_warnings = check_trained_on(runs, generators, dataset, real, reference_split, allow_other_real)
+    data_warnings = check_trained_on(*_flat(runs, generators), dataset, real, reference_split, allow_other_real)
 
     def say(message: str) -> None:
         if progress:
@@ -361,29 +351,27 @@ def compare_generators(runs: dict[str, Path], real: Path, out: Path, *, referenc
                  for split, view in ((train_split, train), (reference_split, reference))}
         low, high = real_range(shade[train_split])
         heldout = exposure(shade[reference_split], low, high)
-        models: dict[str, Any] = {}
-        for name, gen in generators.items():
-            say(f"{name}: {draws} draws of {samples} samples")
+        def draw(gen):
             if device != "cpu" and hasattr(gen, "to"):
                 gen.to(device)
             labels = np.arange(samples) % len(gen.class_names) if gen.conditional else None
-            quality, shades = quality_draws(gen, extractor, reference_features, draws=draws, samples=samples,
-                                            seed=seed, options=options, batch_size=config.batch_size, labels=labels)
-            cost = training_cost(runs[name])
-            models[name] = {
-                "kind": gen.kind, "run": str(runs[name]), "epochs": cost.pop("epochs"), "steps": cost.pop("steps"),
-                "labels": (f"evenly over its {len(gen.class_names)} classes ({', '.join(gen.class_names)})"
-                           if gen.conditional else None),
-                "quality": quality, "plateau": _plateau_of(runs[name], "fid"),
-                "exposure": exposure(np.concatenate(shades), low, high), "cost": cost}
+            return quality_draws(gen, extractor, reference_features, draws=draws, samples=samples, seed=seed,
+                                 options=options, batch_size=config.batch_size, labels=labels)
+
+        models: dict[str, Any] = {}
+        for name, pairs in generators.items():
+            say(f"{name}: {len(pairs)} run(s), {draws} draws of {samples} samples each")
+            models[name] = measure_model(runs[name], pairs, draw, low, high)
         say("real-vs-real floor")
         floor = floor_draws(extractor, train, reference_features, draws=draws, samples=samples, seed=seed,
                             options=options, batch_size=config.batch_size)
+        floor["covers"] = "sampling"  # real images: no training run to repeat, only the draws vary
         totals = {n: m["cost"]["total_seconds"] for n, m in models.items() if m["cost"]["total_seconds"]}
         for m in models.values():
             total = m["cost"]["total_seconds"]
             m["cost"]["ratio"] = total / min(totals.values()) if total and totals else None
-        fids = {n: m["quality"]["fid"]["mean"] for n, m in models.items() if m["quality"]["fid"]["mean"] is not None}
+        test = closest({n: {**m["quality"]["fid"], "seeds": m["seeds"], "pairing": m["pairing"]}
+                        for n, m in models.items()})
         findings = {
             "version": 1,
             "real": {"path": str(real), "fingerprint": dataset.fingerprint, "train_split": train_split,
@@ -395,7 +383,8 @@ def compare_generators(runs: dict[str, Path], real: Path, out: Path, *, referenc
             "exposure_range": {"low": low, "high": high, "coverage": 0.98,
                                "from": f"the {len(train)} real {train_split!r} images",
                                "heldout_share": heldout["share"], "heldout_n": heldout["n"]},
-            "models": models, "closest": min(fids, key=fids.get) if fids else None, "warnings": data_warnings}
+            "models": models, "closest": test["best"] if test else None, "closest_test": test,
+            "warnings": data_warnings}
         findings_text.add_sentences(findings)
         write_findings(findings, out)
     return json.loads(json.dumps(clean(findings)))

@@ -41,15 +41,37 @@ def quality_sentence(name: str, model: dict[str, Any], findings: dict[str, Any])
     q, floor = model["quality"], findings["floor"]
     fid = fid_title(findings)
     parts = ", ".join(f"{fid if m == 'fid' else TITLES[m]} {_ci(q[m])}" for m in QUALITY)
-    text = (f"over {findings['draws']} draws of {findings['samples']} samples: {parts}; the real-vs-real floor "
-            f"(real training images against the held-out ones) is {fid} {_ci(floor['fid'])}")
+    runs = model.get("runs") or 1
+    if runs > 1:
+        spread = q["fid"]
+        text = (f"over its {runs} runs (seeds {', '.join(map(str, model.get('seeds') or []))}), each scored on "
+                f"{findings['draws']} draws of {findings['samples']} samples, the mean of the runs with the 95 % "
+                f"interval over runs: {parts}")
+        if spread.get("between_sd") is not None and spread.get("within_sd") is not None:
+            text += (f"; {fid} varies by {_num(spread['between_sd'])} (sd) between runs and by "
+                     f"{_num(spread['within_sd'])} between draws of one run")
+    else:
+        text = (f"over {findings['draws']} draws of {findings['samples']} samples of its one run: {parts} (the "
+                f"interval covers the sampling of images only: {ONE_RUN})")
+    text += (f"; the real-vs-real floor (real training images against the held-out ones) is {fid} "
+             f"{_ci(floor['fid'])}")
     if model.get("labels"):
         text += f"; labels drawn {model['labels']}"
     if q["fid"]["mean"] is None:
         return text + f"; its {fid} could not be computed, so it is not ranked"
+    test = findings.get("closest_test") or {}
     if findings.get("closest") == name:
-        return text + f"; the closest to the real images by {fid}"
+        return text + "; " + {"backed": f"the closest to the real images by {fid}, shown by a test over runs",
+                              "alone": "the only model compared",
+                              "not shown": f"the lowest {fid}, but not shown to be closer than "
+                                           f"{' and '.join(test.get('tied') or [])} (see the summary)",
+                              }.get(test.get("claim"), f"the lowest {fid}, a ranking not tested (see the summary)")
     return text
+
+
+# What one run cannot say (printed wherever a model has a single run).
+ONE_RUN = ("one trained run, so the ranking may not survive a retrain; train replicates "
+           "('synthworth train ... --replicates 3') to put an interval over runs and test it")
 
 
 def exposure_sentence(model: dict[str, Any], findings: dict[str, Any]) -> str:
@@ -71,7 +93,9 @@ def seconds(value: float) -> str:
 def cost_sentence(model: dict[str, Any], cheapest: str | None) -> str:
     c = model["cost"]
     if c["train_seconds"] is None:
-        return f"no training time in {model['run']}/metrics.jsonl: its cost is unknown"
+        where = (f"{model['run']}/metrics.jsonl" if (model.get("runs") or 1) == 1 else
+                 f"the metrics.jsonl of every one of its runs ({model['run']}/seed-N)")
+        return f"no training time in {where}: its cost is unknown"
     n = model.get("epochs")
     epochs = "its epochs" if n is None else f"{n} epoch" + ("" if n == 1 else "s")
     text = f"trained {epochs} in {seconds(c['train_seconds'])}"
@@ -82,6 +106,9 @@ def cost_sentence(model: dict[str, Any], cheapest: str | None) -> str:
         text += f"; {c['extra_note']}"
     if c["extra_seconds"] is not None:
         text += f", {seconds(c['total_seconds'])} in all"
+    if (c.get("runs") or 1) > 1:
+        text += (f" (the mean of its {c['runs']} runs" + (f"; {seconds(c['all_seconds'])} for all of them)"
+                                                        if c.get("all_seconds") is not None else ")"))
     if c["ratio"] is not None and cheapest is not None:
         text += ("; the cheapest model" if c["ratio"] == 1 else f"; {c['ratio']:.1f}× the cost of {cheapest}")
     return text
@@ -101,22 +128,53 @@ def add_sentences(findings: dict[str, Any]) -> None:
 
 
 def _closest(findings: dict[str, Any]) -> str:
+    """The summary's first sentence: which model is closest, as far as the test over runs shows
+    (:func:`synthworth.metrics.over_runs.closest`); never read off overlapping intervals."""
     models, best = findings["models"], findings.get("closest")
+    fid_name = fid_title(findings)
     if best is None:
-        return f"no model's {fid_title(findings)} could be computed, so none is named closest to the real images"
+        return f"no model's {fid_name} could be computed, so none is named closest to the real images"
+    test = findings.get("closest_test") or {}
     fid = models[best]["quality"]["fid"]
     floor = findings["floor"]["fid"]["mean"]
     others = [(n, m["quality"]["fid"]) for n, m in models.items() if n != best and m["quality"]["fid"]["mean"] is not None]
-    text = f"{best} is closest to the real images by {fid_title(findings)} ({_ci(fid)}"
-    text += "".join(f"; {n} {_num(f['mean'])}" for n, f in others) + ")"
-    if others and fid["high"] is not None:
-        close = [n for n, f in others if f["low"] is None or fid["high"] >= f["low"]]
-        text += (": its interval lies below every other model's" if not close else
-                 f": but its interval overlaps {' and '.join(close)}'s, so the lead over "
-                 f"{'them' if len(close) > 1 else 'it'} is not clear at this sample size")
+    listing = "".join(f"; {n} {_num(f['mean'])}" for n, f in others)
+    claim = test.get("claim")
+    if claim == "backed":
+        text = (f"{best} is closest to the real images by {fid_name} ({_ci(fid)}{listing}): over runs it is "
+                "lower than " + "; ".join(_test_words(n, t, fid_name) for n, t in test["tests"].items()))
+    elif claim == "not shown":
+        shown = [n for n, t in test["tests"].items() if t["different"]]
+        text = (f"{best} has the lowest mean {fid_name} ({_ci(fid)}{listing}), but the runs cannot tell it apart "
+                f"from {' and '.join(test['tied'])}: " + "; ".join(_test_words(n, test["tests"][n], fid_name)
+                                                            for n in test["tied"]))
+        text += ("" if not shown else f"; it is lower than {' and '.join(shown)}: "
+                 + "; ".join(_test_words(n, test["tests"][n], fid_name) for n in shown))
+        text += "; so no model is shown to be the closest"
+    elif claim == "untested":
+        single = [n for n in [best, *test.get("untested", [])] if (models[n].get("runs") or 1) < 2]
+        text = (f"{best} has the lowest {fid_name} ({_ci(fid)}{listing}), a ranking not tested: "
+                f"{' and '.join(single)} {'has' if len(single) == 1 else 'have'} {ONE_RUN}")
+    elif others:  # findings without the test (written by an earlier synthworth)
+        text = f"{best} has the lowest {fid_name} ({_ci(fid)}{listing}), a ranking not tested over runs"
+    else:
+        text = f"{best} is the only model: {fid_name} {_ci(fid)}"
+    notes = sorted({t["note"] for t in (test.get("tests") or {}).values() if t.get("note")})
+    text += "".join(f"; {n}" for n in notes)
     if floor is not None and floor > 0:
         text += f"; the real-vs-real floor is {_num(floor)}"
     return text
+
+
+def _test_words(name: str, test: dict[str, Any], fid_name: str) -> str:
+    """One test of the closest model against ``name``, in words with its numbers."""
+    if test.get("method") is None:
+        return f"against {name} no test: {test.get('reason')}"
+    p = test.get("p")
+    interval = (f", 95 % CI {_num(test['low'])} to {_num(test['high'])}" if test.get("low") is not None else "")
+    runs = test.get("runs") or ["?", "?"]
+    return (f"{name} (difference in {fid_name} {_num(test['difference'])}{interval}; {runs[0]} vs {runs[1]} runs, "
+            f"{test['method']}, p = {_num(p)}{' ≤' if test['different'] else ' >'} {test['alpha']:g})")
 
 
 def _exposure_summary(findings: dict[str, Any]) -> str | None:
@@ -144,10 +202,13 @@ def _cost_summary(models: dict[str, Any], cheapest: str | None) -> str | None:
 # ------------------------------------------------------------------------------ table
 def format_table(findings: dict[str, Any]) -> str:
     real = findings["real"]
+    runs = {n: m.get("runs") or 1 for n, m in findings["models"].items()}
     lines = [f"features   {findings['features_label']}",
              f"real       {real['path']}: {real['train_images']} {real['train_split']!r} images (brightness range, "
              f"floor), {real['reference_images']} {real['reference_split']!r} images (reference)",
-             f"draws      {findings['draws']} of {findings['samples']} samples each (seed {findings['seed']})", ""]
+             f"draws      {findings['draws']} of {findings['samples']} samples each (seed {findings['seed']})",
+             "runs       " + ", ".join(f"{n} {k}" for n, k in runs.items()) + " (intervals: over runs where a model has "
+             "2 or more, else over its draws: sampling only)", ""]
     fid_head = fid_title(findings) + " [95% CI]"
     head = (f"{'model':12s} {'kind':6s} {fid_head:>24s} {'KID':>9s} {'prec.':>6s} {'recall':>6s} {'plateau':>14s}"
             f" {'outside':>8s} {'train s':>8s} {'ratio':>6s}")
@@ -184,12 +245,17 @@ def csv_rows(findings: dict[str, Any]) -> list[dict[str, Any]]:
     """One flat row per model (the values of each draw and the sentences stay in the JSON)."""
     rows = []
     for name, m in findings["models"].items():
-        row: dict[str, Any] = {"model": name, "kind": m["kind"], "run": m["run"], "epochs": m["epochs"],
+        test = (findings.get("closest_test") or {}).get("tests", {}).get(name) or {}
+        row: dict[str, Any] = {"model": name, "kind": m["kind"], "run": m["run"], "runs": m.get("runs") or 1,
+                               "epochs": m["epochs"],
                                "steps": m["steps"], "closest": name == findings.get("closest"),
                                "features": findings["features"], "draws": findings["draws"],
                                "samples": findings["samples"]}
         for metric, stat in m["quality"].items():
             row.update({f"{metric}_{k}": stat[k] for k in ("mean", "low", "high")})
+        row.update({f"fid_{k}": m["quality"]["fid"].get(k) for k in ("covers", "between_sd", "within_sd")})
+        row.update({"closest_claim": (findings.get("closest_test") or {}).get("claim"),
+                    "test_vs_closest_p": test.get("p"), "test_vs_closest_method": test.get("method")})
         for metric in QUALITY:
             row.update({f"floor_{metric}_{k}": findings["floor"][metric][k] for k in ("mean", "low", "high")})
         row.update({f"plateau_{k}": v for k, v in m["plateau"].items() if k not in ("metric", "statement")})

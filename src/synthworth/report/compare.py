@@ -51,10 +51,25 @@ def build_compare_report(findings: dict | None, runs: dict[str, Path], page: Pat
     ``page``; ``findings`` is ``synthworth compare``'s findings (CONTRACT14 §4) or None when they
     were not computed. ``notes`` are printed under the title. Returns the page's path."""
     page = Path(page)
+    runs, shown_notes = shown_runs(runs)
+    notes = [*shown_notes, *(notes or [])]
     explicit = _explicit_folders(runs, "run")
     empty = {name: pd.DataFrame() for name in ("results", "summary", "comparisons", "metrics")}
     data = Results(page.parent, empty, {"spec": {"name": title}}, stage_seconds=dict(stage_seconds or {}))
     return render(page, lambda figdir: Compare(data, page, figdir, explicit, findings, notes))
+
+
+def shown_runs(runs: dict[str, Path]) -> tuple[dict[str, Path], list[str]]:
+    """The run folder the page shows for each model (a folder of replicates: its first run, and a
+    note saying so; the findings cover every run) and those notes."""
+    from synthworth.engine.replicates import shown_run
+
+    shown, notes = {}, []
+    for name, path in runs.items():
+        shown[name], note = shown_run(path) if Path(path).is_dir() else (Path(path), None)
+        if note:
+            notes.append(f"{name}: {note}; the findings are measured on every replicate")
+    return shown, notes
 
 
 def _number(value) -> float | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from synthworth.metrics.findings_text import fid_title
 from synthworth.report.numbers import esc, fmt, num
 
 QUALITY = [("fid", "FID", "lower is better"), ("kid", "KID", "lower is better"),
@@ -87,6 +88,40 @@ def cost_numbers(c: dict) -> str:
             f"<b>{ratio_text}</b><br><span class='note'>{esc(timed)}</span></div>")
 
 
+def intervals_text(models: dict) -> str:
+    """What the brackets are: over runs for a model of several runs, over draws for one of one."""
+    runs = [_d(m).get("runs") if isinstance(_d(m).get("runs"), int) else 1 for m in models.values()]
+    several = "a model of several runs (replicates, differing only in seed) shows the mean over its runs with " \
+              "the 95 % Student-t interval over the runs in brackets (each run's value the mean of its draws, so " \
+              "the interval holds both the spread between runs and between draws)"
+    one = "a model of one run shows the mean over its draws with their 95 % Student-t interval in brackets, " \
+          "which covers the sampling of images only: retrained, the same recipe may land elsewhere"
+    if all(k > 1 for k in runs):
+        return esc(several[0].upper() + several[1:]) + "."
+    if all(k <= 1 for k in runs):
+        return esc(one[0].upper() + one[1:]) + "."
+    return esc(f"{several[0].upper() + several[1:]}; {one}.")
+
+
+def lead_html(closest: Any, test: Any, metric: str = "FID") -> str:
+    """The line above the table: the closest model as far as the test over runs shows it."""
+    test = _d(test)
+    claim = test.get("claim")
+    if not closest:
+        return "<p class='warning'>No model could be named the closest (see the quality column).</p>"
+    if claim == "not shown":
+        tied = ", ".join(str(t) for t in test.get("tied") or [])
+        return (f"<p class='warning'>No model is shown to be the closest to the real images: <b>{esc(closest)}</b> "
+                f"has the lowest mean, but a test over the runs cannot tell it apart from {esc(tied)} (see the "
+                "summary).</p>")
+    if claim == "untested":
+        return (f"<p class='warning'>Lowest {esc(metric)}: <b>{esc(closest)}</b>, not tested: a model with one run says "
+                "nothing of a retrain, so the ranking may not survive one. Train replicates (<code>synthworth "
+                "train ... --replicates 3</code>) to test it.</p>")
+    shown = " (shown by a test over runs, see the summary)" if claim == "backed" else ""
+    return f"<p class='complete'>Closest to the real images: <b>{esc(closest)}</b>{esc(shown)}.</p>"
+
+
 def section(findings: dict | None) -> str:
     """The findings table (or a warning that the findings were not computed)."""
     head = "<h2>Findings: the four questions, measured</h2>"
@@ -100,15 +135,15 @@ def section(findings: dict | None) -> str:
     intro = (f"<p>Features: <b>{esc(label)}</b>. Each model: {num(findings.get('draws'), 'count')} draws of "
              f"{num(findings.get('samples'), 'count')} samples (seeds from {num(findings.get('seed'), 'count')}), "
              f"each scored against the {num(real.get('reference_images'), 'count')} held-out real images "
-             f"({esc(real.get('reference_split') or '—')} split of {esc(real.get('path') or '—')}); every number is "
-             "the mean over the draws with its 95 % Student-t interval in brackets. The floor row is the same "
+             f"({esc(real.get('reference_split') or '—')} split of {esc(real.get('path') or '—')}); "
+             f"{intervals_text(models)} The floor row is the same "
              f"measure for {num(floor.get('images'), 'count')} real training images against the same held-out "
              "images: what a generator cannot be expected to beat. Exposure: a sample is outside when its "
              f"brightness (mean pixel value) lies outside [{num(rng.get('low'))}, {num(rng.get('high'))}], the range "
              f"holding 98 % of the real images it was drawn from ({esc(rng.get('from') or 'training')}).</p>")
     closest = findings.get("closest")
-    lead = (f"<p class='complete'>Closest to the real images: <b>{esc(closest)}</b>.</p>" if closest
-            else "<p class='warning'>No model could be named the closest (see the quality column).</p>")
+    claim = _d(findings.get("closest_test")).get("claim")
+    lead = lead_html(closest, findings.get("closest_test"), fid_title(findings))
     summary = findings.get("summary")
     items = "".join(f"<li>{esc(s)}</li>" for s in summary if isinstance(s, str)) if isinstance(summary, list) else ""
     summary_html = f"<ul>{items}</ul>" if items else ""
@@ -128,9 +163,12 @@ def section(findings: dict | None) -> str:
         m = _d(m)
         s = _d(m.get("sentences"))
         p = _d(m.get("plateau"))
-        mark = " <span class='best'>closest</span>" if name == closest else ""
+        mark = ("" if name != closest else " <span class='best'>closest</span>" if claim in ("backed", "alone", None)
+                else " <span class='best' style='background:#777'>lowest</span>")
+        runs = m.get("runs") if isinstance(m.get("runs"), int) else 1
         who = (f"<th class='l'>{esc(name)}{mark}<br><span class='note'>{esc(m.get('kind') or '')}, "
-               f"{num(m.get('epochs'), 'count')} epochs</span></th>")
+               f"{num(m.get('epochs'), 'count')} epochs, {num(runs, 'count')} run{'s' if runs != 1 else ''}"
+               "</span></th>")
         plateau_text = s.get("plateau")
         statement = p.get("statement")
         extra = (f"<p>{esc(statement)}</p>" if isinstance(statement, str) and statement and statement != plateau_text

@@ -26,7 +26,7 @@ from synthworth.safety import LockedError
 from synthworth.study.cache import CellStore, write_json_atomic
 from synthworth.study.grid import cell_classifier, class_counts, counts
 from synthworth.study.inputs import as_train
-from synthworth.study.inputs import StudyWarning
+from synthworth.study.inputs import StudyWarning, replicate_counts
 from synthworth.study.plan import PlannedCell, StudyPlan, _log
 from synthworth.study.predictions import REAL, SYNTHETIC, check_predictions, clear_predictions, save_predictions
 
@@ -101,6 +101,9 @@ def run_cell(plan: StudyPlan, planned: PlannedCell, store: CellStore) -> dict[st
         "synthworth_version": __version__, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "budget_steps": plan.budget.steps, **task.budget_used(),
     }
+    replicates = replicate_counts(planned.train_set, plan.inputs.synthetic[cell.generator]) if cell.generator else None
+    if replicates is not None:  # generated from replicates: the images each one made, in this training set
+        result["synthetic_replicates"] = replicates
     store.save(key, result)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # done: the exported model is enough
     _log(plan, f"done {key} {cell.label()}: accuracy {real_eval.accuracy:.4f} in {t1 - t0:.1f}s")

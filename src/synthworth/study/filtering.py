@@ -149,11 +149,12 @@ def apply_filters(spec, inputs: StudyInputs, classifier, out: Path, *, build: bo
     methods = [f for f in spec.filters if f != "none"]
     if not methods:
         return
-    from synthworth.study.grid import NOT_RESULT_KEYS
+    from synthworth.study.grid import KEYED_APART, NOT_RESULT_KEYS
 
     config = _filter_classifier(classifier)
     dumped = dump_config(config)
-    dumped = {**dumped, "train": {k: v for k, v in dumped["train"].items() if k not in NOT_RESULT_KEYS}}
+    # threads left out too: the filters cached before the engine had that setting stay valid.
+    dumped = {**dumped, "train": {k: v for k, v in dumped["train"].items() if k not in NOT_RESULT_KEYS | KEYED_APART}}
     clip_model = None
     if "clip" in methods:
         from synthworth.study.clip_filter import find_model

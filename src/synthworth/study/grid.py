@@ -49,6 +49,10 @@ from synthworth.study.spec import REAL_ONLY, StudySpec
 
 # Engine options that change how a run is shown or saved, never what it computes.
 NOT_RESULT_KEYS = RESUMABLE_CHANGES - {"epochs", "max_steps"}
+# ``train.threads`` does change what a cell computes, but a cell's key holds it once, at the top
+# (the spec's ``threads``, which the cell's classifier config copies): left out of the hashed
+# classifier, so the keys of cells stored before the engine had the setting stay valid.
+KEYED_APART = {"threads"}
 
 
 def round_half_up(x: float) -> int:
@@ -195,7 +199,7 @@ def cell_key(classifier: dict[str, Any], train_fingerprint: str, test_fingerprin
     ``budget``: the training budget when it is not ``epochs`` (the default of earlier versions),
     which is left out of the payload so the keys of results stored before budgets existed stay
     valid for specs that set ``budget: epochs``."""
-    train = {k: v for k, v in classifier["train"].items() if k not in NOT_RESULT_KEYS}
+    train = {k: v for k, v in classifier["train"].items() if k not in NOT_RESULT_KEYS | KEYED_APART}
     payload = {"classifier": {**classifier, "train": train}, "train_set": train_fingerprint,
                "test_set": test_fingerprint, "threads": threads, "synthworth_version": version}
     if budget is not None:

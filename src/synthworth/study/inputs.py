@@ -42,6 +42,9 @@ class SyntheticInput:
     held_out: str = ""          # where the test images come from (for messages)
     provenance: dict | None = None                          # what its generator saw (None: not recorded)
     filtered: dict[str, Dataset] = field(default_factory=dict)  # filter name -> the filtered pool
+    # Generated from a folder of replicates: the replicate that made each image of ``pool`` (view
+    # order), from the Dataset's per-image records; None otherwise.
+    pool_replicate: np.ndarray | None = None
 
 
 @dataclass
@@ -105,9 +108,59 @@ def _split(ds: Dataset, name: str, what: str, path: str) -> Dataset:
     return ds.split(name)
 
 
+def _refuse_trained(name: str, path: str) -> None:
+    """A training run, a saved generator or a folder of replicates named where a synthetic Dataset
+    belongs: say what it is and the command that makes a Dataset from it."""
+    from pathlib import Path
+
+    from synthworth.engine.replicates import is_replicates
+    from synthworth.generators.base import model_config_file
+    from synthworth.safety import read_marker
+
+    folder = Path(path)
+    if not folder.is_dir() or (folder / "manifest.json").is_file():
+        return
+    if is_replicates(folder):
+        what = "a folder of trained replicates"
+    elif (read_marker(folder) or {}).get("kind") == "run" or (folder / "run.json").is_file():
+        what = "a training run"
+    elif model_config_file(folder).is_file():
+        what = "a saved generator"
+    else:
+        return
+    raise DataError(f"synthetic.{name}: {path} is {what}, not a Dataset of images: make one with 'synthworth "
+                    f"generate --from {path} --per-class N --out OUT' (from replicates, an equal share of the "
+                    f"images from each, every image's record naming its replicate) and give OUT as its path")
+
+
+def replicate_counts(view: Dataset, synthetic: SyntheticInput) -> dict[str, int] | None:
+    """How many images of ``view`` (a cell's training set, drawn from the real pool and from
+    ``synthetic``'s pool or one of its filtered pools) each replicate made; None when the
+    synthetic Dataset was not generated from replicates."""
+    from collections import Counter
+
+    from synthworth.data.dataset import read_items
+
+    if synthetic.pool_replicate is None:
+        return None
+    counts: Counter = Counter()
+    for k, array in enumerate(view.arrays):
+        rows = view.row[view.part == k]
+        if array is synthetic.pool.arrays[0]:
+            by_row = np.empty(len(array), dtype=object)
+            by_row[synthetic.pool.row] = synthetic.pool_replicate
+            counts.update(by_row[rows].tolist())
+        for filtered in synthetic.filtered.values():  # a filtered pool: its records name the pool image
+            if array is filtered.arrays[0] and filtered.path is not None:
+                index = np.array([r["pool_index"] for r in read_items(filtered.path)], dtype=np.int64)
+                counts.update(synthetic.pool_replicate[index[rows]].tolist())
+    return {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))}
+
+
 def _synthetic(name: str, spec: SyntheticSpec, real: Dataset, holdout: float, notes: list[str]) -> SyntheticInput:
     from synthworth.data import provenance
 
+    _refuse_trained(name, spec.path)
     ds = _open(spec.path, f"synthetic Dataset {name!r}")
     try:
         prov = provenance.read(ds.manifest)
@@ -118,7 +171,7 @@ def _synthetic(name: str, spec: SyntheticSpec, real: Dataset, holdout: float, no
                         "class-conditional samples (generate with labels)")
     aligned = align_classes(ds, real.class_names, spec.class_map, f"synthetic Dataset {name!r} ({spec.path})",
                             f"synthetic.{name}.class_map")
-    resized_from = None
+    resized_from, mapped_rows = None, aligned.row  # rows of ds behind each image, before any resize
     if aligned.shape != real.shape:
         resized_from = shape_text(aligned.shape)
         message = (f"synthetic Dataset {name!r} has {resized_from} images, the real ones are "
@@ -143,7 +196,19 @@ def _synthetic(name: str, spec: SyntheticSpec, real: Dataset, holdout: float, no
     held_out = (f"its {spec.test_split!r} split" if spec.test_split in aligned.split_names
                 else f"a {holdout:g} share of its images")
     return SyntheticInput(name=name, path=spec.path, fingerprint=ds.fingerprint, pool=pool, test=test,
-                          resized_from=resized_from, held_out=held_out, provenance=prov)
+                          resized_from=resized_from, held_out=held_out, provenance=prov,
+                          pool_replicate=_pool_replicate(ds, mapped_rows, resized_from is not None, pool, prov))
+
+
+def _pool_replicate(ds: Dataset, mapped_rows: np.ndarray, resized: bool, pool: Dataset,
+                    prov: dict | None) -> np.ndarray | None:
+    """The replicate of each image of ``pool``, or None when ``ds`` was not generated from
+    replicates. ``pool``'s rows are rows of ``ds``'s array, or (``resized``) of the resized copy,
+    whose row j holds the image of ds row ``mapped_rows[j]``."""
+    if not (isinstance(prov, dict) and prov.get("replicates")):
+        return None
+    names = np.array([str(r.get("replicate")) for r in ds.items()], dtype=object)  # by row of ds
+    return (names[mapped_rows] if resized else names)[pool.row]
 
 
 def _row_ids(view: Dataset) -> np.ndarray:

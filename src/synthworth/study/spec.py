@@ -297,8 +297,15 @@ def _absolute(spec: StudySpec, base: Path) -> StudySpec:
 
 
 def classifier_config(spec: StudySpec):
-    """The resolved ClassifierConfig of every cell (before each cell sets its seed)."""
+    """The resolved ClassifierConfig of every cell (before each cell sets its seed); its
+    ``train.threads`` is the spec's ``threads`` (the engine trains with it)."""
     from synthworth.classifiers.task import ClassifierConfig
 
-    return resolve_config(ClassifierConfig, preset=("classifier", spec.classifier_preset),
-                          base=(spec.classifier, "the spec's classifier section"), key_prefix="classifier.")
+    given = (spec.classifier.get("train") or {}).get("threads") if isinstance(spec.classifier, dict) else None
+    threads = spec.threads or 1
+    if given is not None and given != threads:
+        raise ConfigError(f"classifier.train.threads {given!r}: a study sets the threads of its cells with its "
+                          f"own 'threads' key (now {threads}); move the value there")
+    config = resolve_config(ClassifierConfig, preset=("classifier", spec.classifier_preset),
+                            base=(spec.classifier, "the spec's classifier section"), key_prefix="classifier.")
+    return config.model_copy(update={"train": config.train.model_copy(update={"threads": threads})})
