@@ -292,3 +292,89 @@ def hf(hf_datasets, tmp_path):
 
     load.datasets = hf_datasets
     return load
+
+
+class FakeRay:
+    """The part of Ray's API the study's executor uses, run in this process: a task runs when it is
+    submitted, and every ``options(...)`` request is recorded (``requests``). ``cluster`` is what
+    ``cluster_resources()`` answers. For checking what synthworth asks of Ray without a cluster."""
+
+    class RayError(Exception):
+        pass
+
+    class RayTaskError(RayError):
+        def __init__(self, cause: BaseException):
+            super().__init__(str(cause))
+            self.cause = cause
+
+    def __init__(self, cluster: dict[str, float]):
+        from types import SimpleNamespace
+
+        self.cluster = dict(cluster)
+        self.requests: list[dict] = []
+        self.sessions: list[tuple] = []  # (address, workers) of each ray_session opened
+        self.exceptions = SimpleNamespace(RayError=self.RayError, RayTaskError=self.RayTaskError)
+
+    def cluster_resources(self) -> dict[str, float]:
+        return dict(self.cluster)
+
+    def remote(self, fn):
+        fake = self
+
+        class Task:
+            def options(self, **kwargs):
+                fake.requests.append(kwargs)
+                return self
+
+            def remote(self, *args):
+                ref = Ref()  # compared by identity, as Ray's object refs are
+                try:
+                    ref.value = fn(*args)
+                except Exception as exc:  # noqa: BLE001 - Ray hands it back from get()
+                    ref.error = exc
+                return ref
+
+        class Ref:
+            value = error = None
+
+        return Task()
+
+    def wait(self, refs, num_returns=1):
+        return list(refs[:num_returns]), list(refs[num_returns:])
+
+    def get(self, ref):
+        if ref.error is not None:
+            raise self.RayTaskError(ref.error)
+        return ref.value
+
+    def cancel(self, ref, force=False):
+        pass
+
+
+@pytest.fixture
+def fake_ray(monkeypatch):
+    """``fake_ray(cluster)`` -> a :class:`FakeRay` that ``study run --executor ray`` uses instead of
+    Ray (``synthworth.procs.import_ray`` and the executor's ``ray_session`` are patched)."""
+    import contextlib
+
+    import torch
+
+    import synthworth.procs as procs
+    import synthworth.study.executors as executors
+
+    threads = torch.get_num_threads()  # the cells run here and set the thread count of this process
+
+    def make(cluster: dict[str, float]) -> FakeRay:
+        fake = FakeRay(cluster)
+
+        @contextlib.contextmanager
+        def session(address, workers):
+            fake.sessions.append((address, workers))
+            yield fake
+
+        monkeypatch.setattr(procs, "import_ray", lambda: fake)
+        monkeypatch.setattr(executors, "ray_session", session)
+        return fake
+
+    yield make
+    torch.set_num_threads(threads)

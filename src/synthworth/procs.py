@@ -36,6 +36,11 @@ def machine_workers() -> int:
 
     if torch.cuda.is_available() and torch.cuda.device_count() > 0:
         return torch.cuda.device_count()
+    return cpu_cores()
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS
@@ -180,7 +185,9 @@ def ray_session(address: str | None, workers: int | None) -> Iterator:
                               "start one with 'ray start --head', or leave out --address to start a local "
                               "one") from None
     else:
-        ray.init(num_cpus=workers or machine_workers(), **options)
+        # The machine's cores, not machine_workers() (one per GPU): cells asking for a share of a
+        # GPU each (resources.gpus < 1) would otherwise be held back by too few CPUs.
+        ray.init(num_cpus=workers or cpu_cores(), **options)
     try:
         yield ray
     finally:

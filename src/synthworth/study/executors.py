@@ -34,6 +34,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
+from synthworth.errors import ConfigError
 from synthworth.procs import WorkerProcess, ray_session
 from synthworth.study.plan import cell_threads
 
@@ -130,13 +131,15 @@ def _record_death(plan: StudyPlan, store: CellStore, key: str, why: str = DIED) 
     return "failed"
 
 
-def run_cells(plan: StudyPlan, keys: list[str], store: CellStore, *, workers: int = 1, executor: str = "local",
-              address: str | None = None, progress: bool = True) -> dict[str, str]:
-    """Train ``keys`` (cells not complete yet); returns each key's outcome."""
+def run_cells(plan: StudyPlan, keys: list[str], store: CellStore, *, workers: int | None = 1,
+              executor: str = "local", address: str | None = None, progress: bool = True) -> dict[str, str]:
+    """Train ``keys`` (cells not complete yet); returns each key's outcome. ``workers``: local
+    processes, or the CPUs of a local Ray cluster (None: the machine's cores)."""
     bar = GridProgress(len(keys), progress)
     try:
         if executor == "ray":
             return _ray(plan, keys, store, bar, workers=workers, address=address)
+        workers = workers or 1
         if workers <= 1 or len(keys) <= 1:
             return _serial(plan, keys, store, bar)
         return _pool(plan, keys, store, bar, min(workers, len(keys)))
@@ -205,7 +208,7 @@ def _pool(plan: StudyPlan, keys: list[str], store: CellStore, bar: GridProgress,
 
 
 # ------------------------------------------------------------------------------ Ray
-def _ray(plan: StudyPlan, keys: list[str], store: CellStore, bar: GridProgress, *, workers: int,
+def _ray(plan: StudyPlan, keys: list[str], store: CellStore, bar: GridProgress, *, workers: int | None,
          address: str | None) -> dict[str, str]:
     """Each cell a Ray task with the spec's resources; a task whose worker or node dies is retried
     by Ray (resources.max_retries times), then recorded as failed like a dead local worker."""
@@ -214,10 +217,12 @@ def _ray(plan: StudyPlan, keys: list[str], store: CellStore, bar: GridProgress, 
     hook = os.environ.get(CRASH_HOOK)
     outcomes: dict[str, str] = {}
     with ray_session(address, workers) as ray:
+        total = ray.cluster_resources()
+        if not (address or os.environ.get("RAY_ADDRESS")):
+            _check_local_resources(res, total)
         task = ray.remote(train_job).options(num_cpus=res.cpus, num_gpus=res.gpus, max_retries=res.max_retries,
                                              retry_exceptions=False)
         refs = {task.remote(spec_json, str(plan.out), key, cell_threads(plan), hook): key for key in keys}
-        total = ray.cluster_resources()
         slots = total.get("CPU", 1) / res.cpus if res.cpus else len(keys)
         if res.gpus:
             slots = min(slots, total.get("GPU", 0) / res.gpus)
@@ -239,3 +244,17 @@ def _ray(plan: StudyPlan, keys: list[str], store: CellStore, bar: GridProgress, 
             for ref in pending:  # Ctrl-C: stop what is still queued or running
                 ray.cancel(ref, force=True)
     return outcomes
+
+
+def _check_local_resources(res, total: dict[str, float]) -> None:
+    """A cell asking a local cluster (which never grows) for more than it has would wait forever:
+    refuse it in one line instead. A joined cluster may add nodes on demand, so it is not checked."""
+    gpus, cpus = total.get("GPU", 0), total.get("CPU", 0)
+    if res.gpus > gpus:
+        raise ConfigError(f"resources.gpus={res.gpus:g} asks each cell for {'a share of ' if res.gpus < 1 else ''}"
+                          f"{'a GPU' if res.gpus <= 1 else f'{res.gpus:g} GPUs'}, but the local Ray cluster has "
+                          f"{gpus:g} GPU(s): set resources.gpus=0 to train the cells on the CPU, or join a cluster "
+                          "with GPUs (--address)")
+    if res.cpus > cpus:
+        raise ConfigError(f"resources.cpus={res.cpus:g} is more than the {cpus:g} CPU(s) of the local Ray cluster: "
+                          f"set resources.cpus to at most {cpus:g}")

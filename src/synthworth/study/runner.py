@@ -137,7 +137,10 @@ def run_study(spec: str | os.PathLike | StudySpec, *, shard: str | tuple[int, in
     threads = torch.get_num_threads()
     torch.set_num_threads(cell_threads(plan))  # scoring and metrics too: the same numbers in every executor
     try:
-        outcomes = run_cells(plan, pending, store, workers=workers or machine_workers(), executor=executor,
+        # Ray: a local cluster gets the machine's cores unless --workers says (procs.ray_session),
+        # not one CPU per GPU, which would hold back cells that share a GPU.
+        local_workers = workers if executor == "ray" else workers or machine_workers()
+        outcomes = run_cells(plan, pending, store, workers=local_workers, executor=executor,
                              address=address, progress=progress)
         for key in pending:  # in grid order, whatever order they finished in
             {"trained": report.trained, "skipped": report.skipped, "failed": report.failed,
