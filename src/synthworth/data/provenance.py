@@ -4,7 +4,8 @@ A synthetic image carries information from the real images its generator was tra
 generated Dataset's manifest records them under ``provenance``::
 
     {"kind": "trained",    "trained_on": {"fingerprint", "name", "path", "split", "images"} | null,
-     "note": "...", "autoencoder": <the provenance of a latent model's autoencoder>}
+     "note": "...", "autoencoder": <the provenance of a latent model's autoencoder>,
+     "run": "<the training run folder, where its metrics.jsonl (training time) is>"}
     {"kind": "pretrained", "trained_on": null, "note": "trained on external data (<pipeline>)"}
     {"kind": "filtered",   "trained_on": <the parent's>, "parent": <the parent's provenance>,
      "filter": {"method", "keep", "classifier", "real_fingerprint", ...}, "note": "..."}
