@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 
 from synthworth.cli import main
@@ -30,6 +31,9 @@ def test_generation_through_ray_gives_the_same_files(dcgan_run, tmp_path, ray_cl
     # Every block was logged once, by an actor of the Ray run.
     rows = (tmp_path / "ray" / "generation.jsonl").read_text().splitlines()
     assert len(rows) == 6 and Dataset.open(tmp_path / "ray").manifest["generation"]["images_generated"] == 23
+    # each actor timed its sampling calls and named its own device; the manifest sums them
+    assert all(json.loads(r)["sample_seconds"] > 0 and json.loads(r)["device_name"].startswith("cpu: ") for r in rows)
+    assert Dataset.open(tmp_path / "ray").manifest["generation"]["sampling"]["images"] == 23
 
 
 def _one_error_line(capsys) -> str:

@@ -93,6 +93,9 @@ def data_info(dataset, as_json):
         from synthworth.data import provenance
 
         click.echo(f"provenance   {provenance.describe(provenance.read(m))}")
+        from synthworth.data import timing
+
+        click.echo(f"generation   {timing.describe(m)}")
     skipped = m.get("skipped", [])
     click.echo(f"skipped      {len(skipped)} file(s)")
     for s in skipped[:10]:

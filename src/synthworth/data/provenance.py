@@ -4,7 +4,8 @@ A synthetic image carries information from the real images its generator was tra
 generated Dataset's manifest records them under ``provenance``::
 
     {"kind": "trained",    "trained_on": {"fingerprint", "name", "path", "split", "images"} | null,
-     "note": "...", "autoencoder": <the provenance of a latent model's autoencoder>}
+     "note": "...", "autoencoder": <the provenance of a latent model's autoencoder>,
+     "run": "<the training run folder, where its metrics.jsonl (training time) is>"}
     {"kind": "pretrained", "trained_on": null, "note": "trained on external data (<pipeline>)"}
 
 A Dataset generated from a folder of replicates (K runs of one recipe, differing only in seed)

@@ -13,7 +13,8 @@ The output folder OUT is the same currency as a prepared real Dataset::
                                     the same indices
     OUT/images.npy, labels.npy, splits.npy, items.jsonl, manifest.json (last): the packed form
     OUT/generate.json               the plan: everything that decides the images (checked on resume)
-    OUT/generation.jsonl            one line per finished block of images: session, shard, images, seconds
+    OUT/generation.jsonl            one line per finished block of images: session, shard, images, seconds,
+                                    sampling seconds and device (synthworth.data.timing)
     OUT/.synthworth, .synthworth*.lock   the ownership marker and the writers' locks (synthworth.safety)
     OUT-native/<class>/...png       the same images at the generator's native size, where it differs
 

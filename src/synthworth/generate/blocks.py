@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +19,22 @@ from synthworth.generate.folder import _mark_native
 from synthworth.generate.plan import PNG_KEY, _Layout, native_folder
 
 
-def write_block(out: Path, plan: dict[str, Any], layout: _Layout, source, block: range, session) -> int:
+def write_block(out: Path, plan: dict[str, Any], layout: _Layout, source, block: range,
+                session) -> tuple[int, float]:
     """Render one block (its seeds, in one sampling call) and write its missing PNGs; returns how
-    many were written. ``session.native_marked`` remembers that OUT-native was marked."""
+    many were written and the seconds the sampling call took (the images come back as arrays on
+    the CPU, so the device has finished; writing is not counted). ``session.native_marked``
+    remembers that OUT-native was marked."""
     size, channels = plan["size"], plan["channels"]
     spec = ImageSpec(size=size, channels=channels, fit="crop", resample=plan["resample"])
     native = native_folder(out)
     subjects = [layout.subjects[i] for i in block]
     seeds = [int(layout.seeds[i]) for i in block]
     written = 0
-    for i, (image, extra) in zip(block, source.render(subjects, seeds)):
+    started = time.perf_counter()
+    rendered = source.render(subjects, seeds)
+    sampled = time.perf_counter() - started
+    for i, (image, extra) in zip(block, rendered):
         target = out / layout.files[i]
         if target.is_file():  # made by an earlier run, from the same batch: identical
             continue
@@ -49,7 +56,7 @@ def write_block(out: Path, plan: dict[str, Any], layout: _Layout, source, block:
         # The training-size file is written last: its presence marks the image as done.
         _write_png(target, pixels, record)
         written += 1
-    return written
+    return written, sampled
 
 
 def _resize(pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:

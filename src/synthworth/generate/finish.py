@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from synthworth.data import timing
 from synthworth.data.dataset import MANIFEST, Dataset, new_image_array, write_packed
 from synthworth.data.hf import write_generated
 from synthworth.errors import DataError
@@ -72,6 +73,7 @@ def finalize(out: str | os.PathLike, *, progress: bool = True) -> Dataset:
         **({"provenance": plan["provenance"]} if isinstance(plan.get("provenance"), dict) else {}),
         "generation": {
             **totals(read_timings(out), len(layout.blocks(plan["batch_size"]))),
+            "sampling": timing.summarise(read_timings(out)),   # seconds per image and the device(s)
             "blank_retries": sum(r.get("blank_retries", 0) for r in records),
             "blank_kept": sum(bool(r.get("blank")) for r in records),
             "native_folder": str(native.resolve()) if ours else None,

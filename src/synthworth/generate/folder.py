@@ -126,22 +126,26 @@ class Session:
         self.base = {"session": uuid.uuid4().hex[:12], "name": name, "shard": str(shard),
                      "process": process}
         self.images = self.written = 0
-        self.seconds = 0.0
+        self.seconds = self.sampled = 0.0
         self.native_marked = False
 
-    def log(self, block: int, images: int, written: int, seconds: float) -> None:
+    def log(self, block: int, images: int, written: int, seconds: float, sampled: float) -> None:
+        """``seconds``: the block's whole time (sampling and writing); ``sampled``: its sampling call's."""
         self.images, self.written, self.seconds = self.images + images, self.written + written, self.seconds + seconds
+        self.sampled += sampled
         row = {**self.base, "block": block, "images": images, "written": written, "seconds": round(seconds, 4),
-               **self.source.runtime(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+               "sample_seconds": round(sampled, 6), **self.source.runtime(),
+               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         # One short line per append: concurrent processes do not interleave within it.
         with open(self.file, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
 
     def report(self, skipped: int, progress: bool) -> None:
         if progress:
-            rate = self.seconds / max(1, self.images)
+            rate = self.sampled / max(1, self.images)
+            runtime = self.source.runtime()
             print(f"{self.base['name']!r}: generated {self.written} images in {self.seconds:.1f}s "
-                  f"({rate:.3f} s/image) on {self.source.runtime().get('device')}"
+                  f"({rate:.3g} s/image sampling) on {runtime.get('device_name') or runtime.get('device')}"
                   + (f"; {skipped} were already there" if skipped else ""), file=sys.stderr)
 
 

@@ -44,14 +44,15 @@ class BlockWorker:
             # user), but an actor that dies in __init__ only as a printed traceback.
             self.failed = exc
 
-    def make(self, number: int, start: int, stop: int) -> tuple[int, int, int, float, dict[str, Any]]:
+    def make(self, number: int, start: int, stop: int) -> tuple[int, int, int, float, float, dict[str, Any]]:
         from synthworth.generate.blocks import write_block
 
         if self.failed is not None:
             raise self.failed
         started = time.perf_counter()
-        written = write_block(self.out, self.plan, self.layout, self.source, range(start, stop), self)
-        return number, stop - start, written, time.perf_counter() - started, self.source.runtime()
+        written, sampled = write_block(self.out, self.plan, self.layout, self.source, range(start, stop), self)
+        # The runtime (device and its name) as this actor sees it: the caller's machine may differ.
+        return number, stop - start, written, time.perf_counter() - started, sampled, self.source.runtime()
 
 
 class _Remote:
@@ -84,10 +85,10 @@ def make_on_ray(config, out: Path, plan: dict[str, Any], todo: list[tuple[int, r
                    f"worker(s)", unit="img", disable=not progress, file=sys.stderr, mininterval=0.5)
         made = 0
         try:
-            for number, images, written, seconds, runtime in pool.map_unordered(
+            for number, images, written, seconds, sampled, runtime in pool.map_unordered(
                     lambda a, job: a.make.remote(job[0], job[1].start, job[1].stop), todo):
                 remote.last = runtime
-                session.log(number, images, written, seconds)
+                session.log(number, images, written, seconds, sampled)
                 made += written
                 bar.update(images)
         except ray.exceptions.RayError as exc:

@@ -128,8 +128,8 @@ def _make(out: Path, plan: dict[str, Any], layout: _Layout, source, todo: list[t
                disable=not progress, file=sys.stderr, mininterval=0.5)
     for number, block in todo:
         started = time.perf_counter()
-        written = write_block(out, plan, layout, source, block, session)
-        session.log(number, len(block), written, time.perf_counter() - started)
+        written, sampled = write_block(out, plan, layout, source, block, session)
+        session.log(number, len(block), written, time.perf_counter() - started, sampled)
         made += written
         bar.update(len(block))
     bar.close()

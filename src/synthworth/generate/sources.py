@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +77,11 @@ class _Trained:
         run = self.folder.parent if self.folder.name == "model" else self.folder
         info = RunFolder(run).info() if (run / "run.json").is_file() else None
         # A latent model also learnt from its autoencoder's data: recorded in the model when trained.
-        return provenance.of_generator(info, where=str(self.folder), kind=self.generator.kind,
+        prov = provenance.of_generator(info, where=str(self.folder), kind=self.generator.kind,
                                        autoencoder=getattr(self.generator, "autoencoder", None))
+        if (run / "metrics.jsonl").is_file():  # the training run: its cost is read from there (metrics.cost)
+            prov["run"] = str(run.resolve())
+        return prov
 
     def render(self, subjects: list[str | None], seeds: list[int]) -> list[tuple[np.ndarray, dict]]:
         gen = self.generator
@@ -92,7 +97,8 @@ class _Trained:
             self.generator.to(device)
 
     def runtime(self) -> dict[str, Any]:
-        return {"device": str(getattr(self.generator, "device", "cpu"))}
+        device = getattr(self.generator, "device", "cpu")
+        return {"device": str(device), "device_name": device_name(device)}
 
 
 class _Replicated:
@@ -249,8 +255,40 @@ class _Pipeline:
 
     def runtime(self) -> dict[str, Any]:
         pipe = self.generator.pipe
-        return {"device": str(pipe.device), "dtype": str(pipe.dtype).replace("torch.", ""),
+        return {"device": str(pipe.device), "device_name": device_name(pipe.device),
+                "dtype": str(pipe.dtype).replace("torch.", ""),
                 "pipeline_class": type(pipe).__name__}
+
+
+def device_name(device) -> str:
+    """The device images are sampled on, for people: ``cuda: NVIDIA H100 80GB HBM3``, or
+    ``cpu: AMD EPYC 7B13 (2 threads)`` (the processor's model and torch's thread count)."""
+    import torch
+
+    try:
+        device = torch.device(device)
+    except (TypeError, RuntimeError):  # a generator's own device attribute that torch cannot read
+        return str(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    if device.type == "cpu":
+        return f"cpu: {_cpu_model()} ({torch.get_num_threads()} threads)"
+    return f"{device.type}: {platform.machine() or 'unknown machine'}"
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_model() -> str:
+    """The processor's model name: Linux's /proc/cpuinfo (read by hand: one line of a text file;
+    py-cpuinfo is no dependency and takes a second), else what the platform module knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                    return " ".join(value.split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown processor"
 
 
 def _choose(wanted: list[str] | None, available: list[str], what: str) -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from synthworth.report import answer, by_class, completeness, figures, output
+from synthworth.report import answer, by_class, completeness, compute, figures, output
 from synthworth.report.base import SOURCE_ROWS, fold, interval, table_rows, versions_and_machine
 from synthworth.report.load import ResultsError, load
 from synthworth.report.numbers import esc, fmt, num  # noqa: F401 (esc, num: used by callers too)
@@ -109,7 +109,8 @@ class Report(Sections):
     """Assembles the sections; each returns HTML (an empty string when it has nothing to show)."""
 
     def render(self) -> str:
-        sections = [self.header(), answer.section(self), by_class.section(self), self.source_tables(),
+        sections = [self.header(), answer.section(self), by_class.section(self), compute.section(self),
+                    self.source_tables(),
                     self.source_figures(), self.beyond(), self.filtering(),
                     self.quality(), self.generators(), self.datasets_section(), self.left_out(), self.provenance()]
         return "\n".join(s for s in sections if s)

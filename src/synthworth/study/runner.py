@@ -56,6 +56,7 @@ from synthworth.config import dump_config
 from synthworth.data.dataset import Dataset
 from synthworth.errors import SynthworthError
 from synthworth.safety import LockedError, output_lock, safe_name
+from synthworth.study import compute
 from synthworth.study.cache import CellStore, check_results_folder, claim_results_folder, write_json_atomic
 from synthworth.study.cell import _add_predictions, _score_on_synthetic, lacks_predictions
 from synthworth.study.grid import parse_shard, shard_of
@@ -338,6 +339,7 @@ def _write_description(plan: StudyPlan) -> None:
                                  "pool": describe(s.pool), "test": describe(s.test),
                                  # what the generator saw (None: not recorded), and the filtered pools
                                  "provenance": s.provenance, "provenance_text": provenance.describe(s.provenance),
+                                 "compute": compute.record(s.pool.manifest, s.provenance),  # sampling, training time
                                  "filtered": {f: {**describe(ds), "path": str(ds.path)} for f, ds in s.filtered.items()}}
                           for name, s in inputs.synthetic.items()},
             "classifier_resized_from": plan.resized_from, "notes": inputs.notes, "test_leakage": inputs.leaks,

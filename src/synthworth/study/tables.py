@@ -42,6 +42,7 @@ import pandas as pd
 from synthworth import safety
 from synthworth.study.by_class import exchange_rates_by_class
 from synthworth.study.cache import CellStore, read_json, tables_lock, write_json_atomic
+from synthworth.study.compute import worth_per_compute
 from synthworth.study.exchange import exchange_rates, provenance_of, study_frame
 from synthworth.study.grid import class_counts
 from synthworth.study.leakage import mark
@@ -234,6 +235,8 @@ def write_tables(plan: StudyPlan, store: CellStore, metrics_done: list[str]) -> 
             by_class, _ = exchange_rates_by_class(results, predictions=predictions, grid=scope, provenance=prov,
                                                   class_names=plan.inputs.real.class_names)
             paths.update(_write_table(_with_counts(mark(by_class, leaks), state), plan.out, "exchange_rates_by_class"))
+            paths.update(_write_table(mark(worth_per_compute(rates, read_json(plan.out / "inputs.json")), leaks),
+                                      plan.out, "worth_per_compute"))   # n_eff per generation-hour (compute.py)
         metric_rows = metrics_rows(plan, results, metrics_done)
         if metric_rows:
             paths.update(_write_table(mark(pd.DataFrame(metric_rows), leaks), plan.out, "metrics"))
