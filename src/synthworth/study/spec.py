@@ -282,6 +282,11 @@ def _absolute(spec: StudySpec, base: Path) -> StudySpec:
         metrics["dinov2_weights"] = fix(spec.metrics.dinov2_weights)
     if metrics:
         update["metrics"] = spec.metrics.model_copy(update=metrics)
+    # Pretrained weights given as a file or folder are relative to the spec too (a named one or a hub id stays).
+    model = spec.classifier.get("model") if isinstance(spec.classifier, dict) else None
+    weights = model.get("weights") if isinstance(model, dict) else None
+    if isinstance(weights, str) and (base / Path(weights).expanduser()).exists():
+        update["classifier"] = {**spec.classifier, "model": {**model, "weights": fix(weights)}}
     return spec.model_copy(update=update)
 
 
