@@ -300,3 +300,20 @@ def test_features_are_extracted_once_per_image_and_match_the_backbone(backbones,
                                np.r_[data.labels, more.labels], data.class_names)
     again.features(both, backbone)
     assert again.extracted == 10 and len(list((tmp_path / "features").glob("*.npz"))) == 2
+
+
+def test_train_classifier_from_the_cli_fits_a_probe_whose_model_gives_metric_features(backbones, tmp_path):
+    from synthworth.cli import main
+    from synthworth.data.dataset import atomic_folder, write_packed
+    from synthworth.metrics.features import file_features
+
+    data = _data(n=30)
+    with atomic_folder(tmp_path / "data", kind="dataset") as folder:
+        write_packed(folder, data.take(np.arange(30)), data.labels, np.full(30, "train"), data.class_names,
+                     [{} for _ in range(30)], {"kind": "real"})
+    out = tmp_path / "probe"
+    assert main(["train", "classifier", "--data", str(tmp_path / "data"), "--out", str(out), "--preset", "probe",
+                 "model.name=dinov2", f"model.weights={backbones['dinov2']}"]) == 0
+    assert (out / "model" / "config.json").is_file() and "linear probe on 30 images" in (out / "log.txt").read_text()
+    extractor = file_features(out / "model")  # a saved probe serves as metric features too
+    assert extract_features(extractor, data.select(np.arange(5))).shape == (5, 16)

@@ -12,6 +12,8 @@ takes raw uint8 batches (N, C, H, W) in training, evaluation and feature extract
 The torchvision models are built with ``weights=None`` and ``num_classes`` set, which gives
 the same network as the source study's "take ResNet-34 and replace ``fc`` by a fresh
 ``nn.Linear(in_features, num_classes)``", for every classification model torchvision has.
+Pretrained weights are loaded into these networks by :mod:`synthworth.classifiers.backbones`,
+which also sets the input handling (side, mean, std, interpolation) the weights came with.
 """
 
 from __future__ import annotations

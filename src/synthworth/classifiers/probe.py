@@ -102,13 +102,19 @@ def fit_probe(features: np.ndarray, labels: np.ndarray, num_classes: int, config
     return _rounded(weight, bias), {"probe_iterations": iterations, "probe_converged": iterations < config.max_iter}
 
 
+_CONTROLLER: list = []  # threadpoolctl's view of the loaded BLAS libraries, found once per process
+
+
 def _threads():
     """NumPy's BLAS limited to torch's CPU threads (a study cell's ``threads``): by default it
     starts one thread per core in every worker process, and on a busy machine a small fit then
     runs tens of times slower than on one thread."""
-    from threadpoolctl import threadpool_limits
+    if not _CONTROLLER:
+        import sklearn.linear_model  # noqa: F401 (loads scipy's BLAS too, so the controller sees it)
+        from threadpoolctl import ThreadpoolController
 
-    return threadpool_limits(limits=torch.get_num_threads(), user_api="blas")
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=torch.get_num_threads(), user_api="blas")
 
 
 def _rounded(weight: np.ndarray, bias: np.ndarray) -> LinearProbe:
@@ -152,14 +158,14 @@ def train_probe(dataset: Dataset, run_dir: str | os.PathLike, config, *, feature
         x = features(train_set)
         probe, fit = fit_probe(x, train_set.labels, dataset.num_classes, config.probe)
         seconds = time.perf_counter() - started
-        train_eval, _ = probe.score(x, train_set)
+        train_accuracy = float((probe.logits(x).argmax(1) == train_set.labels).mean())
         save_probe(probe, run.model, config.model.model_dump(mode="json"), list(dataset.class_names),
                    channels=dataset.channels, resolution=resolution, data_resolution=dataset.resolution,
                    backbone=backbone, fit=fit)
-        run.append_metrics([{"kind": "probe", "train_accuracy": train_eval.accuracy, "n_train": len(train_set),
+        run.append_metrics([{"kind": "probe", "train_accuracy": train_accuracy, "n_train": len(train_set),
                              "features": int(x.shape[1]), "seconds": round(seconds, 3), **fit}])
         run.log(f"linear probe on {len(train_set)} images x {x.shape[1]} features: train accuracy "
-                f"{train_eval.accuracy:.4f}, {fit['probe_iterations']} L-BFGS iterations"
+                f"{train_accuracy:.4f}, {fit['probe_iterations']} L-BFGS iterations"
                 + ("" if fit["probe_converged"] else " (stopped at probe.max_iter before converging)"))
     resized = dataset.resolution if dataset.resolution != resolution else None
     return probe, ProbeRun(n_train=len(train_set), fit=fit, resized_from=resized, seconds=seconds)
