@@ -117,6 +117,13 @@ def train(kind: str, data: str | Path, out: str | Path, *, preset: str | None = 
     config = resolve_train_config(kind, out, preset=preset, config_file=config_file,
                                   overrides=overrides, resume=resume, recipe=recipe)
     dataset = Dataset.open(data)
+    if kind == "classifier" and config.model.mode == "linear_probe":
+        # Fitted to convergence on the frozen backbone's features, not by the engine (seconds: a
+        # --resume fits it again).
+        from synthworth.classifiers.task import train_classifier
+
+        train_classifier(dataset, out, config)
+        return RunFolder(out)
     if kind == "classifier":  # as the study trains them: small sets get min_steps batches
         from synthworth.classifiers.task import stretch_to_min_steps
 

@@ -1,4 +1,5 @@
-"""Image classifiers: torchvision models from scratch or a small CNN, trained on the shared engine."""
+"""Image classifiers: torchvision models or a small CNN from scratch, fine-tuned from pretrained weights
+(torchvision, DINOv2, CLIP), or linear probes on a frozen backbone's cached features."""
 
 from synthworth.classifiers.evaluate import Evaluation, evaluate, predict
 from synthworth.classifiers.models import Classifier, build_classifier

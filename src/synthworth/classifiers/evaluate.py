@@ -87,14 +87,24 @@ def score(model: torch.nn.Module, dataset: Dataset, batch_size: int = 256) -> tu
     """The :class:`Evaluation` of ``model`` on ``dataset`` and the per-image predictions it is
     computed from, both from one forward pass: the accuracy recomputed from the predictions is
     the evaluation's, exactly."""
-    from scipy.special import softmax
-    from sklearn.metrics import confusion_matrix, f1_score
+    _check_scorable(dataset)
+    return score_logits(np.concatenate(_per_batch(model, dataset, batch_size, lambda out: out.float())), dataset)
 
+
+def _check_scorable(dataset: Dataset) -> None:
     if len(dataset) == 0:
         raise SynthworthError("cannot evaluate on an empty Dataset")
     if (dataset.labels < 0).any():
         raise SynthworthError("cannot evaluate on unlabelled images")
-    logits = np.concatenate(_per_batch(model, dataset, batch_size, lambda out: out.float()))
+
+
+def score_logits(logits: np.ndarray, dataset: Dataset) -> tuple[Evaluation, ImagePredictions]:
+    """:func:`score` from the logits (n, classes) of every image of ``dataset``, in its order
+    (a linear probe computes them from cached features, see synthworth.classifiers.probe)."""
+    from scipy.special import softmax
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    _check_scorable(dataset)
     pred = logits.argmax(1)
     true = dataset.labels
     p_true = softmax(logits, axis=1)[np.arange(len(true)), true]

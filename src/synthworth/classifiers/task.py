@@ -4,7 +4,13 @@ The defaults are the source study's protocol (its ``traintest`` program): ResNet
 scratch, cross-entropy, Adam with lr 1e-3, batch 32, 30 epochs, StepLR (step 7 epochs,
 gamma 0.1), images resized to 256x256 and normalised with the ImageNet mean/std. Shipped
 presets (group ``classifier``): ``thesis`` (those settings), ``small`` (a small CNN for 8 to
-32 px images that trains in seconds on a CPU) and ``tiny`` (tests).
+32 px images that trains in seconds on a CPU), ``tiny`` (tests), ``finetune`` (ResNet-18 from
+its ImageNet weights, every layer trained) and ``probe`` (a linear probe on DINOv2-small).
+
+Three protocols (``model.mode``): ``scratch`` (random initial weights), ``finetune`` (every
+weight but the last layer's from ``model.weights``, then all trained here) and ``linear_probe``
+(the backbone frozen, a logistic regression on its features: :mod:`synthworth.classifiers.probe`).
+Weights and their preprocessing: :mod:`synthworth.classifiers.weights`, :mod:`synthworth.classifiers.backbones`.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ import torch.nn.functional as F
 from pydantic import Field, model_validator
 from safetensors.torch import load_file, save_file
 
+from synthworth.classifiers.backbones import build_model, rebuild_model
 from synthworth.classifiers.early_stop import EarlyStopping, Watch, validation_loss, validation_mask
-from synthworth.classifiers.models import Classifier, build_classifier
+from synthworth.classifiers.models import Classifier
+from synthworth.classifiers.probe import ProbeConfig, ProbeRun
 from synthworth.config import StrictModel
 from synthworth.data.dataset import Dataset
 from synthworth.engine.config import TrainConfig
@@ -38,11 +46,23 @@ CONFIG_FILE = "config.json"
 class ClassifierModelConfig(StrictModel):
     """The network and its input handling."""
 
-    name: str = Field("resnet34", description="'small_cnn' or any torchvision classification model name (untrained).")
-    resolution: int | None = Field(256, ge=4, le=1024, description="Side the network sees; other sizes are resized on the fly (null: the Dataset's).")
-    normalize: Literal["imagenet", "none"] = Field("imagenet", description="Input normalisation after scaling to [0, 1]: ImageNet mean/std, or none.")
+    name: str = Field("resnet34", description="'small_cnn', any torchvision classification model name, or (with weights) the transformers encoders 'dinov2' and 'clip'.")
+    resolution: int | None = Field(256, ge=4, le=1024, description="Side the network sees; other sizes are resized on the fly (null: the Dataset's). Named torchvision weights and transformers folders set their own.")
+    normalize: Literal["imagenet", "none"] = Field("imagenet", description="Input normalisation after scaling to [0, 1]: ImageNet mean/std, or none. Named torchvision weights and transformers folders set their own.")
     width: int = Field(32, ge=1, description="small_cnn only: channels of the first block (the second has twice as many).")
     dropout: float = Field(0.0, ge=0, lt=1, description="small_cnn only: dropout before the last layer.")
+    weights: str | None = Field(None, description="Pretrained weights: a local .safetensors file, torchvision's named weights (e.g. ResNet18_Weights.IMAGENET1K_V1, from torch.hub's cache), or for dinov2/clip a save_pretrained folder or a hub id; null: random initial weights.")
+    mode: Literal["scratch", "finetune", "linear_probe"] = Field("scratch", description="scratch: train from random weights; finetune: start from the weights and train every layer; linear_probe: freeze the backbone and fit a logistic regression on its features.")
+
+    @model_validator(mode="after")
+    def _protocol(self) -> ClassifierModelConfig:
+        if self.mode == "scratch" and self.weights is not None:
+            raise ValueError(f"model.weights is {self.weights!r} but model.mode is scratch (random initial weights): "
+                             "set model.mode to finetune or linear_probe, or model.weights to null")
+        if self.mode != "scratch" and self.weights is None:
+            raise ValueError(f"model.mode {self.mode} starts from pretrained weights: give model.weights (a "
+                             ".safetensors file, torchvision's named weights, or a transformers folder or hub id)")
+        return self
 
 
 class ClassifierOptimConfig(StrictModel):
@@ -68,6 +88,7 @@ class ClassifierConfig(StrictModel):
                                description="The training loop (train.seed seeds weights and batch order).")
     eval_batch_size: int = Field(256, ge=1, description="Images per batch when evaluating or extracting features.")
     min_steps: int | None = Field(None, ge=1, description="Train at least this many batches: small training sets get more epochs (StepLR stretched alike), so a 25-image set is not compared under-trained.")
+    probe: ProbeConfig = Field(default_factory=ProbeConfig, description="model.mode linear_probe only: the logistic regression on the frozen features.")
 
     @model_validator(mode="before")
     @classmethod
@@ -109,9 +130,11 @@ class ClassifierTask(Task):
         m, o = self.config.model, self.config.optim
         self.class_names = list(dataset.class_names)
         self.data_resolution = dataset.resolution
-        resolution = m.resolution or dataset.resolution
-        self.classifier = build_classifier(m.name, dataset.num_classes, dataset.channels, resolution,
-                                           normalize=m.normalize, width=m.width, dropout=m.dropout)
+        if m.mode == "linear_probe":
+            raise SynthworthError("linear probes are fitted on cached features, not by the training engine: train "
+                                  "them with synthworth.classifiers.train_classifier (as studies and "
+                                  "'synthworth train classifier' do)")
+        self.classifier = build_model(m, dataset.num_classes, dataset.channels, dataset.resolution)
         self.modules = {"model": self.classifier}
         opt = torch.optim.Adam(self.classifier.parameters(), lr=o.lr, weight_decay=o.weight_decay)
         self.optimizers = {"adam": opt}
@@ -208,7 +231,7 @@ def save_classifier(model: Classifier, folder: str | Path, config: ClassifierMod
     save_file(state, str(tmp / MODEL_FILE))
     meta = {"kind": "classifier", "class_names": list(class_names), "channels": model.channels,
             "resolution": model.resolution, "data_resolution": data_resolution,
-            "model": config.model_dump(mode="json")}
+            "model": config.model_dump(mode="json"), "backbone": model.backbone}
     (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
     if folder.exists():
         shutil.rmtree(folder)
@@ -229,10 +252,26 @@ def load_classifier(folder: str | Path) -> tuple[Classifier, dict[str, Any]]:
     if meta.get("kind") != "classifier":
         raise SynthworthError(f"{folder} holds a {meta.get('kind')!r}, not a classifier")
     m = ClassifierModelConfig(**meta["model"])
-    model = build_classifier(m.name, len(meta["class_names"]), meta["channels"], meta["resolution"],
-                             normalize=m.normalize, width=m.width, dropout=m.dropout)
+    if m.mode == "linear_probe":
+        return _load_probe_classifier(folder, m, meta), meta
+    model = rebuild_model(meta)
     model.load_state_dict(load_file(str(weights)))
     return model.eval(), meta
+
+
+def _load_probe_classifier(folder: Path, m: ClassifierModelConfig, meta: dict[str, Any]) -> Classifier:
+    """A saved linear probe on its backbone, whose weights are read again (and must be the same)."""
+    from synthworth.classifiers.probe import install_head, load_probe
+
+    probe, _ = load_probe(folder)
+    model = build_model(m, len(meta["class_names"]), meta["channels"], meta.get("data_resolution") or meta["resolution"])
+    was = (meta.get("backbone") or {}).get("sha256")
+    if model.backbone["sha256"] != was:
+        raise SynthworthError(f"the linear probe in {folder} was fitted on the features of weights with SHA-256 "
+                              f"{str(was)[:12]}, but {m.weights} now have {model.backbone['sha256'][:12]}: fit it again "
+                              "on the current weights (train it again, or remove its study cell and run the study again)")
+    install_head(model, probe)
+    return model.eval()
 
 
 def _batches_per_epoch(config: ClassifierConfig, n_train: int) -> int:
@@ -280,7 +319,7 @@ def fit_to_steps(config: ClassifierConfig, n_train: int, steps: int) -> Classifi
 
 def train_classifier(dataset: Dataset, run_dir: str | Path, config: ClassifierConfig, *,
                      resume: bool = False, steps: int | None = None,
-                     early_stop: EarlyStopping | None = None) -> tuple[Classifier, ClassifierTask]:
+                     early_stop: EarlyStopping | None = None) -> tuple[Classifier, ClassifierTask | ProbeRun]:
     """Train on ``dataset``'s ``config.train.split`` through the shared engine into ``run_dir``
     (which then holds the run's config, log, metrics.jsonl and the exported ``model/``).
     Returns the trained classifier (eval mode) and its task (which knows e.g. ``resized_from``
@@ -289,9 +328,15 @@ def train_classifier(dataset: Dataset, run_dir: str | Path, config: ClassifierCo
     The training budget: by default ``config.train.epochs`` (``min_steps`` applied); ``steps``:
     exactly that many optimizer steps whatever the set's size; ``early_stop``: a stratified share
     of the training split is held out (drawn with the run's seed) and the run stops when its loss
-    stops improving (at most ``steps`` steps when given, else the epochs)."""
+    stops improving (at most ``steps`` steps when given, else the epochs).
+
+    A linear probe (``model.mode: linear_probe``) is fitted to convergence on its backbone's
+    features instead (no budget applies; nothing to resume: it takes seconds), and the second
+    value is its :class:`~synthworth.classifiers.probe.ProbeRun`."""
     from synthworth.engine.loop import fit
 
+    if config.model.mode == "linear_probe":
+        return _train_probe(dataset, run_dir, config)
     validation = None
     if early_stop is not None:
         split = config.train.split
@@ -313,3 +358,18 @@ def train_classifier(dataset: Dataset, run_dir: str | Path, config: ClassifierCo
     if task.watch is not None:
         task.watch.restore(model)
     return model.eval(), task
+
+
+def _train_probe(dataset: Dataset, run_dir: str | Path, config: ClassifierConfig) -> tuple[Classifier, ProbeRun]:
+    """A linear probe on features extracted here (a study keeps them in its cache instead)."""
+    from synthworth.classifiers.extract import extract_features
+    from synthworth.classifiers.feature_cache import backbone_features
+    from synthworth.classifiers.probe import install_head, train_probe
+
+    model = build_model(config.model, dataset.num_classes, dataset.channels, dataset.resolution).eval()
+    extractor = backbone_features(model)
+    probe, run = train_probe(dataset, run_dir, config,
+                             features=lambda ds: extract_features(extractor, ds, config.eval_batch_size).astype(np.float32),
+                             backbone=model.backbone, resolution=model.resolution)
+    install_head(model, probe)
+    return model, run

@@ -27,6 +27,7 @@ import torch
 
 from synthworth.data.dataset import Dataset
 from synthworth.errors import ConfigError, SynthworthError
+from synthworth.classifiers.extract import extract_features  # noqa: F401 (re-exported: metrics.extract_features)
 from synthworth.metrics.extractor import FeatureExtractor, file_sha256
 from synthworth.safety import output_lock
 
@@ -38,24 +39,6 @@ WEIGHTS_URLS = (
     "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
 )
-
-
-@torch.no_grad()
-def extract_features(extractor: FeatureExtractor, dataset: Dataset, batch_size: int = 256,
-                     progress: bool = False) -> np.ndarray:
-    """Features of every image of ``dataset`` in order, float64 (N, D). Extractors run in eval
-    mode, so each image's features do not depend on the batch it is in."""
-    from tqdm.auto import tqdm
-
-    out = []
-    bar = tqdm(total=len(dataset), desc=f"{extractor.kind} features", unit="img", disable=not progress,
-               leave=False, mininterval=1.0)
-    for images, _ in dataset.batches(batch_size, shuffle=False):
-        x = torch.from_numpy(images).permute(0, 3, 1, 2)
-        out.append(extractor.features(x).detach().cpu().to(torch.float64).numpy())
-        bar.update(len(images))
-    bar.close()
-    return np.concatenate(out) if out else np.zeros((0, 0))
 
 
 # ------------------------------------------------------------------------------ Inception

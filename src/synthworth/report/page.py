@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from synthworth.report import answer, by_class, completeness, compute, figures, output
+from synthworth.report import answer, by_class, completeness, compute, figures, output, protocol
 from synthworth.report.base import SOURCE_ROWS, fold, interval, table_rows, versions_and_machine
 from synthworth.report.load import ResultsError, load
 from synthworth.report.numbers import esc, fmt, num  # noqa: F401 (esc, num: used by callers too)
@@ -138,6 +138,7 @@ class Report(Sections):
                 f"from noise: for accuracies {self.interval_method()}, for paired differences the interval the "
                 "comparisons table names beside each (a paired bootstrap over seeds and test images where the "
                 f"cells kept their predictions, else a Student-t interval over the seeds).{self.budget_text()}"
+                f"{protocol.text(self.all_results, self.classifier, self.inputs)}"
                 "</p>" + self.headline_text())
 
     def budget_text(self) -> str:
@@ -153,7 +154,9 @@ class Report(Sections):
                 "epochs": "a fixed number of epochs, so bigger sets also got more optimizer steps: the learning "
                           "curve measures data and compute together",
                 "converge": "until the validation loss on a share of each classifier's own training set stopped "
-                            "falling (early stopping)"}
+                            "falling (early stopping)",
+                "linear_probe": "a linear probe fitted to convergence on frozen features (the study's budget "
+                                "does not apply)"}
         said = "; ".join(f"{esc(m)}: {what.get(m, 'see results.csv')}" for m in modes)
         steps = pd.to_numeric(r["optimizer_steps"], errors="coerce").dropna() if "optimizer_steps" in r.columns \
             else pd.Series(dtype=float)

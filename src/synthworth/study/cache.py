@@ -45,7 +45,7 @@ KIND = "study"
 TABLES = ("results", "evaluations", "summary", "comparisons", "metrics", "exchange_rates", "exchange_rates_by_class")
 TABLES_LOCK = "tables.lock"
 # Every top-level entry a study writes into its results folder.
-ENTRIES = ("study.yaml", "inputs.json", "log.txt", "cells", "metrics", "grid.json", TABLES_LOCK, "filtered",
+ENTRIES = ("study.yaml", "inputs.json", "log.txt", "cells", "metrics", "grid.json", TABLES_LOCK, "filtered", "features",
            *(f"{t}.{ext}" for t in TABLES for ext in ("csv", "parquet")))
 
 

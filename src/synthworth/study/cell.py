@@ -29,6 +29,7 @@ from synthworth.study.inputs import as_train
 from synthworth.study.inputs import StudyWarning, replicate_counts
 from synthworth.study.plan import PlannedCell, StudyPlan, _log
 from synthworth.study.predictions import REAL, SYNTHETIC, check_predictions, clear_predictions, save_predictions
+from synthworth.study.probing import is_probe, load_cell, train_cell
 
 
 def _attempt(plan: StudyPlan, planned: PlannedCell, store: CellStore) -> str:
@@ -55,8 +56,6 @@ def _attempt(plan: StudyPlan, planned: PlannedCell, store: CellStore) -> str:
 # ------------------------------------------------------------------------------ one cell
 def run_cell(plan: StudyPlan, planned: PlannedCell, store: CellStore) -> dict[str, Any]:
     """Train and score one cell; resumes its newest checkpoint when a killed run left one."""
-    from synthworth.classifiers.evaluate import score
-    from synthworth.classifiers.task import train_classifier
     from synthworth.engine import checkpoint as ckpt
 
     cell, key = planned.cell, planned.key
@@ -73,16 +72,15 @@ def run_cell(plan: StudyPlan, planned: PlannedCell, store: CellStore) -> dict[st
     config = cell_classifier(plan.classifier, cell.seed)
     config = config.model_copy(update={"train": config.train.model_copy(update={"progress": False})})
     t0 = time.perf_counter()
-    model, task = train_classifier(as_train(planned.train_set), run_dir, config, resume=resume,
-                                   **plan.budget.train_options())
+    model, task = train_cell(plan, as_train(planned.train_set), run_dir, config, resume)
     t1 = time.perf_counter()
-    real_eval, real_pred = score(model, plan.inputs.test, config.eval_batch_size)
+    real_eval, real_pred = model.score(plan.inputs.test)
     # Kept before the result and COMPLETE: a complete cell always has its predictions.
     save_predictions(folder, key, REAL, "", plan.inputs.test.fingerprint, real_eval.to_dict(), real_pred)
     synthetic_eval = synthetic_fingerprint = None
     if cell.generator:
         synthetic_test = plan.inputs.synthetic[cell.generator].test
-        synthetic_eval, synthetic_pred = score(model, synthetic_test, config.eval_batch_size)
+        synthetic_eval, synthetic_pred = model.score(synthetic_test)
         synthetic_fingerprint = synthetic_test.fingerprint
         save_predictions(folder, key, SYNTHETIC, cell.generator, synthetic_fingerprint, synthetic_eval.to_dict(),
                          synthetic_pred)
@@ -97,13 +95,15 @@ def run_cell(plan: StudyPlan, planned: PlannedCell, store: CellStore) -> dict[st
         "synthetic_test": synthetic_eval.to_dict() if synthetic_eval else None,
         "synthetic_test_fingerprint": synthetic_fingerprint,
         "train_seconds": round(t1 - t0, 3), "eval_seconds": round(t2 - t1, 3),
-        "device": str(next(model.parameters()).device), "threads": torch.get_num_threads(), "host": socket.gethostname(),
+        "device": model.device, "threads": torch.get_num_threads(), "host": socket.gethostname(),
         "synthworth_version": __version__, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "budget_steps": plan.budget.steps, **task.budget_used(),
+        "budget_steps": None if is_probe(plan) else plan.budget.steps, **task.budget_used(),
     }
     replicates = replicate_counts(planned.train_set, plan.inputs.synthetic[cell.generator]) if cell.generator else None
     if replicates is not None:  # generated from replicates: the images each one made, in this training set
         result["synthetic_replicates"] = replicates
+    if plan.backbone:
+        result["backbone"] = {k: plan.backbone[k] for k in ("weights", "kind", "sha256", "preprocess")}
     store.save(key, result)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # done: the exported model is enough
     _log(plan, f"done {key} {cell.label()}: accuracy {real_eval.accuracy:.4f} in {t1 - t0:.1f}s")
@@ -159,17 +159,14 @@ def _add_predictions(plan: StudyPlan, planned: PlannedCell, store: CellStore, mo
     """Give a complete cell that lacks them (finished before synthworth kept them) its
     predictions on the test sets it was trained and scored for, from its saved model; its
     scores are checked to be the stored ones. Returns the test sets added."""
-    from synthworth.classifiers.evaluate import score
-    from synthworth.classifiers.task import load_classifier
-
     key, folder, added = planned.key, store.folder(planned.key), []
     wanted = _scored_on(plan, planned, store, own=True)
     for test_set, generator, dataset, stored in wanted:
         if check_predictions(folder, key, test_set, generator, stored, dataset.fingerprint)[1] is None:
             continue  # current
         if model is None:
-            model, _ = load_classifier(folder / "run" / "model")
-        evaluation, predictions = score(model, dataset, plan.classifier.eval_batch_size)
+            model = load_cell(plan, folder / "run" / "model")
+        evaluation, predictions = model.score(dataset)
         if _rescored(plan, key, generator or "the real test images", stored, evaluation):
             save_predictions(folder, key, test_set, generator, dataset.fingerprint, stored, predictions)
             added.append(test_set)
@@ -182,9 +179,6 @@ def _score_on_synthetic(plan: StudyPlan, planned: PlannedCell, store: CellStore,
     """Score a real-only cell on every generator's held-out images it has no current score (or
     no predictions) for: a changed synthetic Dataset re-scores the saved model, it never retrains
     it. Returns the generators whose missing predictions were added to current scores."""
-    from synthworth.classifiers.evaluate import score
-    from synthworth.classifiers.task import load_classifier
-
     if not store.complete(planned.key):
         return []
     key, folder, added = planned.key, store.folder(planned.key), []
@@ -194,8 +188,8 @@ def _score_on_synthetic(plan: StudyPlan, planned: PlannedCell, store: CellStore,
         if stored is not None and check_predictions(folder, key, SYNTHETIC, name, stored, fingerprint)[1] is None:
             continue
         if model is None:
-            model, _ = load_classifier(folder / "run" / "model")
-        result, predictions = score(model, synthetic.test, plan.classifier.eval_batch_size)
+            model = load_cell(plan, folder / "run" / "model")
+        result, predictions = model.score(synthetic.test)
         if stored is not None:  # current scores without predictions (kept before synthworth kept them)
             if _rescored(plan, key, name, stored, result):
                 save_predictions(folder, key, SYNTHETIC, name, fingerprint, stored, predictions)

@@ -193,17 +193,28 @@ def cell_classifier(config, seed: int):
 
 
 def cell_key(classifier: dict[str, Any], train_fingerprint: str, test_fingerprint: str,
-             version: str, threads: int, budget: dict[str, Any] | None = None) -> tuple[str, dict]:
+             version: str, threads: int, budget: dict[str, Any] | None = None,
+             weights: dict[str, Any] | None = None) -> tuple[str, dict]:
     """(key, the payload it hashes). ``threads``: torch's CPU threads while the cell trains, which
     change its numbers (reductions split differently), so another count is another cell.
     ``budget``: the training budget when it is not ``epochs`` (the default of earlier versions),
     which is left out of the payload so the keys of results stored before budgets existed stay
-    valid for specs that set ``budget: epochs``."""
+    valid for specs that set ``budget: epochs``. ``weights``: the SHA-256 and preprocessing of
+    pretrained weights, so weights replaced in place (same path) train the cells again. The
+    classifier keys added with pretrained weights (``model.weights``, ``model.mode``, ``probe``)
+    are left out at their defaults (training from scratch), for the same reason."""
     train = {k: v for k, v in classifier["train"].items() if k not in NOT_RESULT_KEYS | KEYED_APART}
-    payload = {"classifier": {**classifier, "train": train}, "train_set": train_fingerprint,
+    classifier = {**classifier, "train": train}
+    model = classifier.get("model")
+    if isinstance(model, dict) and model.get("mode", "scratch") == "scratch" and model.get("weights") is None:
+        classifier["model"] = {k: v for k, v in model.items() if k not in ("weights", "mode")}
+        classifier.pop("probe", None)
+    payload = {"classifier": classifier, "train_set": train_fingerprint,
                "test_set": test_fingerprint, "threads": threads, "synthworth_version": version}
     if budget is not None:
         payload["budget"] = budget
+    if weights is not None:
+        payload["weights"] = weights
     digest = hashlib.blake2b(json.dumps(payload, sort_keys=True).encode(), digest_size=10).hexdigest()
     return digest, payload
 

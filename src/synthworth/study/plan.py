@@ -47,6 +47,7 @@ class StudyPlan:
     cells: list[PlannedCell]
     resized_from: int | None = None  # the real images' side when the classifier sees another
     budget: TrainingBudget = TrainingBudget()  # every cell's training budget (spec key budget)
+    backbone: dict[str, Any] | None = None  # pretrained weights: their record (SHA-256, preprocessing)
 
     @property
     def keys(self) -> list[str]:
@@ -76,7 +77,7 @@ def plan_study(spec: StudySpec, out: str | os.PathLike | None = None, *, build_f
     """Open the inputs and build every cell with its key; any bad input raises here. The spec's
     filters are applied here (their Datasets made in the results folder unless cached; with
     ``build_filters=False`` a missing one is an error instead)."""
-    from synthworth.classifiers.models import build_classifier
+    from synthworth.classifiers.backbones import build_model
     from synthworth.study.filtering import apply_filters, check_filtered_sizes
 
     out = Path(out or spec.out or "")
@@ -86,11 +87,11 @@ def plan_study(spec: StudySpec, out: str | os.PathLike | None = None, *, build_f
     check_before_training(spec, inputs)
     classifier = classifier_config(spec)
     h, _, c = inputs.real.shape
-    side = classifier.model.resolution or h
-    # Build the network once now, so an unknown model name or an impossible size fails before
-    # any cell trains.
-    build_classifier(classifier.model.name, inputs.num_classes, c, side, normalize=classifier.model.normalize,
-                     width=classifier.model.width, dropout=classifier.model.dropout)
+    # Build the network once now, so an unknown model name, an impossible size or missing or
+    # unfitting pretrained weights fail before any cell trains.
+    model = build_model(classifier.model, inputs.num_classes, c, h)
+    side, backbone = model.resolution, model.backbone
+    del model
     if side != h:
         message = (f"the classifier ({spec.classifier_preset} preset) sees {side}x{side} images, the real ones are "
                    f"{h}x{h}: every image is resized on the fly (recorded as classifier_resized_from)")
@@ -102,15 +103,18 @@ def plan_study(spec: StudySpec, out: str | os.PathLike | None = None, *, build_f
     apply_filters(spec, inputs, classifier, out, build=build_filters)
     check_sizes(grid, inputs, spec.ratio)
     budget = study_budget(spec, classifier, inputs.num_classes)
+    # A linear probe is fitted to convergence whatever the budget: the budget is no part of its key.
+    budget_key = None if classifier.model.mode == "linear_probe" else budget.key()
+    weights = {"sha256": backbone["sha256"], "preprocess": backbone["preprocess"]} if backbone else None
     cells = []
     for cell in grid:
         train = training_set(cell, inputs, spec.ratio)
         config = cell_classifier(classifier, cell.seed)
         key, payload = cell_key(dump_config(config), train.fingerprint, inputs.test.fingerprint, __version__,
-                                cell_threads(spec), budget=budget.key())
+                                cell_threads(spec), budget=budget_key, weights=weights)
         cells.append(PlannedCell(cell=cell, key=key, payload=payload, train_set=train))
     return StudyPlan(spec=spec, out=out, inputs=inputs, classifier=classifier, cells=cells,
-                     resized_from=h if side != h else None, budget=budget)
+                     resized_from=h if side != h else None, budget=budget, backbone=backbone)
 
 
 def _log(plan: StudyPlan, message: str) -> None:

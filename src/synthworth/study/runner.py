@@ -33,6 +33,7 @@ Results folder::
     RESULTS/summary.csv       mean, sd and 95 % CI over seeds per cell group
     RESULTS/comparisons.csv   paired differences between compositions / generators
     RESULTS/metrics/<generator>.json, RESULTS/metrics.csv    image-quality metrics (when asked)
+    RESULTS/features/<backbone>/  linear probes: the backbone's features of every image (synthworth.study.probing)
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from synthworth.study.cell import _add_predictions, _score_on_synthetic, lacks_p
 from synthworth.study.grid import parse_shard, shard_of
 from synthworth.study.inputs import StudyWarning, shape_text
 from synthworth.study.predictions import lacking_note
+from synthworth.study.probing import warm_features
 from synthworth.study.plan import METRICS_JOB, PlannedCell, StudyPlan, _log, cell_threads, plan_study
 from synthworth.study.spec import StudySpec, load_spec
 from synthworth.study.tables import grid_state, metrics_file, read_metrics, write_tables
@@ -135,6 +137,9 @@ def run_study(spec: str | os.PathLike | StudySpec, *, shard: str | tuple[int, in
     report.skipped = [k for k in todo if k not in pending]
     for key in report.skipped:
         _log(plan, f"skip {key} {by_key[key].cell.label()} (complete)")
+    if pending:
+        # Linear probes: every image's backbone features once, before the cells (with all threads).
+        warm_features(plan, progress)
     threads = torch.get_num_threads()
     torch.set_num_threads(cell_threads(plan))  # scoring and metrics too: the same numbers in every executor
     try:
@@ -343,6 +348,8 @@ def _write_description(plan: StudyPlan) -> None:
                                  "filtered": {f: {**describe(ds), "path": str(ds.path)} for f, ds in s.filtered.items()}}
                           for name, s in inputs.synthetic.items()},
             "classifier_resized_from": plan.resized_from, "notes": inputs.notes, "test_leakage": inputs.leaks,
+            "classifier_backbone": plan.backbone and {k: plan.backbone[k] for k in ("weights", "kind", "sha256",
+                                                                                    "preprocess")},
             "cells": len(plan.cells), "distinct_trainings": len(plan.keys), "synthworth_version": __version__}
     write_json_atomic(plan.out / "inputs.json", data)
 

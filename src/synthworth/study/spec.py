@@ -293,6 +293,11 @@ def _absolute(spec: StudySpec, base: Path) -> StudySpec:
         value = getattr(spec, key)
         if value and (base / Path(value).expanduser()).exists():
             update[key] = fix(value)
+    # Pretrained weights given as a file or folder are relative to the spec too (a named one or a hub id stays).
+    model = spec.classifier.get("model") if isinstance(spec.classifier, dict) else None
+    weights = model.get("weights") if isinstance(model, dict) else None
+    if isinstance(weights, str) and (base / Path(weights).expanduser()).exists():
+        update["classifier"] = {**spec.classifier, "model": {**model, "weights": fix(weights)}}
     return spec.model_copy(update=update)
 
 
