@@ -94,11 +94,16 @@ def test_a_rising_fid_is_worsening_and_a_rising_precision_improving():
 
 
 def test_a_noisy_short_curve_is_undecided_with_the_t_interval_of_the_slope():
+    """The slope's t interval, widened for neighbouring evaluations correlated up to 0.5
+    (:func:`synthworth.metrics.plateau.ar1_correction`)."""
+    from synthworth.metrics.plateau import ar1_correction
+
     points = [(1, 50.0), (2, 80.0), (3, 40.0), (4, 75.0)]
     result = plateau(points)
     assert result["status"] == "undecided" and result["points"] == 4
     fit = stats.linregress([1, 2, 3, 4], [50, 80, 40, 75])
-    half = stats.t.ppf(0.975, 2) * fit.stderr
+    factor, df = ar1_correction(4, 0.5)
+    half = stats.t.ppf(0.975, df) * fit.stderr * math.sqrt(factor)
     assert (result["low"], result["high"]) == pytest.approx((fit.slope - half, fit.slope + half))
     assert result["statement"].startswith("undecided: over epochs 1–4")
 
