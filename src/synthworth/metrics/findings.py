@@ -14,9 +14,12 @@ under-exposed, (4) diffusion cost far more to train. Each becomes a number with 
    (:mod:`synthworth.metrics.plateau`);
 3. **exposure failures**: the share of samples whose brightness (mean pixel value) lies
    outside the range that holds 98 % of the real training images, with its Clopper-Pearson
-   interval, against the held-out real images' own share;
+   interval, compared with the held-out real images' share (Fisher's exact test, a bootstrap
+   interval that re-estimates the range) and the range's coverage checked on the held-out
+   images (:mod:`synthworth.metrics.exposure`);
 4. **training cost**: seconds of training from ``metrics.jsonl`` (plus a latent model's VAE run)
-   and the ratio to the cheapest model.
+   and the ratio to the cheapest model, by CPU time when every model trained on the CPU and
+   recorded it, else by wall-clock time (:mod:`synthworth.metrics.cost`).
 
 :func:`compare_generators` (``synthworth compare``) does all four and writes ``findings.json``
 (the shared contract's format, read by the report) and ``findings.csv`` (one row per model).
@@ -33,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from synthworth.errors import SynthworthError
-from synthworth.metrics.cost import training_cost  # noqa: F401 (training_cost: API)
+from synthworth.metrics.cost import cost_of_runs, cost_ratios, training_cost  # noqa: F401 (training_cost: API)
+from synthworth.metrics.exposure import range_coverage, versus_heldout
 from synthworth.metrics.plateau import (  # noqa: F401 (API: the plateau finding lives there)
     EVAL_SETTINGS, LOWER_IS_BETTER, _plateau_of, eval_points, plateau)
 
@@ -268,20 +272,18 @@ def compare_generators(runs: dict[str, Path], real: Path, out: Path, *, referenc
             labels = np.arange(samples) % len(gen.class_names) if gen.conditional else None
             quality, shades = quality_draws(gen, extractor, reference_features, draws=draws, samples=samples,
                                             seed=seed, options=options, batch_size=config.batch_size, labels=labels)
-            cost = training_cost(runs[name])
+            cost = cost_of_runs([runs[name]])
             models[name] = {
                 "kind": gen.kind, "run": str(runs[name]), "epochs": cost.pop("epochs"), "steps": cost.pop("steps"),
                 "labels": (f"evenly over its {len(gen.class_names)} classes ({', '.join(gen.class_names)})"
                            if gen.conditional else None),
                 "quality": quality, "plateau": _plateau_of(runs[name], "fid"),
-                "exposure": exposure(np.concatenate(shades), low, high), "cost": cost}
+                "exposure": {**exposure(np.concatenate(shades), low, high), "versus_heldout": versus_heldout(
+                    shades, shade[train_split], shade[reference_split], seed=seed)}, "cost": cost}
         say("real-vs-real floor")
         floor = floor_draws(extractor, train, reference_features, draws=draws, samples=samples, seed=seed,
                             options=options, batch_size=config.batch_size)
-        totals = {n: m["cost"]["total_seconds"] for n, m in models.items() if m["cost"]["total_seconds"]}
-        for m in models.values():
-            total = m["cost"]["total_seconds"]
-            m["cost"]["ratio"] = total / min(totals.values()) if total and totals else None
+        cost_ratios({n: m["cost"] for n, m in models.items()})  # by CPU time where every model has it
         fids = {n: m["quality"]["fid"]["mean"] for n, m in models.items() if m["quality"]["fid"]["mean"] is not None}
         findings = {
             "version": 1,
@@ -293,7 +295,8 @@ def compare_generators(runs: dict[str, Path], real: Path, out: Path, *, referenc
             "draws": draws, "samples": samples, "seed": seed, "floor": floor,
             "exposure_range": {"low": low, "high": high, "coverage": 0.98,
                                "from": f"the {len(train)} real {train_split!r} images",
-                               "heldout_share": heldout["share"], "heldout_n": heldout["n"]},
+                               "heldout_share": heldout["share"], "heldout_n": heldout["n"],
+                               "check": range_coverage(shade[train_split], shade[reference_split], seed=seed)},
             "models": models, "closest": min(fids, key=fids.get) if fids else None, "warnings": data_warnings}
         findings_text.add_sentences(findings)
         write_findings(findings, out)
