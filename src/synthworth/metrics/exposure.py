@@ -170,7 +170,7 @@ def sentence(model: dict[str, Any], exposure_range: dict[str, Any]) -> str:
     text += f"; of its samples {_share(e['dark'])} are too dark, {_share(e['bright'])} too bright"
     check = r.get("check") or {}
     if check.get("off"):
-        text += (f"; the range is no {r['coverage'] * 100:.0f} % range for the held-out real images "
+        text += (f"; the range is not a {r['coverage'] * 100:.0f} % range for the held-out real images "
                  f"({_share(check['heldout_outside'] / check['heldout_n'])} of them lie outside it, binomial "
                  f"p = {_p(check['binomial_p'])} against {_share(check['nominal'])})")
     return text
