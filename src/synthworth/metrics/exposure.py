@@ -142,6 +142,10 @@ def _points(x: float) -> str:
     return f"{x * 100:+.1f}".replace("-", "−")
 
 
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def _p(p: float) -> str:
     return f"{p:.2g}" if p >= 0.001 else "< 0.001"
 
@@ -187,7 +191,7 @@ def summary(findings: dict[str, Any]) -> str | None:
     more = [n for n, v in verdicts.items() if v == "more"]
     fewer = [n for n, v in verdicts.items() if v == "fewer"]
     if more or fewer:
-        parts = [f"the samples of {' and '.join(names)} fall outside the real brightness range {how} often than the "
+        parts = [f"the samples of {_names(names)} fall outside the real brightness range {how} often than the "
                  f"held-out real images ({_share(r.get('heldout_share'))} of them)" for names, how in ((more, "more"),
                                                                                                    (fewer, "less"))
                  if names]

@@ -100,24 +100,29 @@ def coverage_numbers(check: dict) -> str:
 
 
 def cost_numbers(c: dict) -> str:
+    """The training time in the measure the models are compared by (CPU or wall clock), the
+    other clock beside it, the VAE, the ratio and the spread over runs."""
+    cpu = c.get("measure") == "cpu"
     extra = ""
-    if fmt(c.get("extra_seconds")) != "—" or c.get("extra_note"):
+    if fmt(c.get("extra_cpu_seconds" if cpu else "extra_seconds")) != "—" or c.get("extra_note"):
         note = f" ({esc(c.get('extra_note'))})" if c.get("extra_note") else ""
-        extra = f"<br>+ {num(c.get('extra_seconds'))} s{note}"
+        extra = f"<br>+ {num(c.get('extra_cpu_seconds' if cpu else 'extra_seconds'))} s{note}"
     source = c.get("source")
-    timed = {"train_s": "timed by train_s (training alone, wall clock)",
-             "elapsed_s": "timed by elapsed_s (an older run: includes evaluation and grids)"}.get(source, "timing —")
-    if c.get("measure") == "cpu":
-        timed = (f"compared by CPU time: {num(c.get('seconds'))} s of the training process over all its threads "
-                 "(not inflated by processes sharing the cores); " + timed)
+    timed = {"train_s": "wall clock: train_s (training alone)",
+             "elapsed_s": "wall clock: elapsed_s (an older run: includes evaluation and grids)"}.get(source,
+                                                                                                 "wall clock —")
+    if cpu:
+        timed = (f"compared by CPU time: the training process's CPU seconds over all its threads (not inflated by "
+                 f"processes sharing the cores); {timed} {num(c.get('train_seconds'))} s")
     elif c.get("measure") == "wall":
-        timed = "compared by wall-clock time (inflated when runs share a machine); " + timed
+        timed = f"compared by wall-clock time (inflated when runs share a machine); {timed}"
     if fmt(c.get("seconds_min")) != "—":
         timed += f"; over {num(c.get('runs'), 'count')} runs: {num(c.get('seconds_min'))}–{num(c.get('seconds_max'))} s"
     ratio = c.get("ratio")
     ratio_text = f"{num(ratio)}× the cheapest" if fmt(ratio) != "—" else "ratio —"
-    total = f"total {num(c.get('total_seconds'))} s, " if extra else ""
-    return (f"<div class='nums'>training <b>{num(c.get('train_seconds'))} s</b>{extra}<br>{total}"
+    total = f"total {num(c.get('seconds') if 'measure' in c else c.get('total_seconds'))} s, " if extra else ""
+    head = f"CPU <b>{num(c.get('cpu_seconds'))} s</b>" if cpu else f"training <b>{num(c.get('train_seconds'))} s</b>"
+    return (f"<div class='nums'>{head}{extra}<br>{total}"
             f"<b>{ratio_text}</b><br><span class='note'>{esc(timed)}</span></div>")
 
 
