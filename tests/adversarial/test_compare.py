@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -255,8 +256,10 @@ def test_a_run_of_a_fraction_of_a_second_is_not_said_to_take_0_s(world, cli, tmp
     code, stdout, err = cli(*base_args(root, real, out, f"fast={fast}", f"slow={slow}"))
     assert code == 0, err
     models = json.loads((out / "findings.json").read_text())["models"]
-    assert "in 0.24 s; the cheapest model" in models["fast"]["sentences"]["cost"]
-    assert "in 1.4 s; 6.0× the cost of fast" in models["slow"]["sentences"]["cost"]
+    assert "in 0.24 s of wall-clock time" in models["fast"]["sentences"]["cost"]
+    assert models["fast"]["sentences"]["cost"].endswith("; the cheapest model")
+    assert "in 1.4 s of wall-clock time" in models["slow"]["sentences"]["cost"]
+    assert models["slow"]["sentences"]["cost"].endswith("; 6.0× the wall-clock time of fast")
     assert "fast is the cheapest (0.24 s)" in stdout and " 0 s" not in stdout
 
 
@@ -325,3 +328,38 @@ def test_a_generator_trained_on_the_held_out_split_or_recording_nothing(world, r
     code, _, err = cli(*base_args(root, real, tmp_path / "out", f"a={root / 'gan-a'}"))
     assert code == 0, err
     assert any("--run a=" in line and "records no training Dataset" in line for line in err)
+
+
+# ------------------------------------------------------------------------------ findings that hold up (issue 22, part 4)
+def test_the_page_says_each_findings_method_plateau_over_draws_exposure_against_held_out_cost_by_cpu(world, cli,
+                                                                                                       tmp_path):
+    """Evaluations with three draws each falling 30 % over the window, CPU seconds in the epoch
+    rows: the page and findings.json carry the plateau's basis (one run, the correlation allowed
+    for, the draws), the exposure comparison with the held-out real images and its test, and a
+    cost compared by CPU time (not the wall time inflated beside a neighbour)."""
+    root, real, _ = world
+    evals = [{**_eval(e, 100.0 - 3 * e), "draws": 3, "fid_draws": [99.0 - 3 * e, 100.0 - 3 * e, 101.0 - 3 * e]}
+             for e in range(1, 11)]
+    a = _fake_run(tmp_path / "a", [*evals, {"step": 80, "epoch": 10, "kind": "epoch", "elapsed_s": 13.0,
+                                            "train_s": 12.3, "train_cpu_s": 3.6, "device": "cpu"}])
+    b = _fake_run(tmp_path / "b", [{"step": 80, "epoch": 10, "kind": "epoch", "elapsed_s": 4.0, "train_s": 3.5,
+                                    "train_cpu_s": 3.4, "device": "cpu"}])
+    out = tmp_path / "out"
+    code, stdout, err = cli(*base_args(root, real, out, f"a={a}", f"b={b}"))
+    assert code == 0, err
+    findings = json.loads((out / "findings.json").read_text())
+    plateau, sentences = findings["models"]["a"]["plateau"], findings["models"]["a"]["sentences"]
+    assert (plateau["status"], plateau["draws"], plateau["method"]) == ("improving", 3, "one run")
+    assert "each the mean of 3 draws, the interval allowing for neighbouring evaluations correlated up to 0.5" \
+        in sentences["plateau"]
+    versus = findings["models"]["a"]["exposure"]["versus_heldout"]
+    assert "held-out real images" in sentences["exposure"] and f"{versus['heldout_outside']} of the " \
+        f"{versus['heldout_n']} held-out" in sentences["exposure"]
+    assert findings["models"]["a"]["cost"]["measure"] == "cpu"
+    assert sentences["cost"].endswith("; 1.1× the CPU time of b") and "wall clock 12 s" in sentences["cost"]
+    page = (out / "report" / "index.html").read_text()
+    for text in (sentences["plateau"], sentences["exposure"], sentences["cost"], findings["summary"][-1]):
+        assert html.escape(text, quote=True) in page
+    assert "compared by CPU time" in page and "Fisher p" in page and "3 draws each" in page
+    assert "binomial p against 2 %" in page  # the range's coverage on the held-out images, in the floor row
+    assert "CPU time" in stdout

@@ -94,11 +94,16 @@ def test_a_rising_fid_is_worsening_and_a_rising_precision_improving():
 
 
 def test_a_noisy_short_curve_is_undecided_with_the_t_interval_of_the_slope():
+    """The slope's t interval, widened for neighbouring evaluations correlated up to 0.5
+    (:func:`synthworth.metrics.plateau.ar1_correction`)."""
+    from synthworth.metrics.plateau import ar1_correction
+
     points = [(1, 50.0), (2, 80.0), (3, 40.0), (4, 75.0)]
     result = plateau(points)
     assert result["status"] == "undecided" and result["points"] == 4
     fit = stats.linregress([1, 2, 3, 4], [50, 80, 40, 75])
-    half = stats.t.ppf(0.975, 2) * fit.stderr
+    factor, df = ar1_correction(4, 0.5)
+    half = stats.t.ppf(0.975, df) * fit.stderr * math.sqrt(factor)
     assert (result["low"], result["high"]) == pytest.approx((fit.slope - half, fit.slope + half))
     assert result["statement"].startswith("undecided: over epochs 1–4")
 
@@ -316,13 +321,26 @@ def test_compare_writes_the_contract_findings_and_a_csv(faces_world, capsys):
                 if r.get("kind") == "epoch"][-1]
         source = "train_s" if "train_s" in last else "elapsed_s"
         assert (model["cost"]["source"], model["cost"]["train_seconds"]) == (source, last[source])
+        # The engine's CPU clock (the training process's CPU seconds): the measure compared by.
+        assert last["device"] == "cpu" and 0 < last["train_cpu_s"]
+        assert (model["cost"]["measure"], model["cost"]["seconds"]) == ("cpu", last["train_cpu_s"])
+        assert "of CPU time" in model["sentences"]["cost"]
         assert set(model["sentences"]) == {"quality", "plateau", "exposure", "cost"}
+        # Exposure: a comparison with the held-out real images, with its interval and test.
+        versus = model["exposure"]["versus_heldout"]
+        assert versus["heldout_n"] == 30 and versus["verdict"] in ("more", "fewer", "no clear difference")
+        assert versus["difference_low"] <= versus["difference"] <= versus["difference_high"]
+        assert "held-out real images" in model["sentences"]["exposure"]
+        assert "Fisher's exact p = " in model["sentences"]["exposure"]
     assert findings["models"]["gan"]["plateau"]["status"] == "too few points"
     ddpm_plateau = findings["models"]["diffusion"]["plateau"]
     assert (ddpm_plateau["status"], ddpm_plateau["first_epoch"], ddpm_plateau["last_epoch"]) == ("improving", 3, 6)
     costs = [findings["models"][n]["cost"] for n in ("gan", "diffusion")]
     assert min(c["ratio"] for c in costs) == 1.0
-    assert all(c["ratio"] == pytest.approx(c["total_seconds"] / min(d["total_seconds"] for d in costs)) for c in costs)
+    assert all(c["ratio"] == pytest.approx(c["total_cpu_seconds"] / min(d["total_cpu_seconds"] for d in costs))
+               for c in costs)
+    check = findings["exposure_range"]["check"]
+    assert check["heldout_n"] == 30 and check["train_n"] == 70 and 0 <= check["binomial_p"] <= 1
 
     # The exposure share, recomputed from the generator's own samples and the training images.
     from synthworth.generators import load_generator

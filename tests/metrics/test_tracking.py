@@ -93,6 +93,9 @@ def test_training_seconds_add_up_over_a_resume(lfw, tmp_path):
     epochs = [r for r in rows if r.get("kind") == "epoch"]
     assert [r["epoch"] for r in epochs] == [1, 2]
     assert epochs[1]["train_s"] > before > 0
+    # the CPU clock adds up over the resume too (from the checkpoint's train_cpu_seconds)
+    cpu_before = [r for r in first if r.get("kind") == "epoch"][-1]["train_cpu_s"]
+    assert epochs[1]["train_cpu_s"] > cpu_before > 0 and epochs[1]["device"] == "cpu"
     assert [r["epoch"] for r in rows if r.get("kind") == "eval"] == [1, 2]
 
 
@@ -119,3 +122,21 @@ def test_diffusion_is_evaluated_on_the_weights_it_exports(lfw, tmp_path):
     low, high = brightness_range(lfw.split("train"))
     value = brightness(images)
     assert row["brightness_outside"] == pytest.approx(((value < low) | (value > high)).mean())
+
+
+def test_several_draws_per_evaluation_are_logged_each_and_averaged(lfw, tmp_path):
+    """eval.draws=2: each metric is the mean of two draws, both logged; the first draw takes the
+    same seeds as a single-draw evaluation, so it matches that run's value (evaluating does not
+    change what is trained)."""
+    many = [r for r in _train(lfw, tmp_path / "two", "eval.draws=2") if r.get("kind") == "eval"]
+    one = [r for r in _train(lfw, tmp_path / "one") if r.get("kind") == "eval"]
+    for row, single in zip(many, one):
+        assert row["draws"] == 2 and single["draws"] == 1 and "fid_draws" not in single
+        assert len(row["fid_draws"]) == 2 and row["fid"] == pytest.approx(sum(row["fid_draws"]) / 2)
+        assert row["precision"] == pytest.approx(sum(row["precision_draws"]) / 2)
+        assert row["fid_draws"][0] == pytest.approx(single["fid"], rel=1e-9)
+        assert row["fid_draws"][0] != row["fid_draws"][1]
+    from synthworth.metrics.plateau import eval_curve
+
+    curve, _, _ = eval_curve(tmp_path / "two")
+    assert curve == {r["epoch"]: r["fid_draws"] for r in many}

@@ -43,6 +43,7 @@ class EvalConfig(StrictModel):
 
     every: int = Field(0, ge=0, description="Evaluate after every N epochs and after the last (0: never).")
     samples: int = Field(256, ge=8, description="Images drawn from fixed seeds at each evaluation.")
+    draws: int = Field(1, ge=1, le=100, description="Independent draws of eval.samples images at each evaluation (draw d from seed + d * samples); logged each, their spread is the sampling error the plateau finding uses.")
     seed: int = Field(100_000, ge=0, le=MAX_SEED, description="Seed of the first evaluation image (image i: seed + i).")
     real_split: str | None = Field(None, description="Held-out split of the training Dataset to compare with (default: test, else valid).")
     features: str = Field("auto", description="auto (Inception if its weights are found, else domain), inception, dinov2, domain, or a saved classifier folder.")

@@ -173,6 +173,8 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
         state = _load(accelerator, task, start_from, run)
         epoch, position, global_step = state["epoch"], state["position"], state["global_step"]
         clock.seconds = float(state.get("train_seconds", 0.0))
+        cpu = state.get("train_cpu_seconds")  # None from a checkpoint older than the CPU clock: unknown
+        clock.cpu = float(cpu) if isinstance(cpu, (int, float)) and not isinstance(cpu, bool) else None
         sums = _EpochSums(dict(state["epoch_sums"]), state["epoch_count"])
         old_lr, new_lr = resuming.lookup(state["config"], resuming.LR_KEY), resuming.lookup(resolved, resuming.LR_KEY)
         if old_lr and new_lr and old_lr != new_lr:
@@ -231,7 +233,7 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
                     run.append_metrics(pending)
                 pending = []
                 _save(accelerator, task, run, config, epoch, position, global_step, sums, resolved, data,
-                      clock.seconds)
+                      clock.seconds, clock.cpu)
             clock.start()
             if stop:
                 break
@@ -244,7 +246,9 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
                 pending.append({"step": global_step, "epoch": epoch + 1, "kind": "epoch",
                                 **{f"{k}_mean": v for k, v in means.items()},
                                 "elapsed_s": round(time.perf_counter() - started, 3),
-                                "train_s": round(clock.seconds, 3)})
+                                "train_s": round(clock.seconds, 3),
+                                **({"train_cpu_s": round(clock.cpu, 3)} if clock.cpu is not None else {}),
+                                "device": accelerator.device.type})
                 run.append_metrics(pending)
                 run.log(f"epoch {epoch + 1}/{config.epochs}: " +
                         ", ".join(f"{k} {v:.4f}" for k, v in means.items()))
@@ -256,7 +260,8 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
                 for hook in hooks:
                     hook.after_epoch(task, ctx, clock.seconds, stop)
             epoch, position, sums = epoch + 1, 0, _EpochSums()
-        _save(accelerator, task, run, config, epoch, position, global_step, sums, resolved, data, clock.seconds)
+        _save(accelerator, task, run, config, epoch, position, global_step, sums, resolved, data, clock.seconds,
+              clock.cpu)
     if main:
         run.append_metrics(pending)
         task.export(run.model, accelerator)
@@ -268,7 +273,7 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
 
 def _save(accelerator, task: Task, run: RunFolder, config: TrainConfig, epoch: int, position: int,
           global_step: int, sums: _EpochSums, resolved: dict[str, Any], data: dict[str, Any],
-          train_seconds: float) -> None:
+          train_seconds: float, train_cpu_seconds: float | None = None) -> None:
     from synthworth import __version__
 
     final = run.checkpoints / f"step-{global_step:08d}"
@@ -288,7 +293,7 @@ def _save(accelerator, task: Task, run: RunFolder, config: TrainConfig, epoch: i
             # Written last, listing every file's size: only a checkpoint whose files all match counts.
             state = {"epoch": epoch, "position": position, "global_step": global_step,
                      "epoch_sums": sums.sums, "epoch_count": sums.count, "config": resolved, "data": data,
-                     "train_seconds": train_seconds,
+                     "train_seconds": train_seconds, "train_cpu_seconds": train_cpu_seconds,
                      "files": ckpt.file_sizes(tmp), "synthworth_version": __version__,
                      "saved": time.strftime("%Y-%m-%dT%H:%M:%S")}
             (tmp / ckpt.STATE_FILE).write_text(json.dumps(state, indent=1))
@@ -303,17 +308,24 @@ def _save(accelerator, task: Task, run: RunFolder, config: TrainConfig, epoch: i
 
 
 class _TrainClock:
-    """Adds up the seconds between :meth:`start` and :meth:`stop`."""
+    """Adds up the seconds between :meth:`start` and :meth:`stop`: wall-clock ``seconds`` and
+    ``cpu``, the CPU seconds of this process (user + system, summed over all its threads:
+    ``time.process_time``). Wall time grows when another process shares the machine's cores;
+    CPU time counts only what this process ran, so it measures a CPU training's cost also beside
+    a neighbour (on a GPU the work is the device's and CPU time says little). ``cpu`` is None
+    when unknown (a run resumed from a checkpoint that did not record it)."""
 
     def __init__(self) -> None:
-        self.seconds, self._since = 0.0, None
+        self.seconds, self.cpu, self._since = 0.0, 0.0, None
 
     def start(self) -> None:
-        self._since = time.perf_counter()
+        self._since = (time.perf_counter(), time.process_time())
 
     def stop(self) -> None:
         if self._since is not None:
-            self.seconds += time.perf_counter() - self._since
+            self.seconds += time.perf_counter() - self._since[0]
+            if self.cpu is not None:
+                self.cpu += time.process_time() - self._since[1]
             self._since = None
 
 

@@ -11,14 +11,19 @@ under-exposed, (4) diffusion cost far more to train. Each becomes a number with 
    mean over its runs with a 95 % interval over the runs (draws nested inside them), and "closest"
    is a claim backed by a test between models over their runs (:mod:`synthworth.metrics.over_runs`).
    With one run the interval covers the sampling of images only, and the ranking is not tested;
-2. **still improving or plateaued**: a least-squares line through the last half of the quality
-   curve logged during training (``kind: eval`` rows of ``metrics.jsonl``), its slope's 95 %
-   interval turned into a relative change over that span and read against a tolerance;
+2. **still improving or plateaued**: the change of the quality curve logged during training
+   (``kind: eval`` rows of ``metrics.jsonl``, each evaluation the mean of its ``eval.draws``) over
+   its last half, with a 95 % interval that allows for neighbouring evaluations being correlated
+   (the runs as the unit when there are several), read against a tolerance
+   (:mod:`synthworth.metrics.plateau`);
 3. **exposure failures**: the share of samples whose brightness (mean pixel value) lies
    outside the range that holds 98 % of the real training images, with its Clopper-Pearson
-   interval, against the held-out real images' own share;
+   interval, compared with the held-out real images' share (Fisher's exact test, a bootstrap
+   interval that re-estimates the range) and the range's coverage checked on the held-out
+   images (:mod:`synthworth.metrics.exposure`);
 4. **training cost**: seconds of training from ``metrics.jsonl`` (plus a latent model's VAE run)
-   and the ratio to the cheapest model.
+   and the ratio to the cheapest model, by CPU time when every model trained on the CPU and
+   recorded it, else by wall-clock time (:mod:`synthworth.metrics.cost`).
 
 :func:`compare_generators` (``synthworth compare``) does all four and writes ``findings.json``
 (the shared contract's format, read by the report) and ``findings.csv`` (one row per model).
@@ -35,7 +40,8 @@ from typing import Any
 import numpy as np
 
 from synthworth.errors import SynthworthError
-from synthworth.metrics.cost import training_cost  # noqa: F401 (training_cost: API)
+from synthworth.metrics.cost import cost_of_runs, cost_ratios, training_cost  # noqa: F401 (training_cost: API)
+from synthworth.metrics.exposure import range_coverage, versus_heldout
 from synthworth.metrics.over_runs import closest, over_runs, t_interval
 from synthworth.metrics.plateau import (  # noqa: F401 (API: the plateau finding lives there)
     EVAL_SETTINGS, LOWER_IS_BETTER, _plateau_of, eval_points, plateau)
@@ -204,65 +210,47 @@ def _flat(runs: dict[str, Path], opened: dict[str, list]) -> tuple[dict[str, Pat
     return paths, gens
 
 
-def measure_model(path: Path, pairs: list[tuple[Any, Any]], draw, low: float, high: float) -> dict[str, Any]:
+def measure_model(path: Path, pairs: list[tuple[Any, Any]], draw, low: float, high: float,
+                  real_shades: tuple[np.ndarray, np.ndarray, int]) -> dict[str, Any]:
     """One model's findings from its runs: each run's draws (``draw(generator)``: quality over
     draws and each draw's brightness), exposure, plateau and cost; then each quality metric over
     the runs (:func:`synthworth.metrics.over_runs.over_runs`), the exposure and the plateau of all
-    runs together and the mean cost of a run. ``replicates`` keeps every run's own numbers."""
+    runs together and the mean cost of a run. ``replicates`` keeps every run's own numbers.
+    ``real_shades``: the brightness of the real training and held-out images and the seed, for
+    the exposure's comparison with held-out images (:mod:`synthworth.metrics.exposure`)."""
     reps = []
     for replicate, gen in pairs:
         quality, shades = draw(gen)
         reps.append({"name": replicate.name, "seed": replicate.seed, "run": str(replicate.path), "quality": quality,
                      "exposure": exposure(np.concatenate(shades), low, high), "plateau": _plateau_of(replicate.path),
-                     "cost": training_cost(replicate.path), "shades": shades})
+                     "cost": cost_of_runs([replicate.path]), "shades": shades})
     gen = pairs[0][1]
-    pooled = exposure(np.concatenate([s for r in reps for s in r.pop("shades")]), low, high)
+    all_shades = [s for r in reps for s in r.pop("shades")]
+    pooled = exposure(np.concatenate(all_shades), low, high)
+    pooled["versus_heldout"] = versus_heldout(all_shades, real_shades[0], real_shades[1], seed=real_shades[2])
     if len(reps) > 1:  # the share's interval over the runs (each run drew as many samples)
         over = t_interval([r["exposure"]["share"] for r in reps], (0.0, 1.0))
         pooled.update(low=over["low"], high=over["high"])
     pooled["covers"] = "runs" if len(reps) > 1 else "sampling"
-    first = reps[0]["cost"]
+    cost = cost_of_runs([r["run"] for r in reps])
     return {"kind": gen.kind, "run": str(path), "runs": len(reps), "seeds": [r["seed"] for r in reps],
-            "epochs": first.get("epochs"), "steps": first.get("steps"), "pairing": _pairing(reps),
+            "epochs": cost.pop("epochs"), "steps": cost.pop("steps"), "pairing": _pairing(reps),
             "labels": (f"evenly over its {len(gen.class_names)} classes ({', '.join(gen.class_names)})"
                        if gen.conditional else None),
             "quality": {m: over_runs([r["quality"][m]["values"] for r in reps], BOUNDS.get(m, (None, None)))
                         for m in KEPT},
-            "plateau": _plateau_over(reps), "exposure": pooled, "cost": _cost_over([r["cost"] for r in reps]),
+            "plateau": _plateau_over(reps), "exposure": pooled, "cost": cost,
             "replicates": reps}
 
 
 def _plateau_over(reps: list[dict[str, Any]]) -> dict[str, Any]:
-    """One run's plateau; for several, the plateau of their mean curve (at the epochs every run
-    evaluated), each run's own status beside it."""
-    curves = [dict(eval_points(r["run"], "fid")) for r in reps]
-    common = sorted(set.intersection(*(set(c) for c in curves)))
-    if len(reps) == 1 or not common:
-        found = dict(reps[0]["plateau"])
-        if len(reps) > 1:
-            found["statement"] += (f" (the first run's, {reps[0]['name']}: its {len(reps)} runs share no epoch at "
-                                   "which all of them evaluated FID)")
-        return found
-    result = plateau([(e, float(np.mean([c[e] for c in curves]))) for e in common], "fid")
+    """The plateau of one run, or of several runs of one recipe with the runs as the unit
+    (:func:`synthworth.metrics.plateau.plateau_of_runs`), each run's own status beside it."""
+    if len(reps) == 1:
+        return dict(reps[0]["plateau"])
+    result = plateau_of_runs([r["run"] for r in reps], "fid")
     result["replicates"] = {r["name"]: r["plateau"]["status"] for r in reps}
-    result["statement"] += (f" (the mean curve of its {len(reps)} runs, at the {len(common)} epoch(s) all of them "
-                            "evaluated; each run: " + ", ".join(f"{n} {s}" for n, s in result["replicates"].items())
-                            + ")")
     return result
-
-
-def _cost_over(costs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The cost of one run of the recipe: the mean over its runs (``runs``, ``all_seconds``: the
-    training seconds of them all, an autoencoder counted once)."""
-    out = {k: v for k, v in costs[0].items() if k not in ("epochs", "steps")}
-    if len(costs) > 1:
-        for key in ("train_seconds", "total_seconds"):
-            values = [c[key] for c in costs]
-            out[key] = float(np.mean(values)) if None not in values else None
-        trained = [c["train_seconds"] for c in costs]
-        out["all_seconds"] = (sum(trained) + (costs[0]["extra_seconds"] or 0.0)) if None not in trained else None
-    out["runs"] = len(costs)
-    return out
 
 
 def _pairing(reps: list[dict[str, Any]]) -> str | None:
@@ -361,15 +349,13 @@ def compare_generators(runs: dict[str, Path], real: Path, out: Path, *, referenc
         models: dict[str, Any] = {}
         for name, pairs in generators.items():
             say(f"{name}: {len(pairs)} run(s), {draws} draws of {samples} samples each")
-            models[name] = measure_model(runs[name], pairs, draw, low, high)
+            models[name] = measure_model(runs[name], pairs, draw, low, high,
+                                         (shade[train_split], shade[reference_split], seed))
         say("real-vs-real floor")
         floor = floor_draws(extractor, train, reference_features, draws=draws, samples=samples, seed=seed,
                             options=options, batch_size=config.batch_size)
         floor["covers"] = "sampling"  # real images: no training run to repeat, only the draws vary
-        totals = {n: m["cost"]["total_seconds"] for n, m in models.items() if m["cost"]["total_seconds"]}
-        for m in models.values():
-            total = m["cost"]["total_seconds"]
-            m["cost"]["ratio"] = total / min(totals.values()) if total and totals else None
+        cost_ratios({n: m["cost"] for n, m in models.items()})  # by CPU time where every model has it
         test = closest({n: {**m["quality"]["fid"], "seeds": m["seeds"], "pairing": m["pairing"]}
                         for n, m in models.items()})
         findings = {
@@ -382,7 +368,8 @@ def compare_generators(runs: dict[str, Path], real: Path, out: Path, *, referenc
             "draws": draws, "samples": samples, "seed": seed, "floor": floor,
             "exposure_range": {"low": low, "high": high, "coverage": 0.98,
                                "from": f"the {len(train)} real {train_split!r} images",
-                               "heldout_share": heldout["share"], "heldout_n": heldout["n"]},
+                               "heldout_share": heldout["share"], "heldout_n": heldout["n"],
+                               "check": range_coverage(shade[train_split], shade[reference_split], seed=seed)},
             "models": models, "closest": test["best"] if test else None, "closest_test": test,
             "warnings": data_warnings}
         findings_text.add_sentences(findings)

@@ -11,6 +11,8 @@ import csv
 import io
 from typing import Any
 
+from synthworth.metrics.cost import seconds  # noqa: F401 (also the API of this module's sentences)
+
 QUALITY = ("fid", "kid", "precision", "recall")
 TITLES = {"fid": "FID", "kid": "KID", "precision": "precision", "recall": "recall"}
 
@@ -75,49 +77,29 @@ ONE_RUN = ("one trained run, so the ranking may not survive a retrain; train rep
 
 
 def exposure_sentence(model: dict[str, Any], findings: dict[str, Any]) -> str:
-    e, r = model["exposure"], findings["exposure_range"]
-    if e["share"] is None:
-        return "no samples, so no exposure share"
-    return (f"{_share(e['share'])} of its {e['n']} samples (95 % CI {_share(e['low'])}–{_share(e['high'])}) lie "
-            f"outside the brightness range {r['low']:.1f}–{r['high']:.1f} that holds {r['coverage'] * 100:.0f} % of "
-            f"{r['from']}: {_share(e['dark'])} too dark, {_share(e['bright'])} too bright; the held-out real "
-            f"images: {_share(r['heldout_share'])} of {r['heldout_n']}")
+    """The comparison with held-out real images (:func:`synthworth.metrics.exposure.sentence`)."""
+    from synthworth.metrics.exposure import sentence
 
-
-def seconds(value: float) -> str:
-    """Seconds for a sentence: whole ones from 10 s up, else two significant digits (a run of a
-    quarter second is not '0 s' beside a ratio of 6×)."""
-    return f"{value:.0f} s" if value >= 10 else f"{value:.2g} s"
+    return sentence(model, findings["exposure_range"])
 
 
 def cost_sentence(model: dict[str, Any], cheapest: str | None) -> str:
+    """In the measure the models are compared by (:func:`synthworth.metrics.cost.sentence`)."""
+    from synthworth.metrics.cost import sentence
+
+    return sentence(model, cheapest)
+
+
+def _cost(model: dict[str, Any]) -> float | None:
+    """The seconds models are compared by: ``seconds`` in the chosen measure, else wall time."""
     c = model["cost"]
-    if c["train_seconds"] is None:
-        where = (f"{model['run']}/metrics.jsonl" if (model.get("runs") or 1) == 1 else
-                 f"the metrics.jsonl of every one of its runs ({model['run']}/seed-N)")
-        return f"no training time in {where}: its cost is unknown"
-    n = model.get("epochs")
-    epochs = "its epochs" if n is None else f"{n} epoch" + ("" if n == 1 else "s")
-    text = f"trained {epochs} in {seconds(c['train_seconds'])}"
-    if c["source"] == "elapsed_s":
-        text += (" (wall-clock time including evaluation and checkpoints: the run predates the train_s "
-                 "record of training time alone)")
-    if c["extra_note"]:
-        text += f"; {c['extra_note']}"
-    if c["extra_seconds"] is not None:
-        text += f", {seconds(c['total_seconds'])} in all"
-    if (c.get("runs") or 1) > 1:
-        text += (f" (the mean of its {c['runs']} runs" + (f"; {seconds(c['all_seconds'])} for all of them)"
-                                                        if c.get("all_seconds") is not None else ")"))
-    if c["ratio"] is not None and cheapest is not None:
-        text += ("; the cheapest model" if c["ratio"] == 1 else f"; {c['ratio']:.1f}× the cost of {cheapest}")
-    return text
+    return c.get("seconds") if "measure" in c else c["total_seconds"]
 
 
 def add_sentences(findings: dict[str, Any]) -> None:
     """Fill ``models[NAME]["sentences"]`` and ``summary`` in place."""
     models = findings["models"]
-    costs = {n: m["cost"]["total_seconds"] for n, m in models.items() if m["cost"]["total_seconds"]}
+    costs = {n: _cost(m) for n, m in models.items() if _cost(m)}
     cheapest = min(costs, key=costs.get) if costs else None
     for name, m in models.items():
         m["sentences"] = {"quality": quality_sentence(name, m, findings), "plateau": m["plateau"]["statement"],
@@ -178,16 +160,9 @@ def _test_words(name: str, test: dict[str, Any], fid_name: str) -> str:
 
 
 def _exposure_summary(findings: dict[str, Any]) -> str | None:
-    shares = {n: m["exposure"]["share"] for n, m in findings["models"].items() if m["exposure"]["share"] is not None}
-    if not shares:
-        return None
-    worst = max(shares, key=shares.get)
-    if shares[worst] == 0:
-        return (f"exposure: no model's samples fall outside the real brightness range (the held-out real images: "
-                f"{_share(findings['exposure_range']['heldout_share'])})")
-    return (f"exposure: {worst} has the largest share of samples outside the real brightness range "
-            f"({_share(shares[worst])}), against {_share(findings['exposure_range']['heldout_share'])} of the "
-            f"held-out real images")
+    from synthworth.metrics.exposure import summary
+
+    return summary(findings)
 
 
 def _cost_summary(models: dict[str, Any], cheapest: str | None) -> str | None:
@@ -195,11 +170,17 @@ def _cost_summary(models: dict[str, Any], cheapest: str | None) -> str | None:
         return None
     ratios = [f"{n} {m['cost']['ratio']:.1f}×" for n, m in models.items()
               if m["cost"]["ratio"] is not None and n != cheapest]
-    base = f"cost: {cheapest} is the cheapest ({seconds(models[cheapest]['cost']['total_seconds'])})"
+    what = {"cpu": " by CPU time", "wall": " by wall-clock time"}.get(models[cheapest]["cost"].get("measure"), "")
+    base = f"cost{what}: {cheapest} is the cheapest ({seconds(_cost(models[cheapest]))})"
     return base + (f"; relative to it: {', '.join(ratios)}" if ratios else "")
 
 
 # ------------------------------------------------------------------------------ table
+def _clock(findings: dict[str, Any]) -> str:
+    measures = {m["cost"].get("measure") for m in findings["models"].values()}
+    return "cpu s" if measures == {"cpu"} else "train s"
+
+
 def format_table(findings: dict[str, Any]) -> str:
     real = findings["real"]
     runs = {n: m.get("runs") or 1 for n, m in findings["models"].items()}
@@ -211,7 +192,7 @@ def format_table(findings: dict[str, Any]) -> str:
              "2 or more, else over its draws: sampling only)", ""]
     fid_head = fid_title(findings) + " [95% CI]"
     head = (f"{'model':12s} {'kind':6s} {fid_head:>24s} {'KID':>9s} {'prec.':>6s} {'recall':>6s} {'plateau':>14s}"
-            f" {'outside':>8s} {'train s':>8s} {'ratio':>6s}")
+            f" {'outside':>8s} {_clock(findings):>8s} {'ratio':>6s}")
     lines += [head, "-" * len(head)]
 
     def fid(stat):
@@ -225,7 +206,7 @@ def format_table(findings: dict[str, Any]) -> str:
         lines.append(f"{name[:12]:12s} {m['kind']:6s} {fid(q['fid']):>24s} {_num(q['kid']['mean']):>9s} "
                      f"{_num(q['precision']['mean']):>6s} {_num(q['recall']['mean']):>6s} "
                      f"{m['plateau']['status']:>14s} {_share(m['exposure']['share']):>8s} "
-                     f"{_num(c['total_seconds']):>8s} {ratio:>6s}")
+                     f"{_num(_cost(m)):>8s} {ratio:>6s}")
     f = findings["floor"]
     lines.append(f"{'real floor':12s} {'':6s} {fid(f['fid']):>24s} {_num(f['kid']['mean']):>9s} "
                  f"{_num(f['precision']['mean']):>6s} {_num(f['recall']['mean']):>6s} {'':>14s} "
@@ -259,9 +240,10 @@ def csv_rows(findings: dict[str, Any]) -> list[dict[str, Any]]:
         for metric in QUALITY:
             row.update({f"floor_{metric}_{k}": findings["floor"][metric][k] for k in ("mean", "low", "high")})
         row.update({f"plateau_{k}": v for k, v in m["plateau"].items() if k not in ("metric", "statement")})
-        row.update({f"exposure_{k}": v for k, v in m["exposure"].items()})
+        row.update({f"exposure_{k}": v for k, v in m["exposure"].items() if not isinstance(v, dict)})
+        row.update({f"exposure_vs_heldout_{k}": v for k, v in (m["exposure"].get("versus_heldout") or {}).items()})
         row["exposure_heldout_share"] = findings["exposure_range"]["heldout_share"]
-        row.update({f"cost_{k}": v for k, v in m["cost"].items() if k != "extra_note"})
+        row.update({f"cost_{k}": v for k, v in m["cost"].items() if k != "extra_note" and not isinstance(v, list)})
         rows.append(row)
     return rows
 

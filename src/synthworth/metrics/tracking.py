@@ -3,12 +3,13 @@
 Whoever starts a training hands the engine a :class:`QualityHook` (:func:`training_hooks`).
 After every ``eval.every``-th epoch (and the last), it asks the task for a generator over
 its current weights (a diffusion model's EMA weights, as exported), draws ``eval.samples``
-images from fixed seeds, and scores them against the held-out real images of the training
-Dataset with exactly the functions of ``synthworth metrics`` (same features, same options, same
-real-vs-real floor), so a logged number can be checked by hand: generate the same seeds from
-the model and run ``synthworth metrics`` on them. The row lands in ``metrics.jsonl`` (kind
-``eval``) and TensorBoard (``eval/*``) with the training seconds so far, which never include
-evaluation, grids, plots or checkpoint saving.
+images from fixed seeds (``eval.draws`` times, from consecutive seeds, each draw logged), and
+scores them against the held-out real images of the training Dataset with exactly the
+functions of ``synthworth metrics`` (same features, same options, same real-vs-real floor), so
+a logged number can be checked by hand: generate the same seeds from the model and run
+``synthworth metrics`` on them. The row lands in ``metrics.jsonl`` (kind ``eval``) and
+TensorBoard (``eval/*``) with the training seconds so far, which never include evaluation,
+grids, plots or checkpoint saving.
 
 The extractor and the real features are built once, before training starts. Domain features
 (a classifier trained on the real training split) are trained in a separate process when they
@@ -120,7 +121,9 @@ class QualityTracker:
 
     def evaluate(self, generator) -> dict[str, Any]:
         """One evaluation row (without step, epoch and times): the metrics of ``eval.samples``
-        images of ``generator`` drawn from the fixed seeds."""
+        images of ``generator`` drawn from the fixed seeds. With ``eval.draws`` D > 1, draw d
+        takes the seeds from ``seed + d * samples`` (as ``synthworth compare`` draws), each metric
+        is the mean over the draws and ``<metric>_draws`` lists every draw's value."""
         from synthworth.metrics.features import extract_features
         from synthworth.metrics.scores import score_features
 
@@ -128,17 +131,32 @@ class QualityTracker:
         labels = None
         if getattr(generator, "conditional", False):  # every class in turn, as 'synthworth generate --count' does
             labels = np.arange(c.samples) % len(generator.class_names)
+        per_draw, values = [], []
         with _random_state_kept():
-            images = generator.sample(c.samples, labels, seed=c.seed, batch_size=c.batch_size)
-            fake = Dataset.from_arrays(images, np.zeros(len(images), np.int64), ["generated"])
-            scores = score_features(self.real_features, extract_features(self.extractor, fake, self.metrics.batch_size),
-                                    **self.options)
-        value = brightness(images)
+            for d in range(c.draws):
+                images = generator.sample(c.samples, labels, seed=c.seed + d * c.samples, batch_size=c.batch_size)
+                fake = Dataset.from_arrays(images, np.zeros(len(images), np.int64), ["generated"])
+                per_draw.append(score_features(self.real_features, extract_features(self.extractor, fake,
+                                                                                   self.metrics.batch_size),
+                                               **self.options))
+                values.append(brightness(images))
+        value = np.concatenate(values)
         outside = float(np.mean((value < self.range[0]) | (value > self.range[1])))
-        row = {"samples": c.samples, "seed": c.seed, "features": self.extractor.kind,
+        scores = per_draw[0]
+        if c.draws > 1:
+            scores = {k: float(np.mean([s[k] for s in per_draw])) for k in per_draw[0]}
+            scores.update({f"{k}_draws": [s[k] for s in per_draw] for k in per_draw[0] if k != "kid_std"})
+        row = {"samples": c.samples, "seed": c.seed, "draws": c.draws, "features": self.extractor.kind,
                "features_label": self.extractor.label, "real_split": self.split,
                "real_images": len(self.reference), **scores, **self.floor, "brightness_outside": outside}
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+        return {k: _finite_or_none(v) for k, v in row.items()}
+
+
+def _finite_or_none(value: Any) -> Any:
+    """NaN and infinities as None (JSON has none), also inside a list of draws."""
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def run_evaluation(tracker: QualityTracker, task, accelerator) -> dict[str, Any]:

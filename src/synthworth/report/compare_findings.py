@@ -62,29 +62,68 @@ def plateau_numbers(p: dict) -> str:
     first, last = p.get("first_epoch"), p.get("last_epoch")
     window = (f"epochs {num(first, 'count')}–{num(last, 'count')}" if fmt(first) != "—" and fmt(last) != "—"
               else "epochs —")
+    runs = p.get("runs")
+    basis = (f"{num(runs, 'count')} runs, each one observation" if isinstance(runs, int) and runs > 1 else
+             f"one run; neighbouring evaluations correlated up to {num(p.get('correlation'))} allowed for"
+             if fmt(p.get("correlation")) != "—" else "")
+    draws = f", {num(p.get('draws'), 'count')} draws each" if isinstance(p.get("draws"), int) and p["draws"] > 1 else ""
     return (f"<div class='nums'><b>{status}</b><br>{slope}<br>change {change} over {window} "
-            f"({num(p.get('points'), 'count')} points)</div>")
+            f"({num(p.get('points'), 'count')} points{draws})" + (f"<br><span class='note'>{esc(basis)}</span>"
+                                                                   if basis else "") + "</div>")
 
 
 def exposure_numbers(e: dict, heldout: dict) -> str:
+    v = _d(e.get("versus_heldout"))
+    versus = ""
+    if isinstance(v.get("difference"), (int, float)) and fmt(v["difference"]) != "—":
+        versus = (f"<br>difference from held-out: <b>{_points(v['difference'])} points</b>"
+                  f"{ci({'low': v.get('difference_low'), 'high': v.get('difference_high')}, _points)}, "
+                  f"Fisher p {num(v.get('p_value'))}<br><span class='note'>{esc(v.get('verdict') or '—')}</span>")
     return (f"<div class='nums'>outside the real range: <b>{pct(e.get('share'))}</b>{ci(e, pct)} of "
             f"{num(e.get('n'), 'count')} samples<br>dark {pct(e.get('dark'))}, bright {pct(e.get('bright'))}<br>"
             f"held-out real images: {pct(heldout.get('heldout_share'))} of {num(heldout.get('heldout_n'), 'count')};"
-            f" nominal {NOMINAL}</div>")
+            f" nominal {NOMINAL}{versus}</div>")
+
+
+def _points(value) -> str:
+    """A difference of shares in percentage points, signed."""
+    return num(100 * value, "signed") if isinstance(value, (int, float)) and not isinstance(value, bool) else "—"
+
+
+def coverage_numbers(check: dict) -> str:
+    """The range's coverage on the held-out real images (:func:`synthworth.metrics.exposure.range_coverage`)."""
+    if fmt(check.get("binomial_p")) == "—":
+        return ""
+    verdict = ("off: not a 98 % range for them" if check.get("off") is True else "consistent with the nominal share")
+    return (f"<br>binomial p against {NOMINAL}: {num(check.get('binomial_p'))} ({esc(verdict)})<br>expected from "
+            f"{num(check.get('train_n'), 'count')} training images: {pct(check.get('expected_share'))} "
+            f"(re-splitting p {num(check.get('permutation_p'))})")
 
 
 def cost_numbers(c: dict) -> str:
+    """The training time in the measure the models are compared by (CPU or wall clock), the
+    other clock beside it, the VAE, the ratio and the spread over runs."""
+    cpu = c.get("measure") == "cpu"
     extra = ""
-    if fmt(c.get("extra_seconds")) != "—" or c.get("extra_note"):
+    if fmt(c.get("extra_cpu_seconds" if cpu else "extra_seconds")) != "—" or c.get("extra_note"):
         note = f" ({esc(c.get('extra_note'))})" if c.get("extra_note") else ""
-        extra = f"<br>+ {num(c.get('extra_seconds'))} s{note}"
+        extra = f"<br>+ {num(c.get('extra_cpu_seconds' if cpu else 'extra_seconds'))} s{note}"
     source = c.get("source")
-    timed = {"train_s": "timed by train_s (training alone)",
-             "elapsed_s": "timed by elapsed_s (an older run: includes evaluation and grids)"}.get(source, "timing —")
+    timed = {"train_s": "wall clock: train_s (training alone)",
+             "elapsed_s": "wall clock: elapsed_s (an older run: includes evaluation and grids)"}.get(source,
+                                                                                                 "wall clock —")
+    if cpu:
+        timed = (f"compared by CPU time: the training process's CPU seconds over all its threads (not inflated by "
+                 f"processes sharing the cores); {timed} {num(c.get('train_seconds'))} s")
+    elif c.get("measure") == "wall":
+        timed = f"compared by wall-clock time (inflated when runs share a machine); {timed}"
+    if fmt(c.get("seconds_min")) != "—":
+        timed += f"; over {num(c.get('runs'), 'count')} runs: {num(c.get('seconds_min'))}–{num(c.get('seconds_max'))} s"
     ratio = c.get("ratio")
     ratio_text = f"{num(ratio)}× the cheapest" if fmt(ratio) != "—" else "ratio —"
-    total = f"total {num(c.get('total_seconds'))} s, " if extra else ""
-    return (f"<div class='nums'>training <b>{num(c.get('train_seconds'))} s</b>{extra}<br>{total}"
+    total = f"total {num(c.get('seconds') if 'measure' in c else c.get('total_seconds'))} s, " if extra else ""
+    head = f"CPU <b>{num(c.get('cpu_seconds'))} s</b>" if cpu else f"training <b>{num(c.get('train_seconds'))} s</b>"
+    return (f"<div class='nums'>{head}{extra}<br>{total}"
             f"<b>{ratio_text}</b><br><span class='note'>{esc(timed)}</span></div>")
 
 
@@ -158,7 +197,7 @@ def section(findings: dict | None) -> str:
             f"<td class='l'><p>Held-out real images outside the range drawn from the training images (on the "
             f"training images themselves, {NOMINAL} by construction).</p><div class='nums'>held-out: "
             f"<b>{pct(rng.get('heldout_share'))}</b> of {num(rng.get('heldout_n'), 'count')}<br>"
-            f"nominal {NOMINAL}</div></td><td class='l'>—</td></tr>"]
+            f"nominal {NOMINAL}{coverage_numbers(_d(rng.get('check')))}</div></td><td class='l'>—</td></tr>"]
     for name, m in models.items():
         m = _d(m)
         s = _d(m.get("sentences"))
