@@ -44,7 +44,7 @@ from synthworth.metrics.cost import cost_of_runs, cost_ratios, training_cost  # 
 from synthworth.metrics.exposure import range_coverage, versus_heldout
 from synthworth.metrics.over_runs import closest, over_runs, t_interval
 from synthworth.metrics.plateau import (  # noqa: F401 (API: the plateau finding lives there)
-    EVAL_SETTINGS, LOWER_IS_BETTER, _plateau_of, eval_points, plateau)
+    EVAL_SETTINGS, LOWER_IS_BETTER, _plateau_of, eval_points, plateau, plateau_of_runs)
 
 KEPT = ("fid", "kid", "precision", "recall", "density", "coverage")
 
