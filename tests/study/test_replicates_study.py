@@ -28,14 +28,15 @@ from synthworth.study.stats import proportion_interval, summarise
 NAMES = ["seed-0", "seed-1", "seed-2"]
 
 
-def write_synthetic(path, digits16, replicates: list[str] | None, count: int = 450):
+def write_synthetic(path, digits16, replicates: list[str] | None, count: int = 450, trained_on: bool = False):
     """``count`` real train digits as a "generated" Dataset; with ``replicates``, image i is made by
     replicate i mod K (its record names it, the provenance lists them), as 'generate --from' writes."""
     part = subset(digits16.split("train"), count=count, seed=5)
     n = len(part)
     items = ([{"replicate": replicates[i % len(replicates)], "replicate_seed": i % len(replicates)} for i in range(n)]
              if replicates else [{} for _ in range(n)])
-    prov = {"kind": "trained", "trained_on": None, "note": "test"}
+    seen = {"fingerprint": digits16.fingerprint, "path": str(digits16.path), "split": "train", "name": "digits"}
+    prov = {"kind": "trained", "trained_on": seen if trained_on else None, "note": "test"}
     if replicates:
         prov["replicates"] = [{"name": r, "seed": i} for i, r in enumerate(replicates)]
     with atomic_folder(path, kind="dataset", replace=True) as tmp:
@@ -52,9 +53,9 @@ def datasets(digits16, tmp_path_factory):
 
 
 def plan(digits16, path, tmp_path, **keys):
-    spec = StudySpec(real=str(digits16.path), synthetic={"gen": {"path": str(path)}},
-                     compositions=["real", "artificial", "mixed", "subset_real", "augmented"],
-                     classifier_preset="tiny", **{"sizes": [40], **keys})
+    defaults = {"sizes": [40], "compositions": ["real", "artificial", "mixed", "subset_real", "augmented"]}
+    spec = StudySpec(real=str(digits16.path), synthetic={"gen": {"path": str(path)}}, classifier_preset="tiny",
+                     **{**defaults, **keys})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         made = plan_study(spec, tmp_path / "out")
@@ -134,6 +135,25 @@ def test_a_replicate_too_small_for_a_cell_says_to_generate_more_or_pool(digits16
     with pytest.raises(DataError, match=r"replicate seed-\d.*generate more images, or set replicates: pooled"):
         plan(digits16, datasets["three"], tmp_path, seeds=[0, 1, 2], sizes=[200])
     plan(digits16, datasets["three"], tmp_path, seeds=[0, 1, 2], sizes=[200], replicates="pooled")
+
+
+def test_a_filtered_cell_draws_the_filtered_images_of_its_own_replicate(digits16, tmp_path):
+    """filters: [none, confidence] on a Dataset of 3 replicates: the filter ranks the whole pool,
+    and each filtered cell draws only the kept images its seed's replicate made."""
+    path = write_synthetic(tmp_path / "seen", digits16, NAMES, trained_on=True)
+    made, _ = plan(digits16, path, tmp_path, seeds=[0, 1, 2], sizes=[20], compositions=["real", "artificial"],
+                   filters=["none", "confidence"], filter_keep=0.8,
+                   classifier={"train": {"epochs": 1, "batch_size": 64}})
+    syn = made.inputs.synthetic["gen"]
+    kept = syn.filtered["confidence"]
+    filtered = [p for p in made.cells if p.cell.filter == "confidence"]
+    assert len(filtered) == 3
+    for p in filtered:
+        mine = p.cell.synthetic_replicate
+        assert p.train_set.arrays[0] is kept.arrays[0] and replicate_counts(p.train_set, syn) == {mine: 20}
+        share = made.inputs.synthetic_pool("gen", "confidence", mine)
+        assert set(replicate_of(share, syn)) == {mine} and set(p.train_set.row) <= set(share.row)
+        assert len(share) == int((replicate_of(kept, syn) == mine).sum())
 
 
 # ---------------------------------------------------------------------- statistics
