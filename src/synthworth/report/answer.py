@@ -21,6 +21,7 @@ from synthworth.report import figures
 from synthworth.report.base import ReportBase
 from synthworth.study.exchange import OK, SYNTHETIC_COMPOSITIONS, Curve, exchange_rates, has_sweep, provenance_of
 from synthworth.study.exchange_text import WORSE, series_name
+from synthworth.study.replicates import replicated
 from synthworth.study.resample import BOTH, spend_sentence
 
 MARKERS = {"artificial": "s", "mixed": "D", "augmented": "^", "ratio_sweep": "v"}
@@ -54,7 +55,7 @@ def section(report: ReportBase) -> str:
              "mean weighted by the inverse of its variance over the seeds): it is worth the "
              "number of real images that reach its accuracy; a mixture below its own real part has a negative "
              "worth, the real images its synthetic part cost. Rate = synthetic images per real image. "
-             f"{covers_text(curve)} Outside the real sizes measured the page gives a bound, not a number. "
+             f"{covers_text(curve, table)} Outside the real sizes measured the page gives a bound, not a number. "
              "The same numbers are in "
              "<code>exchange_rates.csv</code> and <code>synthworth study exchange RESULTS</code>.</p>"]
     if curve.status != OK:
@@ -99,8 +100,10 @@ def predictions_of(report: ReportBase) -> pd.DataFrame | None:
         return None
 
 
-def covers_text(curve: Curve) -> str:
-    """What the 95 % intervals resample, and what they do not cover."""
+def covers_text(curve: Curve, table: pd.DataFrame | None = None) -> str:
+    """What the 95 % intervals resample, and what they do not cover: a generator's retraining is
+    covered only for the generators whose rows say their seeds each drew from their own replicate
+    (``interval_covers``, see synthworth.study.replicates)."""
     images = curve.covers == BOTH
     how = ("a two-way bootstrap over seeds and test images (each resample draws the test images again, one draw "
            "shared by every cell so real and synthetic results stay paired on the same images, and each mean's "
@@ -109,8 +112,19 @@ def covers_text(curve: Curve) -> str:
            "a parametric bootstrap over seeds only (each mean drawn from its Student-t distribution over the "
            "seeds, refitting the curve each time): these results have no per-image predictions, so test-image "
            "noise is not in the interval (run the spec again to add them, nothing is retrained)")
-    return (f"95 % intervals: {how}; {curve.resamples} resamples. They do not cover retraining the generator "
-            "(it was trained once), and the results are conditional on this real test set.")
+    covered = []
+    if table is not None and len(table) and "interval_covers" in table.columns:
+        covered = sorted({str(g) for g, c in zip(table["generator"], table["interval_covers"]) if replicated(c)})
+    if not covered:
+        retrain = "They do not cover retraining the generator (it was trained once)"
+    else:
+        names = ", ".join(covered)
+        others = set(table["generator"].astype(str)) - set(covered)
+        retrain = (f"For {names}, each seed drew its synthetic images from its own trained generator replicate, so "
+                   "the seeds' spread, and the intervals, also cover retraining the generator (the seeds' share of "
+                   "the variance is the seeds' and the generators' together)"
+                   + ("; they do not cover retraining the other generators (each was trained once)" if others else ""))
+    return f"95 % intervals: {how}; {curve.resamples} resamples. {retrain}, and the results are conditional on this real test set."
 
 
 def harm(table: pd.DataFrame) -> list[str]:

@@ -29,7 +29,7 @@ RERUN = "re-run 'synthworth study run SPEC.yaml' on its spec to rewrite the tabl
 # those that hold a share (accuracy, p-value: between 0 and 1; the figures place text by them).
 TEXT = ("study", "composition", "generator", "generator_a", "generator_b", "composition_a",
         "composition_b", "kind", "metric", "device", "features", "features_label", "host", "family", "method",
-        "interval_covers", "accuracy_interval")
+        "interval_covers", "accuracy_interval", "synthetic_replicate")
 SCHEMA: dict[str, dict[str, tuple[str, ...]]] = {
     "results": {
         "required": ("composition", "generator", "size", "seed", "accuracy"),

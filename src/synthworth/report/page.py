@@ -29,6 +29,7 @@ from synthworth.report.load import ResultsError, load
 from synthworth.report.numbers import esc, fmt, num  # noqa: F401 (esc, num: used by callers too)
 from synthworth.report.sections import Sections
 from synthworth.study import leakage
+from synthworth.study.replicates import replicated
 from synthworth.study.stats import LOGIT_T, TWO_WAY
 
 CSS = """
@@ -357,9 +358,15 @@ class Report(Sections):
         method = c["method"].fillna("").astype(str) if "method" in c.columns else pd.Series("", index=c.index)
         boot = int(method.str.startswith("paired bootstrap").sum())
         fallback = len(c) - boot
+        covers = c["interval_covers"] if "interval_covers" in c.columns else pd.Series("", index=c.index)
+        retrained = int(covers.map(replicated).sum())
         how = (f"{boot} of {len(c)} comparisons use a paired bootstrap over seeds and the same test images (seeds "
                "paired by seed, images by index): their 95 % intervals and p-values cover the seed-to-seed and the "
-               "test-image variation, not the generators' retraining, and hold for test images like these. ")
+               "test-image variation, not the retraining of a generator trained once, and hold for test images like "
+               "these. ")
+        if retrained:
+            how += (f"{retrained} comparisons involve a generator whose seeds each drew from their own trained "
+                    "replicate (interval_covers says so): their intervals cover its retraining too. ")
         if fallback:
             how += (f"{fallback} fall back to the paired t-test on seed means (their cells lack per-image "
                     "predictions: the method column says why), which covers the seeds only, conditional on this "

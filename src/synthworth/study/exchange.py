@@ -29,8 +29,9 @@ Method (the decisions, and why):
   is the 2.5 / 97.5 percentiles. For a single mean this is exactly the Student-t interval a
   reader expects from k seeds; through the curve it carries that uncertainty to n_eff and the
   rate. With per-image predictions the bootstrap also resamples the test images, one draw shared
-  by every cell (:mod:`synthworth.study.resample`; ``interval_covers`` says which). The generator
-  is seeded (:data:`BOOTSTRAP_SEED`; each cell group's draws by its own key, :func:`group_rng`),
+  by every cell (:mod:`synthworth.study.resample`; ``interval_covers`` says which); seeds that
+  each drew from their own generator replicate carry its retraining too (study/replicates.py).
+  The RNG is seeded (:data:`BOOTSTRAP_SEED`; each cell group's draws by its own key, :func:`group_rng`),
   so the same results give the same table on every run, and one group's interval does not
   depend on which other groups the study has.
 - **Never extrapolate.** The curve is only trusted between the smallest and largest real size
@@ -490,7 +491,7 @@ def exchange_rates(results: pd.DataFrame, *, provenance: dict[str, Any] | None =
                        provenance=one_line(provenance_text((provenance or {}).get(gen))),
                        # what the bootstrap resampled, wherever one ran (its interval may be open at
                        # both ends); a row that got no bootstrap (no curve to read) claims nothing
-                       **{**curve_cols, "interval_covers": curve.covers if draws is not None else ""})
+                       **{**curve_cols, "interval_covers": sampler.covers_of(g) if draws is not None else ""})
             rows.append(row)
     table = pd.DataFrame(rows, columns=COLUMNS)
     if not has_filter:

@@ -22,6 +22,11 @@ part is then no longer exactly ``subset_real``'s; ``artificial`` and ``augmented
 Every other composition runs once per filter of the spec (``none``: the synthetic pool as it is;
 ``confidence``, ``clip``: its filtered Dataset, see :mod:`synthworth.study.filtering`); a filtered cell
 draws from the filtered pool, so only its key differs from the unfiltered cell's.
+A synthetic Dataset generated from K >= 2 generator replicates (spec ``replicates: per_seed``,
+the default) gives each seed one replicate: its cells draw from that replicate's images alone
+(``synthetic_replicate``; see :mod:`synthworth.study.replicates`), a view with its own
+fingerprint, so the key follows. Every other cell draws from the whole pool, with the key it
+always had.
 A cell's cache key hashes what decides its result: the classifier config (with the cell's
 seed), the training set's fingerprint (derived from its inputs' fingerprints and the draw's
 parameters), the real test set's fingerprint, torch's CPU thread count (the spec's ``threads``),
@@ -72,9 +77,13 @@ class Cell:
     augment_factor: float | None = None
     per_class: int | None = None
     filter: str = "none"     # the synthetic pool's filter ("none" for unfiltered and real-only cells)
+    # The generator replicate whose images alone the cell draws ("": the whole pool; see study/replicates.py)
+    synthetic_replicate: str = ""
 
     def label(self) -> str:
         extra = "" if self.filter == "none" else f" filter {self.filter}"
+        if self.synthetic_replicate:
+            extra += f" replicate {self.synthetic_replicate}"
         if self.composition == "ratio_sweep":
             extra += f" ratio {self.ratio:g}"
         elif self.composition == "augmented":
@@ -86,8 +95,10 @@ class Cell:
         return asdict(self)
 
 
-def build_grid(spec: StudySpec, num_classes: int) -> list[Cell]:
-    """Every cell of ``spec``, seeds outermost (so a partial run has whole seeds done first)."""
+def build_grid(spec: StudySpec, num_classes: int, replicates: dict[str, dict[int, str]] | None = None) -> list[Cell]:
+    """Every cell of ``spec``, seeds outermost (so a partial run has whole seeds done first).
+    ``replicates``: {generator: {seed: the replicate its cells draw from}} (see
+    :func:`synthworth.study.replicates.dealing`); other generators' cells draw from the whole pool."""
     if spec.per_class is not None:
         sizes = [(n * num_classes, n) for n in spec.per_class]
     else:
@@ -101,7 +112,8 @@ def build_grid(spec: StudySpec, num_classes: int) -> list[Cell]:
                 if comp in REAL_ONLY:
                     cells.append(Cell(generator="", ratio=0.0, **common))
                 for gen, filt in [(g, f) for g in generators for f in spec.filters] if comp not in REAL_ONLY else []:
-                    both = {**common, "generator": gen, "filter": filt}
+                    both = {**common, "generator": gen, "filter": filt,
+                            "synthetic_replicate": (replicates or {}).get(gen, {}).get(seed, "")}
                     if comp == "artificial":
                         cells.append(Cell(ratio=1.0, **both))
                     elif comp == "mixed":
@@ -153,7 +165,7 @@ def check_sizes(cells: list[Cell], inputs: StudyInputs, mixed_ratio: float) -> N
         before = len(problems)
         need("real", inputs.pool, n_real, cell)
         if n_synth:
-            need(f"synthetic ({cell.generator})", inputs.synthetic_pool(cell.generator, cell.filter), n_synth, cell)
+            need(f"synthetic ({cell.generator})", synthetic_pool(cell, inputs), n_synth, cell)
         if len(problems) == before:
             # Enough images in all, but perhaps not of every class real's balance asks for.
             try:
@@ -162,7 +174,11 @@ def check_sizes(cells: list[Cell], inputs: StudyInputs, mixed_ratio: float) -> N
                 problems.setdefault(f"{cell.composition}:{cell.generator}:{cell.filter}:{cell.size}:{cell.ratio}",
                                     f"{cell.label()} (which holds real's per-class counts at its size): {exc}")
     if problems:
-        raise DataError("too few images for the asked sizes: " + "; ".join(problems.values()))
+        split = any(c.synthetic_replicate for c in cells)
+        raise DataError("too few images for the asked sizes: " + "; ".join(problems.values())
+                        + ("; each seed draws from one generator replicate's share of the synthetic images: generate "
+                           "more images, or set replicates: pooled in the spec to draw from all of them" if split
+                           else ""))
 
 
 def training_set(cell: Cell, inputs: StudyInputs, mixed_ratio: float) -> Dataset:
@@ -171,7 +187,7 @@ def training_set(cell: Cell, inputs: StudyInputs, mixed_ratio: float) -> Dataset
     n_real, n_synth = counts(cell, mixed_ratio)
     if cell.composition in ("real", "subset_real"):
         return subset(real, count=n_real, seed=s)
-    synthetic = inputs.synthetic_pool(cell.generator, cell.filter)
+    synthetic = synthetic_pool(cell, inputs)
     if cell.composition == "artificial":
         # The classes of a real draw of this size, not of a draw from S (S may be unbalanced).
         return subset(synthetic, class_counts=balanced_counts(n_synth, class_sizes(real)), seed=s)
@@ -180,6 +196,12 @@ def training_set(cell: Cell, inputs: StudyInputs, mixed_ratio: float) -> Dataset
     if cell.composition == "augmented":
         return augment(real, synthetic, count=n_real, extra=n_synth, seed=s)
     raise DataError(f"unknown composition {cell.composition!r}")
+
+
+def synthetic_pool(cell: Cell, inputs: StudyInputs) -> Dataset:
+    """The synthetic images ``cell`` draws from: its generator's pool (filtered by its filter),
+    only its replicate's share where it has one."""
+    return inputs.synthetic_pool(cell.generator, cell.filter, cell.synthetic_replicate)
 
 
 def class_counts(train_set: Dataset) -> list[int]:

@@ -45,6 +45,17 @@ class SyntheticInput:
     # Generated from a folder of replicates: the replicate that made each image of ``pool`` (view
     # order), from the Dataset's per-image records; None otherwise.
     pool_replicate: np.ndarray | None = None
+    by_replicate: dict[tuple, Dataset] = field(default_factory=dict)  # (filter, replicate, pool fp) -> its share
+
+    @property
+    def replicate_names(self) -> list[str]:
+        """The replicates whose images the pool holds, in the order the provenance lists them
+        ([] when the Dataset was not generated from replicates)."""
+        if self.pool_replicate is None:
+            return []
+        listed = [str(r.get("name")) for r in (self.provenance or {}).get("replicates") or [] if isinstance(r, dict)]
+        present = {str(r) for r in self.pool_replicate}
+        return [n for n in listed if n in present] + sorted(present - set(listed))
 
 
 @dataclass
@@ -60,14 +71,24 @@ class StudyInputs:
     def num_classes(self) -> int:
         return self.real.num_classes
 
-    def synthetic_pool(self, generator: str, filter: str = "none") -> Dataset:
-        """The images a cell of ``generator`` draws from: its pool, or that pool filtered."""
+    def synthetic_pool(self, generator: str, filter: str = "none", replicate: str = "") -> Dataset:
+        """The images a cell of ``generator`` draws from: its pool, or that pool filtered; with
+        ``replicate``, only the images that replicate made (see synthworth.study.replicates)."""
         synthetic = self.synthetic[generator]
         if filter == "none":
-            return synthetic.pool
-        if filter not in synthetic.filtered:
+            pool = synthetic.pool
+        elif filter not in synthetic.filtered:
             raise SynthworthError(f"the {filter} filter of generator {generator!r} has not been applied yet")
-        return synthetic.filtered[filter]
+        else:
+            pool = synthetic.filtered[filter]
+        if not replicate:
+            return pool
+        key = (filter, replicate, pool.fingerprint)
+        if key not in synthetic.by_replicate:
+            mine = np.flatnonzero(replicate_of(pool, synthetic) == replicate)
+            synthetic.by_replicate[key] = pool.select(mine, fingerprint=derive_fingerprint(
+                "replicate", {"name": replicate}, [pool.fingerprint]))
+        return synthetic.by_replicate[key]
 
 
 def as_train(view: Dataset) -> Dataset:
@@ -133,28 +154,39 @@ def _refuse_trained(name: str, path: str) -> None:
                     f"images from each, every image's record naming its replicate) and give OUT as its path")
 
 
+def replicate_of(view: Dataset, synthetic: SyntheticInput) -> np.ndarray:
+    """The replicate that made each image of ``view`` (a view of the real pool and of
+    ``synthetic``'s pool or one of its filtered pools): "" for an image of neither, and for every
+    image when the synthetic Dataset was not generated from replicates."""
+    from synthworth.data.dataset import read_items
+
+    out = np.full(len(view), "", dtype=object)
+    if synthetic.pool_replicate is None:
+        return out
+    for k, array in enumerate(view.arrays):
+        mine = view.part == k
+        rows = view.row[mine]
+        if array is synthetic.pool.arrays[0]:
+            by_row = np.full(len(array), "", dtype=object)
+            by_row[synthetic.pool.row] = synthetic.pool_replicate
+            out[mine] = by_row[rows]
+        for filtered in synthetic.filtered.values():  # a filtered pool: its records name the pool image
+            if array is filtered.arrays[0] and filtered.path is not None:
+                index = np.array([r["pool_index"] for r in read_items(filtered.path)], dtype=np.int64)
+                out[mine] = synthetic.pool_replicate[index[rows]]
+    return out
+
+
 def replicate_counts(view: Dataset, synthetic: SyntheticInput) -> dict[str, int] | None:
     """How many images of ``view`` (a cell's training set, drawn from the real pool and from
     ``synthetic``'s pool or one of its filtered pools) each replicate made; None when the
     synthetic Dataset was not generated from replicates."""
     from collections import Counter
 
-    from synthworth.data.dataset import read_items
-
     if synthetic.pool_replicate is None:
         return None
-    counts: Counter = Counter()
-    for k, array in enumerate(view.arrays):
-        rows = view.row[view.part == k]
-        if array is synthetic.pool.arrays[0]:
-            by_row = np.empty(len(array), dtype=object)
-            by_row[synthetic.pool.row] = synthetic.pool_replicate
-            counts.update(by_row[rows].tolist())
-        for filtered in synthetic.filtered.values():  # a filtered pool: its records name the pool image
-            if array is filtered.arrays[0] and filtered.path is not None:
-                index = np.array([r["pool_index"] for r in read_items(filtered.path)], dtype=np.int64)
-                counts.update(synthetic.pool_replicate[index[rows]].tolist())
-    return {str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))}
+    counts = Counter(str(r) for r in replicate_of(view, synthetic) if r)
+    return {str(k): int(v) for k, v in sorted(counts.items())}
 
 
 def _synthetic(name: str, spec: SyntheticSpec, real: Dataset, holdout: float, notes: list[str]) -> SyntheticInput:

@@ -41,8 +41,12 @@ The interval is the widened bootstrap's 2.5-97.5 % percentiles. The p-value is t
 interval inverts, ``2 min(P*(D* <= 0), P*(D* >= 0))`` with the (count + 1) / (B + 1) convention,
 so a 95 % interval excludes 0 exactly when p < 0.05. No sign-flip test: at 3 seeds flipping whole
 seeds has a smallest p of 0.25, and flipping single images would ignore the seeds. The interval
-covers seeds and test images, not generator retraining, and holds for test images drawn like
-this test set.
+covers seeds and test images, not the retraining of a generator trained once, and holds for
+test images drawn like this test set. Where each seed's synthetic cells drew from their own
+generator replicate (:mod:`synthworth.study.replicates`), a drawn seed brings its generator too, and the interval
+covers the generator's retraining (``interval_covers`` says so); where seeds share replicates,
+each replicate's seeds are averaged into one row first, so the replicate is what is resampled
+(and the t-test runs on the replicates' means).
 
 Where per-image predictions are missing (results of an older synthworth, another metric than
 accuracy, cells scored on different test images), a row falls back to the paired t-test on the
@@ -63,6 +67,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from synthworth.study.replicates import COLUMN, unit_means, units
+from synthworth.study.replicates import covers as replicate_covers
 from synthworth.study.stats import CONFIDENCE, NO_FILTER, _with_filter, holm, paired
 
 N_BOOT = 4000
@@ -73,6 +79,7 @@ PRIMARY, EXPLORATORY = "primary", "exploratory"
 BOOTSTRAP = "paired bootstrap over seeds and test images"
 T_TEST = "paired t-test on seed means"
 COVERS_BOTH, COVERS_SEEDS = "seeds, test images", "seeds (conditional on this test set)"
+UNITS = "seeds sharing a generator replicate averaged: the replicate is the unit"
 COLUMNS = ["kind", "family", "composition_a", "generator_a", "filter_a", "composition_b", "generator_b", "filter_b",
            "size", "metric", "n", "n_images", "mean_a", "mean_b", "diff", "diff_sd", "ci_low", "ci_high", "p_value",
            "p_holm", "method", "interval_covers", "t_ci_low", "t_ci_high", "t_p_value"]
@@ -210,32 +217,40 @@ def compare(results: pd.DataFrame, pairs: Iterable[tuple[str, str]], metric: str
     right = correctness(predictions) if metric == "accuracy" else {}
     reason = "no per-image predictions" if metric == "accuracy" else f"{metric} is not a mean of per-image scores"
 
-    def series(comp: str, gen: str, size: int, filt: str = NO_FILTER) -> pd.Series:
+    def series(comp: str, gen: str, size: int, filt: str = NO_FILTER) -> pd.DataFrame:
         part = simple[(simple["composition"] == comp) & (simple["generator"] == gen) & (simple["size"] == size)
                       & (simple["filter"] == filt)]
-        return part.drop_duplicates("seed").set_index("seed")[metric]
+        return part.drop_duplicates("seed").set_index("seed")
 
     def row(kind, comp_a, gen_a, comp_b, gen_b, size, filters=(NO_FILTER, NO_FILTER)) -> None:
-        a, b = series(comp_a, gen_a, size, filters[0]), series(comp_b, gen_b, size, filters[1])
+        fa, fb = series(comp_a, gen_a, size, filters[0]), series(comp_b, gen_b, size, filters[1])
+        a, b = fa[metric], fb[metric]
         seeds = sorted(set(a.index) & set(b.index))
         if not seeds:
             return
+        # Each seed's generator replicates (A's, B's): seeds sharing them are one unit (study/replicates.py)
+        reps = [_replicates(fa, fb, s) for s in seeds]
+        ids = units(reps)
         t = paired(a.loc[seeds].to_numpy(), b.loc[seeds].to_numpy())
+        unit_t = t if ids is None else paired(unit_means(a.loc[seeds], reps), unit_means(b.loc[seeds], reps))
         out = {"kind": kind, "family": PRIMARY if kind == "composition" else EXPLORATORY,
                "composition_a": comp_a, "generator_a": gen_a, "filter_a": filters[0], "composition_b": comp_b,
                "generator_b": gen_b, "filter_b": filters[1], "size": int(size), "metric": metric, "n": t["n"],
                "mean_a": t["mean_a"], "mean_b": t["mean_b"], "diff": t["diff"], "diff_sd": t["diff_sd"],
-               "t_ci_low": t["ci_low"], "t_ci_high": t["ci_high"], "t_p_value": t["p_value"]}
+               "t_ci_low": unit_t["ci_low"], "t_ci_high": unit_t["ci_high"], "t_p_value": unit_t["p_value"]}
         tables, why = _tables(right, reason, (comp_a, gen_a, filters[0]), (comp_b, gen_b, filters[1]), int(size),
                               seeds)
+        units_note = "" if ids is None else f"; {UNITS}"
         if tables is None:
-            out.update(ci_low=t["ci_low"], ci_high=t["ci_high"], p_value=t["p_value"], n_images=math.nan,
-                       method=f"{T_TEST} ({why})", interval_covers=COVERS_SEEDS)
+            out.update(ci_low=unit_t["ci_low"], ci_high=unit_t["ci_high"], p_value=unit_t["p_value"],
+                       n_images=math.nan, method=f"{T_TEST} ({why}{units_note})",
+                       interval_covers=replicate_covers(COVERS_SEEDS, reps))
         else:
-            boot = two_way_bootstrap(*tables)
+            boot = two_way_bootstrap(*(tables if ids is None else [_by_unit(x, ids) for x in tables]))
             out.update(ci_low=boot["ci_low"], ci_high=boot["ci_high"], p_value=boot["p_value"],
-                       n_images=int(tables[0].shape[1]), method=BOOTSTRAP,
-                       interval_covers=COVERS_BOTH if len(seeds) > 1 else "test images (one seed)")
+                       n_images=int(tables[0].shape[1]), method=BOOTSTRAP + (f" ({UNITS})" if ids is not None else ""),
+                       interval_covers=(replicate_covers(COVERS_BOTH, reps) if len(seeds) > 1
+                                        else "test images (one seed)"))
         rows.append(out)
 
     generators = sorted(g for g in simple["generator"].unique() if g)
@@ -270,6 +285,19 @@ def with_holm(table: pd.DataFrame) -> pd.DataFrame:
     adjusted = np.full(len(table), math.nan)
     adjusted[primary] = holm(table.loc[primary, "p_value"].to_numpy(dtype=np.float64))
     return table.assign(p_holm=adjusted)
+
+
+def _replicates(fa: pd.DataFrame, fb: pd.DataFrame, seed) -> str:
+    """The generator replicates seed ``seed``'s cells of A and B drew from ("" where neither did)."""
+    names = [str(f.at[seed, COLUMN]) if COLUMN in f.columns and isinstance(f.at[seed, COLUMN], str) else ""
+             for f in (fa, fb)]
+    return " | ".join(names) if any(names) else ""
+
+
+def _by_unit(x: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The rows (seeds) of ``x`` averaged within each unit (generator replicate)."""
+    labels, inverse = np.unique(ids.astype(str), return_inverse=True)
+    return np.stack([x[inverse == i].mean(axis=0) for i in range(len(labels))])
 
 
 def _tables(right: dict[CellKey, np.ndarray], reason: str, a: tuple[str, str, str], b: tuple[str, str, str],

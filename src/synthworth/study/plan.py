@@ -23,6 +23,7 @@ from synthworth.study.budget import TrainingBudget, study_budget
 from synthworth.study.checks import check_before_training
 from synthworth.study.grid import Cell, build_grid, cell_classifier, cell_key, check_sizes, training_set
 from synthworth.study.inputs import StudyInputs, StudyWarning, open_inputs
+from synthworth.study.replicates import dealing, usage_notes
 from synthworth.study.spec import StudySpec, classifier_config
 
 METRICS_JOB = "metrics:"
@@ -97,7 +98,12 @@ def plan_study(spec: StudySpec, out: str | os.PathLike | None = None, *, build_f
                    f"{h}x{h}: every image is resized on the fly (recorded as classifier_resized_from)")
         inputs.notes.append(message)
         warnings.warn(message, StudyWarning, stacklevel=2)
-    grid = build_grid(spec, inputs.num_classes)
+    names = {g: s.replicate_names for g, s in inputs.synthetic.items()}
+    for message in usage_notes(spec.seeds, spec.replicates, names,
+                               {g: s.pool_replicate is not None for g, s in inputs.synthetic.items()}):
+        inputs.notes.append(message)
+        warnings.warn(message, StudyWarning, stacklevel=2)
+    grid = build_grid(spec, inputs.num_classes, dealing(spec.seeds, spec.replicates, names))
     check_sizes([c for c in grid if c.filter == "none"], inputs, spec.ratio)
     check_filtered_sizes(grid, inputs, spec)
     apply_filters(spec, inputs, classifier, out, build=build_filters)

@@ -39,9 +39,18 @@ Method (the decisions, and why):
   (2 · 1.96))²; their shares say which source the interval comes from. Doubling the seeds halves
   the seed part, doubling the test images halves the image part (the interaction term, in the
   image part, also shrinks with more seeds, so the seeds' gain is if anything understated).
-- **What the interval does not cover.** The generator is trained once: its retraining noise is
-  not in the interval. And the image resample treats the real test set as a sample of the images
-  the task would see; the numbers themselves are conditional on this real test set.
+- **Generator replicates.** Where a group's cells drew their synthetic images from two or more
+  generator replicates, one per seed (:mod:`synthworth.study.replicates`), the seed effect above
+  is a (generator retrain, seed) effect: the same draws carry the generator's retraining into the
+  interval, ``interval_covers`` reads "seeds (each with its own generator replicate) + test
+  images", and the breakdown's seed share is the seeds' and generators' together. Where seeds
+  share a replicate, the seed mean's scale is the cluster-robust one over replicates, less the
+  interaction's share MS_int / (kN), with G - 1 degrees of freedom (G replicates); with one
+  replicate per seed that is exactly the scale above.
+- **What the interval does not cover.** A generator trained once (a Dataset without replicates,
+  or ``replicates: pooled``): its retraining noise is not in the interval. And the image
+  resample treats the real test set as a sample of the images the task would see; the numbers
+  themselves are conditional on this real test set.
 """
 
 from __future__ import annotations
@@ -51,6 +60,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from synthworth.study.replicates import COLUMN, clustered_variance, replicated, units
+from synthworth.study.replicates import covers as replicate_covers
 
 BOTH, SEEDS, IMAGES = "seeds + test images", "seeds only", "test images only"
 MODES = (BOTH, SEEDS, IMAGES)
@@ -86,6 +98,8 @@ class Sampler:
     def __init__(self, part: pd.DataFrame, x: np.ndarray | None, resamples: int, rng: np.random.Generator):
         self.x, self.resamples = x, resamples
         self.row = {label: i for i, label in enumerate(part.index)}
+        # each row's generator replicate (study/replicates.py): rows sharing one are one unit
+        self.replicate = part[COLUMN].to_dict() if COLUMN in part.columns else {}
         self.covers = SEEDS if x is None else BOTH
         if x is not None:   # counts of each image in each replicate: (R, N), one multinomial draw per replicate
             n = x.shape[1]
@@ -95,6 +109,9 @@ class Sampler:
         """{mode: (R,) resampled mean accuracy} of the rows ``labels`` (seed accuracies ``values``);
         the t variates come from ``rng`` exactly as the seeds-only bootstrap draws them."""
         values = np.asarray(values, float)
+        ids = units([self.replicate.get(label, "") for label in labels]) if self.replicate else None
+        if ids is not None:
+            return self._clustered(labels, values, ids, rng)
         k, mean, r = len(values), float(values.mean()), self.resamples
         t = rng.standard_t(k - 1, r) if k >= 2 else np.zeros(r)
         if self.x is None:
@@ -106,14 +123,40 @@ class Sampler:
         images = self.acc[rows].mean(axis=0)
         return {BOTH: np.clip(images + se * t, 0.0, 1.0), SEEDS: np.clip(mean + se * t, 0.0, 1.0), IMAGES: images}
 
+    def covers_of(self, group: pd.DataFrame) -> str:
+        """``interval_covers`` of one cell group's row: this test set's, its seeds saying they carry
+        the generator's retraining where the group's cells drew from two or more replicates."""
+        return replicate_covers(self.covers, group[COLUMN].tolist() if COLUMN in group.columns else None)
+
+    def _clustered(self, labels, values: np.ndarray, ids: np.ndarray, rng: np.random.Generator) -> dict:
+        """:meth:`draws` where seeds share generator replicates: the replicate is the unit (module
+        docstring), G - 1 degrees of freedom."""
+        k, mean, r = len(values), float(values.mean()), self.resamples
+        var, g = clustered_variance(values, ids)
+        t = rng.standard_t(g - 1, r) if g >= 2 else np.zeros(r)
+        if self.x is None:
+            seeds = np.clip(mean + math.sqrt(var) * t, 0.0, 1.0)
+            return {BOTH: seeds, SEEDS: seeds, IMAGES: np.full(r, mean)}
+        rows = [self.row[label] for label in labels]
+        se = math.sqrt(max(var - interaction(self.x[rows]) / (k * self.x.shape[1]), 0.0))
+        images = self.acc[rows].mean(axis=0)
+        return {BOTH: np.clip(images + se * t, 0.0, 1.0), SEEDS: np.clip(mean + se * t, 0.0, 1.0), IMAGES: images}
+
+
+def interaction(x: np.ndarray) -> float:
+    """The seed x image interaction mean square MS_int of a (seeds, images) 0/1 matrix."""
+    k, n = x.shape
+    resid = x - x.mean(axis=1, keepdims=True) - x.mean(axis=0, keepdims=True) + x.mean()
+    return float((resid ** 2).sum()) / ((k - 1) * (n - 1)) if n > 1 else 0.0
+
 
 def seed_scale(x: np.ndarray) -> float:
     """The seed effect's standard deviation from a (seeds, images) 0/1 matrix: the seeds' variance
     of their accuracies less the interaction's share of it, MS_int / N (method of moments)."""
-    k, n = x.shape
-    resid = x - x.mean(axis=1, keepdims=True) - x.mean(axis=0, keepdims=True) + x.mean()
-    ms_int = float((resid ** 2).sum()) / ((k - 1) * (n - 1)) if n > 1 else 0.0
-    return math.sqrt(max(float(x.mean(axis=1).var(ddof=1)) - ms_int / n, 0.0))
+    n = x.shape[1]
+    return math.sqrt(max(float(x.mean(axis=1).var(ddof=1)) - interaction(x) / n, 0.0))
+
+
 
 
 def n_eff_many(params: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
@@ -158,12 +201,17 @@ def breakdown(boots: dict[str, np.ndarray], draws: dict[str, np.ndarray], covers
 
 
 def spend_sentence(row: dict[str, Any] | pd.Series) -> str:
-    """'seeds account for 70 % of this interval's variance: ...' ("" without a breakdown)."""
+    """'seeds account for 70 % of this interval's variance: ...' ("" without a breakdown). Where the
+    seeds carry generator replicates, their share is the seeds' and the generators' together, and
+    doubling the seeds means training as many new replicates."""
     s, i = row.get("var_share_seeds", math.nan), row.get("var_share_images", math.nan)
     if not (isinstance(s, float) and math.isfinite(s) and math.isfinite(i)):
         return ""
     ns, ni = row["narrower_2x_seeds"], row["narrower_2x_images"]
-    more, gain = ("seeds", ns) if ns >= ni else ("test images", ni)
-    return (f"Seeds account for {100 * s:.0f} % of this interval's variance, test images for {100 * i:.0f} %: "
+    gens = replicated(row.get("interval_covers"))
+    who = "Seeds with their generator replicates" if gens else "Seeds"
+    seeds = "seeds (each with a newly trained generator replicate)" if gens else "seeds"
+    more, gain = (seeds, ns) if ns >= ni else ("test images", ni)
+    return (f"{who} account for {100 * s:.0f} % of this interval's variance, test images for {100 * i:.0f} %: "
             f"doubling the {more} would narrow it most (by about {100 * gain:.0f} %; doubling the "
-            f"{'test images' if more == 'seeds' else 'seeds'} by about {100 * min(ns, ni):.0f} %).")
+            f"{'test images' if more == seeds else seeds} by about {100 * min(ns, ni):.0f} %).")

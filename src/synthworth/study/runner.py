@@ -64,6 +64,7 @@ from synthworth.study.grid import parse_shard, shard_of
 from synthworth.study.inputs import StudyWarning, shape_text
 from synthworth.study.predictions import lacking_note
 from synthworth.study.probing import warm_features
+from synthworth.study.replicates import dealing
 from synthworth.study.plan import METRICS_JOB, PlannedCell, StudyPlan, _log, cell_threads, plan_study
 from synthworth.study.spec import StudySpec, load_spec
 from synthworth.study.tables import grid_state, metrics_file, read_metrics, write_tables
@@ -345,7 +346,10 @@ def _write_description(plan: StudyPlan) -> None:
                                  # what the generator saw (None: not recorded), and the filtered pools
                                  "provenance": s.provenance, "provenance_text": provenance.describe(s.provenance),
                                  "compute": compute.record(s.pool.manifest, s.provenance),  # sampling, training time
-                                 "filtered": {f: {**describe(ds), "path": str(ds.path)} for f, ds in s.filtered.items()}}
+                                 "filtered": {f: {**describe(ds), "path": str(ds.path)} for f, ds in s.filtered.items()},
+                                 # the generator replicates its images came from, and the seed each serves
+                                 "replicates": s.replicate_names, "replicates_use": spec.replicates,
+                                 "replicate_of_seed": dealing(spec.seeds, spec.replicates, {name: s.replicate_names}).get(name, {})}
                           for name, s in inputs.synthetic.items()},
             "classifier_resized_from": plan.resized_from, "notes": inputs.notes, "test_leakage": inputs.leaks,
             "classifier_backbone": plan.backbone and {k: plan.backbone[k] for k in ("weights", "kind", "sha256",

@@ -10,6 +10,7 @@ Example (the bundled digits, scarce real data, two generators)::
     compositions: [real, artificial, mixed, subset_real]
     sizes: [50, 100, 200]              # training-set size of real / artificial / mixed
     seeds: [0, 1, 2]
+    replicates: per_seed               # a Dataset from K generator replicates: seed i draws from replicate i mod K
     classifier_preset: small
     classifier: {train: {epochs: 20}} # any ClassifierConfig key over the preset
     metrics: {enabled: true}
@@ -104,6 +105,12 @@ class StudySpec(StrictModel):
     ratios: list[float] = Field([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0], min_length=1, description="Synthetic shares of ratio_sweep at each size.")
     augment_factors: list[float] = Field([1.0], min_length=1, description="augmented: all real images of the size plus k x as many synthetic ones, for each k.")
     seeds: list[int] = Field([0, 1, 2], min_length=1, description="Seeds of the data draws and of the classifier.")
+    replicates: Literal["per_seed", "pooled"] = Field("per_seed", description=(
+        "How cells draw from a synthetic Dataset generated from K >= 2 generator replicates ('generate --from' a "
+        "'train --replicates' folder). per_seed: the i-th seed draws from replicate i mod K alone, so the seeds' "
+        "spread and every interval hold the generator's retraining. pooled: every cell draws from all of them "
+        "(for a Dataset too small to split K ways, or to value the K networks' images together); no interval "
+        "then covers retraining. No effect on other Datasets. See study/replicates.py."))
     classifier_preset: str = Field("thesis", description="Classifier preset (thesis: the source study's ResNet-34; small; tiny).")
     classifier: dict[str, Any] = Field({}, description="ClassifierConfig keys over the preset, e.g. {train: {epochs: 10}}.",
                                        json_schema_extra={"config_model": "synthworth.classifiers.task:ClassifierConfig"})

@@ -26,7 +26,11 @@ mean accuracy over the seeds. It is an interval for the plain mean ``accuracy_me
 shares stays inside [0, 1] replicate by replicate). ``accuracy_interval`` says which interval a
 row holds: :data:`TWO_WAY` ("seeds + test images") or :data:`LOGIT_T` ("seeds only (logit t)",
 the fallback for a group whose cells lack predictions). Both are conditional on this real test
-set's labels being right, and neither covers retraining the generator.
+set's labels being right. Neither covers retraining a generator trained once; where each seed of
+a group drew its synthetic images from its own generator replicate
+(:mod:`synthworth.study.replicates`), the seeds' spread, and so both intervals, hold it, and
+where seeds share replicates both take the replicate as the unit (the logit t over the
+replicates' means).
 
 The study's comparisons table is built by :mod:`synthworth.study.paired`: a two-way bootstrap
 over seeds and test images where the cells kept per-image predictions (the t-test here where
@@ -45,6 +49,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from synthworth.study.replicates import COLUMN, unit_means, units
 from synthworth.study.resample import BOTH, Sampler, correctness
 
 GROUP_COLUMNS = ["composition", "generator", "filter", "size", "per_class", "ratio", "augment_factor"]
@@ -169,8 +174,11 @@ def summarise(results: pd.DataFrame, metrics: Iterable[str] = METRICS, *,
         part = part.drop_duplicates("seed")
         row = dict(zip(GROUP_COLUMNS, group))
         row["n_seeds"] = int(part["seed"].nunique())
+        replicates = part[COLUMN].tolist() if COLUMN in part.columns else None
         for m in metrics:
             mean, sd, low, high = proportion_interval(part[m].tolist(), _trials(part, m))
+            if units(replicates) is not None:  # seeds sharing generator replicates: the replicate is the unit
+                low, high = proportion_interval(unit_means(part[m], replicates), _trials(part, m))[2:]
             row.update({f"{m}_mean": mean, f"{m}_sd": sd, f"{m}_ci_low": low, f"{m}_ci_high": high})
         if "accuracy" in metrics:
             two_way = accuracy_interval(part, predictions, group, resamples)

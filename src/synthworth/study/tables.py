@@ -44,7 +44,7 @@ from synthworth.study.by_class import exchange_rates_by_class
 from synthworth.study.cache import CellStore, read_json, tables_lock, write_json_atomic
 from synthworth.study.compute import worth_per_compute
 from synthworth.study.exchange import exchange_rates, provenance_of, study_frame
-from synthworth.study.grid import class_counts
+from synthworth.study.grid import class_counts, synthetic_pool
 from synthworth.study.leakage import mark
 from synthworth.study.paired import compare
 from synthworth.study.predictions import read_predictions
@@ -109,6 +109,8 @@ def result_rows(plan: StudyPlan, store: CellStore) -> tuple[list[dict], list[dic
             "study": spec.name, "composition": cell.composition, "generator": cell.generator,
             "filter": cell.filter, "size": cell.size, "per_class": cell.per_class, "ratio": cell.ratio,
             "augment_factor": cell.augment_factor, "seed": cell.seed,
+            # the generator replicate the cell's synthetic images came from ("": the whole pool)
+            "synthetic_replicate": cell.synthetic_replicate,
             "n_train": res["n_train"], "n_real": res["n_real"], "n_synthetic": res["n_synthetic"],
             # Images per class of the training set (read from the plan, so older results get it too:
             # the key fixes the images).
@@ -127,8 +129,7 @@ def result_rows(plan: StudyPlan, store: CellStore) -> tuple[list[dict], list[dic
             "synthetic_path": synthetic.path if synthetic else None,
             "synthetic_fingerprint": synthetic.fingerprint if synthetic else None,
             "synthetic_resized_from": synthetic.resized_from if synthetic else None,
-            "synthetic_pool_fingerprint": (inputs.synthetic_pool(cell.generator, cell.filter).fingerprint
-                                           if synthetic else None),
+            "synthetic_pool_fingerprint": synthetic_pool(cell, inputs).fingerprint if synthetic else None,
             "classifier_preset": spec.classifier_preset,
             "classifier_resized_from": plan.resized_from,
             "device": res["device"], "threads": res.get("threads"), "host": res.get("host"), "synthworth_version": res.get("synthworth_version", res.get("synthbench_version")),
@@ -137,7 +138,7 @@ def result_rows(plan: StudyPlan, store: CellStore) -> tuple[list[dict], list[dic
         _flatten("classifier", res["classifier"], row)
         rows.append(row)
         base = {k: row[k] for k in ("study", "composition", "generator", "filter", "size", "per_class", "ratio",
-                                    "augment_factor", "seed", "key")}
+                                    "augment_factor", "seed", "synthetic_replicate", "key")}
         evals.append({**base, "test_set": "real_test", "test_generator": "", **_scores(real_test)})
         if synth_test:
             evals.append({**base, "test_set": "synthetic_test", "test_generator": cell.generator,
