@@ -116,9 +116,11 @@ class RunFolder:
         return f"start a new run in a new folder, e.g. {self.new_sibling()}"
 
     # ------------------------------------------------------------------ writing
-    def create(self, kind: str, config: dict[str, Any], data: dict[str, Any], *, restart: bool) -> None:
+    def create(self, kind: str, config: dict[str, Any], data: dict[str, Any], *, restart: bool,
+               precision: dict[str, Any] | None = None) -> None:
         """Make the folder of a new run (``restart``: first remove what an earlier attempt that
-        never checkpointed left; :meth:`check_new` has made sure it holds nothing else)."""
+        never checkpointed left; :meth:`check_new` has made sure it holds nothing else);
+        ``precision``: what it computes in (``engine.precision.precision_record``)."""
         self.path.mkdir(parents=True, exist_ok=True)
         if restart:
             for name in RUN_ENTRIES:
@@ -131,11 +133,12 @@ class RunFolder:
         for folder in (self.checkpoints, self.samples, self.plots):
             folder.mkdir(parents=True, exist_ok=True)
         self.write_config(kind, config)
-        event = {"event": "restart" if restart else "start", "data": data}
+        event = {"event": "restart" if restart else "start", "data": data,
+                 **({"precision": precision} if precision is not None else {})}
         self._write_info({"kind": kind, "data": data, "history": [self._stamped(event)]})
 
     def record_resume(self, kind: str, config: dict[str, Any], data: dict[str, Any], checkpoint: Path,
-                      changes: list[tuple[str, Any, Any]]) -> None:
+                      changes: list[tuple[str, Any, Any]], precision: dict[str, Any] | None = None) -> None:
         """Note a resume in run.json's history (and the current config in config.yaml)."""
         safety.mark_owned(self.path, "run", RUN_ENTRIES)  # also adopts a run from before markers
         info = self.info()
@@ -143,7 +146,8 @@ class RunFolder:
         info["data"] = data
         info.setdefault("history", []).append(self._stamped({
             "event": "resume", "from": checkpoint.name, "data": data,
-            "changes": {key: {"was": old, "now": new} for key, old, new in changes}}))
+            "changes": {key: {"was": old, "now": new} for key, old, new in changes},
+            **({"precision": precision} if precision is not None else {})}))
         self._write_info(info)
         if changes:
             self.write_config(kind, config)

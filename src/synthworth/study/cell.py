@@ -22,6 +22,7 @@ import torch
 
 from synthworth import __version__
 from synthworth.config import dump_config
+from synthworth.engine.precision import PrecisionWarning, native_bf16
 from synthworth.safety import LockedError
 from synthworth.study.cache import CellStore, write_json_atomic
 from synthworth.study.grid import cell_classifier, class_counts, counts
@@ -73,8 +74,10 @@ def run_cell(plan: StudyPlan, planned: PlannedCell, store: CellStore) -> dict[st
     config = cell_classifier(plan.classifier, cell.seed)
     config = config.model_copy(update={"train": config.train.model_copy(update={"progress": False})})
     t0 = time.perf_counter()
-    model, task = train_classifier(as_train(planned.train_set), run_dir, config, resume=resume,
-                                   **plan.budget.train_options())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PrecisionWarning)  # said once for the study (plan_study)
+        model, task = train_classifier(as_train(planned.train_set), run_dir, config, resume=resume,
+                                       **plan.budget.train_options())
     t1 = time.perf_counter()
     real_eval, real_pred = score(model, plan.inputs.test, config.eval_batch_size)
     # Kept before the result and COMPLETE: a complete cell always has its predictions.
@@ -88,6 +91,7 @@ def run_cell(plan: StudyPlan, planned: PlannedCell, store: CellStore) -> dict[st
                          synthetic_pred)
     t2 = time.perf_counter()
     n_real, n_synth = counts(cell, plan.spec.ratio)
+    device = next(model.parameters()).device
     result = {
         "key": key, "cell": cell.as_dict(), "n_train": len(planned.train_set), "n_real": n_real,
         "n_synthetic": n_synth, "class_counts": class_counts(planned.train_set),
@@ -97,7 +101,8 @@ def run_cell(plan: StudyPlan, planned: PlannedCell, store: CellStore) -> dict[st
         "synthetic_test": synthetic_eval.to_dict() if synthetic_eval else None,
         "synthetic_test_fingerprint": synthetic_fingerprint,
         "train_seconds": round(t1 - t0, 3), "eval_seconds": round(t2 - t1, 3),
-        "device": str(next(model.parameters()).device), "threads": torch.get_num_threads(), "host": socket.gethostname(),
+        "device": str(device), "threads": torch.get_num_threads(), "host": socket.gethostname(),
+        "precision": plan.spec.precision, "native_bf16": native_bf16(device),
         "synthworth_version": __version__, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "budget_steps": plan.budget.steps, **task.budget_used(),
     }

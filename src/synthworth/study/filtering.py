@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ import numpy as np
 
 from synthworth.config import dump_config
 from synthworth.data.dataset import Dataset, atomic_folder, clean_stale_temps, write_packed
+from synthworth.engine.precision import PrecisionWarning
 from synthworth.errors import ConfigError, DataError
 from synthworth.study.inputs import StudyInputs, SyntheticInput, align_classes, conform
 
@@ -196,7 +198,9 @@ def _build(final: Path, key: str, name: str, syn: SyntheticInput, method: str, k
             return cached
         clean_stale_temps(final)
         with atomic_folder(final, kind=KIND, replace=True) as tmp:
-            model, _ = train_classifier(train_set, tmp / "classifier", config)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", PrecisionWarning)  # said once for the study (plan_study)
+                model, _ = train_classifier(train_set, tmp / "classifier", config)
             shutil.rmtree(tmp / "classifier" / "checkpoints", ignore_errors=True)
             pool = syn.pool
             probs = probabilities(model, pool, config.eval_batch_size)

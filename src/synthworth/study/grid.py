@@ -25,8 +25,8 @@ draws from the filtered pool, so only its key differs from the unfiltered cell's
 A cell's cache key hashes what decides its result: the classifier config (with the cell's
 seed), the training set's fingerprint (derived from its inputs' fingerprints and the draw's
 parameters), the real test set's fingerprint, torch's CPU thread count (the spec's ``threads``),
-the package version and the training budget unless it is ``epochs`` (see
-:mod:`synthworth.study.budget`). Cells of different
+the package version, the training budget unless it is ``epochs`` (see
+:mod:`synthworth.study.budget`) and the precision unless it is ``fp32``. Cells of different
 compositions that draw the same images (e.g. ``subset_real`` at 100 and ``real`` at 50) share
 one key and are trained once.
 """
@@ -189,17 +189,22 @@ def cell_classifier(config, seed: int):
 
 
 def cell_key(classifier: dict[str, Any], train_fingerprint: str, test_fingerprint: str,
-             version: str, threads: int, budget: dict[str, Any] | None = None) -> tuple[str, dict]:
+             version: str, threads: int, budget: dict[str, Any] | None = None,
+             precision: str = "fp32") -> tuple[str, dict]:
     """(key, the payload it hashes). ``threads``: torch's CPU threads while the cell trains, which
     change its numbers (reductions split differently), so another count is another cell.
     ``budget``: the training budget when it is not ``epochs`` (the default of earlier versions),
     which is left out of the payload so the keys of results stored before budgets existed stay
-    valid for specs that set ``budget: epochs``."""
+    valid for specs that set ``budget: epochs``. ``precision``: the spec's, named in the payload
+    only when it is not fp32 (the classifier's ``train.mixed_precision`` differs then too), so
+    results stored before precisions existed keep their keys."""
     train = {k: v for k, v in classifier["train"].items() if k not in NOT_RESULT_KEYS}
     payload = {"classifier": {**classifier, "train": train}, "train_set": train_fingerprint,
                "test_set": test_fingerprint, "threads": threads, "synthworth_version": version}
     if budget is not None:
         payload["budget"] = budget
+    if precision != "fp32":
+        payload["precision"] = precision
     digest = hashlib.blake2b(json.dumps(payload, sort_keys=True).encode(), digest_size=10).hexdigest()
     return digest, payload
 
