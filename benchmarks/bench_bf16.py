@@ -19,7 +19,9 @@ start of step W) / K, so it covers the whole iteration (data, forward, backward,
 loop's bookkeeping) and none of the one-time costs. Each Dataset is large enough that no epoch
 ends inside the window (no sample grids) and no checkpoint is written inside it. The speed-up
 is fp32 s/step / bf16 s/step (above 1: bf16 is faster), the median over repeats of the
-per-repeat ratio. No target: the figures are for the decision.
+per-repeat ratio. No target: the figures are for the decision. Then the dcgan and ddpm models
+those runs exported are sampled (256 DCGAN images; 16 DDPM images, 20 DPM-Solver++ steps) in
+fp32 and with ``dtype="bfloat16"`` (forward passes only), interleaved, medians of the repeats.
 
 ``--demo``: the digits demo (``synthworth demo``, fp32, into a temporary folder, or ``--demo-from``
 an existing one, read only) gives the Datasets; its study (the spec the demo saved, image metrics
@@ -32,7 +34,7 @@ checked against the demo's own table (the same keys: it must reproduce it).
 On a CPU shared with other busy processes run it with OMP_WAIT_POLICY=PASSIVE (see
 ``_common.torch_note``) and compare ratios within one run only.
 
-Run:  OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_bf16.py      (about 10 minutes on 2 cores)
+Run:  OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_bf16.py      (about 20 minutes on 2 loaded cores)
       OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_bf16.py --models small_cnn,ddpm --repeats 3
       OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_bf16.py --models none --demo
 """
@@ -56,9 +58,9 @@ from _common import cpu_note, load_note, torch_note  # noqa: E402
 
 # name: (train kind, preset, image side, channels, overrides, default timed steps)
 MODELS = {
-    "resnet34": ("classifier", "thesis", 64, 3, ["model.resolution=64", "train.batch_size=32"], 6),
+    "resnet34": ("classifier", "thesis", 64, 3, ["model.resolution=64", "train.batch_size=32"], 4),
     "small_cnn": ("classifier", "small", 32, 3, ["train.batch_size=16"], 30),
-    "dcgan": ("dcgan", "dcgan", 64, 3, ["train.batch_size=128"], 6),
+    "dcgan": ("dcgan", "dcgan", 64, 3, ["train.batch_size=128"], 4),
     "ddpm": ("ddpm", "digits-ddpm", 32, 3, ["train.batch_size=16"], 10),
     "vae": ("vae", "small", 32, 3, ["train.batch_size=32"], 10),
     "ldm": ("ldm", "small", 32, 3, ["train.batch_size=32", "scale_samples=64"], 10),
@@ -186,6 +188,33 @@ def step_times(args: argparse.Namespace, root: Path) -> list[dict]:
     return rows
 
 
+def sampling_times(root: Path, repeats: int) -> list[dict]:
+    """Seconds to sample from the dcgan and ddpm models the step-time runs exported (random-ish
+    weights: time does not depend on them), fp32 vs ``dtype="bfloat16"`` autocast, interleaved."""
+    from synthworth.generators.base import load_generator
+
+    jobs = {"dcgan": (256, {}), "ddpm": (16, {"steps": 20})}
+    rows = []
+    for name, (n, options) in jobs.items():
+        runs = sorted((root / "runs").glob(f"{name}-no-*"))
+        if not runs:
+            continue
+        gen = load_generator(runs[0])
+        gen.sample(2, seed=0, **options)  # warm-up of both paths
+        gen.sample(2, seed=0, dtype="bfloat16", **options)
+        times = {None: [], "bfloat16": []}
+        for r in range(repeats):
+            for dtype in ((None, "bfloat16") if r % 2 == 0 else ("bfloat16", None)):
+                t0 = time.perf_counter()
+                gen.sample(n, seed=0, dtype=dtype, **options)
+                times[dtype].append(time.perf_counter() - t0)
+        fp32, bf16 = statistics.median(times[None]), statistics.median(times["bfloat16"])
+        what = f"{n} images" + (f", {options['steps']} DPM-Solver++ steps" if options else "")
+        rows.append({"model": f"{name} sampling ({what})", "fp32": fp32, "bf16": bf16, "speedup": fp32 / bf16})
+        print(f"  {name} sampling: fp32 {fp32:.2f} s, bf16 {bf16:.2f} s", flush=True)
+    return rows
+
+
 def print_steps(rows: list[dict]) -> None:
     if not rows:
         return
@@ -272,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
         root.mkdir(parents=True, exist_ok=True)
         rows = step_times(args, root)
         print_steps(rows)
+        sampled = sampling_times(root, args.repeats)
+        if sampled:
+            print("\n| sampling | fp32 s | bf16 s | speed-up fp32/bf16 (medians) |")
+            print("|---|---:|---:|---:|")
+            for r in sampled:
+                print(f"| {r['model']} | {r['fp32']:.2f} | {r['bf16']:.2f} | {r['speedup']:.2f}x |")
         if args.demo:
             demo_comparison(args, root)
     print(f"done; {load_note()}")
