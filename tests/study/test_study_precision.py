@@ -46,7 +46,7 @@ def test_bf16_cells_are_other_cells_and_fp32_keeps_the_keys_of_before(write_spec
     assert "1 cell(s) trained, 0 already complete" in captured.out
     warned = [line for line in captured.err.splitlines() if "native bf16" in line]
     assert warned == ["synthworth: warning: precision: bf16: this CPU has no native bf16 (neither AMX nor "
-                      "AVX-512 BF16), so bf16 is emulated and usually slower than fp32; leave it out to train "
+                      "AVX-512 BF16), so bf16 is emulated and usually slower than fp32; leave it out to compute "
                       "in fp32"]
     bf16 = results(out).iloc[0]
     assert bf16["key"] != fp32["key"] and (bf16["precision"], bf16["native_bf16"]) == ("bf16", False)

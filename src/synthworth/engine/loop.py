@@ -130,7 +130,6 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
     precision = precision_record(config.mixed_precision, accelerator.device)
     if main:
         warn_if_emulated(config.mixed_precision == "bf16", accelerator.device, "train.mixed_precision=bf16")
-    if main:
         for path, problem in damaged:  # newer than start_from: unusable, and in the way of new saves
             resuming.warn(f"checkpoint {path} is damaged ({problem}); resuming from {start_from.name}")
             shutil.rmtree(path, ignore_errors=True)

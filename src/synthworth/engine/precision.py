@@ -93,7 +93,7 @@ def warn_if_emulated(wanted: bool, device: torch.device | str, what: str) -> Non
     device = torch.device(device)
     if wanted and device.type == "cpu" and cpu_native_bf16() is False:
         warnings.warn(f"{what}: this CPU has no native bf16 (neither AMX nor AVX-512 BF16), so bf16 is "
-                      "emulated and usually slower than fp32; leave it out to train in fp32",
+                      "emulated and usually slower than fp32; leave it out to compute in fp32",
                       PrecisionWarning, stacklevel=3)
 
 
