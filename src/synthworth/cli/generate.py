@@ -32,7 +32,7 @@ from synthworth.cli.app import Choice, cli
 @click.option("--guidance", type=float, help="Classifier-free guidance scale (default: the model's own).")
 @click.option("--negative-prompt", help="Negative prompt (default: the theme's).")
 @click.option("--max-retries", type=int, help="Retries of an image blanked by the safety filter (default 3).")
-@click.option("--dtype", type=Choice(["auto", "float16", "bfloat16", "float32"]), help="Pipeline precision (auto: fp16 on GPU).")
+@click.option("--dtype", type=Choice(["auto", "float16", "bfloat16", "float32"]), help="Precision (auto: fp16 on GPU for pipelines; trained generators: fp32, or sample under bf16/fp16 autocast).")
 @click.option("--variant", help="Weight variant to download, e.g. fp16.")
 @click.option("--cpu", is_flag=True, default=None, help="Generate on the CPU even where a GPU is available.")
 @click.option("--allow-pickle", is_flag=True, default=None, help="Allow pickled .bin weights (only from sources you trust).")

@@ -26,7 +26,7 @@ class TrainConfig(StrictModel):
     batch_size: int = Field(64, ge=1, description="Images per batch on each process.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many batches in all (smoke runs).")
     grad_accum: int = Field(1, ge=1, description="Batches whose gradients are summed before an optimizer step.")
-    mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="Autocast precision (fp16 needs a GPU).")
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field("no", description="Mixed precision (accelerate autocast): no (fp32), bf16 (CPU or GPU; weights, optimizer state and saved models stay fp32) or fp16 (GPU only).")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of weights, noise and data order (0 to 2**32 - 1).")
     threads: int = Field(1, ge=1, le=1024, description="Torch CPU threads while training: part of the recipe (reductions split differently), so fixed, recorded and the same in every executor; raise it for large CPU runs.")
     split: str = Field("train", description="Split of the Dataset to train on.")

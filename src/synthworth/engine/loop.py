@@ -31,6 +31,7 @@ from synthworth.engine import checkpoint as ckpt
 from synthworth.engine import resume as resuming
 from synthworth.engine.config import TrainConfig, check_seeds
 from synthworth.engine.feeding import EpochBatchSampler, TorchView, as_is
+from synthworth.engine.precision import drop_autocast, precision_record, use_precision, warn_if_emulated
 from synthworth.engine.run import RunFolder
 from synthworth.engine.task import StepContext, Task, TrainingHook
 from synthworth.errors import SynthworthError
@@ -122,19 +123,33 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
     elif main:
         restart = run.check_new([dataset.path])  # again, now that the folder is locked
 
-    accelerator = Accelerator(
-        mixed_precision=config.mixed_precision,
-        gradient_accumulation_steps=config.grad_accum,
-        log_with="tensorboard" if _has_tensorboard() else None,
-        project_config=ProjectConfiguration(project_dir=str(run.path), logging_dir=str(run.path / "tensorboard")),
-    )
+    use_precision(config.mixed_precision)
+    try:
+        accelerator = Accelerator(
+            mixed_precision=config.mixed_precision,
+            gradient_accumulation_steps=config.grad_accum,
+            log_with="tensorboard" if _has_tensorboard() else None,
+            project_config=ProjectConfiguration(project_dir=str(run.path), logging_dir=str(run.path / "tensorboard")),
+        )
+    except ValueError as exc:  # accelerate's refusal of a precision this device lacks (fp16 on a CPU)
+        if "precision" not in str(exc):
+            raise
+        raise SynthworthError(f"train.mixed_precision={config.mixed_precision}: {str(exc).strip().splitlines()[0]} "
+                              "(use train.mixed_precision=bf16 or no)") from None
+    if config.mixed_precision != "no" and not accelerator.native_amp:  # accelerate would train in fp32 without a word
+        raise SynthworthError(f"train.mixed_precision={config.mixed_precision}: not available on "
+                              f"{accelerator.device.type} (fp16 needs a GPU; use train.mixed_precision=bf16 or no)")
     main = accelerator.is_main_process
+    # What the run computes in, recorded with each start and resume (run.json).
+    precision = precision_record(config.mixed_precision, accelerator.device)
     if main:
+        warn_if_emulated(config.mixed_precision == "bf16", accelerator.device, "train.mixed_precision=bf16")
         for path, problem in damaged:  # newer than start_from: unusable, and in the way of new saves
             resuming.warn(f"checkpoint {path} is damaged ({problem}); resuming from {start_from.name}")
             shutil.rmtree(path, ignore_errors=True)
         if resume:
-            run.record_resume(task.kind, resolved, data, start_from, changes, threads=torch.get_num_threads())
+            run.record_resume(task.kind, resolved, data, start_from, changes, threads=torch.get_num_threads(),
+                              precision=precision)
             if changes:  # said aloud: a preset given again may also set a value back
                 print(f"synthworth: resuming {run.path} with changed settings: "
                       + ", ".join(f"{k} {old!r} -> {new!r}" for k, old, new in changes), file=sys.stderr)
@@ -142,7 +157,8 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
             if restart:
                 resuming.warn(f"{run.path} holds a run that never saved a usable checkpoint (nothing to resume); "
                               "starting it again from the beginning")
-            run.create(task.kind, resolved, data, restart=restart, threads=torch.get_num_threads())
+            run.create(task.kind, resolved, data, restart=restart, threads=torch.get_num_threads(),
+                       precision=precision)
         ckpt.remove_partial(run.checkpoints)
     accelerator.wait_for_everyone()
     set_seed(config.seed)
@@ -187,7 +203,8 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
                     + (f" with changed settings: {changed}" if changed else ""))
     elif main:
         run.log(f"started {task.kind} on {len(train_set)} images, {config.epochs} epochs, "
-                f"device {accelerator.device}, {accelerator.num_processes} process(es)")
+                f"device {accelerator.device}, {accelerator.num_processes} process(es)"
+                + (f", mixed precision {config.mixed_precision}" if config.mixed_precision != "no" else ""))
     if accelerator.log_with:
         accelerator.init_trackers("synthworth")
 
@@ -268,6 +285,8 @@ def _fit(task: Task, dataset: Dataset, train_set: Dataset, run: RunFolder, confi
         run.log(f"finished after {global_step} steps; model in {run.model}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    # Trained in bf16 or not, the networks a caller goes on to use compute in fp32, as the exported ones do.
+    drop_autocast(accelerator, task.modules)
     return run
 
 

@@ -117,10 +117,11 @@ class RunFolder:
 
     # ------------------------------------------------------------------ writing
     def create(self, kind: str, config: dict[str, Any], data: dict[str, Any], *, restart: bool,
-               threads: int | None = None) -> None:
+               threads: int | None = None, precision: dict[str, Any] | None = None) -> None:
         """Make the folder of a new run (``restart``: first remove what an earlier attempt that
         never checkpointed left; :meth:`check_new` has made sure it holds nothing else).
-        ``threads``: torch's CPU threads the run trains with, recorded in its history."""
+        ``threads``: torch's CPU threads the run trains with, recorded in its history;
+        ``precision``: what it computes in (``engine.precision.precision_record``)."""
         self.path.mkdir(parents=True, exist_ok=True)
         if restart:
             for name in RUN_ENTRIES:
@@ -134,11 +135,13 @@ class RunFolder:
             folder.mkdir(parents=True, exist_ok=True)
         self.write_config(kind, config)
         event = {"event": "restart" if restart else "start", "data": data,
-                 **({"threads": threads} if threads is not None else {})}
+                 **({"threads": threads} if threads is not None else {}),
+                 **({"precision": precision} if precision is not None else {})}
         self._write_info({"kind": kind, "data": data, "history": [self._stamped(event)]})
 
     def record_resume(self, kind: str, config: dict[str, Any], data: dict[str, Any], checkpoint: Path,
-                      changes: list[tuple[str, Any, Any]], threads: int | None = None) -> None:
+                      changes: list[tuple[str, Any, Any]], threads: int | None = None,
+                      precision: dict[str, Any] | None = None) -> None:
         """Note a resume in run.json's history (and the current config in config.yaml)."""
         safety.mark_owned(self.path, "run", RUN_ENTRIES)  # also adopts a run from before markers
         info = self.info()
@@ -147,7 +150,8 @@ class RunFolder:
         info.setdefault("history", []).append(self._stamped({
             "event": "resume", "from": checkpoint.name, "data": data,
             **({"threads": threads} if threads is not None else {}),
-            "changes": {key: {"was": old, "now": new} for key, old, new in changes}}))
+            "changes": {key: {"was": old, "now": new} for key, old, new in changes},
+            **({"precision": precision} if precision is not None else {})}))
         self._write_info(info)
         if changes:
             self.write_config(kind, config)

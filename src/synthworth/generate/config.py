@@ -32,7 +32,7 @@ class GenerateConfig(StrictModel):
     guidance: float | None = Field(None, ge=0.0, description="Classifier-free guidance scale (default: the pipeline's own).")
     negative_prompt: str | None = Field(None, description="Negative prompt of every image (default: the theme's).")
     max_retries: int = Field(3, ge=0, description="Times an image blanked by the safety filter is rendered again with a new seed.")
-    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field("auto", description="Pipeline precision: auto = float16 on a GPU, float32 on a CPU.")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field("auto", description="Precision: pipelines load in it (auto = float16 on a GPU, float32 on a CPU); trained generators sample under autocast in bfloat16 or float16 (auto, float32: fp32, as trained).")
     cpu: bool = Field(False, description="Generate on the CPU even where a GPU is available.")
     variant: str | None = Field(None, description="Weight variant to load from the hub, e.g. fp16 (a smaller download).")
     allow_pickle: bool = Field(False, description="Allow pickled .bin weights (unpickling can run code: only for trusted sources).")

@@ -49,6 +49,8 @@ class _Trained:
             given["steps"] = config.steps
         if config.guidance is not None:
             given["guidance"] = config.guidance
+        if config.dtype in ("bfloat16", "float16"):  # auto and float32: as trained (fp32), as before
+            given["dtype"] = config.dtype
         params = inspect.signature(self.generator.sample).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         refused = [k for k in given if k not in params and not takes_any]
@@ -93,12 +95,18 @@ class _Trained:
         return [(image, used) for image in images]
 
     def load(self, device) -> None:
+        from synthworth.engine.precision import warn_if_emulated
+
         if hasattr(self.generator, "to"):
             self.generator.to(device)
+        warn_if_emulated(self.options.get("dtype") == "bfloat16", device, "--dtype bfloat16")
 
     def runtime(self) -> dict[str, Any]:
+        from synthworth.engine.precision import native_bf16
+
         device = getattr(self.generator, "device", "cpu")
-        return {"device": str(device), "device_name": device_name(device)}
+        extra = {"native_bf16": native_bf16(device)} if self.options.get("dtype") == "bfloat16" else {}
+        return {"device": str(device), "device_name": device_name(device), **extra}
 
 
 class _Replicated:

@@ -32,6 +32,7 @@ from synthworth.config import StrictModel
 from synthworth.data.dataset import Dataset, atomic_folder
 from synthworth.engine.config import EvalConfig, TrainConfig
 from synthworth.engine.plots import plot_curves, save_grid
+from synthworth.engine.precision import autocast
 from synthworth.engine.task import StepContext, Task
 from synthworth.errors import SynthworthError
 from synthworth.generators.base import MODEL_CONFIG, Generator, read_model_config, seeded_normal, to_uint8
@@ -163,7 +164,9 @@ class DCGAN(Generator):
         return self
 
     @torch.no_grad()
-    def sample(self, n: int, labels=None, seed: int = 0, batch_size: int = 256) -> np.ndarray:
+    def sample(self, n: int, labels=None, seed: int = 0, batch_size: int = 256,
+               dtype: str | None = None) -> np.ndarray:
+        """``dtype``: bfloat16 or float16 samples under autocast (float32 or None: as trained)."""
         labels = self.check_labels(n, labels)
         net = self.net
         was_training = net.training
@@ -174,7 +177,9 @@ class DCGAN(Generator):
                 count = min(batch_size, n - start)
                 z = seeded_normal((self.config.latent_dim,), seed + start, count, self.device)
                 y = None if labels is None else torch.as_tensor(labels[start:start + count], device=self.device)
-                out.append(to_uint8(net(z, y)))
+                with autocast(self.device, dtype):
+                    images = net(z, y)
+                out.append(to_uint8(images))
         finally:
             net.train(was_training)
         return np.concatenate(out) if out else np.zeros((0, self.resolution, self.resolution, self.channels), np.uint8)

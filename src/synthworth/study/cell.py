@@ -22,6 +22,7 @@ import torch
 
 from synthworth import __version__
 from synthworth.config import dump_config
+from synthworth.engine.precision import PrecisionWarning, native_bf16
 from synthworth.safety import LockedError
 from synthworth.study.cache import CellStore, write_json_atomic
 from synthworth.study.grid import cell_classifier, class_counts, counts
@@ -72,7 +73,9 @@ def run_cell(plan: StudyPlan, planned: PlannedCell, store: CellStore) -> dict[st
     config = cell_classifier(plan.classifier, cell.seed)
     config = config.model_copy(update={"train": config.train.model_copy(update={"progress": False})})
     t0 = time.perf_counter()
-    model, task = train_cell(plan, as_train(planned.train_set), run_dir, config, resume)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PrecisionWarning)  # said once for the study (plan_study)
+        model, task = train_cell(plan, as_train(planned.train_set), run_dir, config, resume)
     t1 = time.perf_counter()
     real_eval, real_pred = model.score(plan.inputs.test)
     # Kept before the result and COMPLETE: a complete cell always has its predictions.
@@ -96,6 +99,7 @@ def run_cell(plan: StudyPlan, planned: PlannedCell, store: CellStore) -> dict[st
         "synthetic_test_fingerprint": synthetic_fingerprint,
         "train_seconds": round(t1 - t0, 3), "eval_seconds": round(t2 - t1, 3),
         "device": model.device, "threads": torch.get_num_threads(), "host": socket.gethostname(),
+        "precision": plan.spec.precision, "native_bf16": native_bf16(model.device),
         "synthworth_version": __version__, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "budget_steps": None if is_probe(plan) else plan.budget.steps, **task.budget_used(),
     }

@@ -57,10 +57,12 @@ def _worker_plan(spec_json: str, out: str) -> StudyPlan:
     from synthworth.study.spec import StudySpec
 
     if (spec_json, out) not in _PLANS:
+        from synthworth.engine.precision import PrecisionWarning
         from synthworth.study.inputs import StudyWarning
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", StudyWarning)  # the parent already showed them
+            warnings.simplefilter("ignore", PrecisionWarning)
             _PLANS[(spec_json, out)] = plan_study(StudySpec.model_validate_json(spec_json), out)
     return _PLANS[(spec_json, out)]
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ import numpy as np
 
 from synthworth.config import dump_config
 from synthworth.data.dataset import Dataset, atomic_folder, clean_stale_temps, write_packed
+from synthworth.engine.precision import PrecisionWarning
 from synthworth.errors import ConfigError, DataError
 from synthworth.study.inputs import StudyInputs, SyntheticInput, align_classes, conform
 
@@ -190,7 +192,9 @@ def _confidence_scorer(config, train_set: Dataset, on: dict[str, Any]):
         from synthworth.classifiers.evaluate import probabilities
         from synthworth.classifiers.task import train_classifier
 
-        model, _ = train_classifier(train_set, tmp / "classifier", config)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PrecisionWarning)  # said once for the study (plan_study)
+            model, _ = train_classifier(train_set, tmp / "classifier", config)
         shutil.rmtree(tmp / "classifier" / "checkpoints", ignore_errors=True)
         probs = probabilities(model, pool, config.eval_batch_size)
         return probs[np.arange(len(pool)), pool.labels], {

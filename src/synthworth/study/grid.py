@@ -30,8 +30,8 @@ always had.
 A cell's cache key hashes what decides its result: the classifier config (with the cell's
 seed), the training set's fingerprint (derived from its inputs' fingerprints and the draw's
 parameters), the real test set's fingerprint, torch's CPU thread count (the spec's ``threads``),
-the package version and the training budget unless it is ``epochs`` (see
-:mod:`synthworth.study.budget`). Cells of different
+the package version, the training budget unless it is ``epochs`` (see
+:mod:`synthworth.study.budget`) and the precision unless it is ``fp32``. Cells of different
 compositions that draw the same images (e.g. ``subset_real`` at 100 and ``real`` at 50) share
 one key and are trained once.
 """
@@ -216,7 +216,7 @@ def cell_classifier(config, seed: int):
 
 def cell_key(classifier: dict[str, Any], train_fingerprint: str, test_fingerprint: str,
              version: str, threads: int, budget: dict[str, Any] | None = None,
-             weights: dict[str, Any] | None = None) -> tuple[str, dict]:
+             weights: dict[str, Any] | None = None, precision: str = "fp32") -> tuple[str, dict]:
     """(key, the payload it hashes). ``threads``: torch's CPU threads while the cell trains, which
     change its numbers (reductions split differently), so another count is another cell.
     ``budget``: the training budget when it is not ``epochs`` (the default of earlier versions),
@@ -224,7 +224,10 @@ def cell_key(classifier: dict[str, Any], train_fingerprint: str, test_fingerprin
     valid for specs that set ``budget: epochs``. ``weights``: the SHA-256 and preprocessing of
     pretrained weights, so weights replaced in place (same path) train the cells again. The
     classifier keys added with pretrained weights (``model.weights``, ``model.mode``, ``probe``)
-    are left out at their defaults (training from scratch), for the same reason."""
+    are left out at their defaults (training from scratch), for the same reason. ``precision``:
+    the spec's, named in the payload only when it is not fp32 (the classifier's
+    ``train.mixed_precision`` differs then too), so results stored before precisions existed keep
+    their keys."""
     train = {k: v for k, v in classifier["train"].items() if k not in NOT_RESULT_KEYS | KEYED_APART}
     classifier = {**classifier, "train": train}
     model = classifier.get("model")
@@ -237,6 +240,8 @@ def cell_key(classifier: dict[str, Any], train_fingerprint: str, test_fingerprin
         payload["budget"] = budget
     if weights is not None:
         payload["weights"] = weights
+    if precision != "fp32":
+        payload["precision"] = precision
     digest = hashlib.blake2b(json.dumps(payload, sort_keys=True).encode(), digest_size=10).hexdigest()
     return digest, payload
 

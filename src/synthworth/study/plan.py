@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from synthworth import __version__
 from synthworth.config import dump_config
 from synthworth.data.dataset import Dataset
+from synthworth.engine.precision import warn_if_emulated
 from synthworth.errors import SynthworthError
 from synthworth.study.budget import TrainingBudget, study_budget
 from synthworth.study.checks import check_before_training
@@ -87,6 +90,8 @@ def plan_study(spec: StudySpec, out: str | os.PathLike | None = None, *, build_f
     inputs = open_inputs(spec)
     check_before_training(spec, inputs)
     classifier = classifier_config(spec)
+    # Once for the whole study (its trainings keep quiet about it).
+    warn_if_emulated(spec.precision == "bf16", "cuda" if torch.cuda.is_available() else "cpu", "precision: bf16")
     h, _, c = inputs.real.shape
     # Build the network once now, so an unknown model name, an impossible size or missing or
     # unfitting pretrained weights fail before any cell trains.
@@ -117,7 +122,8 @@ def plan_study(spec: StudySpec, out: str | os.PathLike | None = None, *, build_f
         train = training_set(cell, inputs, spec.ratio)
         config = cell_classifier(classifier, cell.seed)
         key, payload = cell_key(dump_config(config), train.fingerprint, inputs.test.fingerprint, __version__,
-                                cell_threads(spec), budget=budget_key, weights=weights)
+                                cell_threads(spec), budget=budget_key, weights=weights,
+                                precision=spec.precision)
         cells.append(PlannedCell(cell=cell, key=key, payload=payload, train_set=train))
     return StudyPlan(spec=spec, out=out, inputs=inputs, classifier=classifier, cells=cells,
                      resized_from=h if side != h else None, budget=budget, backbone=backbone)

@@ -58,6 +58,10 @@ REAL_ONLY = ("real", "subset_real")
 Composition = Literal["real", "artificial", "mixed", "subset_real", "augmented", "ratio_sweep"]
 FILTERS = ("none", "confidence", "clip")
 Filter = Literal["none", "confidence", "clip"]
+PRECISIONS = ("fp32", "bf16")
+Precision = Literal["fp32", "bf16"]
+# The classifier's train.mixed_precision of each study precision.
+MIXED_PRECISION = {"fp32": "no", "bf16": "bf16"}
 BUDGETS = ("epochs", "steps", "converge")
 Budget = Literal["epochs", "steps", "converge"]
 # Seeds reach numpy's legacy seeding (< 2**32) and a cell's second draw uses seed + 1: keep
@@ -140,6 +144,11 @@ class StudySpec(StrictModel):
     clip_model: str | None = Field(None, description="CLIP model of the clip filter: a folder written by CLIPModel and CLIPProcessor save_pretrained (relative to the spec), or a hub id; null: ${SYNTHWORTH_CLIP_WEIGHTS}, else openai/clip-vit-base-patch32.")
     clip_theme: str | None = Field(None, description="Prompts of the clip filter for a synthetic Dataset that records no theme: a shipped theme (animals, fruits) or a theme YAML file (relative to the spec); a text-to-image Dataset's own theme is used where recorded.")
     allow_test_leakage: bool = Field(False, description="Run even when a generator (or the filter that made its Dataset) was trained on real test images of this study; every affected number is then marked (test_leakage column, report, study exchange).")
+    precision: Precision = Field("fp32", description=(
+        "Arithmetic of every classifier the study trains: fp32 (the default), or bf16 (bfloat16 autocast "
+        "through accelerate: faster where the CPU has AMX or AVX-512 BF16, or on a recent GPU; weights, "
+        "optimizer state and evaluation stay fp32). bf16 is part of each cell's key (other cells); fp32 "
+        "keeps the keys of earlier results. Set it here, not as classifier.train.mixed_precision."))
     threads: int | None = Field(None, ge=1, description="Torch CPU threads of each cell (null: 1). Fixed, whatever the workers: a cell's numbers depend on it, so it is part of each cell's key (another count trains the cells again).")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="What each cell reserves on a Ray cluster (--executor ray).")
     metrics: StudyMetricsSpec = Field(default_factory=StudyMetricsSpec, description="Image-quality metrics per generator.")
@@ -309,8 +318,10 @@ def _absolute(spec: StudySpec, base: Path) -> StudySpec:
 
 
 def classifier_config(spec: StudySpec):
-    """The resolved ClassifierConfig of every cell (before each cell sets its seed); its
-    ``train.threads`` is the spec's ``threads`` (the engine trains with it)."""
+    """The resolved ClassifierConfig of every cell (before each cell sets its seed): its
+    ``train.threads`` is the spec's ``threads`` (the engine trains with it), in the spec's
+    ``precision``; a classifier section that sets other threads or another
+    ``train.mixed_precision`` is refused."""
     from synthworth.classifiers.task import ClassifierConfig
 
     given = (spec.classifier.get("train") or {}).get("threads") if isinstance(spec.classifier, dict) else None
@@ -320,4 +331,12 @@ def classifier_config(spec: StudySpec):
                           f"own 'threads' key (now {threads}); move the value there")
     config = resolve_config(ClassifierConfig, preset=("classifier", spec.classifier_preset),
                             base=(spec.classifier, "the spec's classifier section"), key_prefix="classifier.")
-    return config.model_copy(update={"train": config.train.model_copy(update={"threads": threads})})
+    config = config.model_copy(update={"train": config.train.model_copy(update={"threads": threads})})
+    wanted, given = MIXED_PRECISION[spec.precision], config.train.mixed_precision
+    if given == wanted:
+        return config
+    if given != "no":
+        raise ConfigError(f"classifier.train.mixed_precision {given} disagrees with precision {spec.precision}: a "
+                          "study's classifiers train in fp32 or bf16, set by the spec key precision (e.g. "
+                          "precision: bf16); remove classifier.train.mixed_precision")
+    return config.model_copy(update={"train": config.train.model_copy(update={"mixed_precision": wanted})})

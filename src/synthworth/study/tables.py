@@ -132,7 +132,11 @@ def result_rows(plan: StudyPlan, store: CellStore) -> tuple[list[dict], list[dic
             "synthetic_pool_fingerprint": synthetic_pool(cell, inputs).fingerprint if synthetic else None,
             "classifier_preset": spec.classifier_preset,
             "classifier_resized_from": plan.resized_from,
-            "device": res["device"], "threads": res.get("threads"), "host": res.get("host"), "synthworth_version": res.get("synthworth_version", res.get("synthbench_version")),
+            "device": res["device"], "threads": res.get("threads"),
+            # The classifiers' arithmetic (results stored before precisions: fp32) and whether the
+            # device computed bf16 natively (unknown for those results).
+            "precision": res.get("precision", "fp32"), "native_bf16": res.get("native_bf16"),
+            "host": res.get("host"), "synthworth_version": res.get("synthworth_version", res.get("synthbench_version")),
             "finished_at": res["finished_at"],
         }
         _flatten("classifier", res["classifier"], row)

@@ -85,7 +85,10 @@ class _AutoencoderWithKL(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         posterior = self.vae.encode(x).latent_dist
-        return self.vae.decode(posterior.sample()).sample, posterior.kl().mean()
+        # The KL from fp32 parameters: under bf16 autocast the encoder's output is bf16, and the
+        # sum over the latent would lose digits (in fp32 runs this is the same distribution).
+        kl = type(posterior)(posterior.parameters.float()).kl().mean()
+        return self.vae.decode(posterior.sample()).sample, kl
 
 
 class VAETask(Task):

@@ -15,6 +15,7 @@ from synthworth.config import StrictModel
 from synthworth.data.dataset import Dataset, atomic_folder
 from synthworth.engine.config import EvalConfig, TrainConfig
 from synthworth.engine.plots import plot_curves, save_grid
+from synthworth.engine.precision import autocast
 from synthworth.engine.task import StepContext, Task
 from synthworth.errors import SynthworthError
 from synthworth.generators.base import MODEL_CONFIG, Generator, read_model_config, seeded_normal, to_uint8
@@ -96,10 +97,12 @@ class DiffusionGenerator(Generator):
     @torch.no_grad()
     def sample(self, n: int, labels=None, seed: int = 0, sampler: str | None = None,
                steps: int | None = None, guidance: float | None = None,
-               batch_size: int = 64) -> np.ndarray:
+               batch_size: int = 64, dtype: str | None = None) -> np.ndarray:
+        """``dtype``: bfloat16 or float16 runs the networks under autocast (the sampler's own
+        arithmetic stays fp32); float32 or None: as trained."""
         labels = self.check_labels(n, labels)
         options = self.sampling_options(sampler, steps, guidance)
-        self.last_sampling = options
+        self.last_sampling = {**options, **({"dtype": dtype} if dtype not in (None, "float32") else {})}
         unet = self.unet
         was_training = unet.training
         unet.eval()
@@ -115,9 +118,11 @@ class DiffusionGenerator(Generator):
                 gens = [torch.Generator(self.device).manual_seed(10_000_019 + seed + start + i)
                         for i in range(count)]
                 y = None if labels is None else torch.as_tensor(labels[start:start + count], device=self.device)
-                x = denoise(unet, make_sampler(options["sampler"], self.scheduler_config), noise,
-                            options["steps"], y, len(self.class_names), options["guidance"], gens)
-                out.append(to_uint8(self.decode(x)))
+                with autocast(self.device, dtype):
+                    x = denoise(unet, make_sampler(options["sampler"], self.scheduler_config), noise,
+                                options["steps"], y, len(self.class_names), options["guidance"], gens)
+                    images = self.decode(x)
+                out.append(to_uint8(images))
         finally:
             unet.train(was_training)
         return np.concatenate(out) if out else np.zeros((0, self.resolution, self.resolution, self.channels), np.uint8)
@@ -232,7 +237,8 @@ class DiffusionTask(Task):
         images, labels = batch
         acc = ctx.accelerator
         unet, opt, lr = self.modules["unet"], self.optimizers["opt"], self.schedulers["lr"]
-        x0 = self.to_model_space(images.float().div_(127.5).sub_(1.0))
+        with acc.autocast():  # a latent model's frozen VAE encodes in the run's precision too (fp32 latents out)
+            x0 = self.to_model_space(images.float().div_(127.5).sub_(1.0))
         y = None
         if self.class_names:
             drop = torch.rand(labels.shape[0], device=labels.device) < self.config.cond_drop_prob

@@ -155,5 +155,8 @@ def denoise(unet, sampler, noise: torch.Tensor, steps: int, labels: torch.Tensor
             out = out_null + guidance * (out_label - out_null)
         else:
             out = unet(model_in, t, class_labels=labels).sample
-        x = sampler.step(out, t, x, generator=generators).prev_sample
+        # The sampler's arithmetic in fp32 whatever the network computed in: diffusers' multistep
+        # solvers cast their result to the model output's dtype, which under bf16 autocast would
+        # carry x in bf16 from step to step.
+        x = sampler.step(out.float(), t, x, generator=generators).prev_sample
     return x
