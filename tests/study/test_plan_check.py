@@ -72,6 +72,16 @@ def test_as_generated_cells_keep_the_plan_and_share_the_real_images(check_study)
     inputs = replace(plan.inputs, synthetic={k: replace(v, draw="balanced") for k, v in plan.inputs.synthetic.items()})
     balanced = training_set(cells[("planned", 80, 0)].cell, inputs, spec.ratio)
     assert np.bincount(balanced.labels, minlength=10).tolist() != np.bincount(a.labels, minlength=10).tolist()
+    # a planned class too small to hold an image out (a plan may give a class one or two) is
+    # accepted from a Dataset drawn as generated, refused from a balanced one as before
+    from synthworth.errors import DataError
+    from synthworth.study.checks import _check_synthetic_test
+
+    syn = plan.inputs.synthetic["planned"]
+    lonely = replace(syn, test=syn.test.select(np.flatnonzero(syn.test.labels != 0)))
+    _check_synthetic_test("planned", lonely, plan.inputs.real.class_names)
+    with pytest.raises(DataError, match="too small to hold out test images"):
+        _check_synthetic_test("planned", replace(lonely, draw="balanced"), plan.inputs.real.class_names)
 
 
 def test_plan_check_compares_them_paired_end_to_end(check_study, tmp_path, capsys):

@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from synthworth.cli import main
-from synthworth.study.plan_study import StudyFolder, class_models, pick_group
+from synthworth.study.planner_inputs import StudyFolder, class_models, pick_group
 from synthworth.study.planner import make_plan
 from synthworth.study.by_class import exchange_rates_by_class
 
@@ -112,7 +112,7 @@ def test_a_target_a_real_price_and_refusals(simulated):
     # about the greedy part of the 150 (100) buys it; the flat class gets the readable classes' mean
     readable = plan["class_counts"]["same"] + plan["class_counts"]["worthless"]
     assert 80 <= readable <= 110 and plan["class_counts"]["flat"] == round(readable / 2)
-    from synthworth.study.plan_study import PlanError
+    from synthworth.study.planner_inputs import PlanError
 
     with pytest.raises(PlanError, match="beyond what the model expects"):
         make_plan(folder, "sim", target_accuracy=0.999, real_images=REAL, resamples=200)
@@ -158,3 +158,21 @@ def test_the_command_writes_the_plan_and_prints_its_table(simulated, tmp_path, c
     # an unknown generator names the study's
     assert main(["plan", str(folder), "--generator", "nope", "--images", "10", "--out", str(tmp_path / "n.json")]) == 2
     assert "its generators: sim" in capsys.readouterr().err
+
+
+def test_seconds_buy_images_at_the_rate_the_dataset_records(simulated, tmp_path):
+    from synthworth.data.dataset import atomic_folder, write_packed
+
+    folder, results, _ = simulated
+    study = tmp_path / "study"
+    study.mkdir()
+    results.to_csv(study / "results.csv", index=False)
+    with atomic_folder(tmp_path / "sim", kind="dataset") as tmp:   # as 'synthworth generate' records it
+        write_packed(tmp, np.zeros((3, 8, 8, 1), np.uint8), np.arange(3), np.full(3, "train"), NAMES, [{}] * 3,
+                     {"generation": {"sampling": {"seconds": 3.0, "images": 100, "devices": [{"device": "cpu"}]}}})
+    (study / "inputs.json").write_text(json.dumps({"real": {"classes": NAMES},
+                                                   "synthetic": {"sim": {"path": str(tmp_path / "sim")}}}))
+    plan = make_plan(study, "sim", seconds=4.5, real_images=REAL, resamples=200)
+    assert plan["total_images"] == 150 and plan["inputs"]["seconds_per_image"] == pytest.approx(0.03)
+    assert plan["inputs"]["budget"] == {"seconds": 4.5, "images": 150}
+    assert any("4.5 s of sampling at 0.03 s per image" in n for n in plan["notes"])

@@ -31,7 +31,7 @@ import numpy as np
 from synthworth.study.exchange import CONFIDENCE, OK, RESAMPLES, exchange_rates, group_rng, invert, keyed_rng
 from synthworth.study.exchange import with_counts
 from synthworth.study.paired import BOOTSTRAP, T_TEST, correctness, two_way_bootstrap
-from synthworth.study.plan_study import PlanError, read_study
+from synthworth.study.planner_inputs import PlanError, read_study
 from synthworth.study.predictions import REAL
 from synthworth.study.resample import BOTH, Sampler, n_eff_many
 from synthworth.study.resample import correctness as image_matrix

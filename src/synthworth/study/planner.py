@@ -13,7 +13,9 @@ The model (kept simple on purpose; every piece is read off the study's own numbe
   read at n + w s real images, where w is what one synthetic image of the class is worth in real
   images of the class: ``w = (n_eff - n_real) / m`` from one group of the generator's cells in
   the study (m synthetic images added to n_real real ones; artificial cells: ``n_eff / m``), the
-  group whose real part is nearest ``real_images`` (:func:`plan_study.pick_group`). The curves
+  group whose real part is nearest ``real_images`` (:func:`planner_inputs.pick_group`). An n_eff
+  above the curve's largest measured size is taken at that size (as the rate tables never read
+  beyond it): the worth is then a lower bound, and the plan says so. The curves
   count the real images of the whole balanced training set, so a class with n real images is
   read at K n. Classes are taken as independent, and w as constant: each further image of a class
   is worth what the measured group's images were worth on average; the curve's flattening is the
@@ -57,8 +59,8 @@ import numpy as np
 from synthworth import __version__
 from synthworth.generate.planfile import FORMAT, KIND, MAX_IMAGES
 from synthworth.study.exchange import CONFIDENCE, RESAMPLES
-from synthworth.study.plan_study import (ClassModel, PlanError, StudyFolder, class_models, class_sources, pick_group,
-                                         read_study, seconds_per_image)
+from synthworth.study.planner_inputs import (ClassModel, PlanError, class_models, class_sources, pick_group,
+                                             read_study, seconds_per_image)
 
 CHUNKS = 2000
 METHOD = ("greedy allocation by marginal gain in class-averaged accuracy; class recall = the class's real "
@@ -268,7 +270,7 @@ def make_plan(results: str | Path, generator: str, *, images: int | None = None,
         if real_cost:
             row["real_to_label"] = real[m.index]
         if m.readable:
-            low, high = _interval(np.minimum(m.worth_reps, 1e18))
+            low, high = _interval(m.worth_reps)
             gained = model.rate[i] * spent[i]
             row.update(worth_ci_low=low, worth_ci_high=high, reading=m.reading,
                        recall_now=float(recall(m.params, model.x(np.zeros(1)))[0]),

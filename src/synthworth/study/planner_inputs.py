@@ -225,10 +225,15 @@ def class_models(study: StudyFolder, generator: str, group: Group, sources: list
                                         group.augment_factor))
         m.params = np.asarray(curve.params, float)
         m.boots = curve.boots[BOTH]
-        m.worth = (invert(curve.params, float(finite.mean())) - group.n_real) / group.n_synthetic
-        m.worth_reps = (n_eff_many(m.boots, draws[BOTH]) - group.n_real) / group.n_synthetic
+        # Never read beyond the measured sizes (as the rate tables): a group above the curve's
+        # largest size is worth at least that much, and the plan takes that lower bound.
+        top = float(curve.sizes[-1])
+        point = invert(curve.params, float(finite.mean()))
+        m.worth = (min(point, top) - group.n_real) / group.n_synthetic
+        m.worth_reps = (np.minimum(n_eff_many(m.boots, draws[BOTH]), top) - group.n_real) / group.n_synthetic
         m.readable = True
-        m.reading = _reading(table, c, generator, group)
+        m.reading = _reading(table, c, generator, group) + (
+            f"; above the measured sizes: worth taken as its lower bound (n_eff {top:.0f})" if point > top else "")
     return models, table
 
 
