@@ -40,6 +40,10 @@ The model (kept simple on purpose; every piece is read off the study's own numbe
   and 97.5 percentiles, and so are those of its gain over no synthetic images and over uniform
   generation of the same budget (paired, replicate by replicate).
 
+Measured (README, *From answer to plan*): on the digits a plan that left four classes without
+synthetic images lost to uniform generation, those classes outvoted in the training set. A
+class's recall also depends on its share of the training set, which the model ignores.
+
 What the intervals do not cover: the model itself (independent classes, constant worth, the power
 law beyond the measured sizes), the generator's retraining, and how well the study's test images
 stand for the task. ``synthworth plan-check`` measures a plan against uniform generation in a
