@@ -16,7 +16,17 @@ def test_example_spec_loads(path):
     spec, base = load_spec(path)
     assert base == path.parent.resolve()
     assert Path(spec.real).is_absolute() and spec.out and Path(spec.out).is_absolute()
-    assert {"real", "artificial", "mixed", "subset_real"} <= set(spec.compositions)
+    if path.name.startswith("digits-plan"):   # the plan example's pilot and check: real and mixed cells only
+        assert {"real", "mixed"} <= set(spec.compositions)
+    else:
+        assert {"real", "artificial", "mixed", "subset_real"} <= set(spec.compositions)
+
+
+def test_the_plan_check_example_draws_the_planned_images_as_generated():
+    spec, _ = load_spec(Path(__file__).parents[1] / "examples" / "digits-plan-check.yaml")
+    assert spec.synthetic["planned"].draw == "as_generated" and spec.synthetic["uniform"].draw == "balanced"
+    # the mixed cells at the largest size: 40 real + 120 synthetic, the real images the plan was made for
+    assert max(spec.sizes) * spec.ratio == 120
 
 
 def test_thesis_examples_follow_the_source_study():

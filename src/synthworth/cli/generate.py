@@ -17,6 +17,8 @@ from synthworth.cli.app import Choice, cli
 @click.option("--subjects-from", type=click.Path(), help="Text-to-image: the subjects are this prepared Dataset's classes.")
 @click.option("--count", type=int, help="Number of images (classes take turns).")
 @click.option("--per-class", type=int, help="Images per class (instead of --count).")
+@click.option("--plan", "plan_file", type=click.Path(), help="A plan of 'synthworth plan': its images per class "
+              "(instead of --count / --per-class).")
 @click.option("--classes", help="Comma-separated classes to generate (default: all).")
 @click.option("--out", required=True, type=click.Path(), help="Folder of the synthetic Dataset (resumed if it exists).")
 @click.option("--seed", type=int, help="Seed of image 0; image i has seed + i (default 0).")
@@ -47,7 +49,7 @@ from synthworth.cli.app import Choice, cli
               help="Start --out (and OUT-native) again; only a generation synthworth wrote is replaced.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
-def generate_cmd(from_run, pipeline, prior, theme, subjects_from, count, per_class, classes, out, seed,
+def generate_cmd(from_run, pipeline, prior, theme, subjects_from, count, per_class, plan_file, classes, out, seed,
                  batch_size, size, native_size, keep_native, test_fraction, sampler, steps, guidance, negative_prompt,
                  max_retries, dtype, variant, cpu, allow_pickle, name, shard, executor, workers, address, config_file,
                  overwrite, quiet, overrides):
@@ -56,6 +58,7 @@ def generate_cmd(from_run, pipeline, prior, theme, subjects_from, count, per_cla
     \b
     Examples:
       synthworth generate --from runs/digits-gan --per-class 100 --out synthetic/digits-gan
+      synthworth generate --from runs/digits-gan --plan plan.json --out synthetic/digits-gan-planned
       synthworth generate --pipeline sd21 --theme animals --count 1000 --out synthetic/animals-sd21
       synthworth generate --pipeline ./pipelines/sd21 --theme my-theme.yaml --count 200 --out synthetic/mine
       synthworth generate --pipeline sd21 --theme fruits --count 1000 --out synthetic/fruits-sd21 --shard 0/4
@@ -70,6 +73,10 @@ def generate_cmd(from_run, pipeline, prior, theme, subjects_from, count, per_cla
              "negative_prompt": negative_prompt, "max_retries": max_retries, "dtype": dtype,
              "variant": variant, "cpu": cpu, "allow_pickle": allow_pickle, "name": name,
              "classes": [c.strip() for c in classes.split(",") if c.strip()] if classes else None}
+    if plan_file is not None:
+        from synthworth.generate.planfile import read_plan
+
+        flags["class_counts"] = read_plan(plan_file)
     config = resolve_config(GenerateConfig, config_file=config_file, flags=flags, overrides=overrides)
     from synthworth.procs import check_workers
 

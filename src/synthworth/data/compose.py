@@ -71,6 +71,23 @@ def balanced_counts(count: int, have: Counts) -> Counts:
     return _fill(dict(have), count - total, None)
 
 
+def proportional_counts(count: int, have: Counts) -> Counts:
+    """``count`` images spread in the pool's own class proportions (``have``), not balanced: each
+    class gets the whole part of ``count * have[c] / total`` and the images left over go to the
+    largest remainders (ties to the lowest index; Hamilton's method). All of a pool when ``count``
+    is its size. For a synthetic Dataset generated unevenly on purpose (``synthworth plan``)."""
+    total = sum(have.values())
+    if count > total:
+        raise DataError(f"asked for {count} images but only {total} exist")
+    classes = sorted(have)
+    exact = np.array([count * have[c] / total if total else 0.0 for c in classes])
+    out = np.floor(exact).astype(np.int64)
+    order = sorted(range(len(classes)), key=lambda i: (-(exact[i] - out[i]), i))
+    for i in order[:count - int(out.sum())]:
+        out[i] += 1
+    return dict(zip(classes, out.tolist()))
+
+
 def _legacy_split(count: int, have: Counts) -> Counts:
     """Versions up to 0.x spread ``count`` in rounds (equal shares, leftovers to the lowest
     classes, a full class's surplus re-spread), which can leave classes two apart. Kept only to
@@ -214,13 +231,16 @@ def _rebalance(first: Counts, second: Counts, have_second: Counts, what: str, ds
         second[c] += 1
 
 
-def mix(first: Dataset, second: Dataset, *, size: int, ratio: float, seed: int = 0) -> Dataset:
+def mix(first: Dataset, second: Dataset, *, size: int, ratio: float, seed: int = 0,
+        second_as_is: bool = False) -> Dataset:
     """``size`` images: a share ``ratio`` drawn from ``second`` and the rest from ``first``,
     stratified jointly (module docstring): the whole holds the per-class counts of
     ``subset(first, count=size)``, the first part those of ``subset(first, count=size - m)`` (the
     very same images, seed ``seed``), the second part (seed ``seed + 1``) the difference. Where
     ``second`` lacks images of a class, the first part gives up images of other classes for
-    them. The source study's ``mixed`` is ratio 0.5."""
+    them. The source study's ``mixed`` is ratio 0.5. ``second_as_is``: the second part keeps
+    ``second``'s own class proportions (:func:`proportional_counts`) and the first part is the
+    balanced draw of its size alone, so the whole is not balanced."""
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"ratio must be within [0, 1], got {ratio}")
     # Round half up, not Python's half-to-even: for ratio 0.5 the first part is always
@@ -230,10 +250,13 @@ def mix(first: Dataset, second: Dataset, *, size: int, ratio: float, seed: int =
     if n_first > len(first):
         raise DataError(f"asked for {n_first} images but only {len(first)} exist")
     have1, have2 = class_sizes(first), class_sizes(second)
-    target = balanced_counts(size, have1)
     part1 = balanced_counts(n_first, have1)
-    part2 = {c: target[c] - part1[c] for c in target}
-    _rebalance(part1, part2, have2, f"mixing {size} images at ratio {ratio:g}", first)
+    if second_as_is:
+        part2 = proportional_counts(n_second, have2)
+    else:
+        target = balanced_counts(size, have1)
+        part2 = {c: target[c] - part1[c] for c in target}
+        _rebalance(part1, part2, have2, f"mixing {size} images at ratio {ratio:g}", first)
     parts = []
     if n_first:
         parts.append(subset(first, class_counts=part1, seed=seed))
@@ -242,19 +265,26 @@ def mix(first: Dataset, second: Dataset, *, size: int, ratio: float, seed: int =
     params = {"size": size, "ratio": ratio, "seed": seed}
     if not (_same(part1, _legacy_split(n_first, have1)) and _same(part2, _legacy_split(n_second, have2))):
         params["class_counts"] = [_as_list(part1), _as_list(part2)]
+    if second_as_is:   # only then: every other draw keeps its fingerprint
+        params["second"] = "as generated"
     return concat(parts, fingerprint=derive_fingerprint(
         "mix", params, [first.fingerprint, second.fingerprint]))
 
 
-def augment(first: Dataset, second: Dataset, *, count: int, extra: int, seed: int = 0) -> Dataset:
+def augment(first: Dataset, second: Dataset, *, count: int, extra: int, seed: int = 0,
+            second_as_is: bool = False) -> Dataset:
     """``subset(first, count=count, seed=seed)`` (the very same images) plus ``extra`` images of
     ``second`` (seed ``seed + 1``), spread so the whole holds the per-class counts of a draw of
-    ``count + extra`` from ``first`` (module docstring)."""
+    ``count + extra`` from ``first`` (module docstring); ``second_as_is``: spread in ``second``'s
+    own class proportions instead (:func:`proportional_counts`)."""
     have1, have2 = class_sizes(first), class_sizes(second)
     base = subset(first, count=count, seed=seed)
     part1 = balanced_counts(count, have1)
-    target = balanced_counts(count + extra, have1)
-    part2 = {c: target[c] - part1[c] for c in target}
+    if second_as_is:
+        part2 = proportional_counts(extra, have2)
+    else:
+        target = balanced_counts(count + extra, have1)
+        part2 = {c: target[c] - part1[c] for c in target}
     short = {c: (n, have2.get(c, 0)) for c, n in part2.items() if n > have2.get(c, 0)}
     if short:
         detail = ", ".join(f"{_class_name(first, c)}: needs {n}, has {h}" for c, (n, h) in short.items())
@@ -264,5 +294,7 @@ def augment(first: Dataset, second: Dataset, *, count: int, extra: int, seed: in
     params = {"real": count, "synthetic": extra, "seed": seed}
     if not (_same(part1, _legacy_split(count, have1)) and _same(part2, _legacy_split(extra, have2))):
         params["class_counts"] = [_as_list(part1), _as_list(part2)]
+    if second_as_is:
+        params["second"] = "as generated"
     return concat(parts, fingerprint=derive_fingerprint(
         "augment", params, [first.fingerprint, second.fingerprint]))

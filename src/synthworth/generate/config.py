@@ -19,6 +19,7 @@ class GenerateConfig(StrictModel):
     subjects_from: str | None = Field(None, description="Text-to-image: take the theme's subjects from this prepared Dataset's class names.")
     count: int | None = Field(None, ge=1, description="Number of images; the classes take turns, so the counts are balanced.")
     per_class: int | None = Field(None, ge=1, description="Images per class (instead of count).")
+    class_counts: dict[str, int] | None = Field(None, description="Images of each class by name, e.g. a 'synthworth plan' file's (instead of count / per_class); every class of the generator named once, 0 allowed.")
     classes: list[str] | None = Field(None, description="Only these classes, in this order (default: all of the generator's or theme's).")
     seed: int = Field(0, ge=0, description="Seed of image 0; image i has seed + i.")
     batch_size: int = Field(8, ge=1, description="Images per sampling call (kept in the plan: batching changes floating-point results).")
@@ -42,8 +43,15 @@ class GenerateConfig(StrictModel):
     def _check(self) -> GenerateConfig:
         if (self.from_run is None) == (self.pipeline is None):
             raise ValueError("give either --from (a trained generator) or --pipeline (text-to-image)")
-        if (self.count is None) == (self.per_class is None):
-            raise ValueError("give either --count or --per-class")
+        if sum(v is not None for v in (self.count, self.per_class, self.class_counts)) != 1:
+            raise ValueError("give one of --count, --per-class or --plan (class_counts)")
+        if self.class_counts is not None:
+            bad = {k: v for k, v in self.class_counts.items() if v < 0}
+            if bad or sum(self.class_counts.values()) < 1:
+                raise ValueError(f"class_counts must be whole numbers >= 0 adding up to at least 1, got "
+                                 f"{bad or self.class_counts}")
+            if self.classes is not None:
+                raise ValueError("class_counts (--plan) names the classes itself; drop --classes")
         if self.pipeline is not None and self.theme is None:
             raise ValueError("--pipeline needs --theme (animals, fruits or a theme YAML file)")
         if self.from_run is not None:

@@ -15,7 +15,7 @@ import numpy as np
 from synthworth.data.hf import UNLABELLED_FOLDER, class_folders
 from synthworth.errors import ConfigError, DataError
 from synthworth.generate.config import GenerateConfig
-from synthworth.generate.sources import _Pipeline
+from synthworth.generate.sources import _Pipeline, total_count
 
 PLAN_FILE = "generate.json"
 OLD_PNG_KEY = "synthbench"     # the same chunk, written before the rename
@@ -39,7 +39,8 @@ class _Layout:
     def of(cls, plan: dict[str, Any]) -> _Layout:
         order, names = plan["classes"], plan["class_names"]
         n, first = plan["count"], plan["seed"]
-        subjects = [order[i % len(order)] if order else None for i in range(n)]
+        subjects = ([order[i % len(order)] if order else None for i in range(n)] if plan.get("class_counts") is None
+                    else _turns(order, plan["class_counts"]))
         index = {name: i for i, name in enumerate(names)}
         labels = np.array([index[s] if s is not None else -1 for s in subjects], dtype=np.int64)
         seeds = first + np.arange(n, dtype=np.int64)
@@ -58,9 +59,28 @@ class _Layout:
                 for start in range(0, len(self.files), batch_size)]
 
 
+def _turns(order: list[str], counts: dict[str, int]) -> list[str]:
+    """Classes take turns, each until its count is made: round r holds, in ``order``, every class
+    with more than r images (so any prefix of the images is as even as the counts allow)."""
+    rounds = max(counts.values(), default=0)
+    return [c for r in range(rounds) for c in order if counts[c] > r]
+
+
+def _check_counts(counts: dict[str, int], order: list[str]) -> dict[str, int]:
+    """A plan's class counts in the generator's class order; a plan naming other classes is refused."""
+    missing = [c for c in order if c not in counts]
+    extra = sorted(c for c in counts if c not in order)
+    if missing or extra:
+        parts = ([f"lacks the generator's class(es) {missing}"] if missing else []) + \
+            ([f"names class(es) the generator does not have: {extra}"] if extra else [])
+        raise ConfigError(f"the plan's classes do not match the generator's ({'; '.join(parts)}): make the plan "
+                          f"from a study of this generator's images ('synthworth plan RESULTS --generator NAME')")
+    return {c: int(counts[c]) for c in order}
+
+
 def _plan(config: GenerateConfig, source) -> dict[str, Any]:
     order = source.order
-    count = config.count if config.count is not None else config.per_class * len(order)
+    count = total_count(config, order)
     if count > MAX_COUNT:
         raise ConfigError(f"{count} images is more than one generation folder holds (at most {MAX_COUNT}); "
                           "lower --count or --per-class")
@@ -77,6 +97,8 @@ def _plan(config: GenerateConfig, source) -> dict[str, Any]:
             # What the generator saw (recorded in the manifest); it follows from the weights, so it is
             # not compared on resume or merge (see same_plan): folders begun before it existed still finish.
             "provenance": source.provenance()}
+    if config.class_counts is not None:   # only then: plans without it stay as they were (resume, merge)
+        plan["class_counts"] = _check_counts(config.class_counts, order)
     plan = json.loads(json.dumps(plan))  # as it reads back from generate.json
     _check_test_split(plan)
     return plan
@@ -96,6 +118,11 @@ def _check_test_split(plan: dict[str, Any]) -> None:
     subject, n = min(bad.items(), key=lambda kv: kv[1])
     need = _smallest_split_count(fraction)
     what = f"class {subject!r}" if subject is not None else "the images"
+    if plan.get("class_counts") is not None:
+        raise ConfigError(f"--test-fraction {fraction} of the plan's {n} image(s) of {what} leaves "
+                          f"{round(fraction * n)} for testing and {n - round(fraction * n)} for training; each class "
+                          f"needs at least one of each ({need} images): generate the plan with --test-fraction 0 "
+                          "(a study then holds out its own share)")
     raise ConfigError(f"--test-fraction {fraction} of {n} image(s) of {what} leaves {round(fraction * n)} for "
                       f"testing and {n - round(fraction * n)} for training; each class needs at least one of each: "
                       f"generate at least {need} images per class (e.g. --per-class {need}), or change --test-fraction")
@@ -153,6 +180,11 @@ def _plan_problem(plan: Any) -> str | None:
             and whole(plan.get("size"), 1) and plan.get("channels") in (1, 3, 4)
             and plan["seed"] + plan["count"] <= MAX_SEED):
         return "count, seed, batch_size, size or channels out of range"
+    counts = plan.get("class_counts")
+    if counts is not None and not (isinstance(counts, dict) and list(counts) == classes
+                                   and all(whole(v, 0) for v in counts.values())
+                                   and sum(counts.values()) == plan.get("count")):
+        return "class_counts is not one whole count per class adding up to count"
     fraction = plan.get("test_fraction")
     if not (isinstance(fraction, (int, float)) and 0 <= fraction < 1 and isinstance(plan.get("keep_native"), bool)
             and isinstance(plan.get("name"), str) and isinstance(plan.get("generator"), dict)

@@ -35,9 +35,9 @@ class _Trained:
     def _order(self, config: GenerateConfig) -> list[str]:
         gen = self.generator
         if not gen.conditional:
-            if config.classes or config.per_class:
+            if config.classes or config.per_class or config.class_counts:
                 raise SynthworthError(f"{self.folder} is an unconditional {gen.kind} generator: it cannot "
-                                      "make chosen classes; use --count without --classes/--per-class")
+                                      "make chosen classes; use --count without --classes/--per-class/--plan")
             return []
         return _choose(config.classes, gen.class_names, "the generator's classes")
 
@@ -139,7 +139,7 @@ class _Replicated:
         self.name = config.name or path.resolve().name
         self.channels, self.native_size, self.order, self.options = (first.channels, first.native_size, first.order,
                                                                      first.options)
-        count = config.count if config.count is not None else config.per_class * len(self.order)
+        count = total_count(config, self.order)
         self.first_seed, self.round = config.seed, max(1, len(self.order))
         self.rounds = -(-count // self.round)
 
@@ -189,6 +189,15 @@ class _Replicated:
 
     def runtime(self) -> dict[str, Any]:
         return self.parts[0].runtime()
+
+
+def total_count(config: GenerateConfig, order: list[str]) -> int:
+    """The number of images ``config`` asks for (its count, per class x classes, or its class counts' sum)."""
+    if config.count is not None:
+        return config.count
+    if config.class_counts is not None:
+        return sum(config.class_counts.values())
+    return config.per_class * len(order)
 
 
 def json_key(value: Any) -> str:

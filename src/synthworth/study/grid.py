@@ -17,6 +17,10 @@ stratified jointly (see :mod:`synthworth.data.compose`), so a real-vs-synthetic 
 never also compares class balances. ``subset_real`` holds those of ``real`` at its own size
 (where S lacks images of a class, ``mix`` takes more real ones of it, and the mixture's real
 part is then no longer exactly ``subset_real``'s; ``artificial`` and ``augmented`` are refused).
+A synthetic Dataset whose spec entry says ``draw: as_generated`` is the exception: its part of
+every cell keeps the Dataset's own class proportions (a plan's uneven counts,
+:func:`synthworth.data.compose.proportional_counts`) and the real part is the balanced draw of
+its own size, so ``mixed`` of two such Datasets at one size and seed holds the same real images.
 
 ``real`` and ``subset_real`` hold no synthetic image: one cell each, not one per generator.
 Every other composition runs once per filter of the spec (``none``: the synthetic pool as it is;
@@ -45,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from synthworth.data.compose import augment, balanced_counts, class_sizes, mix, subset
+from synthworth.data.compose import augment, balanced_counts, class_sizes, mix, proportional_counts, subset
 from synthworth.data.dataset import Dataset
 from synthworth.engine.config import RESUMABLE_CHANGES
 from synthworth.errors import DataError, SynthworthError
@@ -188,13 +192,17 @@ def training_set(cell: Cell, inputs: StudyInputs, mixed_ratio: float) -> Dataset
     if cell.composition in ("real", "subset_real"):
         return subset(real, count=n_real, seed=s)
     synthetic = synthetic_pool(cell, inputs)
+    # as_generated (the spec's draw): the synthetic part keeps the Dataset's own class proportions
+    as_is = inputs.synthetic[cell.generator].draw == "as_generated"
     if cell.composition == "artificial":
         # The classes of a real draw of this size, not of a draw from S (S may be unbalanced).
-        return subset(synthetic, class_counts=balanced_counts(n_synth, class_sizes(real)), seed=s)
+        want = proportional_counts(n_synth, class_sizes(synthetic)) if as_is else \
+            balanced_counts(n_synth, class_sizes(real))
+        return subset(synthetic, class_counts=want, seed=s)
     if cell.composition in ("mixed", "ratio_sweep"):
-        return mix(real, synthetic, size=cell.size, ratio=cell.ratio, seed=s)
+        return mix(real, synthetic, size=cell.size, ratio=cell.ratio, seed=s, second_as_is=as_is)
     if cell.composition == "augmented":
-        return augment(real, synthetic, count=n_real, extra=n_synth, seed=s)
+        return augment(real, synthetic, count=n_real, extra=n_synth, seed=s, second_as_is=as_is)
     raise DataError(f"unknown composition {cell.composition!r}")
 
 

@@ -45,6 +45,7 @@ class SyntheticInput:
     # Generated from a folder of replicates: the replicate that made each image of ``pool`` (view
     # order), from the Dataset's per-image records; None otherwise.
     pool_replicate: np.ndarray | None = None
+    draw: str = "balanced"      # the spec's draw: balanced, or as_generated (the pool's own class proportions)
     by_replicate: dict[tuple, Dataset] = field(default_factory=dict)  # (filter, replicate, pool fp) -> its share
 
     @property
@@ -229,7 +230,8 @@ def _synthetic(name: str, spec: SyntheticSpec, real: Dataset, holdout: float, no
                 else f"a {holdout:g} share of its images")
     return SyntheticInput(name=name, path=spec.path, fingerprint=ds.fingerprint, pool=pool, test=test,
                           resized_from=resized_from, held_out=held_out, provenance=prov,
-                          pool_replicate=_pool_replicate(ds, mapped_rows, resized_from is not None, pool, prov))
+                          pool_replicate=_pool_replicate(ds, mapped_rows, resized_from is not None, pool, prov),
+                          draw=spec.draw)
 
 
 def _pool_replicate(ds: Dataset, mapped_rows: np.ndarray, resized: bool, pool: Dataset,

@@ -75,6 +75,7 @@ class SyntheticSpec(StrictModel):
     path: str = Field(description="Folder of the synthetic Dataset.")
     class_map: dict[str, str | None] = Field({}, description="Synthetic class name -> real class name (null drops the class).")
     test_split: str = Field("test", description="Split held out for testing; without it, a share of the images is held out.")
+    draw: Literal["balanced", "as_generated"] = Field("balanced", description="How cells draw this Dataset's images: balanced (every composition holds real's per-class counts) or as_generated (the synthetic part keeps the Dataset's own class proportions, e.g. a 'synthworth plan'; the real part stays balanced; its synthetic test set may then lack a class it holds too few images of).")
 
 
 class StudyMetricsSpec(MetricsConfig):
