@@ -155,8 +155,8 @@ def _faces_lane(kinds: tuple[str, ...], out: Path, faces: Path, features: Path, 
     for kind in kinds:
         t0 = time.perf_counter()
         preset, overrides = getattr(plan, kind)
-        if kind == "vae":
-            extra = ()  # an autoencoder: no grids of samples, no quality to track
+        if kind == "vae":  # an autoencoder: its held-out reconstructions measured on the same features
+            extra = (f"eval.features={features}",)
         else:
             extra = plan.common + (f"eval.features={features}",)
         if kind == "ldm":

@@ -376,6 +376,10 @@ def compare_generators(runs: dict[str, Path], real: Path, out: Path, *, referenc
                            if gen.conditional else None),
                 "quality": quality, "plateau": _plateau_of(runs[name], "fid"),
                 "exposure": exposure(np.concatenate(shades), low, high), "cost": cost}
+            if gen.kind == "ldm":  # why its samples may be blobs (metrics.ldm_diagnosis)
+                from synthworth.metrics.ldm_diagnosis import diagnose
+
+                models[name]["autoencoder"] = diagnose(runs[name], quality["fid"]["mean"], extractor.label)
         say("real-vs-real floor")
         floor = floor_draws(extractor, train, reference_features, draws=draws, samples=samples, seed=seed,
                             options=options, batch_size=config.batch_size)
@@ -444,4 +448,7 @@ def format_findings(findings: dict[str, Any]) -> str:
     """A terminal table of the findings, then their sentences."""
     from synthworth.metrics.findings_text import format_table
 
-    return format_table(findings)
+    lines = [f"{name}: " + "; ".join(m["autoencoder"].get("statements") or [])
+             for name, m in (findings.get("models") or {}).items()
+             if isinstance(m, dict) and isinstance(m.get("autoencoder"), dict)]
+    return format_table(findings) + "".join(f"\n{line}" for line in lines)
