@@ -129,6 +129,10 @@ def test_the_diagnosis_reads_both_runs(world):
     label = rec["features_label"]
     assert "unet" in diagnose(root / "ldm", 100 * rec["recon_fid"] + 1, label)["causes"]
     assert "autoencoder" in diagnose(root / "ldm", rec["recon_fid"], label)["causes"]
+    # samples 'closer' than the decoder's own reconstructions: the features cannot be trusted, no cause named
+    fooled = diagnose(root / "ldm", rec["recon_fid"] / 3, label)
+    assert not {"unet", "autoencoder"} & set(fooled["causes"])
+    assert any("the FID cannot tell here" in s for s in fooled["statements"])
     # on other features the two FIDs are not held against each other
     assert not {"unet", "autoencoder"} & set(diagnose(root / "ldm", 1e6, "other features")["causes"])
     assert diagnose(root / "vae") is None

@@ -18,9 +18,9 @@ from typing import Any
 from synthworth.metrics.ldm_diagnosis import diagnose
 from synthworth.metrics.reconstruction import GRID_PREFIX
 from synthworth.report.load import inside
-from synthworth.report.numbers import esc, num
+from synthworth.report.numbers import esc, fmt, num
 
-CAUSES = {"autoencoder": "the autoencoder loses the images", "unet": "the UNet has not learnt",
+CAUSES = {"autoencoder": "by FID, the autoencoder limits the samples", "unet": "by FID, the UNet has not learnt",
           "scale": "unscaled latents", "ema": "an EMA too slow for the run"}
 
 
@@ -48,8 +48,9 @@ def section(page) -> str:
     return ("<h2>The latent models' autoencoders</h2><p class='note'>A latent diffusion model draws what its autoencoder "
             "decodes. Held-out images above their reconstructions, beside the model's last samples, tell apart an "
             "autoencoder that loses the images (its reconstructions are blurred too) from a UNet that has not learnt "
-            "(the reconstructions are sharp, the samples are not). The FIDs below are on the same features as the "
-            "findings where the page says so.</p>" + "".join(blocks))
+            "(the reconstructions are sharp, the samples are not). The two FIDs are held against each other only on the "
+            "same features, and only as well as those features see the images: weak features can score blobs "
+            "close to faces, so the grids have the last word.</p>" + "".join(blocks))
 
 
 def _vae_file(vae_run: Path, path: Path) -> Path | None:
@@ -93,14 +94,18 @@ def _block(page, name: str, d: dict[str, Any]) -> str:
 
 def _numbers(d: dict[str, Any]) -> str:
     rec, scale, ema = _d(d.get("reconstruction")), _d(d.get("scale")), _d(d.get("ema"))
-    per = rec.get("latent_std_per_channel") or scale.get("latent_std_per_channel")
+    def spread(found: dict) -> str:
+        per = found.get("latent_std_per_channel")
+        return f"{num(found.get('latent_std'))} ({', '.join(num(v) for v in per) if isinstance(per, list) else '—'})"
+
     rows = [("reconstruction PSNR (dB, held-out)", num(rec.get("psnr"))),
             ("reconstruction FID (all held-out images)", num(rec.get("recon_fid"))),
-            (f"reconstruction FID, {num(rec.get('n_half'), 'count')} per side / real floor",
+            (f"reconstruction FID, {fmt(rec.get('n_half'), 'count')} per side / real floor",
              f"{num(rec.get('recon_fid_half'))} / {num(rec.get('fid_real_floor'))}"),
             ("samples' FID", f"{num(d.get('sample_fid'))} ({esc(d.get('sample_fid_from') or 'not measured')})"),
-            ("latent std (per channel)", f"{num(scale.get('latent_std', rec.get('latent_std')))} "
-             f"({', '.join(num(v) for v in per) if isinstance(per, list) else '—'})"),
+            ("latent std (per channel) of the held-out images (posterior means)", spread(rec)),
+            (f"latent std (per channel) of {fmt(scale.get('images'), 'count')} training images, as the UNet's "
+             "training draws them (posterior samples)", spread(scale)),
             ("scale factor (how)", f"{num(scale.get('factor'))} ({esc(scale.get('how') or '—')})"),
             ("std of the latents the UNet saw", num(scale.get("scaled_std"))),
             ("EMA decay at the last step / steps averaged / steps trained",
