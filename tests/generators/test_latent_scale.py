@@ -72,3 +72,15 @@ def test_a_given_factor_is_kept_and_recorded_as_given(tmp_path, capsys):
     assert record["measured_factor"] == pytest.approx(measured.latent_scale)
     assert record["scaled_std"] == pytest.approx(4.0)
     assert "far from 1" in capsys.readouterr().err
+
+
+def test_latents_that_do_not_vary_are_refused_unless_a_factor_is_given(tmp_path):
+    from synthworth.errors import SynthworthError
+
+    data = images(16)
+    tiny_vae(tmp_path / "flat", k=0.0)  # every posterior mean 0, posterior std clamped to 3e-7: no spread
+    with pytest.raises(SynthworthError, match="do not vary.*give scale_factor=VALUE"):
+        LatentDiffusionTask(LDMConfig(vae=str(tmp_path / "flat"))).prepare_inputs(data, torch.device("cpu"))
+    task = LatentDiffusionTask(LDMConfig(vae=str(tmp_path / "flat"), scale_factor=0.2))
+    task.prepare_inputs(data, torch.device("cpu"))  # the advice works
+    assert task.latent_scale == 0.2 and task.scale_record["measured_factor"] is None

@@ -18,6 +18,9 @@ from synthworth.generators.diffusion.autoencoder import load_vae
 from synthworth.generators.diffusion.ddpm import DiffusionConfig, DiffusionGenerator, DiffusionTask
 
 
+MIN_STD = 1e-6  # latents spread less than this do not vary: no factor is measured from them
+
+
 # ------------------------------------------------------------------------------ config
 class LDMConfig(DiffusionConfig):
     """A latent diffusion training run (preset group ``ldm``): the UNet works on VAE latents."""
@@ -41,7 +44,9 @@ def describe_scale(record: dict[str, Any]) -> str:
     spread = (f"the latents of {record.get('images')} training images have std {record.get('latent_std', 0):.4g} "
               f"(per channel {per}), so the UNet sees std {record.get('scaled_std', 0):.3g}")
     if record.get("how") == "given":
-        return f"given as scale_factor; 1/std would be {record.get('measured_factor', 0):.4g}; {spread}"
+        measured = record.get("measured_factor")
+        return (f"given as scale_factor; 1/std would be {measured:.4g}; {spread}" if measured else
+                f"given as scale_factor; the latents do not vary; {spread}")
     return f"measured: 1/std; {spread}"
 
 
@@ -102,16 +107,21 @@ class LatentDiffusionTask(DiffusionTask):
         self.vae = load_vae(self.config.vae).to(device).eval().requires_grad_(False)
         measured = self.measure_scale(dataset, device)
         given = self.config.scale_factor
+        if given is None and measured["measured_factor"] is None:
+            raise SynthworthError(f"the VAE's latents of {measured['images']} training images do not vary "
+                                  f"(std {measured['latent_std']:.3g}): no scale factor can be measured; train the VAE "
+                                  "again, or give scale_factor=VALUE")
         self.latent_scale = given if given is not None else measured["measured_factor"]
         # Recorded with the model (synthworth.json) and in the run's metrics.jsonl: how the factor
         # came about, and what it does to the training latents' spread (about 1 when measured).
         self.scale_record = {"how": "given" if given is not None else "measured", "factor": self.latent_scale,
                              **measured, "scaled_std": measured["latent_std"] * self.latent_scale}
-        if not 0.5 <= self.scale_record["scaled_std"] <= 2:
+        if not 0.5 <= self.scale_record["scaled_std"] <= 2:  # only a given factor can land here
+            measured_text = (f"the measured factor is {measured['measured_factor']:.4g} (leave scale_factor out to use "
+                             "it)" if measured["measured_factor"] else "the latents do not vary at all")
             print(f"synthworth: warning: scale_factor={given:g} gives the training latents a standard deviation of "
-                  f"{self.scale_record['scaled_std']:.3g}, far from 1 (the noise schedule assumes about 1); the "
-                  f"measured factor is {measured['measured_factor']:.4g} (leave scale_factor out to use it)",
-                  file=sys.stderr, flush=True)
+                  f"{self.scale_record['scaled_std']:.3g}, far from 1 (the noise schedule assumes about 1); "
+                  f"{measured_text}", file=sys.stderr, flush=True)
 
     def step(self, batch, ctx: StepContext) -> dict[str, float]:
         if not self.scale_logged:
@@ -148,12 +158,9 @@ class LatentDiffusionTask(DiffusionTask):
             chunks.append(self.vae.encode(x.to(self.vae.dtype)).latent_dist.sample(noise).float().cpu())
         z = torch.cat(chunks).double()
         std = z.std(correction=0).item()
-        if not std > 0:
-            raise SynthworthError(f"the VAE's latents of {n} training images do not vary (std {std}); the VAE "
-                                  "is broken: train it again, or give scale_factor=VALUE")
         return {"images": n, "latent_std": std, "latent_mean": z.mean().item(),
                 "latent_std_per_channel": z.transpose(0, 1).reshape(z.shape[1], -1).std(dim=1, correction=0).tolist(),
-                "measured_factor": 1.0 / std}
+                "measured_factor": 1.0 / std if std > MIN_STD else None}
 
     @torch.no_grad()
     def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
