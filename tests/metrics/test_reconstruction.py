@@ -176,3 +176,27 @@ def test_the_compare_page_shows_the_reconstructions_beside_the_samples(world, tm
 
     assert "The latent models' autoencoders" in text and num(rec["psnr"]) in text
     assert num(rec["recon_fid"]) in text
+
+
+def test_a_resumed_latent_model_keeps_its_scale_record_and_logs_it_once(world, tmp_path, monkeypatch):
+    from synthworth.generators.diffusion import LatentDiffusionTask
+
+    root, faces = world
+    args = [f"vae={root / 'vae'}", "train.checkpoint_every=2"]
+    real = LatentDiffusionTask.step
+
+    def dying(self, batch, ctx):
+        if ctx.global_step == 3:
+            raise KeyboardInterrupt
+        return real(self, batch, ctx)
+
+    monkeypatch.setattr(LatentDiffusionTask, "step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train("ldm", faces.path, tmp_path / "ldm", preset="tiny", overrides=args)
+    monkeypatch.setattr(LatentDiffusionTask, "step", real)
+    train("ldm", faces.path, tmp_path / "ldm", resume=True)
+    rows = [r for r in RunFolder(tmp_path / "ldm").read_metrics() if r.get("kind") == "latent_scale"]
+    meta = json.loads((tmp_path / "ldm" / "model" / "synthworth.json").read_text())
+    assert len(rows) == 1 and meta["latent_scale_record"] == {k: v for k, v in rows[0].items()
+                                                               if k not in ("step", "epoch", "kind")}
+    assert meta["latent_scale"] == rows[0]["factor"]

@@ -139,7 +139,9 @@ class LatentDiffusionTask(DiffusionTask):
 
     def load_extra_state(self, state: Any) -> None:
         super().load_extra_state(state)
-        self.scale_record = state.get("scale_record") or self.scale_record
+        # A checkpoint of an earlier synthworth keeps only its factor (measured then on posterior means).
+        self.scale_record = state.get("scale_record") or {"how": "measured by an earlier synthworth",
+                                                          "factor": self.latent_scale}
         self.scale_logged = bool(state.get("scale_logged", self.scale_logged))
 
     @torch.no_grad()
