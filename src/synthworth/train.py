@@ -16,6 +16,7 @@ import yaml
 
 from synthworth.config import read_yaml, resolve_config
 from synthworth.data.dataset import Dataset
+from synthworth.engine.config import EvalConfig
 from synthworth.engine.loop import fit
 from synthworth.engine.replicates import ReplicatesFolder
 from synthworth.engine.run import RunFolder
@@ -102,7 +103,7 @@ def resolve_train_config(kind: str, out: str | Path, *, preset: str | None = Non
     config = resolve_config(entry.config(), preset=(kind, preset) if preset else None, base=base,
                             config_file=config_file, overrides=overrides)
     evaluation = getattr(config, "eval", None)
-    if evaluation is not None and evaluation.every:  # a mistyped name fails now, not when training starts
+    if isinstance(evaluation, EvalConfig) and evaluation.every:  # a mistyped name fails now, not when training starts
         from synthworth.metrics.features import check_features
 
         check_features(evaluation.features, "eval.features")
@@ -128,10 +129,12 @@ def train(kind: str, data: str | Path, out: str | Path, *, preset: str | None = 
         from synthworth.classifiers.task import stretch_to_min_steps
 
         config = stretch_to_min_steps(config, len(dataset.split(config.train.split)))
-    from synthworth.metrics.tracking import training_hooks  # quality tracking (eval.every), wired in here
+    # Quality tracking (a generator's eval.every) and an autoencoder's reconstruction quality, wired in here.
+    from synthworth.metrics.reconstruction import reconstruction_hooks
+    from synthworth.metrics.tracking import training_hooks
 
     return fit(MODELS[kind].task()(config), dataset, out, config.train, resume=resume,
-               hooks=training_hooks(config))
+               hooks=training_hooks(config) + reconstruction_hooks(config))
 
 
 def replicate_seeds(base: int, replicates: int | None, seeds: list[int] | None) -> list[int]:

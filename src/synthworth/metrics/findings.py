@@ -351,6 +351,11 @@ def compare_generators(runs: dict[str, Path], real: Path, out: Path, *, referenc
             say(f"{name}: {len(pairs)} run(s), {draws} draws of {samples} samples each")
             models[name] = measure_model(runs[name], pairs, draw, low, high,
                                          (shade[train_split], shade[reference_split], seed))
+            if pairs[0][1].kind == "ldm":  # why its samples may be blobs (metrics.ldm_diagnosis); its first run
+                from synthworth.metrics.ldm_diagnosis import diagnose
+
+                models[name]["autoencoder"] = diagnose(pairs[0][0].path, models[name]["quality"]["fid"]["mean"],
+                                                       extractor.label)
         say("real-vs-real floor")
         floor = floor_draws(extractor, train, reference_features, draws=draws, samples=samples, seed=seed,
                             options=options, batch_size=config.batch_size)
@@ -420,4 +425,7 @@ def format_findings(findings: dict[str, Any]) -> str:
     """A terminal table of the findings, then their sentences."""
     from synthworth.metrics.findings_text import format_table
 
-    return format_table(findings)
+    lines = [f"{name}: " + "; ".join(m["autoencoder"].get("statements") or [])
+             for name, m in (findings.get("models") or {}).items()
+             if isinstance(m, dict) and isinstance(m.get("autoencoder"), dict)]
+    return format_table(findings) + "".join(f"\n{line}" for line in lines)

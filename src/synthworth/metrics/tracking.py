@@ -195,7 +195,7 @@ def training_hooks(config: Any) -> list[TrainingHook]:
     """The hooks a training with the model config ``config`` gets: quality tracking when its
     ``eval`` group asks for evaluation during training (generators' ``eval.every``), else none."""
     evaluation = getattr(config, "eval", None)
-    if evaluation is None or not evaluation.every:
+    if not isinstance(evaluation, EvalConfig) or not evaluation.every:  # an autoencoder's: metrics.reconstruction
         return []
     return [QualityHook(evaluation)]
 

@@ -27,7 +27,7 @@ import pandas as pd
 from synthworth.generators.base import model_config_file
 from synthworth.data import provenance as prov
 from synthworth.generators.provenance import of_run
-from synthworth.report import compare_figures, compare_findings
+from synthworth.report import compare_autoencoder, compare_figures, compare_findings
 from synthworth.report.load import Results
 from synthworth.report.numbers import esc, fmt, num
 from synthworth.engine.run import parse_rows
@@ -132,7 +132,8 @@ class Compare(Report):
 
     # ---------------------------------------------------------------- sections
     def render(self) -> str:
-        sections = [self.header(), compare_findings.section(self.findings), self.grids(), self.curves(),
+        sections = [self.header(), compare_findings.section(self.findings), self.grids(),
+                    compare_autoencoder.section(self), self.curves(),
                     self.losses(), self.left_out(), self.provenance()]
         return "\n".join(s for s in sections if s)
 

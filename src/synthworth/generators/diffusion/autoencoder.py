@@ -65,6 +65,20 @@ class VAEModelConfig(StrictModel):
     norm_num_groups: int = Field(8, ge=1, description="GroupNorm groups; must divide every channel count.")
 
 
+class AutoencoderEvalConfig(StrictModel):
+    """Reconstruction quality measured while the autoencoder trains, on held-out images."""
+
+    enabled: bool = Field(True, description="Measure PSNR, reconstruction FID and the latents' spread after the last epoch (and every `every` epochs).")
+    every: int = Field(0, ge=0, description="Also after every N epochs (0: after the last epoch only).")
+    real_split: str | None = Field(None, description="Held-out split to reconstruct (default: test, else valid, else the training images with a warning).")
+    max_images: int = Field(1000, ge=12, description="At most this many held-out images (a seeded draw).")
+    features: str = Field("auto", description="Features of the reconstruction FID, as for 'synthworth metrics' (auto, inception, dinov2, domain, a saved classifier folder), or none (PSNR and latents only).")
+    inception_weights: str | None = Field(None, description="Local Inception-v3 FID weights file (as for 'synthworth metrics').")
+    dinov2_weights: str | None = Field(None, description="DINOv2 model: a hub id or a local folder (as for 'synthworth metrics').")
+    batch_size: int = Field(64, ge=1, description="Images per encoding batch.")
+    grid_count: int = Field(8, ge=1, le=64, description="Held-out images shown above their reconstructions in the saved grid.")
+
+
 class VAEConfig(StrictModel):
     """Training an autoencoder for latent diffusion (preset group ``vae``)."""
 
@@ -73,6 +87,7 @@ class VAEConfig(StrictModel):
     optim: DiffusionOptimConfig = Field(default_factory=lambda: DiffusionOptimConfig(lr=1e-3), description="The optimizer.")
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=20, batch_size=64), description="The training loop.")
     preview_count: int = Field(8, ge=1, le=64, description="Training images shown with their reconstructions after each epoch.")
+    eval: AutoencoderEvalConfig = Field(default_factory=AutoencoderEvalConfig, description="Reconstruction quality on held-out images.")
 
 
 class _AutoencoderWithKL(torch.nn.Module):
@@ -161,6 +176,25 @@ class VAETask(Task):
                     title="VAE reconstruction loss per iteration", ylabel="pixel MSE", smooth=25)
         plot_curves(rows, ["mse"], ctx.run.plots / "loss_per_epoch.png",
                     title="VAE mean reconstruction loss per epoch", ylabel="pixel MSE", per_epoch=True)
+
+    @torch.no_grad()
+    def reconstruct(self, accelerator, images: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """``images`` (n, H, W, C) uint8 through the current autoencoder: their reconstructions
+        (uint8, decoded from the posterior mean) and those latents, (n, C_latent, h, w) float32."""
+        vae = accelerator.unwrap_model(self.modules["vae"]).vae
+        was_training = vae.training
+        vae.eval()
+        out, latents = [], []
+        try:
+            for start in range(0, len(images), batch_size):
+                x = torch.from_numpy(images[start:start + batch_size]).permute(0, 3, 1, 2)
+                x = x.float().to(accelerator.device) / 127.5 - 1
+                z = vae.encode(x).latent_dist.mode()
+                out.append(to_uint8(vae.decode(z).sample))
+                latents.append(z.float().cpu().numpy())
+        finally:
+            vae.train(was_training)
+        return np.concatenate(out), np.concatenate(latents)
 
     def export(self, folder: Path, accelerator) -> None:
         vae = accelerator.unwrap_model(self.modules["vae"]).vae

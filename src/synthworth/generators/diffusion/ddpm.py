@@ -57,7 +57,8 @@ class DiffusionGenerator(Generator):
 
     def __init__(self, unet, scheduler_config: dict[str, Any], class_names: list[str],
                  sampling: SamplingConfig, channels: int, resolution: int, vae=None,
-                 latent_scale: float = 1.0, autoencoder: dict[str, Any] | None = None):
+                 latent_scale: float = 1.0, autoencoder: dict[str, Any] | None = None,
+                 scale_record: dict[str, Any] | None = None):
         self.unet, self.scheduler_config = unet, dict(scheduler_config)
         self.class_names = list(class_names)
         self.sampling = sampling
@@ -65,6 +66,8 @@ class DiffusionGenerator(Generator):
         self.vae, self.latent_scale = vae, latent_scale
         # A latent model's autoencoder's provenance (generators.provenance.autoencoder), kept in the model.
         self.autoencoder = autoencoder
+        # A latent model's scale factor: given or measured, and the latents' spread (latent.describe_scale).
+        self.scale_record = scale_record
         self.device = next(unet.parameters()).device
         self.last_sampling: dict[str, Any] = {}
 
@@ -135,7 +138,8 @@ class DiffusionGenerator(Generator):
         return {"kind": self.kind, "resolution": self.resolution, "channels": self.channels,
                 "class_names": self.class_names, "sampling": self.sampling.model_dump(mode="json"),
                 "latent_scale": self.latent_scale,
-                **({"autoencoder": self.autoencoder} if self.autoencoder is not None else {})}
+                **({"autoencoder": self.autoencoder} if self.autoencoder is not None else {}),
+                **({"latent_scale_record": self.scale_record} if self.scale_record is not None else {})}
 
     def save(self, folder: str | Path) -> None:
         from diffusers import DDPMPipeline, DDPMScheduler
@@ -162,7 +166,8 @@ class DiffusionGenerator(Generator):
         vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", use_safetensors=True) if cls.kind == "ldm" else None
         gen = cls(unet, dict(scheduler.config), meta["class_names"], SamplingConfig(**meta["sampling"]),
                   meta["channels"], meta["resolution"], vae=vae, latent_scale=meta["latent_scale"],
-                  autoencoder=meta.get("autoencoder") if isinstance(meta.get("autoencoder"), dict) else None)
+                  autoencoder=meta.get("autoencoder") if isinstance(meta.get("autoencoder"), dict) else None,
+                  scale_record=meta.get("latent_scale_record") if isinstance(meta.get("latent_scale_record"), dict) else None)
         unet.eval()
         return gen
 
@@ -181,6 +186,7 @@ class DiffusionTask(Task):
         self.vae = None
         self.latent_scale = 1.0
         self.autoencoder = None
+        self.scale_record = None
         self.class_names: list[str] = []
         self._ema_device = None
 
@@ -262,7 +268,8 @@ class DiffusionTask(Task):
         unet = accelerator.unwrap_model(self.modules["unet"])
         return self.generator_class(unet, dict(self.noise.config), self.class_names, self.config.sampling,
                                     self.channels, self.resolution, vae=self.vae,
-                                    latent_scale=self.latent_scale, autoencoder=self.autoencoder)
+                                    latent_scale=self.latent_scale, autoencoder=self.autoencoder,
+                                    scale_record=self.scale_record)
 
     def _with_ema(self, accelerator, action):
         unet = accelerator.unwrap_model(self.modules["unet"])
