@@ -56,6 +56,23 @@ def _train(kind: str, data: Path, run: Path, preset: str, overrides: tuple[str, 
     return run
 
 
+def _train_replicates(kind: str, data: Path, out: Path, preset: str, overrides: tuple[str, ...],
+                      seeds: tuple[int, ...], progress: bool) -> Path:
+    """One replicate of the recipe per seed into the replicates folder ``out``, continuing what an
+    earlier demo run left (a finished replicate is kept, an interrupted one resumed)."""
+    from synthworth.config import last_wins
+    from synthworth.engine.replicates import ReplicatesFolder, is_replicates
+    from synthworth.train import train_replicates
+
+    if is_replicates(out) and {r.seed for r in ReplicatesFolder(out).replicates()} >= set(seeds) and all(
+            (r.path / "model").is_dir() for r in ReplicatesFolder(out).replicates() if r.seed in seeds):
+        return out  # finished by an earlier demo run
+    extra = () if progress else ("train.progress=false",)
+    train_replicates(kind, data, out, seeds=list(seeds), preset=preset, overrides=last_wins([*overrides, *extra]),
+                     resume=True)
+    return out
+
+
 def _in_lanes(jobs: list[tuple]) -> dict[str, float]:
     """Each job ``(fn, *args)`` in its own single-threaded process; their merged results."""
     from synthworth.procs import WorkerProcess

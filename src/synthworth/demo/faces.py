@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from synthworth.demo.common import _in_lanes, _Narrator, _train
+from synthworth.demo.common import _in_lanes, _Narrator, _train, _train_replicates
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class FacesPlan:
     features_overrides: tuple[str, ...] = ()
     draws: int = 5
     samples: int = 70
+    seeds: tuple[int, ...] = (0, 1, 2)       # one replicate of each generator per seed (the autoencoder: one, shared)
 
 
 FACES_FULL = FacesPlan(
@@ -57,7 +58,7 @@ FACES_QUICK = FacesPlan(
     ddpm=("tiny", ("preview_count=1", "sampling.steps=3")),
     vae=("tiny", ("train.epochs=2",)),
     ldm=("tiny", ("preview_count=1", "sampling.steps=3")),
-    features_preset="tiny", draws=2, samples=16)
+    features_preset="tiny", draws=2, samples=16, seeds=(0, 1))
 
 FEATURES_CAVEAT = (
     "Every quality number here is measured on offline features: the penultimate layer of a small classifier "
@@ -90,10 +91,12 @@ def _faces(out: Path, quick: bool, stages: dict[str, float], say: _Narrator, wor
         features = _face_features(faces, others, out / "runs" / "features", plan)
     started = time.perf_counter()
     lanes = [("ddpm",), ("dcgan", "vae", "ldm")]
+    seeds = ", ".join(map(str, plan.seeds))
     if workers > 1:
-        say(f"\n[{time.perf_counter() - say.started:6.0f} s] side by side, one thread each: the pixel DDPM | "
-            "the DCGAN, then the autoencoder and the latent diffusion UNet, each evaluated every "
-            f"{_option(plan.common, 'eval.every')} epochs ...")
+        say(f"\n[{time.perf_counter() - say.started:6.0f} s] side by side, one thread each, {len(plan.seeds)} "
+            f"replicates (seeds {seeds}) of each generator: the pixel DDPM's | the DCGAN's, then the autoencoder "
+            f"(one, shared) and the latent diffusion UNet's, each evaluated every {_option(plan.common, 'eval.every')} "
+            "epochs ...")
         times = _in_lanes([(_faces_lane, kinds, out, faces.path, features, plan) for kinds in lanes])
         say(f"  done in {time.perf_counter() - started:.1f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + ")")
     else:
@@ -102,8 +105,9 @@ def _faces(out: Path, quick: bool, stages: dict[str, float], say: _Narrator, wor
             times.update(_faces_lane(kinds, out, faces.path, features, plan, say.progress))
     stages.update(times)
     runs = {FACES_MODELS[k]: out / "runs" / k for k in ("dcgan", "ddpm", "ldm")}
-    with say.stage(f"the findings: {plan.draws} draws of {plan.samples} samples per model against the "
-                   "held-out faces, plateau, exposure, cost", stages, "findings"):
+    with say.stage(f"the findings: {plan.draws} draws of {plan.samples} samples per replicate against the "
+                   "held-out faces, intervals and tests over replicates, plateau, exposure, cost, the autoencoder",
+                   stages, "findings"):
         import torch
 
         torch.set_num_threads(workers)  # the lanes are done: this one process has the machine's cores
@@ -150,7 +154,11 @@ def _face_features(faces, others, run: Path, plan: FacesPlan) -> Path:
 
 def _faces_lane(kinds: tuple[str, ...], out: Path, faces: Path, features: Path, plan: FacesPlan,
                 progress: bool = False) -> dict[str, float]:
-    """Train ``kinds`` one after another (in this process); returns each one's seconds."""
+    """Train ``kinds`` one after another (in this process); returns each one's seconds. Each
+    generator trains one replicate per seed of the plan into its replicates folder
+    (:func:`synthworth.train.train_replicates`); the autoencoder is trained once and every latent
+    replicate uses it (a recipe's replicates differ only in their seed), so the latent model's
+    interval over runs covers its UNet's seed, not the autoencoder's."""
     import torch
 
     torch.set_num_threads(1)
@@ -165,6 +173,10 @@ def _faces_lane(kinds: tuple[str, ...], out: Path, faces: Path, features: Path, 
         if kind == "ldm":
             extra += (f"vae={out / 'runs' / 'vae'}",)
         # The model's own overrides come after the common ones: they win (the latent UNet's batch size)
-        _train(kind, faces, out / "runs" / kind, preset, extra + tuple(overrides), progress)
+        if kind == "vae":
+            _train(kind, faces, out / "runs" / kind, preset, extra + tuple(overrides), progress)
+        else:
+            _train_replicates(kind, faces, out / "runs" / kind, preset, extra + tuple(overrides), plan.seeds,
+                              progress)
         times[f"train {kind}"] = time.perf_counter() - t0
     return times
