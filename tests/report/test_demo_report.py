@@ -188,23 +188,40 @@ def test_quick_faces_demo_measures_all_three_models(tmp_path):
     with working_folder(tmp_path):  # as a newcomer types it: the default, relative output folder
         assert main(["demo", "--faces", "--quick", "--quiet"]) == 0
     out = tmp_path / "synthworth-faces-demo-quick"
-    # the autoencoder is a run of its own, and the latent model was trained on its latents
+    # the autoencoder is a run of its own (one, shared), and every latent replicate was trained on its latents
     assert (out / "runs" / "vae" / "model" / "config.json").is_file()
-    assert str(out / "runs" / "vae") in (out / "runs" / "ldm" / "config.yaml").read_text()
-    for kind in ("dcgan", "ddpm", "ldm"):
-        rows = [json.loads(line) for line in (out / "runs" / kind / "metrics.jsonl").read_text().splitlines()]
-        evals = [r for r in rows if r.get("kind") == "eval"]
-        assert [r["epoch"] for r in evals] == [1, 2, 3] and all("fid" in r for r in evals), kind
-        assert evals[0]["features"] == "file" and evals[0]["real_split"] == "test"
+    for seed in (0, 1):
+        assert str(out / "runs" / "vae") in (out / "runs" / "ldm" / f"seed-{seed}" / "config.yaml").read_text()
+    for kind in ("dcgan", "ddpm", "ldm"):  # each generator: a replicates folder of one run per seed
+        manifest = json.loads((out / "runs" / kind / "replicates.json").read_text())
+        assert manifest["kind"] == kind and [r["seed"] for r in manifest["runs"]] == [0, 1], kind
+        for seed in (0, 1):
+            run = out / "runs" / kind / f"seed-{seed}"
+            assert (run / "model").is_dir() and f"seed: {seed}" in (run / "config.yaml").read_text(), (kind, seed)
+            rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+            evals = [r for r in rows if r.get("kind") == "eval"]
+            assert [r["epoch"] for r in evals] == [1, 2, 3] and all("fid" in r for r in evals), kind
+            assert evals[0]["features"] == "file" and evals[0]["real_split"] == "test"
     findings = json.loads((out / "findings" / "findings.json").read_text())
     assert set(findings["models"]) == {"DCGAN", "pixel DDPM", "latent diffusion"}
     assert findings["real"]["train_images"] == 70 and findings["real"]["reference_images"] == 30
+    # intervals over the replicates, and the test between models over runs
+    test = findings["closest_test"]
+    assert test["best"] == findings["closest"] and set(test["tests"]) == set(findings["models"]) - {test["best"]}
     for name, model in findings["models"].items():
+        assert model["runs"] == 2 and model["seeds"] == [0, 1], name
+        fid = model["quality"]["fid"]
+        assert fid["covers"] == "runs" and len(fid["per_run"]) == 2, name
+        assert fid["low"] <= fid["mean"] <= fid["high"], name
+        assert "over its 2 runs (seeds 0, 1)" in model["sentences"]["quality"], name
         assert model["plateau"]["points"] == 3 and model["plateau"]["status"] != "too few points", name
-        assert model["exposure"]["n"] == findings["draws"] * findings["samples"]
+        assert model["exposure"]["n"] == 2 * findings["draws"] * findings["samples"]
         assert model["cost"]["train_seconds"] > 0 and model["cost"]["ratio"] >= 1
         assert all(model["sentences"][k] for k in ("quality", "plateau", "exposure", "cost"))
     assert findings["models"]["latent diffusion"]["cost"]["extra_seconds"] > 0  # its autoencoder
+    # the autoencoder's diagnostics: its held-out reconstructions measured
+    recon = findings["models"]["latent diffusion"]["autoencoder"]["reconstruction"]
+    assert recon["images"] == 30 and recon["psnr"] > 0 and recon["recon_fid"] >= 0
     page = out / "report" / "index.html"
     parsed = parse(page)
     from urllib.parse import unquote
