@@ -83,6 +83,23 @@ def test_a_latent_models_cpu_time_counts_its_vae_and_is_unknown_when_the_vae_has
     assert training_cost(ldm)["total_cpu_seconds"] is None
 
 
+def test_latent_replicates_sharing_one_vae_give_their_spread_beside_the_total_it_is_of(tmp_path):
+    """The spread over runs is of each run's total, its VAE's included: said after that total,
+    never beside the UNet's own seconds it is not a spread of."""
+    vae = fake_run(tmp_path / "vae", [epoch(40.0, cpu=30.0)], kind="vae")
+    (vae / "model").mkdir()
+    runs = []
+    for k, cpu in enumerate((28.0, 30.0)):
+        ldm = fake_run(tmp_path / f"seed-{k}", [epoch(50.0, cpu=cpu)], kind="ldm")
+        (ldm / "config.yaml").write_text(f"kind: ldm\nvae: {vae / 'model'}\n")
+        runs.append(ldm)
+    latent = {"run": str(tmp_path), "epochs": 3, "cost": cost_of_runs(runs)}
+    cost_ratios({"latent": latent["cost"]})
+    text = sentence(latent, "latent")
+    assert "in 29 s of CPU time" in text and "; the mean of 2 runs; its VAE" in text
+    assert ", 59 s in all (from 58 s to 60 s over the runs)" in text
+
+
 def test_a_run_resumed_from_a_checkpoint_without_the_cpu_clock_records_none(digits_small, tmp_path):
     """The engine's CPU clock: cumulative in each epoch row; a run resumed from a checkpoint of
     an engine that did not keep it cannot know its earlier CPU seconds and records none."""

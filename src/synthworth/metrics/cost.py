@@ -193,16 +193,17 @@ def sentence(model: dict[str, Any], cheapest: str | None) -> str:
         if c["source"] == "elapsed_s":
             text += ("; it includes evaluation and checkpoints: the run predates the train_s record of training "
                      "time alone")
-    if runs > 1:
-        text += f"; the mean of {runs} runs"
-        if c.get("seconds_min") is not None:
-            text += f", from {seconds(c['seconds_min'])} to {seconds(c['seconds_max'])}"
-    if c["extra_note"]:
-        text += f"; {c['extra_note']}"
     total = c.get("seconds") if "measure" in c else c["total_seconds"]
     extra = c["extra_cpu_seconds"] if measure == "cpu" else c["extra_seconds"]
+    # The spread over runs is of each run's total (its VAE's included): said after that total
+    spread = (f"from {seconds(c['seconds_min'])} to {seconds(c['seconds_max'])}"
+              if runs > 1 and c.get("seconds_min") is not None else None)
+    if runs > 1:
+        text += f"; the mean of {runs} runs" + (f", {spread}" if spread and not c["extra_note"] else "")
+    if c["extra_note"]:
+        text += f"; {c['extra_note']}"
     if extra is not None and total is not None:
-        text += f", {seconds(total)} in all"
+        text += f", {seconds(total)} in all" + (f" ({spread} over the runs)" if spread else "")
     if c["ratio"] is not None and cheapest is not None:
         what = MEASURES[measure][1]
         text += "; the cheapest model" if c["ratio"] == 1 else f"; {c['ratio']:.1f}× the {what} of {cheapest}"
