@@ -141,3 +141,20 @@ def test_a_demo_folder_of_another_flavour_is_refused_not_taken_for_finished_stag
     assert snapshot(out) == before
     (out / "flavour.json").unlink()  # a demo folder written before flavours were recorded
     refused("demo", "--faces", "--quick", "--out", str(out), match="earlier synthworth")
+
+
+def test_a_faces_demo_of_one_run_a_model_is_refused_not_mixed_with_replicates(tmp_path, refused, snapshot):
+    """A faces demo written before replicates holds one run of each model where the demo now
+    trains a replicates folder: refused in one line naming a new folder, its runs untouched."""
+    import json
+
+    from synthworth.safety import mark_owned
+
+    out = tmp_path / "demo"
+    (out / "runs" / "dcgan" / "model").mkdir(parents=True)
+    (out / "runs" / "dcgan" / "config.yaml").write_text("kind: dcgan\n")
+    mark_owned(out, "demo", ["runs", "flavour.json"])
+    (out / "flavour.json").write_text(json.dumps({"flavour": "faces-quick"}))
+    before = snapshot(out)
+    refused("demo", "--faces", "--quick", "--out", str(out), match=("this one trains replicates", "demo-2"))
+    assert snapshot(out) == before

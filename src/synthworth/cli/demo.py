@@ -13,7 +13,8 @@ from synthworth.cli.app import cli
                    "synthworth-demo, synthworth-demo-quick, synthworth-faces-demo or synthworth-faces-demo-quick.")
 @click.option("--quick", is_flag=True, help="The same path at toy size (under a minute; for tests).")
 @click.option("--faces", is_flag=True, help="The faces project instead: DCGAN vs pixel DDPM vs latent diffusion on the "
-              "bundled LFW faces, quality tracked while they train, four findings measured (about 5 minutes).")
+              "bundled LFW faces, 3 replicates (seeds) of each, quality tracked while they train, four findings measured "
+              "over the replicates (about 3-5 minutes on 2 cores).")
 @click.option("--workers", type=int, envvar="SYNTHWORTH_WORKERS",
               help="Processes of one thread each (default: one per core; 1: every stage one after another).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")

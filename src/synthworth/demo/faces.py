@@ -125,6 +125,19 @@ def _faces(out: Path, quick: bool, stages: dict[str, float], say: _Narrator, wor
     return page
 
 
+def _check_no_single_runs(out: Path) -> None:
+    """A faces demo folder of an earlier synthworth holds one run of each generator where this
+    one trains replicates: refused in one line (its runs are kept), before any lane starts."""
+    from synthworth.errors import SynthworthError
+    from synthworth.safety import suggest_new
+
+    for kind in ("dcgan", "ddpm", "ldm"):
+        if (out / "runs" / kind / "config.yaml").is_file():
+            raise SynthworthError(f"{out} holds a faces demo of an earlier synthworth (one run of each model, "
+                                  f"{out / 'runs' / kind} among them); this one trains replicates: run it into a "
+                                  f"new folder, e.g. --out {suggest_new(out)}")
+
+
 def _option(overrides: tuple[str, ...], key: str) -> str:
     return next(o.split("=", 1)[1] for o in overrides if o.startswith(key + "="))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from synthworth.demo.common import DEMO_ENTRIES, FLAVOUR_FILE, _check_flavour, _Narrator, default_out
 from synthworth.demo.digits import _digits
-from synthworth.demo.faces import _faces
+from synthworth.demo.faces import _check_no_single_runs, _faces
 
 
 def run_demo(out: str | os.PathLike | None = None, *, quick: bool = False, faces: bool = False,
@@ -43,6 +43,8 @@ def _run(out: Path, quick: bool, faces: bool, progress: bool, workers: int) -> P
     check_replaceable(out, "demo")
     flavour = ("faces" if faces else "digits") + ("-quick" if quick else "")
     _check_flavour(out, flavour, quick, faces)
+    if faces:
+        _check_no_single_runs(out)
     out.mkdir(parents=True, exist_ok=True)
     mark_owned(out, "demo", DEMO_ENTRIES)
     if not (out / FLAVOUR_FILE).is_file():
