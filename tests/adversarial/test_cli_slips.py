@@ -156,6 +156,8 @@ BAD_INPUT = {
     ("report",): (["{tmp}/missing"], "does not exist"),
     ("demo",): (["--out", "{tmp}/a_file"], "is a file"),
     ("compare",): (["--run", "gan", "--real", "{tmp}/missing", "--out", "{tmp}/o"], "is not NAME=PATH"),
+    ("plan",): (["{tmp}/missing", "--generator", "g", "--images", "10"], "Missing option '--out'"),
+    ("plan-check",): (["{tmp}/missing", "--planned", "a", "--uniform", "b"], "holds no results.csv"),
 }
 
 

@@ -147,7 +147,7 @@ def test_bad_input_is_one_line_before_anything_is_generated(tmp_path, capsys, dc
         (["--from", str(dcgan_run), "--count", "2", "--theme", "animals"], "theme: only for --pipeline"),
         (["--from", str(dcgan_run), "--count", "2", "--native-size", "64"], "native_size: only for --pipeline"),
         (["--from", str(dcgan_run), "--pipeline", "sd21", "--count", "2"], "either --from"),
-        (["--from", str(dcgan_run)], "either --count or --per-class"),
+        (["--from", str(dcgan_run)], "give one of --count, --per-class or --plan"),
         (["--pipeline", "sd15", "--theme", "animals", "--count", "2"], "unknown pipeline 'sd15'"),
         (["--pipeline", str(tmp_path), "--theme", "animals", "--count", "2"], "no model_index.json"),
         (["--pipeline", "someone/not-cached", "--theme", "animals", "--count", "2"],

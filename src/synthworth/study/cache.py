@@ -42,7 +42,8 @@ COMPLETE = "COMPLETE"
 RESULT = "result.json"
 FAILED = "failed.json"
 KIND = "study"
-TABLES = ("results", "evaluations", "summary", "comparisons", "metrics", "exchange_rates", "exchange_rates_by_class")
+TABLES = ("results", "evaluations", "summary", "comparisons", "metrics", "exchange_rates", "exchange_rates_by_class",
+          "worth_per_compute")
 TABLES_LOCK = "tables.lock"
 # Every top-level entry a study writes into its results folder.
 ENTRIES = ("study.yaml", "inputs.json", "log.txt", "cells", "metrics", "grid.json", TABLES_LOCK, "filtered", "features",
